@@ -1,0 +1,669 @@
+//! tctl: the administrator's client.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use client::{ApiClient, Credentials, ProfileStore};
+
+#[derive(Parser)]
+#[command(
+    name = "tctl",
+    about = "Teleport cluster administration",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Verbose logging to stderr.
+    #[arg(long, short = 'd', global = true)]
+    debug: bool,
+    /// teleport.yaml of the auth host (default /etc/teleport.yaml when present).
+    #[arg(long, short = 'c', global = true, env = "TELEPORT_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Identity file (from `tctl auth sign`).
+    #[arg(long, short = 'i', global = true)]
+    identity: Option<PathBuf>,
+    /// Address of the auth service or proxy, host:port.
+    #[arg(long, global = true, env = "TELEPORT_AUTH_SERVER")]
+    auth_server: Option<String>,
+    /// Skip checking the server's certificate.
+    #[arg(long, global = true)]
+    insecure: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Cluster name, version and CA pin.
+    Status,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Manage provision tokens.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Create resources from a YAML/JSON file or standard input.
+    Create {
+        /// Overwrite existing resources.
+        #[arg(long, short = 'f')]
+        force: bool,
+        /// File (`-` or none for standard input).
+        file: Option<String>,
+    },
+    /// Show resources: KIND or KIND/NAME.
+    Get {
+        /// e.g. `role`, `roles`, `role/admin`, `users`, `tokens`.
+        what: String,
+        /// yaml, json or text.
+        #[arg(long, default_value = "yaml")]
+        format: String,
+    },
+    /// Delete a resource: KIND/NAME.
+    Rm {
+        /// e.g. `role/dev`.
+        what: String,
+    },
+    /// Certificate operations.
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// Audit events.
+    #[command(subcommand)]
+    Events(EventsCmd),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Create a user; prints an invite link to set the password.
+    Add(UserAdd),
+    /// Change a user's roles or traits.
+    Update(UserUpdate),
+    /// List users.
+    Ls {
+        /// text, json or yaml.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Delete a user.
+    Rm {
+        /// User name.
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct UserAdd {
+    /// User name.
+    name: String,
+    /// Roles, comma separated.
+    #[arg(long)]
+    roles: String,
+    /// Allowed logins.
+    #[arg(long)]
+    logins: Option<String>,
+    /// Allowed database users.
+    #[arg(long = "db-users")]
+    db_users: Option<String>,
+    /// Allowed database names.
+    #[arg(long = "db-names")]
+    db_names: Option<String>,
+    /// Allowed Azure identities (full resource IDs).
+    #[arg(long = "azure-identities")]
+    azure_identities: Option<String>,
+}
+
+#[derive(Args)]
+struct UserUpdate {
+    /// User name.
+    name: String,
+    /// New roles, comma separated.
+    #[arg(long = "set-roles")]
+    set_roles: Option<String>,
+    /// New logins.
+    #[arg(long = "set-logins")]
+    set_logins: Option<String>,
+    /// New database users.
+    #[arg(long = "set-db-users")]
+    set_db_users: Option<String>,
+    /// New database names.
+    #[arg(long = "set-db-names")]
+    set_db_names: Option<String>,
+    /// New Azure identities.
+    #[arg(long = "set-azure-identities")]
+    set_azure_identities: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokensCmd {
+    /// Create a token.
+    Add {
+        /// Roles the token grants: app, db, node, ... (comma separated).
+        #[arg(long = "type")]
+        kind: String,
+        /// Validity, Go duration (default 30m).
+        #[arg(long, default_value = "30m")]
+        ttl: String,
+        /// Use this value instead of a random one.
+        #[arg(long)]
+        value: Option<String>,
+        /// text (the token alone), json or yaml; without it a message.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List tokens.
+    Ls {
+        /// text, json or yaml.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Delete a token.
+    Rm {
+        /// The token.
+        token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCmd {
+    /// Write an identity file for a user (automation, CI).
+    Sign {
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// Output file.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        /// Validity, Go duration.
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+        /// Only `file` is supported.
+        #[arg(long, default_value = "file")]
+        format: String,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// List audit events.
+    Ls {
+        /// Only these event types (comma separated), e.g. user.login.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// How far back, Go duration.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Most events to show.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.debug { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if matches!(cli.cmd, Cmd::Version) {
+        println!("{}", api::version_line());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const DEFAULT_CONFIG: &str = "/etc/teleport.yaml";
+
+/// Find who we are and where the cluster is.
+fn connect(cli: &Cli) -> Result<ApiClient> {
+    if let Some(path) = &cli.identity {
+        let creds = Credentials::load_identity_file(path)?;
+        let addr = match &cli.auth_server {
+            Some(a) => a.clone(),
+            None => ProfileStore::from_env()?
+                .current()
+                .map(|(p, _)| p.web_proxy_addr)
+                .map_err(|_| anyhow!("--auth-server must be set when using an identity file"))?,
+        };
+        return Ok(ApiClient::new(&addr, Some(&creds), cli.insecure)?);
+    }
+    let config_path = cli.config.clone().or_else(|| {
+        let p = PathBuf::from(DEFAULT_CONFIG);
+        p.exists().then_some(p)
+    });
+    if let Some(path) = config_path {
+        let cfg = config::load(&path)?;
+        if cfg.auth_service.enabled {
+            let id_path = cfg.data_dir().join(ADMIN_IDENTITY);
+            let creds = Credentials::load_identity_file(&id_path).map_err(|_| {
+                anyhow!(
+                    "cannot read the local admin identity {}: is the auth service (teleport start -c {}) running on this host?",
+                    id_path.display(),
+                    path.display()
+                )
+            })?;
+            let addr = match &cli.auth_server {
+                Some(a) => a.clone(),
+                None => local_addr(cfg.auth_listen_addr()?),
+            };
+            return Ok(ApiClient::new(&addr, Some(&creds), cli.insecure)?);
+        }
+    }
+    let (profile, creds) = ProfileStore::from_env()?.current().map_err(|_| {
+        anyhow!(
+            "not logged in: run tsh login, use an identity file (-i), or run tctl on the auth host"
+        )
+    })?;
+    let addr = cli.auth_server.clone().unwrap_or(profile.web_proxy_addr);
+    Ok(ApiClient::new(
+        &addr,
+        Some(&creds),
+        cli.insecure || profile.insecure,
+    )?)
+}
+
+/// Name of the admin identity file in the data directory (shared with teleport).
+const ADMIN_IDENTITY: &str = "admin-identity.pem";
+
+fn local_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+fn parse_ttl(text: &str) -> Result<Duration> {
+    resources::parse_go_duration(text).map_err(|e| anyhow!("bad duration {text:?}: {e}"))
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn check_azure_identities(ids: &[String]) -> Result<()> {
+    for id in ids {
+        if id == "*" {
+            bail!("Azure identity cannot be a wildcard.");
+        }
+        if !resources::is_valid_azure_identity(id) {
+            bail!(
+                "Azure identity {id:?} has invalid format: expected /subscriptions/<subscription>/resourceGroups/<group>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let api = connect(&cli)?;
+    match cli.cmd {
+        Cmd::Version => Ok(()),
+        Cmd::Status => {
+            let s = api.status().await?;
+            println!("Cluster      {}", s.cluster_name);
+            println!("Version      {}", s.version);
+            for ca in &s.cas {
+                println!("{:<12} {}", format!("{} CA", ca.kind), ca.pin);
+            }
+            println!("CA pin       {}", s.ca_pin);
+            Ok(())
+        }
+        Cmd::Users(cmd) => users(&api, cmd).await,
+        Cmd::Tokens(cmd) => tokens(&api, cmd).await,
+        Cmd::Create { force, file } => {
+            let text = match file.as_deref() {
+                None | Some("-") => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading standard input")?;
+                    s
+                }
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+                }
+            };
+            // Parse locally first: errors name the document and line.
+            resources::parse_resources(&text)?;
+            for r in api.upsert_resources(&text, force).await? {
+                let kind = r["kind"].as_str().unwrap_or("resource");
+                let kind = if kind == "token" {
+                    "provision_token"
+                } else {
+                    kind
+                };
+                println!(
+                    "{} {:?} has been {}",
+                    kind,
+                    r["name"].as_str().unwrap_or(""),
+                    r["action"].as_str().unwrap_or("saved")
+                );
+            }
+            Ok(())
+        }
+        Cmd::Get { what, format } => {
+            let (kind, name) = resources::parse_kind_ref(&what)?;
+            let items = api.get_resources(kind, name.as_deref()).await?;
+            print_resources(&items, &format)
+        }
+        Cmd::Rm { what } => {
+            let (kind, name) = resources::parse_kind_ref(&what)?;
+            let name =
+                name.ok_or_else(|| anyhow!("give the resource as KIND/NAME, e.g. role/dev"))?;
+            api.delete_resource(kind, &name).await?;
+            println!("{kind} {name:?} has been deleted");
+            Ok(())
+        }
+        Cmd::Auth(AuthCmd::Sign {
+            user,
+            out,
+            ttl,
+            format,
+            overwrite,
+        }) => {
+            if format != "file" {
+                bail!("unsupported identity format {format:?}: only \"file\" is supported");
+            }
+            if out.exists() && !overwrite {
+                bail!(
+                    "output file {} exists: remove it or pass --overwrite",
+                    out.display()
+                );
+            }
+            let key = pki::generate_key()?;
+            let certs = api
+                .sign_user(&user, &key.public_key_der, parse_ttl(&ttl)?)
+                .await?;
+            let creds = Credentials {
+                key_pem: key.private_key_pem,
+                cert_pem: certs.tls_cert,
+                ca_pems: certs.host_ca_certs,
+            };
+            client::profile::write_private(&out, creds.to_identity_file().as_bytes())?;
+            println!("\nThe credentials have been written to {}", out.display());
+            Ok(())
+        }
+        Cmd::Events(EventsCmd::Ls {
+            kind,
+            since,
+            limit,
+            format,
+        }) => {
+            let from = time::OffsetDateTime::now_utc() - parse_ttl(&since)?;
+            let q = api::EventsQuery {
+                from: Some(from.format(&time::format_description::well_known::Rfc3339)?),
+                to: None,
+                types: kind,
+                limit: Some(limit),
+            };
+            let events = api.events(&q).await?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                println!(
+                    "{:<32} {:<22} {:<8} {:<16} Details",
+                    "Time", "Event", "Code", "User"
+                );
+                for e in &events {
+                    println!(
+                        "{:<32} {:<22} {:<8} {:<16} {}",
+                        e["time"].as_str().unwrap_or(""),
+                        e["event"].as_str().unwrap_or(""),
+                        e["code"].as_str().unwrap_or(""),
+                        e["user"].as_str().unwrap_or(""),
+                        e.get("name")
+                            .or_else(|| e.get("error"))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(items)?),
+        "yaml" => {
+            let mut first = true;
+            for item in items {
+                if !first {
+                    println!("---");
+                }
+                first = false;
+                print!("{}", serde_yaml_ng::to_string(item)?);
+            }
+        }
+        "text" => {
+            for item in items {
+                println!(
+                    "{} {}",
+                    item["kind"].as_str().unwrap_or(""),
+                    item["metadata"]["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+        other => bail!("unsupported format {other:?}: use yaml, json or text"),
+    }
+    Ok(())
+}
+
+async fn users(api: &ApiClient, cmd: UsersCmd) -> Result<()> {
+    match cmd {
+        UsersCmd::Add(a) => {
+            let roles = split_list(&a.roles);
+            if roles.is_empty() {
+                bail!("--roles must name at least one role");
+            }
+            let mut traits: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (key, val) in [
+                ("logins", &a.logins),
+                ("db_users", &a.db_users),
+                ("db_names", &a.db_names),
+                ("azure_identities", &a.azure_identities),
+            ] {
+                if let Some(v) = val {
+                    traits.insert(key.to_string(), split_list(v));
+                }
+            }
+            if let Some(ids) = traits.get("azure_identities") {
+                check_azure_identities(ids)?;
+            }
+            let user = new_user(&a.name, roles, traits)?;
+            let invite = api.create_user(&user).await?;
+            let host = invite
+                .invite_url
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            println!(
+                "User {:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{}\n\nNOTE: Make sure {} points at a Teleport proxy which users can access.",
+                a.name,
+                go_hours(invite.ttl_seconds),
+                invite.invite_url,
+                host
+            );
+            Ok(())
+        }
+        UsersCmd::Update(u) => {
+            let mut user = api.get_user(&u.name).await?;
+            let mut changes = Vec::new();
+            if let Some(r) = &u.set_roles {
+                let roles = split_list(r);
+                changes.push(format!("New roles: {}", roles.join(",")));
+                user.spec.roles = roles;
+            }
+            for (key, label, val) in [
+                ("logins", "New logins", &u.set_logins),
+                ("db_users", "New database users", &u.set_db_users),
+                ("db_names", "New database names", &u.set_db_names),
+                (
+                    "azure_identities",
+                    "New Azure identities",
+                    &u.set_azure_identities,
+                ),
+            ] {
+                if let Some(v) = val {
+                    let list = split_list(v);
+                    if key == "azure_identities" {
+                        check_azure_identities(&list)?;
+                    }
+                    changes.push(format!("{label}: {}", list.join(",")));
+                    user.spec.traits.insert(key.to_string(), list);
+                }
+            }
+            if changes.is_empty() {
+                bail!("Nothing to update. Please provide at least one --set flag.");
+            }
+            api.update_user(&user).await?;
+            println!("User {} has been updated:", u.name);
+            for c in changes {
+                println!("\t{c}");
+            }
+            Ok(())
+        }
+        UsersCmd::Ls { format } => {
+            let users = api.get_resources("user", None).await?;
+            if format == "text" {
+                println!("{:<24} Roles", "User");
+                println!("{:<24} -----", "----");
+                for u in &users {
+                    let roles: Vec<&str> = u["spec"]["roles"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<24} {}",
+                        u["metadata"]["name"].as_str().unwrap_or(""),
+                        roles.join(",")
+                    );
+                }
+                Ok(())
+            } else {
+                print_resources(&users, &format)
+            }
+        }
+        UsersCmd::Rm { name } => {
+            api.delete_resource("user", &name).await?;
+            println!("User {name:?} has been deleted");
+            Ok(())
+        }
+    }
+}
+
+fn go_hours(secs: u64) -> String {
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
+    }
+}
+
+fn new_user(
+    name: &str,
+    roles: Vec<String>,
+    traits: BTreeMap<String, Vec<String>>,
+) -> Result<resources::User> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "kind": "user", "version": "v2",
+        "metadata": {"name": name},
+        "spec": {"roles": roles, "traits": traits},
+    }))?)
+}
+
+async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
+    match cmd {
+        TokensCmd::Add {
+            kind,
+            ttl,
+            value,
+            format,
+        } => {
+            let ttl = parse_ttl(&ttl)?;
+            resources::SystemRole::parse_list(&kind)?;
+            let token = api.create_token(&kind, ttl, value.as_deref()).await?;
+            let name = token.metadata.name.clone();
+            match format.as_deref() {
+                Some("text") => println!("{name}"),
+                Some("json") => println!("{}", serde_json::to_string_pretty(&token)?),
+                Some("yaml") => print!("{}", serde_yaml_ng::to_string(&token)?),
+                Some(other) => bail!("unsupported format {other:?}: use text, json or yaml"),
+                None => {
+                    println!(
+                        "The invite token: {name}\nThis token will expire in {} minutes.\n\nUse this token in join_params.token_name of an agent's teleport.yaml (a file path holding it works too).",
+                        ttl.as_secs() / 60
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokensCmd::Ls { format } => {
+            let list = api.get_resources("token", None).await?;
+            if format != "text" {
+                return print_resources(&list, &format);
+            }
+            println!(
+                "{:<34} {:<12} {:<8} Expiry Time (UTC)",
+                "Token", "Type", "Labels"
+            );
+            println!(
+                "{:<34} {:<12} {:<8} -----------------",
+                "-----", "----", "------"
+            );
+            for t in &list {
+                let roles: Vec<&str> = t["spec"]["roles"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|r| r.as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<34} {:<12} {:<8} {}",
+                    t["metadata"]["name"].as_str().unwrap_or(""),
+                    roles.join(","),
+                    "",
+                    t["metadata"]["expires"].as_str().unwrap_or("never")
+                );
+            }
+            Ok(())
+        }
+        TokensCmd::Rm { token } => {
+            api.delete_resource("token", &token).await?;
+            println!("Token {token} has been deleted");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! teleport: the service binary (auth, proxy; agents in later issues).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "teleport",
+    about = "Teleport services",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the services enabled in the config file.
+    Start {
+        /// Config file.
+        #[arg(long, short = 'c', default_value = "/etc/teleport.yaml")]
+        config: PathBuf,
+        /// Verbose logging.
+        #[arg(long, short = 'd')]
+        debug: bool,
+        /// Write the process ID here.
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Name of the admin identity file in the data directory (read by tctl).
+const ADMIN_IDENTITY: &str = "admin-identity.pem";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Version => {
+            println!("{}", api::version_line());
+            ExitCode::SUCCESS
+        }
+        Cmd::Start {
+            config,
+            debug,
+            pid_file,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("ERROR: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(start(config, debug, pid_file)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ERROR: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(debug: bool, cfg: &config::FileConfig) {
+    let level = if debug {
+        "debug".to_string()
+    } else {
+        cfg.teleport
+            .log
+            .as_ref()
+            .and_then(|l| l.severity.clone())
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "warning" => "warn".to_string(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| "info".into())
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+fn storage_config(cfg: &config::FileConfig) -> Result<backend::StorageConfig> {
+    let storage = cfg.teleport.storage.clone().unwrap_or_default();
+    Ok(match storage.kind.as_str() {
+        "" | "sqlite" | "dir" => backend::StorageConfig::Sqlite {
+            path: cfg.data_dir().join("backend").join("sqlite.db"),
+        },
+        "postgresql" | "postgres" => backend::StorageConfig::Postgres {
+            conn_string: storage
+                .conn_string
+                .ok_or_else(|| anyhow!("storage type postgresql needs conn_string"))?,
+        },
+        other => bail!("unsupported storage type {other:?}"),
+    })
+}
+
+fn public_addr(cfg: &config::FileConfig, bound: std::net::SocketAddr) -> String {
+    if let Some(p) = cfg
+        .proxy_service
+        .public_addr
+        .as_ref()
+        .and_then(|p| p.to_vec().into_iter().next())
+    {
+        return p;
+    }
+    if bound.ip().is_unspecified() {
+        format!("{}:{}", cfg.nodename(), bound.port())
+    } else {
+        bound.to_string()
+    }
+}
+
+async fn start(config_path: PathBuf, debug: bool, pid_file: Option<PathBuf>) -> Result<()> {
+    let cfg = config::load(&config_path)?;
+    init_logging(debug, &cfg);
+    if let Some(p) = &pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing pid file {}", p.display()))?;
+    }
+    let data_dir = cfg.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+
+    if cfg.ssh_service.enabled {
+        tracing::warn!("the SSH service is not available in this build; ssh_service is ignored");
+    }
+    if cfg.app_service.enabled || cfg.db_service.enabled {
+        tracing::warn!(
+            "the app and database services are not available in this build yet; app_service and db_service are ignored"
+        );
+    }
+    if !cfg.auth_service.enabled {
+        if cfg.proxy_service.enabled {
+            bail!("proxy_service needs auth_service enabled in the same process in this build");
+        }
+        bail!("no service this build can run is enabled: enable auth_service and proxy_service");
+    }
+
+    let nodename = cfg.nodename();
+    let web_listener =
+        if cfg.proxy_service.enabled {
+            let addr = cfg.web_listen_addr()?;
+            Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (proxy_service.web_listen_addr)")
+            })?)
+        } else {
+            None
+        };
+    let proxy_public = match &web_listener {
+        Some(l) => Some(public_addr(&cfg, l.local_addr()?)),
+        None => None,
+    };
+
+    let storage = storage_config(&cfg)?;
+    let backend = backend::open(&storage)
+        .await
+        .map_err(|e| anyhow!("opening storage: {e}"))?;
+    let cluster_name = cfg
+        .auth_service
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| nodename.clone());
+    let auth = auth::AuthServer::init(
+        backend.clone(),
+        auth::AuthConfig {
+            cluster_name,
+            static_tokens: cfg.auth_service.tokens.clone(),
+            proxy_public_addr: proxy_public.clone(),
+        },
+    )
+    .await?;
+
+    // The local administrator identity, for tctl on this host.
+    let admin = auth.admin_identity_pem()?;
+    write_private(&data_dir.join(ADMIN_IDENTITY), admin.as_bytes())?;
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = Vec::new();
+
+    // Auth listener: the authenticated API over mutual TLS.
+    let auth_addr = cfg.auth_listen_addr()?;
+    let auth_listener = TcpListener::bind(auth_addr)
+        .await
+        .with_context(|| format!("cannot listen on {auth_addr} (auth_service.listen_addr)"))?;
+    let (cert, key) = auth.server_keypair(&nodename, vec![nodename.clone()])?;
+    let auth_tls = pki::tls::server_config(
+        &cert,
+        &key,
+        &[
+            auth.user_ca().cert_pem().to_string(),
+            auth.host_ca().cert_pem().to_string(),
+        ],
+        pki::tls::ClientAuth::Required,
+        &[b"h2", b"http/1.1"],
+    )?;
+    tracing::info!(addr = %auth_listener.local_addr()?, cluster = %auth.cluster_name(), "auth service is listening");
+    {
+        let mut stop = stop_tx.subscribe();
+        let router = auth::http::router(auth.clone());
+        tasks.push(tokio::spawn(auth::serve::serve_tls(
+            auth_listener,
+            Arc::new(auth_tls),
+            router,
+            async move {
+                let _ = stop.recv().await;
+            },
+        )));
+    }
+
+    if let (Some(listener), Some(public)) = (web_listener, proxy_public) {
+        let (cert_pem, key_pem) = match cfg.proxy_service.https_keypairs.first() {
+            Some(kp) => (
+                std::fs::read_to_string(&kp.cert_file)
+                    .with_context(|| format!("reading {}", kp.cert_file.display()))?,
+                std::fs::read_to_string(&kp.key_file)
+                    .with_context(|| format!("reading {}", kp.key_file.display()))?,
+            ),
+            None => {
+                let host = public
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.to_string())
+                    .unwrap_or(public.clone());
+                tracing::warn!("no https_keypairs configured: using a self-signed certificate (clients need --insecure)");
+                pki::self_signed_server_cert(&[host, "localhost".into(), nodename.clone()])?
+            }
+        };
+        let proxy = Arc::new(proxy::Proxy::new(
+            auth.clone(),
+            proxy::ProxyConfig {
+                public_addr: public.clone(),
+                cert_pem,
+                key_pem,
+            },
+        )?);
+        tracing::info!(addr = %listener.local_addr()?, public_addr = %public, "proxy web service is listening");
+        let mut stop = stop_tx.subscribe();
+        tasks.push(tokio::spawn(proxy.serve(listener, async move {
+            let _ = stop.recv().await;
+        })));
+    }
+
+    eprintln!("Teleport is running (cluster {}).", auth.cluster_name());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Err(e) = backend.close().await {
+        tracing::warn!(error = %e, "closing storage");
+    }
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

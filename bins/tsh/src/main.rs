@@ -1,0 +1,268 @@
+//! tsh: the user's client.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use client::{Credentials, Profile, ProfileStore};
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+#[command(name = "tsh", about = "Teleport client", disable_version_flag = true)]
+struct Cli {
+    /// Verbose logging to stderr.
+    #[arg(long, short = 'd', global = true)]
+    debug: bool,
+    /// Identity file (from `tctl auth sign`) instead of a profile.
+    #[arg(long, short = 'i', global = true)]
+    identity: Option<PathBuf>,
+    /// Proxy address, host:port.
+    #[arg(long, global = true, env = "TELEPORT_PROXY")]
+    proxy: Option<String>,
+    /// Skip checking the proxy's certificate (test clusters only).
+    #[arg(long, global = true)]
+    insecure: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Log in to a cluster and get a certificate.
+    Login {
+        /// Teleport user name.
+        #[arg(long, env = "TELEPORT_USER")]
+        user: Option<String>,
+        /// Requested validity in minutes.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Show the current profile.
+    Status {
+        /// Output format: text or json.
+        #[arg(long, short = 'f', default_value = "text")]
+        format: String,
+    },
+    /// Delete the profile(s) and their keys.
+    Logout,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.debug);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Version => {
+            println!("{}", api::version_line());
+            Ok(())
+        }
+        Cmd::Status { format } => status(&cli, format),
+        Cmd::Logout => logout(),
+        Cmd::Login { user, ttl } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(login(&cli, user.clone(), *ttl))
+        }
+    }
+}
+
+fn read_password(user: &str) -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        let pw = rpassword::prompt_password(format!("Enter password for Teleport user {user}:"))
+            .context("reading the password")?;
+        Ok(pw)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
+async fn login(cli: &Cli, user: Option<String>, ttl: Option<u64>) -> Result<()> {
+    let store = ProfileStore::from_env()?;
+    let previous = store.current().ok();
+    let proxy = cli
+        .proxy
+        .clone()
+        .or_else(|| previous.as_ref().map(|(p, _)| p.web_proxy_addr.clone()))
+        .ok_or_else(|| anyhow!("--proxy must be set: tsh login --proxy=HOST:PORT --user=USER"))?;
+    let user = user
+        .or_else(|| previous.as_ref().map(|(p, _)| p.user.clone()))
+        .or_else(|| std::env::var("USER").ok())
+        .ok_or_else(|| anyhow!("--user must be set"))?;
+    let password = read_password(&user)?;
+    let insecure = cli.insecure;
+    let ttl = Duration::from_secs(ttl.unwrap_or(0) * 60);
+    let (ping, creds) = client::password_login(&proxy, &user, &password, insecure, ttl).await?;
+    let addr = client::base_url(&proxy)
+        .trim_start_matches("https://")
+        .to_string();
+    let profile = Profile {
+        web_proxy_addr: addr,
+        user: user.clone(),
+        cluster: ping.cluster_name.clone(),
+        insecure,
+    };
+    store.save(&profile, &creds)?;
+    print_profile(&profile, &creds, true)?;
+    Ok(())
+}
+
+fn load_active(cli: &Cli) -> Result<(Profile, Credentials)> {
+    if let Some(path) = &cli.identity {
+        let creds = Credentials::load_identity_file(path)?;
+        let id = client::identity_of(&creds)?;
+        let profile = Profile {
+            web_proxy_addr: cli.proxy.clone().unwrap_or_default(),
+            user: id.username.clone(),
+            cluster: id.teleport_cluster.clone(),
+            insecure: cli.insecure,
+        };
+        return Ok((profile, creds));
+    }
+    let store = ProfileStore::from_env()?;
+    Ok(store.current()?)
+}
+
+fn go_duration(d: time::Duration) -> String {
+    let secs = d.whole_seconds().max(0);
+    format!("{}h{}m{}s", secs / 3600, (secs % 3600) / 60, secs % 60)
+}
+
+fn valid_until_text(expires: OffsetDateTime) -> String {
+    let now = OffsetDateTime::now_utc();
+    let when = expires
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC"
+        ))
+        .unwrap_or_default();
+    if expires <= now {
+        format!("{when} [EXPIRED]")
+    } else {
+        format!("{when} [valid for {}]", go_duration(expires - now))
+    }
+}
+
+fn print_profile(profile: &Profile, creds: &Credentials, active: bool) -> Result<()> {
+    let id = client::identity_of(creds)?;
+    let mut out = std::io::stdout().lock();
+    let url = if profile.web_proxy_addr.is_empty() {
+        "(identity file)".to_string()
+    } else {
+        format!("https://{}", profile.web_proxy_addr)
+    };
+    let marker = if active { ">" } else { " " };
+    let logins = if id.logins.is_empty() {
+        "-".to_string()
+    } else {
+        id.logins.join(", ")
+    };
+    writeln!(out, "{marker} Profile URL:        {url}")?;
+    writeln!(out, "  Logged in as:       {}", id.username)?;
+    writeln!(out, "  Cluster:            {}", profile.cluster)?;
+    writeln!(out, "  Roles:              {}", id.groups.join(", "))?;
+    writeln!(out, "  Logins:             {logins}")?;
+    writeln!(out, "  Kubernetes:         disabled")?;
+    if !id.azure_identities.is_empty() {
+        writeln!(
+            out,
+            "  Azure Identities:   {}",
+            id.azure_identities.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "  Valid until:        {}",
+        valid_until_text(id.expires)
+    )?;
+    writeln!(out, "  Extensions:         -")?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn profile_json(profile: &Profile, creds: &Credentials) -> Result<serde_json::Value> {
+    let id = client::identity_of(creds)?;
+    Ok(serde_json::json!({
+        "profile_url": if profile.web_proxy_addr.is_empty() { String::new() } else { format!("https://{}", profile.web_proxy_addr) },
+        "username": id.username,
+        "cluster": profile.cluster,
+        "roles": id.groups,
+        "traits": id.traits,
+        "logins": id.logins,
+        "kubernetes_enabled": false,
+        "azure_identities": id.azure_identities,
+        "databases": [],
+        "valid_until": id.expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "extensions": [],
+    }))
+}
+
+fn status(cli: &Cli, format: &str) -> Result<()> {
+    if !matches!(format, "text" | "json") {
+        bail!("unsupported format {format:?}: use text or json");
+    }
+    let (profile, creds) = match load_active(cli) {
+        Ok(x) => x,
+        Err(e) => {
+            if format == "json" && e.to_string() == "Not logged in." {
+                println!("{}", serde_json::json!({"active": null, "profiles": []}));
+                return Err(e);
+            }
+            return Err(e);
+        }
+    };
+    let id = client::identity_of(&creds)?;
+    if format == "json" {
+        let doc = serde_json::json!({
+            "active": profile_json(&profile, &creds)?,
+            "profiles": [],
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_profile(&profile, &creds, true)?;
+    }
+    if id.expires <= OffsetDateTime::now_utc() {
+        bail!("Active profile expired.");
+    }
+    Ok(())
+}
+
+fn logout() -> Result<()> {
+    let store = ProfileStore::from_env()?;
+    let removed = store.remove(None)?;
+    if removed.is_empty() {
+        println!("All users logged out.");
+    } else {
+        for r in removed {
+            println!("Logged out {r}.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Agents: joining with a provision token, host certificate renewal, and the
+//! app and database servers they heartbeat.
+
+use std::time::{Duration, SystemTime};
+
+use backend::Item;
+use pki::{HostIdentity, Identity};
+use resources::{App, Database, JoinMethod, SystemRole};
+use serde::{Deserialize, Serialize};
+
+use crate::{now, AuthError, AuthServer, Caller, Result};
+
+/// Validity of host certificates; agents renew at half-life.
+pub const HOST_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a heartbeat keeps a server registered.
+pub const SERVER_TTL: Duration = Duration::from_secs(45);
+
+/// `POST /v1/webapi/host/credentials`: join with a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// The token value (never logged).
+    pub token: String,
+    /// Agent's host ID (a UUID it keeps in its data dir).
+    pub host_id: String,
+    /// Agent's node name.
+    pub node_name: String,
+    /// System roles asked for (`App`, `Db`, `Node`, ...).
+    pub roles: Vec<String>,
+    /// Public key to certify (SPKI DER, base64).
+    pub public_key: String,
+    /// Extra DNS names / IPs for the certificate.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+}
+
+/// Host credentials handed to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostCerts {
+    /// Host certificate (PEM).
+    pub tls_cert: String,
+    /// Host CA (PEM): the agent's trust anchor for cluster servers.
+    pub host_ca_certs: Vec<String>,
+    /// User CA (PEM): what user certificates are signed by.
+    pub user_ca_certs: Vec<String>,
+    /// Cluster name.
+    pub cluster_name: String,
+}
+
+/// A heartbeat: an agent announces one app or database it serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// `app` or `db`.
+    pub kind: String,
+    /// The app (for `app`).
+    #[serde(default)]
+    pub app: Option<App>,
+    /// The database (for `db`).
+    #[serde(default)]
+    pub db: Option<Database>,
+}
+
+/// A registered server: a resource and the agent serving it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerEntry {
+    /// Agent host ID.
+    pub host_id: String,
+    /// Agent node name.
+    pub hostname: String,
+    /// The app, for app servers.
+    #[serde(default)]
+    pub app: Option<App>,
+    /// The database, for database servers.
+    #[serde(default)]
+    pub db: Option<Database>,
+}
+
+fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl AuthServer {
+    /// Check a join attempt and issue host certificates. Every outcome is
+    /// audited as `instance.join`.
+    pub async fn register_with_token(&self, req: &RegisterRequest, remote: &str) -> Result<HostCerts> {
+        let result = self.register_inner(req).await;
+        let (code, success, error) = match &result {
+            Ok(_) => ("TJ002I", true, None),
+            Err(e) => ("TJ002E", false, Some(e.to_string())),
+        };
+        self.emit(serde_json::json!({
+            "event": "instance.join", "code": code, "success": success,
+            "host_id": req.host_id, "node_name": req.node_name, "role": req.roles.join(","),
+            "method": "token", "error": error, "addr.remote": remote,
+        }))
+        .await;
+        result
+    }
+
+    async fn register_inner(&self, req: &RegisterRequest) -> Result<HostCerts> {
+        if !safe_name(&req.host_id) {
+            return Err(AuthError::BadParameter(
+                "host_id must be letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        let asked: Vec<SystemRole> = req
+            .roles
+            .iter()
+            .map(|r| resources::SystemRole::parse_list(r))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| AuthError::BadParameter(e.to_string()))?
+            .into_iter()
+            .flatten()
+            .collect();
+        if asked.is_empty() {
+            return Err(AuthError::BadParameter("the join request names no role".into()));
+        }
+        let allowed = self.token_roles(&req.token).await?;
+        for role in &asked {
+            if !allowed.contains(role) {
+                return Err(AuthError::AccessDenied(format!(
+                    "the token does not allow joining as {role}: it allows {}; create one with tctl tokens add --type={}",
+                    allowed.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","),
+                    role.to_string().to_lowercase()
+                )));
+            }
+        }
+        let roles: Vec<String> = asked.iter().map(|r| r.to_string()).collect();
+        self.issue_host_certs(&req.host_id, &req.node_name, roles, &req.public_key, &req.dns_names)
+    }
+
+    async fn token_roles(&self, token: &str) -> Result<Vec<SystemRole>> {
+        let invalid = || {
+            AuthError::AccessDenied(
+                "the join token is not valid: it does not exist or has expired; create a new one with tctl tokens add".into(),
+            )
+        };
+        if token.is_empty() || token.contains('/') || token.len() > 512 {
+            return Err(invalid());
+        }
+        for st in self.static_tokens() {
+            if let Some((roles, value)) = st.rsplit_once(':') {
+                if subtle_eq(value.as_bytes(), token.as_bytes()) {
+                    return resources::SystemRole::parse_list(roles)
+                        .map_err(|e| AuthError::Internal(format!("static token: {e}")));
+                }
+            }
+        }
+        let item = match self.backend().get(&format!("tokens/{token}")).await {
+            Ok(item) => item,
+            Err(backend::BackendError::NotFound(_)) => return Err(invalid()),
+            Err(e) => return Err(e.into()),
+        };
+        let t: resources::ProvisionToken = serde_json::from_slice(&item.value)?;
+        if t.metadata.expires.is_some_and(|e| e <= now()) {
+            return Err(invalid());
+        }
+        if t.spec.join_method != JoinMethod::Token {
+            return Err(AuthError::AccessDenied(format!(
+                "the token uses the {:?} join method: set join_params.method to it",
+                t.spec.join_method.as_str()
+            )));
+        }
+        Ok(t.spec.roles)
+    }
+
+    /// Sign host certificates for an agent that proved itself.
+    pub fn issue_host_certs(
+        &self,
+        host_id: &str,
+        node_name: &str,
+        roles: Vec<String>,
+        public_key_b64: &str,
+        dns_names: &[String],
+    ) -> Result<HostCerts> {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(public_key_b64.as_bytes())
+            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
+        let mut names: Vec<String> = dns_names.iter().take(16).cloned().collect();
+        names.push(host_id.to_string());
+        if safe_name(node_name) {
+            names.push(node_name.to_string());
+        }
+        let host = HostIdentity {
+            host_id: host_id.to_string(),
+            nodename: node_name.to_string(),
+            cluster_name: self.cluster_name().to_string(),
+            system_roles: roles,
+            dns_names: names,
+            expires: now() + HOST_CERT_TTL,
+        };
+        let cert = self.host_ca().sign_host(&host, &key)?;
+        Ok(HostCerts {
+            tls_cert: cert,
+            host_ca_certs: vec![self.host_ca().cert_pem().to_string()],
+            user_ca_certs: vec![self.user_ca().cert_pem().to_string()],
+            cluster_name: self.cluster_name().to_string(),
+        })
+    }
+
+    /// Renew the calling agent's own host certificate.
+    pub async fn renew_host_certs(&self, caller: &Caller, public_key_b64: &str) -> Result<HostCerts> {
+        let Caller::Host(id) = caller else {
+            return Err(AuthError::AccessDenied(
+                "only agents (host certificates) may renew host certificates".into(),
+            ));
+        };
+        let id: &Identity = id;
+        self.issue_host_certs(&id.username, &id.username, id.groups.clone(), public_key_b64, &[])
+    }
+
+    /// Record a heartbeat from the calling agent.
+    pub async fn heartbeat(&self, caller: &Caller, hb: Heartbeat) -> Result<()> {
+        let Caller::Host(id) = caller else {
+            return Err(AuthError::AccessDenied("only agents may send heartbeats".into()));
+        };
+        let (prefix, role, name, entry) = match (hb.kind.as_str(), hb.app, hb.db) {
+            ("app", Some(app), _) => {
+                app.validate().map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                let name = app.metadata.name.clone();
+                ("app_servers", "App", name, ServerEntry { host_id: id.username.clone(), hostname: id.username.clone(), app: Some(app), db: None })
+            }
+            ("db", _, Some(db)) => {
+                db.validate().map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                let name = db.metadata.name.clone();
+                ("db_servers", "Db", name, ServerEntry { host_id: id.username.clone(), hostname: id.username.clone(), app: None, db: Some(db) })
+            }
+            _ => return Err(AuthError::BadParameter("a heartbeat carries an app or a db".into())),
+        };
+        if !id.groups.iter().any(|g| g == role) {
+            return Err(AuthError::AccessDenied(format!(
+                "this agent did not join with the {role} role"
+            )));
+        }
+        if !safe_name(&name) {
+            return Err(AuthError::BadParameter(format!("bad resource name {name:?}")));
+        }
+        self.backend()
+            .put(
+                Item::new(format!("{prefix}/{name}/{}", id.username), serde_json::to_vec(&entry)?)
+                    .with_expiry(SystemTime::now() + SERVER_TTL),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Registered servers of a kind (`app` or `db`), every agent's entry.
+    pub async fn servers(&self, kind: &str) -> Result<Vec<ServerEntry>> {
+        let prefix = match kind {
+            "app" => "app_servers/",
+            "db" => "db_servers/",
+            other => return Err(AuthError::BadParameter(format!("unknown server kind {other:?}"))),
+        };
+        let items = backend::get_prefix(&**self.backend(), prefix).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match serde_json::from_slice(&item.value) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::warn!(key = %item.key, error = %e, "skipping a corrupt server entry"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apps the calling user may access, one entry per app name.
+    pub async fn list_apps_for(&self, caller: &Caller) -> Result<Vec<App>> {
+        let Caller::User(id) = caller else {
+            return Err(AuthError::AccessDenied("log in with tsh login to list apps".into()));
+        };
+        let roles = self.get_roles(&id.groups).await?;
+        let checker = rbac::AccessChecker::new(roles, &id.traits)
+            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let mut seen = std::collections::BTreeMap::new();
+        for entry in self.servers("app").await? {
+            if let Some(app) = entry.app {
+                if checker.check_access_to_app(&app.all_labels()).is_ok() {
+                    seen.entry(app.metadata.name.clone()).or_insert(app);
+                }
+            }
+        }
+        Ok(seen.into_values().collect())
+    }
+
+    /// Databases the calling user may see, one entry per name.
+    pub async fn list_dbs_for(&self, caller: &Caller) -> Result<Vec<Database>> {
+        let Caller::User(id) = caller else {
+            return Err(AuthError::AccessDenied("log in with tsh login to list databases".into()));
+        };
+        let roles = self.get_roles(&id.groups).await?;
+        let checker = rbac::AccessChecker::new(roles, &id.traits)
+            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let mut seen = std::collections::BTreeMap::new();
+        for entry in self.servers("db").await? {
+            if let Some(db) = entry.db {
+                if checker.check_access_to_db(&db.all_labels(), None, None).is_ok() {
+                    seen.entry(db.metadata.name.clone()).or_insert(db);
+                }
+            }
+        }
+        Ok(seen.into_values().collect())
+    }
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

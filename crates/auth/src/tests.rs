@@ -1,0 +1,270 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+async fn server() -> Arc<AuthServer> {
+    let backend: Arc<dyn Backend> = Arc::new(backend::MemoryBackend::new().await);
+    AuthServer::init(
+        backend,
+        AuthConfig {
+            cluster_name: "example".into(),
+            proxy_public_addr: Some("proxy.example.com:3080".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn user_with_password(auth: &AuthServer, name: &str, roles: &[&str]) {
+    let user = new_user(
+        name,
+        roles.iter().map(|s| s.to_string()).collect(),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
+    assert!(invite
+        .invite_url
+        .starts_with("https://proxy.example.com:3080/web/invite/"));
+    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn init_is_idempotent_and_shared() {
+    let backend: Arc<dyn Backend> = Arc::new(backend::MemoryBackend::new().await);
+    let cfg = AuthConfig {
+        cluster_name: "one".into(),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(
+        AuthServer::init(backend.clone(), cfg.clone()),
+        AuthServer::init(backend.clone(), cfg.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.host_ca().pin(), b.host_ca().pin());
+    assert_eq!(a.user_ca().pin(), b.user_ca().pin());
+    let other = AuthServer::init(
+        backend,
+        AuthConfig {
+            cluster_name: "two".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(other, Err(AuthError::BadParameter(_))));
+}
+
+#[tokio::test]
+async fn invite_sets_password_once() {
+    let auth = server().await;
+    let user = new_user("alice", vec!["access".into()], BTreeMap::new()).unwrap();
+    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
+    let short = auth
+        .set_password_with_token(&invite.invite_token, "short")
+        .await;
+    assert!(matches!(short, Err(AuthError::BadParameter(_))));
+    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
+        .await
+        .unwrap();
+    let again = auth
+        .set_password_with_token(&invite.invite_token, "correct horse battery")
+        .await;
+    assert!(matches!(again, Err(AuthError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn duplicate_user_and_unknown_role_are_refused() {
+    let auth = server().await;
+    user_with_password(&auth, "alice", &["access"]).await;
+    let dup = new_user("alice", vec!["access".into()], BTreeMap::new()).unwrap();
+    assert!(matches!(
+        auth.create_user(&Caller::Admin, dup).await,
+        Err(AuthError::AlreadyExists(_))
+    ));
+    let bad = new_user("bob", vec!["nope".into()], BTreeMap::new()).unwrap();
+    let err = auth.create_user(&Caller::Admin, bad).await.unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test]
+async fn login_issues_a_certificate_with_roles_and_traits() {
+    let auth = server().await;
+    let mut traits = BTreeMap::new();
+    let id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
+    traits.insert("azure_identities".to_string(), vec![id.to_string()]);
+    traits.insert("logins".to_string(), vec!["root".to_string()]);
+    let user = new_user("alice", vec!["access".into()], traits).unwrap();
+    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
+    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
+        .await
+        .unwrap();
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .generate_user_cert(
+            "alice",
+            &key.public_key_der,
+            Duration::from_secs(100 * 3600),
+        )
+        .await
+        .unwrap();
+    let ident = Identity::from_cert_pem(&certs.tls_cert).unwrap();
+    assert_eq!(ident.username, "alice");
+    assert_eq!(ident.groups, vec!["access".to_string()]);
+    assert_eq!(ident.logins, vec!["root".to_string()]);
+    assert_eq!(ident.azure_identities, vec![id.to_string()]);
+    // 100h requested, access allows 30h.
+    let ttl = ident.expires - now();
+    assert!(
+        ttl <= time::Duration::hours(30) && ttl > time::Duration::hours(29),
+        "{ttl}"
+    );
+    let events = auth
+        .search_events(&Caller::Admin, &api::EventsQuery::default())
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e["event"] == "cert.create"));
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_account() {
+    let auth = server().await;
+    user_with_password(&auth, "alice", &["access"]).await;
+    for _ in 0..MAX_LOGIN_ATTEMPTS {
+        let err = auth
+            .authenticate("alice", "wrong password!", "test")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::AccessDenied(_)), "{err}");
+    }
+    // Even the right password is refused now.
+    let err = auth
+        .authenticate("alice", "correct horse battery", "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::LimitExceeded(_)), "{err}");
+    let events = auth
+        .search_events(
+            &Caller::Admin,
+            &api::EventsQuery {
+                types: Some("user.login".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), MAX_LOGIN_ATTEMPTS + 1);
+    assert!(events
+        .iter()
+        .all(|e| e["code"] == "T1000W" && e["success"] == false));
+}
+
+#[tokio::test]
+async fn unknown_user_gets_the_same_error_as_a_wrong_password() {
+    let auth = server().await;
+    user_with_password(&auth, "alice", &["access"]).await;
+    let a = auth
+        .authenticate("nobody", "whatever12345", "t")
+        .await
+        .unwrap_err();
+    let b = auth
+        .authenticate("alice", "whatever12345", "t")
+        .await
+        .unwrap_err();
+    assert_eq!(a.to_string(), b.to_string());
+}
+
+#[tokio::test]
+async fn rules_govern_the_admin_api() {
+    let auth = server().await;
+    user_with_password(&auth, "ed", &["editor"]).await;
+    user_with_password(&auth, "al", &["access"]).await;
+    let key = pki::generate_key().unwrap();
+    let ed = auth
+        .generate_user_cert("ed", &key.public_key_der, Duration::ZERO)
+        .await
+        .unwrap();
+    let al = auth
+        .generate_user_cert("al", &key.public_key_der, Duration::ZERO)
+        .await
+        .unwrap();
+    let ed = Caller::from_identity(Identity::from_cert_pem(&ed.tls_cert).unwrap());
+    let al = Caller::from_identity(Identity::from_cert_pem(&al.tls_cert).unwrap());
+    let role = resources::parse_resources(
+        "kind: role\nversion: v7\nmetadata:\n  name: dev\nspec:\n  allow:\n    app_labels:\n      env: dev\n",
+    )
+    .unwrap()
+    .remove(0);
+    let denied = auth
+        .upsert_resource(&al, role.clone(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(denied, AuthError::AccessDenied(_)), "{denied}");
+    assert_eq!(
+        auth.upsert_resource(&ed, role.clone(), false)
+            .await
+            .unwrap(),
+        "created"
+    );
+    let dup = auth
+        .upsert_resource(&ed, role.clone(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        dup.to_string()
+            .contains("use -f or --force flag to overwrite"),
+        "{dup}"
+    );
+    assert_eq!(
+        auth.upsert_resource(&ed, role, true).await.unwrap(),
+        "updated"
+    );
+    let roles = auth.get_resources(&ed, "role", None).await.unwrap();
+    assert!(roles.iter().any(|r| r["metadata"]["name"] == "dev"));
+    // A role in use cannot be deleted.
+    let err = auth
+        .delete_resource(&ed, "role", "editor")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still in use"), "{err}");
+    auth.delete_resource(&ed, "role", "dev").await.unwrap();
+    assert!(matches!(
+        auth.get_resources(&ed, "role", Some("dev")).await,
+        Err(AuthError::NotFound(_))
+    ));
+    assert!(matches!(
+        auth.get_resources(&Caller::Anonymous, "role", None).await,
+        Err(AuthError::AccessDenied(_))
+    ));
+}
+
+#[tokio::test]
+async fn tokens_expire() {
+    let auth = server().await;
+    let token = auth
+        .create_token(
+            &Caller::Admin,
+            vec![resources::SystemRole::App],
+            Duration::from_secs(3600),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(token.metadata.name.len(), 32);
+    let listed = auth
+        .get_resources(&Caller::Admin, "token", None)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn admin_identity_is_a_host_certificate_with_the_admin_role() {
+    let auth = server().await;
+    let pem = auth.admin_identity_pem().unwrap();
+    let ident =
+        Identity::from_cert_pem(&pem[pem.find("-----BEGIN CERTIFICATE").unwrap()..]).unwrap();
+    assert!(matches!(Caller::from_identity(ident), Caller::Admin));
+}

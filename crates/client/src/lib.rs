@@ -1,0 +1,410 @@
+//! What tsh and tctl share: the profile store under `~/.tsh`, identity
+//! files, and the API client.
+
+pub mod profile;
+
+use std::time::Duration;
+
+use base64::Engine;
+use pki::Identity;
+use serde::de::DeserializeOwned;
+
+pub use profile::{Credentials, Profile, ProfileStore};
+
+/// Errors of the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message}")]
+    Http {
+        /// HTTP status code.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server could not be reached or spoke garbage.
+    #[error("{0}")]
+    Transport(String),
+    /// Local state (profile, keys, identity file) is missing or broken.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl ClientError {
+    /// HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The system's trusted roots: `SSL_CERT_FILE` if set, else Debian's bundle.
+pub fn system_roots() -> Vec<String> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => split_pem_certs(&text),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Split a PEM bundle into its certificates.
+pub fn split_pem_certs(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let tail = &rest[start..];
+        let Some(end) = tail.find("-----END CERTIFICATE-----") else {
+            break;
+        };
+        let end = end + "-----END CERTIFICATE-----".len();
+        out.push(format!("{}\n", &tail[..end]));
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// A client of the cluster's HTTP APIs.
+pub struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Normalize `host[:port]` to a base URL, defaulting to port 3080.
+pub fn base_url(addr: &str) -> String {
+    let addr = addr
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+    if has_port {
+        format!("https://{addr}")
+    } else {
+        format!("https://{addr}:3080")
+    }
+}
+
+impl ApiClient {
+    /// A client of the server at `addr` (`host:port`), presenting `creds`'
+    /// certificate when given. Server certificates are checked against the
+    /// system roots and the cluster's host CA, unless `insecure`.
+    pub fn new(addr: &str, creds: Option<&Credentials>, insecure: bool) -> Result<ApiClient> {
+        let mut roots = system_roots();
+        if let Some(c) = creds {
+            roots.extend(c.ca_pems.iter().cloned());
+        }
+        let tls = pki::tls::client_config(
+            creds.map(|c| c.cert_pem.as_str()),
+            creds.map(|c| c.key_pem.as_str()),
+            &roots,
+            insecure,
+            &[b"http/1.1"],
+        )
+        .map_err(|e| ClientError::Local(format!("TLS setup failed: {e}")))?;
+        Self::with_tls(addr, tls)
+    }
+
+    /// A client using a ready TLS configuration (agents use the cluster's
+    /// host CA through `pki::tls::cluster_client_config`).
+    pub fn with_tls(addr: &str, tls: rustls::ClientConfig) -> Result<ApiClient> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Local(format!("HTTP client setup failed: {e}")))?;
+        Ok(ApiClient {
+            base: base_url(addr),
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(format!("reading the answer failed: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<api::ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| {
+                    format!(
+                        "server answered {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )
+                });
+            return Err(ClientError::Http {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Transport(format!("unexpected answer from the server: {e}")))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        ClientError::Transport(format!("cannot reach {}: {msg}", self.base))
+    }
+
+    /// `GET path`, decoding JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Self::decode(resp).await
+    }
+
+    /// `POST path` with a JSON body, decoding JSON.
+    pub async fn post<T: DeserializeOwned, B: serde::Serialize>(&self, path: &str, body: &B) -> Result<T> {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    async fn send_json<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Self::decode(resp).await
+    }
+
+    /// `GET /webapi/ping`.
+    pub async fn ping(&self) -> Result<api::PingResponse> {
+        self.get("/webapi/ping").await
+    }
+
+    /// Password login: certify `public_key_der` for `user`.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        public_key_der: &[u8],
+        ttl: Duration,
+    ) -> Result<api::CertsResponse> {
+        let req = api::LoginRequest {
+            user: user.into(),
+            pass: password.into(),
+            tls_pub_key: base64::engine::general_purpose::STANDARD.encode(public_key_der),
+            ttl_seconds: ttl.as_secs(),
+        };
+        self.send_json(reqwest::Method::POST, "/v1/webapi/ssh/certs", &req)
+            .await
+    }
+
+    /// Set a password from an invite token.
+    pub async fn set_password(&self, token: &str, password: &str) -> Result<()> {
+        let req = api::SetPasswordRequest {
+            token: token.into(),
+            password: password.into(),
+        };
+        let _: serde_json::Value = self
+            .send_json(
+                reqwest::Method::POST,
+                "/v1/webapi/users/password/token",
+                &req,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Cluster status.
+    pub async fn status(&self) -> Result<api::StatusResponse> {
+        self.get("/v1/auth/status").await
+    }
+
+    /// Create a user.
+    pub async fn create_user(&self, user: &resources::User) -> Result<api::CreateUserResponse> {
+        self.send_json(reqwest::Method::POST, "/v1/auth/users", user)
+            .await
+    }
+
+    /// Replace a user.
+    pub async fn update_user(&self, user: &resources::User) -> Result<()> {
+        let _: serde_json::Value = self
+            .send_json(
+                reqwest::Method::PUT,
+                &format!("/v1/auth/users/{}", encode_segment(&user.metadata.name)),
+                user,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Resources of a kind, or one of them.
+    pub async fn get_resources(
+        &self,
+        kind: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>> {
+        let path = match name {
+            Some(n) => format!(
+                "/v1/auth/resources/{}/{}",
+                encode_segment(kind),
+                encode_segment(n)
+            ),
+            None => format!("/v1/auth/resources/{}", encode_segment(kind)),
+        };
+        self.get(&path).await
+    }
+
+    /// One user.
+    pub async fn get_user(&self, name: &str) -> Result<resources::User> {
+        let mut list = self.get_resources("user", Some(name)).await?;
+        let v = list
+            .pop()
+            .ok_or_else(|| ClientError::Local(format!("user {name:?} is not found")))?;
+        serde_json::from_value(v)
+            .map_err(|e| ClientError::Transport(format!("unexpected user from the server: {e}")))
+    }
+
+    /// Create (or with `force` overwrite) resources given as YAML/JSON text.
+    pub async fn upsert_resources(
+        &self,
+        text: &str,
+        force: bool,
+    ) -> Result<Vec<serde_json::Value>> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/auth/resources?force={force}", self.base))
+            .header("content-type", "application/yaml")
+            .body(text.to_string())
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Self::decode(resp).await
+    }
+
+    /// Delete a resource.
+    pub async fn delete_resource(&self, kind: &str, name: &str) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!(
+                "{}/v1/auth/resources/{}/{}",
+                self.base,
+                encode_segment(kind),
+                encode_segment(name)
+            ))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let _: serde_json::Value = Self::decode(resp).await?;
+        Ok(())
+    }
+
+    /// Create a provision token.
+    pub async fn create_token(
+        &self,
+        roles: &str,
+        ttl: Duration,
+        value: Option<&str>,
+    ) -> Result<resources::ProvisionToken> {
+        self.send_json(
+            reqwest::Method::POST,
+            "/v1/auth/tokens",
+            &serde_json::json!({"roles": roles, "ttl_seconds": ttl.as_secs(), "value": value}),
+        )
+        .await
+    }
+
+    /// Sign a certificate for a user (admin).
+    pub async fn sign_user(
+        &self,
+        user: &str,
+        public_key_der: &[u8],
+        ttl: Duration,
+    ) -> Result<api::CertsResponse> {
+        let req = api::SignUserRequest {
+            user: user.into(),
+            tls_pub_key: base64::engine::general_purpose::STANDARD.encode(public_key_der),
+            ttl_seconds: ttl.as_secs(),
+        };
+        self.send_json(reqwest::Method::POST, "/v1/auth/certs/user", &req)
+            .await
+    }
+
+    /// Audit events.
+    pub async fn events(&self, q: &api::EventsQuery) -> Result<Vec<serde_json::Value>> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/auth/events", self.base))
+            .query(q)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Self::decode(resp).await
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Log in with a password: make a key, get it certified, return credentials.
+pub async fn password_login(
+    proxy: &str,
+    user: &str,
+    password: &str,
+    insecure: bool,
+    ttl: Duration,
+) -> Result<(api::PingResponse, Credentials)> {
+    let client = ApiClient::new(proxy, None, insecure)?;
+    let ping = client.ping().await?;
+    let key = pki::generate_key().map_err(|e| ClientError::Local(e.to_string()))?;
+    let certs = client
+        .login(user, password, &key.public_key_der, ttl)
+        .await?;
+    let creds = Credentials {
+        key_pem: key.private_key_pem,
+        cert_pem: certs.tls_cert,
+        ca_pems: certs.host_ca_certs,
+    };
+    Ok((ping, creds))
+}
+
+/// Identity of a certificate, for display.
+pub fn identity_of(creds: &Credentials) -> Result<Identity> {
+    Identity::from_cert_pem(&creds.cert_pem)
+        .map_err(|e| ClientError::Local(format!("the certificate cannot be read: {e}")))
+}

@@ -1,0 +1,358 @@
+//! Profiles under `~/.tsh` (or `$TELEPORT_HOME`), laid out as Teleport does:
+//!
+//! ```text
+//! current-profile                 name of the active profile (the proxy host)
+//! <proxy>.yaml                    web_proxy_addr, user, cluster
+//! keys/<proxy>/<user>.key         private key (0600)
+//! keys/<proxy>/<user>.crt         X.509 certificate
+//! keys/<proxy>/cas/<cluster>.pem  trusted host CA
+//! ```
+//!
+//! An identity file (`tctl auth sign`, `-i FILE`) is the same material in one
+//! PEM file: the private key, the certificate, then the CA certificates.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientError, Result};
+
+/// A profile: where and as whom the user logged in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    /// `host:port` of the proxy.
+    pub web_proxy_addr: String,
+    /// Teleport user.
+    pub user: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// The login skipped server certificate checks (`--insecure`); later
+    /// commands of this profile do the same.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Profile {
+    /// Profile name: the proxy host without the port.
+    pub fn name(&self) -> String {
+        profile_name(&self.web_proxy_addr)
+    }
+}
+
+/// The profile name for a proxy address.
+pub fn profile_name(addr: &str) -> String {
+    let addr = addr.trim_start_matches("https://");
+    match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            host.trim_matches(['[', ']']).to_string()
+        }
+        _ => addr.to_string(),
+    }
+}
+
+/// A key, its certificate and the CAs to trust.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Private key PEM.
+    pub key_pem: String,
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// Trusted CA certificates PEM.
+    pub ca_pems: Vec<String>,
+}
+
+impl Credentials {
+    /// As an identity file.
+    pub fn to_identity_file(&self) -> String {
+        let mut out = String::new();
+        for part in std::iter::once(&self.key_pem)
+            .chain(std::iter::once(&self.cert_pem))
+            .chain(self.ca_pems.iter())
+        {
+            out.push_str(part);
+            if !part.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Parse an identity file.
+    pub fn from_identity_file(text: &str) -> Result<Credentials> {
+        let bad = |what: &str| {
+            ClientError::Local(format!(
+                "the identity file is not valid: {what}; make one with `tctl auth sign --user USER --out FILE`"
+            ))
+        };
+        let key_start = text
+            .find("-----BEGIN PRIVATE KEY-----")
+            .or_else(|| text.find("-----BEGIN EC PRIVATE KEY-----"))
+            .ok_or_else(|| bad("no private key"))?;
+        let key_tail = &text[key_start..];
+        let key_end = key_tail
+            .find("PRIVATE KEY-----\n")
+            .and_then(|first| {
+                let after = first + "PRIVATE KEY-----\n".len();
+                key_tail[after..]
+                    .find("PRIVATE KEY-----")
+                    .map(|e| after + e + "PRIVATE KEY-----".len())
+            })
+            .ok_or_else(|| bad("the private key is truncated"))?;
+        let key_pem = format!("{}\n", &key_tail[..key_end]);
+        let mut certs = crate::split_pem_certs(text);
+        if certs.is_empty() {
+            return Err(bad("no certificate"));
+        }
+        let cert_pem = certs.remove(0);
+        Ok(Credentials {
+            key_pem,
+            cert_pem,
+            ca_pems: certs,
+        })
+    }
+
+    /// Read an identity file from disk.
+    pub fn load_identity_file(path: &Path) -> Result<Credentials> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Local(format!("cannot read identity file {}: {e}", path.display()))
+        })?;
+        Self::from_identity_file(&text)
+    }
+}
+
+/// Write a file readable only by its owner.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ClientError::Local(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", tmp.display())))?;
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The profile directory and what is in it.
+#[derive(Debug, Clone)]
+pub struct ProfileStore {
+    dir: PathBuf,
+}
+
+impl ProfileStore {
+    /// `$TELEPORT_HOME`, else `~/.tsh`.
+    pub fn from_env() -> Result<ProfileStore> {
+        if let Some(home) = std::env::var_os("TELEPORT_HOME").filter(|v| !v.is_empty()) {
+            return Ok(ProfileStore { dir: home.into() });
+        }
+        let home = dirs::home_dir()
+            .ok_or_else(|| ClientError::Local("cannot find the home directory".into()))?;
+        Ok(ProfileStore {
+            dir: home.join(".tsh"),
+        })
+    }
+
+    /// A store in `dir`.
+    pub fn at(dir: impl Into<PathBuf>) -> ProfileStore {
+        ProfileStore { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn keys_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("keys").join(name)
+    }
+
+    /// Save a profile and its credentials, and make it current.
+    pub fn save(&self, profile: &Profile, creds: &Credentials) -> Result<()> {
+        let name = profile.name();
+        let keys = self.keys_dir(&name);
+        write_private(
+            &keys.join(format!("{}.key", profile.user)),
+            creds.key_pem.as_bytes(),
+        )?;
+        write_private(
+            &keys.join(format!("{}.crt", profile.user)),
+            creds.cert_pem.as_bytes(),
+        )?;
+        write_private(
+            &keys.join("cas").join(format!("{}.pem", profile.cluster)),
+            creds.ca_pems.concat().as_bytes(),
+        )?;
+        let yaml = serde_yaml_ng::to_string(profile)
+            .map_err(|e| ClientError::Local(format!("cannot encode the profile: {e}")))?;
+        write_private(&self.dir.join(format!("{name}.yaml")), yaml.as_bytes())?;
+        write_private(&self.dir.join("current-profile"), name.as_bytes())
+    }
+
+    /// Name of the current profile.
+    pub fn current_name(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("current-profile"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Load one profile and its credentials.
+    pub fn load(&self, name: &str) -> Result<(Profile, Credentials)> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{name}.yaml")))
+            .map_err(|_| ClientError::Local("Not logged in.".into()))?;
+        let profile: Profile = serde_yaml_ng::from_str(&text).map_err(|e| {
+            ClientError::Local(format!(
+                "profile {name} is corrupt ({e}); run tsh login again"
+            ))
+        })?;
+        let keys = self.keys_dir(name);
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(&p).map_err(|_| {
+                ClientError::Local(format!(
+                    "profile {name} is missing {}; run tsh login again",
+                    p.display()
+                ))
+            })
+        };
+        let key_pem = read(keys.join(format!("{}.key", profile.user)))?;
+        let cert_pem = read(keys.join(format!("{}.crt", profile.user)))?;
+        let cas = read(keys.join("cas").join(format!("{}.pem", profile.cluster)))?;
+        Ok((
+            profile,
+            Credentials {
+                key_pem,
+                cert_pem,
+                ca_pems: crate::split_pem_certs(&cas),
+            },
+        ))
+    }
+
+    /// The current profile, if logged in.
+    pub fn current(&self) -> Result<(Profile, Credentials)> {
+        let name = self
+            .current_name()
+            .ok_or_else(|| ClientError::Local("Not logged in.".into()))?;
+        self.load(&name)
+    }
+
+    /// Names of all profiles.
+    pub fn names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Some(stem) = n.strip_suffix(".yaml") {
+                    out.push(stem.to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Remove one profile (or all when `name` is None).
+    pub fn remove(&self, name: Option<&str>) -> Result<Vec<String>> {
+        let names = match name {
+            Some(n) => vec![n.to_string()],
+            None => self.names(),
+        };
+        let mut removed = Vec::new();
+        for n in names {
+            let yaml = self.dir.join(format!("{n}.yaml"));
+            let profile = std::fs::read_to_string(&yaml)
+                .ok()
+                .and_then(|t| serde_yaml_ng::from_str::<Profile>(&t).ok());
+            let _ = std::fs::remove_file(&yaml);
+            let _ = std::fs::remove_dir_all(self.keys_dir(&n));
+            if self.current_name().as_deref() == Some(n.as_str()) {
+                let _ = std::fs::remove_file(self.dir.join("current-profile"));
+            }
+            if let Some(p) = profile {
+                removed.push(format!("{} ({})", p.user, p.web_proxy_addr));
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn creds() -> Credentials {
+        let ca = pki::CertAuthority::generate("c", pki::CaType::User).unwrap();
+        let key = pki::generate_key().unwrap();
+        let id = pki::Identity {
+            username: "alice".into(),
+            groups: vec!["access".into()],
+            expires: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            ..Default::default()
+        };
+        Credentials {
+            cert_pem: ca.sign_identity(&id, &key.public_key_der).unwrap(),
+            key_pem: key.private_key_pem,
+            ca_pems: vec![ca.cert_pem().to_string()],
+        }
+    }
+
+    #[test]
+    fn identity_file_round_trip() {
+        let c = creds();
+        let back = Credentials::from_identity_file(&c.to_identity_file()).unwrap();
+        assert_eq!(back.key_pem.trim(), c.key_pem.trim());
+        assert_eq!(back.cert_pem.trim(), c.cert_pem.trim());
+        assert_eq!(back.ca_pems.len(), 1);
+        assert!(Credentials::from_identity_file("garbage").is_err());
+        assert!(Credentials::from_identity_file(&c.key_pem).is_err());
+    }
+
+    #[test]
+    fn save_load_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::at(dir.path());
+        assert!(store.current().is_err());
+        let p = Profile {
+            web_proxy_addr: "proxy.example.com:3080".into(),
+            user: "alice".into(),
+            cluster: "example".into(),
+            insecure: true,
+        };
+        store.save(&p, &creds()).unwrap();
+        let (back, c) = store.current().unwrap();
+        assert_eq!(back, p);
+        assert!(c.cert_pem.contains("BEGIN CERTIFICATE"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("keys/proxy.example.com/alice.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(store.remove(None).unwrap().len(), 1);
+        assert!(store.current().is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(profile_name("proxy.example.com:3080"), "proxy.example.com");
+        assert_eq!(profile_name("127.0.0.1:443"), "127.0.0.1");
+        assert_eq!(profile_name("host"), "host");
+        assert_eq!(crate::base_url("host"), "https://host:3080");
+        assert_eq!(crate::base_url("host:443"), "https://host:443");
+    }
+}

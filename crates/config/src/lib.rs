@@ -1,0 +1,574 @@
+//! `teleport.yaml`, configuration version v3.
+//!
+//! The shape follows Teleport's file so that the guides' configurations load
+//! verbatim: YAML 1.1 booleans (`yes`, `no`, `on`, `off`) are accepted where a
+//! flag is expected, durations use Go syntax (`1m0s`), and sections for
+//! services this build does not run yet are parsed and reported, not refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Errors reading or checking a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or has a field of the wrong type.
+    #[error("failed to parse config file {path}: {message}")]
+    Parse {
+        /// File path (or `<inline>`).
+        path: String,
+        /// What went wrong, with line and column when known.
+        message: String,
+    },
+    /// The file parsed but makes no sense.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A boolean that also accepts YAML 1.1 spellings, as Teleport's files use them.
+fn de_flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(s) => match s.to_ascii_lowercase().as_str() {
+            "yes" | "y" | "on" | "true" | "1" => Ok(true),
+            "no" | "n" | "off" | "false" | "0" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a boolean (yes/no, true/false, on/off), got {other:?}"
+            ))),
+        },
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Must be `v3` (or absent, which Teleport reads as v1; we accept v3 only).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Process-wide settings.
+    #[serde(default)]
+    pub teleport: TeleportSection,
+    /// Auth service.
+    #[serde(default)]
+    pub auth_service: AuthService,
+    /// Proxy service.
+    #[serde(default)]
+    pub proxy_service: ProxyService,
+    /// SSH service (not available in this build).
+    #[serde(default)]
+    pub ssh_service: Toggle,
+    /// Application service.
+    #[serde(default)]
+    pub app_service: AppService,
+    /// Database service.
+    #[serde(default)]
+    pub db_service: DbService,
+    /// Other services Teleport knows; parsed so that a file naming them loads.
+    #[serde(default)]
+    pub kubernetes_service: Option<serde_yaml_ng::Value>,
+    /// Windows desktop service (not available).
+    #[serde(default)]
+    pub windows_desktop_service: Option<serde_yaml_ng::Value>,
+    /// Discovery service (not available as a separate service).
+    #[serde(default)]
+    pub discovery_service: Option<serde_yaml_ng::Value>,
+}
+
+/// The `teleport:` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct TeleportSection {
+    /// Name of this node; defaults to the host name.
+    #[serde(default)]
+    pub nodename: Option<String>,
+    /// Where state lives; default `/var/lib/teleport`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// How an agent joins the cluster.
+    #[serde(default)]
+    pub join_params: Option<JoinParams>,
+    /// Legacy single auth token (path or value).
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// Address of the auth service for agents.
+    #[serde(default)]
+    pub auth_server: Option<String>,
+    /// Address list form.
+    #[serde(default)]
+    pub auth_servers: Vec<String>,
+    /// Address of the proxy service for agents.
+    #[serde(default)]
+    pub proxy_server: Option<String>,
+    /// CA pin(s) an agent trusts.
+    #[serde(default)]
+    pub ca_pin: Option<StringOrList>,
+    /// Cluster state storage.
+    #[serde(default)]
+    pub storage: Option<Storage>,
+    /// Log settings.
+    #[serde(default)]
+    pub log: Option<LogConfig>,
+    /// Any further keys Teleport accepts here (diag_addr, ...).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// A single string or a list of strings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum StringOrList {
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s.clone()],
+            StringOrList::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `join_params`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct JoinParams {
+    /// Token name, a path to a file holding it, or (azure) the token resource name.
+    #[serde(default)]
+    pub token_name: String,
+    /// `token` or `azure`.
+    #[serde(default)]
+    pub method: String,
+    /// Azure join settings.
+    #[serde(default)]
+    pub azure: Option<AzureJoinParams>,
+}
+
+/// `join_params.azure`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AzureJoinParams {
+    /// Client ID of the user-assigned identity to use.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Storage {
+    /// `sqlite` (default, also `dir`) or `postgresql`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// PostgreSQL connection string.
+    #[serde(default)]
+    pub conn_string: Option<String>,
+    /// Audit events location(s), accepted for compatibility.
+    #[serde(default)]
+    pub audit_events_uri: Option<StringOrList>,
+    /// Any other key.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `log`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct LogConfig {
+    /// `stderr`, `stdout` or a file path.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// `DEBUG`, `INFO`, `WARN`, `ERROR`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Format settings, accepted and ignored.
+    #[serde(default)]
+    pub format: Option<serde_yaml_ng::Value>,
+}
+
+/// A service section that only has `enabled`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Toggle {
+    /// Whether the service runs.
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// Anything else in the section.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `auth_service`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AuthService {
+    /// Whether the auth service runs.
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// Listen address, default `0.0.0.0:3025`.
+    #[serde(default)]
+    pub listen_addr: Option<String>,
+    /// Cluster name, default the node name.
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+    /// Static tokens `"roles:value"`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Authentication preferences (accepted; local users with passwords).
+    #[serde(default)]
+    pub authentication: Option<serde_yaml_ng::Value>,
+    /// Proxy listener mode, accepted for compatibility.
+    #[serde(default)]
+    pub proxy_listener_mode: Option<String>,
+    /// Azure join settings.
+    #[serde(default)]
+    pub azure_join: Option<AzureJoinServer>,
+    /// Any other key.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `auth_service.azure_join`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AzureJoinServer {
+    /// A PEM file of extra trusted roots for attested documents.
+    #[serde(default)]
+    pub trust_bundle_path: Option<PathBuf>,
+}
+
+/// `proxy_service`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ProxyService {
+    /// Whether the proxy runs.
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// The one TLS port, default `0.0.0.0:3080`.
+    #[serde(default)]
+    pub web_listen_addr: Option<String>,
+    /// Public address(es) users reach the proxy at.
+    #[serde(default)]
+    pub public_addr: Option<StringOrList>,
+    /// Separate tunnel listener (the web port also serves tunnels by ALPN).
+    #[serde(default)]
+    pub tunnel_listen_addr: Option<String>,
+    /// TLS key pairs for the web port.
+    #[serde(default)]
+    pub https_keypairs: Vec<KeyPairFiles>,
+    /// ACME settings, accepted and reported as unsupported.
+    #[serde(default)]
+    pub acme: Option<serde_yaml_ng::Value>,
+    /// Any other key.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// One `https_keypairs` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct KeyPairFiles {
+    /// PEM private key file.
+    pub key_file: PathBuf,
+    /// PEM certificate chain file.
+    pub cert_file: PathBuf,
+}
+
+/// `app_service`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AppService {
+    /// Whether the app service runs.
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// Static apps.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// Any other key.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// One app of `app_service.apps`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct AppConfig {
+    /// App name.
+    pub name: String,
+    /// Backend URI (not needed for cloud apps).
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Public address.
+    #[serde(default)]
+    pub public_addr: Option<String>,
+    /// `Azure` for the Azure CLI app.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// Static labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Dynamic labels.
+    #[serde(default)]
+    pub commands: Vec<CommandLabelConfig>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One dynamic label command.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct CommandLabelConfig {
+    /// Label name.
+    pub name: String,
+    /// argv.
+    pub command: Vec<String>,
+    /// Go duration, e.g. `1m0s`.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+/// `db_service`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DbService {
+    /// Whether the database service runs.
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// Static databases.
+    #[serde(default)]
+    pub databases: Vec<serde_yaml_ng::Value>,
+    /// Azure matchers.
+    #[serde(default)]
+    pub azure: Vec<serde_yaml_ng::Value>,
+    /// Any other key.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// Parse a configuration from text. `origin` names the source in errors.
+pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
+    let cfg: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    match cfg.version.as_deref() {
+        Some("v3") => {}
+        Some(other) => {
+            return Err(ConfigError::Invalid(format!(
+                "unsupported config version {other:?}: this build reads version v3"
+            )))
+        }
+        None => {
+            return Err(ConfigError::Invalid(
+                "the config file has no version: add `version: v3` at the top".into(),
+            ))
+        }
+    }
+    cfg.check()?;
+    Ok(cfg)
+}
+
+/// Read and parse a configuration file.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/teleport";
+/// Default auth listen address.
+pub const DEFAULT_AUTH_ADDR: &str = "0.0.0.0:3025";
+/// Default proxy web address.
+pub const DEFAULT_WEB_ADDR: &str = "0.0.0.0:3080";
+
+impl FileConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(addr) = &self.auth_service.listen_addr {
+            parse_addr(addr, 3025)?;
+        }
+        if let Some(addr) = &self.proxy_service.web_listen_addr {
+            parse_addr(addr, 3080)?;
+        }
+        if let Some(storage) = &self.teleport.storage {
+            match storage.kind.as_str() {
+                "" | "sqlite" | "dir" => {}
+                "postgresql" | "postgres" => {
+                    if storage.conn_string.as_deref().unwrap_or("").is_empty() {
+                        return Err(ConfigError::Invalid(
+                            "storage type postgresql needs conn_string".into(),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "unsupported storage type {other:?}: use sqlite or postgresql"
+                    )))
+                }
+            }
+        }
+        for t in &self.auth_service.tokens {
+            if !t.contains(':') {
+                return Err(ConfigError::Invalid(format!(
+                    "static token {t:?} must have the form \"roles:token\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.teleport
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// The node name: configured, else the host name.
+    pub fn nodename(&self) -> String {
+        if let Some(n) = &self.teleport.nodename {
+            return n.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    }
+
+    /// The auth listen address.
+    pub fn auth_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr(
+            self.auth_service
+                .listen_addr
+                .as_deref()
+                .unwrap_or(DEFAULT_AUTH_ADDR),
+            3025,
+        )
+    }
+
+    /// The proxy web listen address.
+    pub fn web_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr(
+            self.proxy_service
+                .web_listen_addr
+                .as_deref()
+                .unwrap_or(DEFAULT_WEB_ADDR),
+            3080,
+        )
+    }
+}
+
+/// Parse `host:port` (or `host`, taking `default_port`) into a socket address.
+/// Host names resolve through the system resolver.
+pub fn parse_addr(addr: &str, default_port: u16) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let with_port = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::Invalid(format!("bad address {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::Invalid(format!("address {addr:?} resolves to nothing")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GUIDE: &str = r#"
+version: v3
+teleport:
+  join_params:
+    token_name: "/tmp/token"
+    method: token
+  proxy_server: "teleport.example.com:443"
+auth_service:
+  enabled: off
+proxy_service:
+  enabled: false
+ssh_service:
+  enabled: no
+app_service:
+  enabled: true
+  apps:
+  - name: azure-cli
+    cloud: Azure
+"#;
+
+    #[test]
+    fn loads_the_guide_file() {
+        let cfg = parse(GUIDE, "guide").unwrap();
+        assert!(!cfg.auth_service.enabled);
+        assert!(!cfg.proxy_service.enabled);
+        assert!(!cfg.ssh_service.enabled);
+        assert!(cfg.app_service.enabled);
+        assert_eq!(cfg.app_service.apps[0].cloud.as_deref(), Some("Azure"));
+        assert_eq!(cfg.teleport.join_params.unwrap().token_name, "/tmp/token");
+    }
+
+    #[test]
+    fn yes_is_true() {
+        let cfg = parse("version: v3\nssh_service:\n  enabled: yes\n", "x").unwrap();
+        assert!(cfg.ssh_service.enabled);
+    }
+
+    #[test]
+    fn bad_flag_is_an_error() {
+        let err = parse("version: v3\nssh_service:\n  enabled: maybe\n", "x").unwrap_err();
+        assert!(err.to_string().contains("expected a boolean"), "{err}");
+    }
+
+    #[test]
+    fn version_is_required() {
+        let err = parse("teleport: {}\n", "x").unwrap_err();
+        assert!(err.to_string().contains("version: v3"), "{err}");
+        let err = parse("version: v2\n", "x").unwrap_err();
+        assert!(err.to_string().contains("v2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_refused_with_line() {
+        let err = parse("version: v3\nproxy_servce:\n  enabled: yes\n", "f.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("proxy_servce") && msg.contains("line"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn postgres_needs_conn_string() {
+        let err = parse(
+            "version: v3\nteleport:\n  storage:\n    type: postgresql\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("conn_string"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(parse_addr("127.0.0.1", 3080).unwrap().port(), 3080);
+        assert_eq!(parse_addr("127.0.0.1:99", 3080).unwrap().port(), 99);
+        assert!(parse_addr("127.0.0.1:notaport:x", 1).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Joining a cluster, agent side: trusting the cluster through
+//! `teleport.ca_pin`, the token join, the agent's stored identity, and its
+//! authenticated client.
+//!
+//! Trust: the agent fetches the host CA from the proxy and accepts it only if
+//! its pin (`sha256:<hex of SPKI>`, what `tctl status` prints) is one of the
+//! configured pins. Every later call to the proxy uses ALPN
+//! `teleport-cluster`, where the proxy presents a host-CA certificate that the
+//! agent verifies against that CA, so the token never travels over an
+//! unverified channel.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use client::ApiClient;
+use serde::{Deserialize, Serialize};
+
+/// ALPN of agents' HTTP calls to the proxy.
+pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
+/// File in the data dir holding the agent's identity.
+pub const IDENTITY_FILE: &str = "agent-identity.json";
+/// File in the data dir holding the agent's host ID.
+pub const HOST_UUID_FILE: &str = "host_uuid";
+
+/// Errors of joining.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The cluster refused or could not be reached.
+    #[error("{0}")]
+    Cluster(String),
+    /// The proxy's CA does not match `teleport.ca_pin`.
+    #[error("the cluster's host CA pin {got} does not match teleport.ca_pin ({want}): check the pin `tctl status` prints")]
+    PinMismatch {
+        /// Pin of the CA the proxy presented.
+        got: String,
+        /// Configured pins.
+        want: String,
+    },
+    /// Local configuration or state is wrong.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl From<client::ClientError> for JoinError {
+    fn from(e: client::ClientError) -> Self {
+        JoinError::Cluster(e.to_string())
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = JoinError> = std::result::Result<T, E>;
+
+/// The cluster as the agent trusts it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterTrust {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Host CA certificates (PEM).
+    pub host_ca_pems: Vec<String>,
+}
+
+/// What an agent keeps in its data dir.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentIdentity {
+    /// Host ID (certificate CN).
+    pub host_id: String,
+    /// Private key PEM.
+    pub key_pem: String,
+    /// Host certificate PEM.
+    pub cert_pem: String,
+    /// Host CA certificates.
+    pub host_ca_pems: Vec<String>,
+    /// User CA certificates (to verify users' certificates).
+    pub user_ca_pems: Vec<String>,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// System roles in the certificate.
+    pub roles: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HostCaAnswer {
+    cluster_name: String,
+    host_ca: String,
+}
+
+/// Fetch the host CA from the proxy and check it against `pins`. With no
+/// pins, the proxy's web certificate must be valid for the system roots (or
+/// `insecure` set, which trusts whatever answers: tests only).
+pub async fn trust_cluster(proxy: &str, pins: &[String], insecure: bool) -> Result<ClusterTrust> {
+    let unverified = !pins.is_empty() || insecure;
+    let web = ApiClient::new(proxy, None, unverified)?;
+    let answer: HostCaAnswer = web.get("/v1/webapi/host-ca").await?;
+    let got = pki::ca_pin_from_cert_pem(&answer.host_ca)
+        .map_err(|e| JoinError::Cluster(format!("the proxy sent a bad host CA: {e}")))?;
+    if !pins.is_empty() && !pins.iter().any(|p| p.trim() == got) {
+        return Err(JoinError::PinMismatch {
+            got,
+            want: pins.join(", "),
+        });
+    }
+    if pins.is_empty() {
+        tracing::warn!(pin = %got, "no teleport.ca_pin configured: trusting the host CA the proxy presented");
+    }
+    Ok(ClusterTrust {
+        cluster_name: answer.cluster_name,
+        host_ca_pems: vec![answer.host_ca],
+    })
+}
+
+/// A client of the proxy over ALPN `teleport-cluster`, verified against the
+/// host CA, presenting `identity` when given.
+pub fn cluster_client(
+    proxy: &str,
+    trust: &ClusterTrust,
+    identity: Option<&AgentIdentity>,
+) -> Result<ApiClient> {
+    let tls = pki::tls::cluster_client_config(
+        identity.map(|i| i.cert_pem.as_str()),
+        identity.map(|i| i.key_pem.as_str()),
+        &trust.host_ca_pems,
+        &trust.cluster_name,
+        &[ALPN_CLUSTER],
+    )
+    .map_err(|e| JoinError::Local(format!("TLS setup: {e}")))?;
+    Ok(ApiClient::with_tls(proxy, tls)?)
+}
+
+/// `join_params.token_name`: a path to a file holding the token, or the token.
+pub fn read_token(token_name: &str) -> Result<String> {
+    let p = Path::new(token_name);
+    if token_name.starts_with('/') || token_name.starts_with("./") {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            JoinError::Local(format!("cannot read the join token file {token_name}: {e}"))
+        })?;
+        let t = text.trim().to_string();
+        if t.is_empty() {
+            return Err(JoinError::Local(format!("the join token file {token_name} is empty")));
+        }
+        return Ok(t);
+    }
+    Ok(token_name.trim().to_string())
+}
+
+/// The agent's host ID, made once and kept in the data dir.
+pub fn host_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(HOST_UUID_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let mut raw = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    raw[6] = (raw[6] & 0x0f) | 0x40;
+    raw[8] = (raw[8] & 0x3f) | 0x80;
+    let h = hex::encode(raw);
+    let id = format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| JoinError::Local(format!("creating {}: {e}", data_dir.display())))?;
+    std::fs::write(&path, &id)
+        .map_err(|e| JoinError::Local(format!("writing {}: {e}", path.display())))?;
+    Ok(id)
+}
+
+/// Join with a provision token: certify a fresh key for `roles`.
+pub async fn join_with_token(
+    proxy: &str,
+    trust: &ClusterTrust,
+    token: &str,
+    host_id: &str,
+    node_name: &str,
+    roles: &[String],
+) -> Result<AgentIdentity> {
+    let key = pki::generate_key().map_err(|e| JoinError::Local(e.to_string()))?;
+    let api = cluster_client(proxy, trust, None)?;
+    let req = auth::agents::RegisterRequest {
+        token: token.to_string(),
+        host_id: host_id.to_string(),
+        node_name: node_name.to_string(),
+        roles: roles.to_vec(),
+        public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+        dns_names: vec![],
+    };
+    let certs: auth::agents::HostCerts = api
+        .post("/v1/webapi/host/credentials", &req)
+        .await
+        .map_err(|e| JoinError::Cluster(format!("joining the cluster failed: {e}")))?;
+    Ok(identity_from(host_id, key.private_key_pem, certs, roles))
+}
+
+fn identity_from(
+    host_id: &str,
+    key_pem: String,
+    certs: auth::agents::HostCerts,
+    roles: &[String],
+) -> AgentIdentity {
+    AgentIdentity {
+        host_id: host_id.to_string(),
+        key_pem,
+        cert_pem: certs.tls_cert,
+        host_ca_pems: certs.host_ca_certs,
+        user_ca_pems: certs.user_ca_certs,
+        cluster_name: certs.cluster_name,
+        roles: roles.to_vec(),
+    }
+}
+
+/// Renew the host certificate with a fresh key.
+pub async fn renew(proxy: &str, identity: &AgentIdentity) -> Result<AgentIdentity> {
+    let trust = ClusterTrust {
+        cluster_name: identity.cluster_name.clone(),
+        host_ca_pems: identity.host_ca_pems.clone(),
+    };
+    let api = cluster_client(proxy, &trust, Some(identity))?;
+    let key = pki::generate_key().map_err(|e| JoinError::Local(e.to_string()))?;
+    let certs: auth::agents::HostCerts = api
+        .post(
+            "/v1/auth/hosts/renew",
+            &serde_json::json!({
+                "public_key": base64::engine::general_purpose::STANDARD.encode(&key.public_key_der)
+            }),
+        )
+        .await?;
+    Ok(identity_from(&identity.host_id, key.private_key_pem, certs, &identity.roles))
+}
+
+impl AgentIdentity {
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(IDENTITY_FILE)
+    }
+
+    /// Load a stored identity, if any.
+    pub fn load(data_dir: &Path) -> Option<AgentIdentity> {
+        let text = std::fs::read_to_string(Self::path(data_dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Store it (0600).
+    pub fn save(&self, data_dir: &Path) -> Result<()> {
+        let text = serde_json::to_vec_pretty(self).map_err(|e| JoinError::Local(e.to_string()))?;
+        client::profile::write_private(&Self::path(data_dir), &text)
+            .map_err(|e| JoinError::Local(e.to_string()))
+    }
+
+    /// When the certificate expires.
+    pub fn expires(&self) -> Option<time::OffsetDateTime> {
+        pki::cert_not_after(&self.cert_pem).ok()
+    }
+
+    /// Usable: not expired, for `cluster`, with all of `roles`.
+    pub fn usable_for(&self, roles: &[String]) -> bool {
+        let fresh = self
+            .expires()
+            .is_some_and(|e| e > time::OffsetDateTime::now_utc() + time::Duration::minutes(5));
+        fresh && roles.iter().all(|r| self.roles.contains(r))
+    }
+
+    /// Time until the certificate should be renewed (half its remaining life).
+    pub fn renew_in(&self) -> Duration {
+        let left = self
+            .expires()
+            .map(|e| e - time::OffsetDateTime::now_utc())
+            .unwrap_or(time::Duration::ZERO);
+        Duration::from_secs((left.whole_seconds().max(0) / 2) as u64).max(Duration::from_secs(30))
+    }
+
+    /// The trust this identity carries.
+    pub fn trust(&self) -> ClusterTrust {
+        ClusterTrust {
+            cluster_name: self.cluster_name.clone(),
+            host_ca_pems: self.host_ca_pems.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_file_or_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "abc123\n").unwrap();
+        assert_eq!(read_token(f.to_str().unwrap()).unwrap(), "abc123");
+        assert_eq!(read_token("xyz").unwrap(), "xyz");
+        let missing = dir.path().join("missing");
+        let err = read_token(missing.to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("cannot read the join token file"));
+        std::fs::write(&f, "\n").unwrap();
+        assert!(read_token(f.to_str().unwrap()).is_err());
+    }
+
+    #[test]
+    fn host_id_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = host_id(dir.path()).unwrap();
+        let b = host_id(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 36);
+    }
+}

@@ -1,0 +1,262 @@
+//! Real rustls handshakes over an in-memory duplex with certificates from this crate.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use pki::tls::{client_config, peer_identity, server_config, ClientAuth};
+use pki::{generate_key, CaType, CertAuthority, HostIdentity, Identity, RouteToApp};
+use rustls::pki_types::ServerName;
+use time::{Duration, OffsetDateTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+struct Server {
+    cert: String,
+    key: String,
+}
+
+fn host_server(host_ca: &CertAuthority) -> Server {
+    let key = generate_key().unwrap();
+    let host = HostIdentity {
+        host_id: "host-1".into(),
+        nodename: "proxy".into(),
+        cluster_name: "example.com".into(),
+        system_roles: vec!["Proxy".into()],
+        dns_names: vec!["proxy.example.com".into(), "127.0.0.1".into()],
+        expires: OffsetDateTime::now_utc() + Duration::hours(1),
+    };
+    Server {
+        cert: host_ca.sign_host(&host, &key.public_key_der).unwrap(),
+        key: key.private_key_pem,
+    }
+}
+
+fn user_cert(user_ca: &CertAuthority, expires: OffsetDateTime) -> (String, String, Identity) {
+    let key = generate_key().unwrap();
+    let id = Identity {
+        username: "alice".into(),
+        groups: vec!["access".into(), "azure-cli".into()],
+        teleport_cluster: "example.com".into(),
+        expires: expires.replace_nanosecond(0).unwrap(),
+        route_to_app: Some(RouteToApp {
+            session_id: "s1".into(),
+            name: "azure-cli".into(),
+            azure_identity: "/subscriptions/x/id".into(),
+            ..RouteToApp::default()
+        }),
+        azure_identities: vec!["/subscriptions/x/id".into()],
+        usage: vec!["usage:apps".into()],
+        ..Identity::default()
+    };
+    let cert = user_ca.sign_identity(&id, &key.public_key_der).unwrap();
+    (cert, key.private_key_pem, id)
+}
+
+/// Runs one handshake plus a ping; returns (client result, server result with peer identity).
+async fn handshake(
+    server: rustls::ServerConfig,
+    client: rustls::ClientConfig,
+    name: &str,
+) -> (
+    Result<Option<Vec<u8>>, std::io::Error>,
+    Result<Option<Identity>, std::io::Error>,
+) {
+    let (c, s) = tokio::io::duplex(64 * 1024);
+    let acceptor = TlsAcceptor::from(Arc::new(server));
+    let connector = TlsConnector::from(Arc::new(client));
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let server_task = tokio::spawn(async move {
+        let mut tls = acceptor.accept(s).await?;
+        let id = peer_identity(tls.get_ref().1).map(|r| r.unwrap());
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).await?;
+        tls.write_all(b"pong").await?;
+        tls.flush().await?;
+        Ok::<_, std::io::Error>(id)
+    });
+    let client_res = async {
+        let mut tls = connector.connect(name, c).await?;
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        tls.write_all(b"ping").await?;
+        tls.flush().await?;
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"pong");
+        Ok(alpn)
+    }
+    .await;
+    let server_res = server_task.await.unwrap();
+    (client_res, server_res)
+}
+
+#[tokio::test]
+async fn mutual_tls_with_identity() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let srv = host_server(&host_ca);
+    let (cert, key, id) = user_cert(&user_ca, OffsetDateTime::now_utc() + Duration::hours(1));
+
+    let server = server_config(
+        &srv.cert,
+        &srv.key,
+        &[user_ca.cert_pem().to_string()],
+        ClientAuth::Required,
+        &[b"teleport-proxy", b"http/1.1"],
+    )
+    .unwrap();
+    let client = client_config(
+        Some(&cert),
+        Some(&key),
+        &[host_ca.cert_pem().to_string()],
+        false,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    let (c, s) = handshake(server, client, "proxy.example.com").await;
+    assert_eq!(c.unwrap(), Some(b"http/1.1".to_vec()));
+    assert_eq!(s.unwrap(), Some(id));
+}
+
+#[tokio::test]
+async fn ip_san_is_accepted() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let srv = host_server(&host_ca);
+    let server = server_config(&srv.cert, &srv.key, &[], ClientAuth::None, &[]).unwrap();
+    let client = client_config(None, None, &[host_ca.cert_pem().to_string()], false, &[]).unwrap();
+    let (c, s) = handshake(server, client, "127.0.0.1").await;
+    c.unwrap();
+    assert_eq!(s.unwrap(), None);
+}
+
+#[tokio::test]
+async fn client_cert_from_another_ca_is_rejected() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let rogue_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let srv = host_server(&host_ca);
+    let (cert, key, _) = user_cert(&rogue_ca, OffsetDateTime::now_utc() + Duration::hours(1));
+    for auth in [ClientAuth::Required, ClientAuth::Optional] {
+        let server = server_config(
+            &srv.cert,
+            &srv.key,
+            &[user_ca.cert_pem().to_string()],
+            auth,
+            &[],
+        )
+        .unwrap();
+        let client = client_config(
+            Some(&cert),
+            Some(&key),
+            &[host_ca.cert_pem().to_string()],
+            false,
+            &[],
+        )
+        .unwrap();
+        let (c, s) = handshake(server, client, "proxy.example.com").await;
+        assert!(c.is_err() && s.is_err(), "{auth:?}");
+    }
+}
+
+#[tokio::test]
+async fn missing_client_cert() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let srv = host_server(&host_ca);
+    let roots = [host_ca.cert_pem().to_string()];
+    let cas = [user_ca.cert_pem().to_string()];
+
+    let server = server_config(&srv.cert, &srv.key, &cas, ClientAuth::Required, &[]).unwrap();
+    let client = client_config(None, None, &roots, false, &[]).unwrap();
+    let (_, s) = handshake(server, client, "proxy.example.com").await;
+    assert!(s.is_err());
+
+    let server = server_config(&srv.cert, &srv.key, &cas, ClientAuth::Optional, &[]).unwrap();
+    let client = client_config(None, None, &roots, false, &[]).unwrap();
+    let (c, s) = handshake(server, client, "proxy.example.com").await;
+    c.unwrap();
+    assert_eq!(s.unwrap(), None);
+}
+
+#[tokio::test]
+async fn expired_client_cert_is_rejected() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let srv = host_server(&host_ca);
+    let (cert, key, _) = user_cert(&user_ca, OffsetDateTime::now_utc() - Duration::hours(1));
+    let server = server_config(
+        &srv.cert,
+        &srv.key,
+        &[user_ca.cert_pem().to_string()],
+        ClientAuth::Required,
+        &[],
+    )
+    .unwrap();
+    let client = client_config(
+        Some(&cert),
+        Some(&key),
+        &[host_ca.cert_pem().to_string()],
+        false,
+        &[],
+    )
+    .unwrap();
+    let (_, s) = handshake(server, client, "proxy.example.com").await;
+    assert!(s.is_err());
+}
+
+#[tokio::test]
+async fn server_verification_and_insecure_mode() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let other_ca = CertAuthority::generate("other.com", CaType::Host).unwrap();
+    let srv = host_server(&host_ca);
+    let mk_server = || server_config(&srv.cert, &srv.key, &[], ClientAuth::None, &[]).unwrap();
+
+    // Wrong trust root.
+    let client = client_config(None, None, &[other_ca.cert_pem().to_string()], false, &[]).unwrap();
+    let (c, _) = handshake(mk_server(), client, "proxy.example.com").await;
+    assert!(c.is_err());
+
+    // Wrong name.
+    let client = client_config(None, None, &[host_ca.cert_pem().to_string()], false, &[]).unwrap();
+    let (c, _) = handshake(mk_server(), client, "evil.example.com").await;
+    assert!(c.is_err());
+
+    // Insecure accepts anything.
+    let client = client_config(None, None, &[], true, &[]).unwrap();
+    let (c, _) = handshake(mk_server(), client, "evil.example.com").await;
+    c.unwrap();
+}
+
+#[tokio::test]
+async fn self_signed_and_ca_server_certs() {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let (cert, key) = pki::self_signed_server_cert(&names).unwrap();
+    let server = server_config(&cert, &key, &[], ClientAuth::None, &[]).unwrap();
+    let client = client_config(None, None, std::slice::from_ref(&cert), false, &[]).unwrap();
+    let (c, _) = handshake(server, client, "localhost").await;
+    c.unwrap();
+
+    let ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let (cert, key) = ca.issue_server_cert(&names).unwrap();
+    let roots = [ca.cert_pem().to_string()];
+    for name in ["localhost", "127.0.0.1"] {
+        let server = server_config(&cert, &key, &[], ClientAuth::None, &[]).unwrap();
+        let client = client_config(None, None, &roots, false, &[]).unwrap();
+        let (c, _) = handshake(server, client, name).await;
+        c.unwrap();
+    }
+}
+
+#[test]
+fn config_errors() {
+    let ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let (cert, key) = ca
+        .issue_server_cert(&["a.example.com".to_string()])
+        .unwrap();
+    assert!(server_config("nope", &key, &[], ClientAuth::None, &[]).is_err());
+    assert!(server_config(&cert, "nope", &[], ClientAuth::None, &[]).is_err());
+    assert!(server_config(&cert, &key, &[], ClientAuth::Required, &[]).is_err());
+    assert!(client_config(None, None, &[], false, &[]).is_err());
+    assert!(client_config(Some(&cert), None, std::slice::from_ref(&cert), false, &[]).is_err());
+    assert!(client_config(None, None, &["garbage".into()], false, &[]).is_err());
+    assert!(pki::self_signed_server_cert(&[]).is_err());
+}

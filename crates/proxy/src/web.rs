@@ -1,0 +1,209 @@
+//! The public web API: version and settings discovery, password login, and
+//! the invite page that sets a new user's password.
+
+use std::sync::Arc;
+
+use auth::serve::PeerAddr;
+use auth::{AuthError, AuthServer};
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Form, Json, Router};
+use serde::Deserialize;
+
+#[derive(Clone)]
+struct Web {
+    auth: Arc<AuthServer>,
+    public_addr: String,
+}
+
+/// Routes of the public web API.
+pub fn router(auth: Arc<AuthServer>, public_addr: String) -> Router {
+    let state = Web { auth, public_addr };
+    Router::new()
+        .route("/webapi/ping", get(ping))
+        .route("/v1/webapi/ping", get(ping))
+        .route("/webapi/find", get(ping))
+        .route("/v1/webapi/find", get(ping))
+        .route(
+            "/v1/webapi/automaticupgrades/channel/default/version",
+            get(upgrade_version),
+        )
+        .route(
+            "/webapi/automaticupgrades/channel/default/version",
+            get(upgrade_version),
+        )
+        .route(
+            "/v1/webapi/automaticupgrades/channel/default/critical",
+            get(upgrade_critical),
+        )
+        .route(
+            "/webapi/automaticupgrades/channel/default/critical",
+            get(upgrade_critical),
+        )
+        .route("/v1/webapi/ssh/certs", axum::routing::post(login))
+        .route("/webapi/ssh/certs", axum::routing::post(login))
+        .route(
+            "/v1/webapi/users/password/token",
+            axum::routing::post(set_password_json),
+        )
+        .route("/web/invite/{token}", get(invite_page).post(invite_form))
+        .route("/v1/webapi/host/credentials", axum::routing::post(host_credentials))
+        .route("/v1/webapi/host-ca", get(host_ca))
+        .route("/webapi/host/credentials", axum::routing::post(host_credentials))
+        .with_state(state)
+}
+
+async fn ping(State(web): State<Web>) -> Json<api::PingResponse> {
+    Json(api::PingResponse {
+        auth: api::AuthSettings {
+            kind: "local".into(),
+            second_factor: "off".into(),
+            local_auth_enabled: true,
+        },
+        proxy: api::ProxySettings {
+            public_addr: web.public_addr.clone(),
+            tls_routing_enabled: true,
+            tunnel_public_addr: web.public_addr.clone(),
+        },
+        server_version: api::VERSION.into(),
+        min_client_version: api::VERSION.into(),
+        cluster_name: web.auth.cluster_name().into(),
+        automatic_upgrades: false,
+    })
+}
+
+/// The host CA, for agents to check against `teleport.ca_pin` before they
+/// trust the cluster.
+async fn host_ca(State(web): State<Web>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "cluster_name": web.auth.cluster_name(),
+        "host_ca": web.auth.host_ca().cert_pem(),
+    }))
+}
+
+async fn upgrade_version() -> String {
+    format!("v{}", api::VERSION)
+}
+
+async fn upgrade_critical() -> &'static str {
+    "no"
+}
+
+async fn login(
+    State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<api::CertsResponse>, AuthError> {
+    let req: api::LoginRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad login request: {e}")))?;
+    Ok(Json(web.auth.login(&req, &peer.0.to_string()).await?))
+}
+
+async fn host_credentials(
+    State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<auth::agents::HostCerts>, AuthError> {
+    let req: auth::agents::RegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad join request: {e}")))?;
+    Ok(Json(
+        web.auth
+            .register_with_token(&req, &peer.0.to_string())
+            .await?,
+    ))
+}
+
+async fn set_password_json(
+    State(web): State<Web>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, AuthError> {
+    let req: api::SetPasswordRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad request: {e}")))?;
+    let user = web
+        .auth
+        .set_password_with_token(&req.token, &req.password)
+        .await?;
+    Ok(Json(serde_json::json!({ "user": user })))
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&#39;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body><h1>{}</h1>{}</body></html>",
+        escape(title),
+        escape(title),
+        body
+    ))
+}
+
+async fn invite_page(Path(token): Path<String>) -> Html<String> {
+    page(
+        "Set up your account",
+        &format!(
+            "<form method=\"post\" action=\"/web/invite/{}\">\
+             <label>Password <input type=\"password\" name=\"password\" minlength=\"{}\" required></label>\
+             <label>Confirm <input type=\"password\" name=\"password_confirm\" required></label>\
+             <button type=\"submit\">Set password</button></form>",
+            escape(&token),
+            auth::MIN_PASSWORD_LEN
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    password: String,
+    #[serde(default)]
+    password_confirm: Option<String>,
+}
+
+async fn invite_form(
+    State(web): State<Web>,
+    Path(token): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Response {
+    if form
+        .password_confirm
+        .as_deref()
+        .is_some_and(|c| c != form.password)
+    {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            page(
+                "Passwords do not match",
+                "<p>Go back and type the same password twice.</p>",
+            ),
+        )
+            .into_response();
+    }
+    match web.auth.set_password_with_token(&token, &form.password).await {
+        Ok(user) => page(
+            "Password set",
+            &format!(
+                "<p>The password of <b>{}</b> is set. Log in with <code>tsh login --proxy={} --user={}</code>.</p>",
+                escape(&user),
+                escape(&web.public_addr),
+                escape(&user)
+            ),
+        )
+        .into_response(),
+        Err(e) => (
+            e.status(),
+            page("Could not set the password", &format!("<p>{}</p>", escape(&e.to_string()))),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,327 @@
+//! End-to-end harness: real `teleport`, `tctl` and `tsh` processes in a
+//! temporary directory, on free ports, torn down on drop.
+//!
+//! The binaries are taken from the workspace's target directory (build them
+//! with `cargo build --workspace --bins`; `cargo xtask test` does).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Errors of the harness (the tests turn them into failures).
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Directory holding the built binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("E2E_BIN_DIR") {
+        return dir.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join("debug")
+}
+
+/// Path of one binary; fails clearly when it was not built.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: run `cargo build --workspace --bins` first (cargo xtask test does)",
+            p.display()
+        ))
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Storage for a test cluster.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// sqlite in the data dir.
+    Sqlite,
+    /// A PostgreSQL connection string.
+    Postgres(String),
+}
+
+/// One `teleport start` process with auth and proxy.
+pub struct Node {
+    /// Its directory (config, data dir, logs).
+    pub dir: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+    /// `127.0.0.1:port` of the proxy.
+    pub web_addr: String,
+    /// `127.0.0.1:port` of the auth service.
+    pub auth_addr: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Write a config and start `teleport start`, waiting until the proxy answers.
+    pub fn start(dir: &Path, cluster: &str, storage: &Storage) -> Result<Node> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let web_port = free_port();
+        let auth_port = free_port();
+        let storage_yaml = match storage {
+            Storage::Sqlite => String::new(),
+            Storage::Postgres(conn) => {
+                format!("  storage:\n    type: postgresql\n    conn_string: \"{conn}\"\n")
+            }
+        };
+        let config = dir.join("teleport.yaml");
+        let text = format!(
+            "version: v3\nteleport:\n  nodename: node-{web_port}\n  data_dir: {data}\n{storage_yaml}  log:\n    severity: DEBUG\nauth_service:\n  enabled: yes\n  cluster_name: {cluster}\n  listen_addr: 127.0.0.1:{auth_port}\nproxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\nssh_service:\n  enabled: no\n",
+            data = dir.join("data").display(),
+        );
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(bin("teleport")?)
+            .args(["start", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start teleport: {e}"))?;
+        let mut node = Node {
+            dir: dir.to_path_buf(),
+            config,
+            web_addr: format!("127.0.0.1:{web_port}"),
+            auth_addr: format!("127.0.0.1:{auth_port}"),
+            child: Some(child),
+        };
+        node.wait_ready(Duration::from_secs(60))?;
+        Ok(node)
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("teleport.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        let rt = runtime()?;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("teleport exited with {status}:\n{}", self.log()));
+                }
+            }
+            let ok = rt.block_on(async {
+                match client::ApiClient::new(&self.web_addr, None, true) {
+                    Ok(c) => c.ping().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if ok && self.dir.join("data").join("admin-identity.pem").exists() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(format!("teleport did not become ready:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            return Err("already stopped".into());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(status);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return Err("teleport did not stop within 20s of SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// PID of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `tctl -c <config> args...` (the local admin identity).
+    pub fn tctl(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(bin("tctl")?);
+        cmd.arg("-c").arg(&self.config).args(args);
+        output(cmd, None)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A tokio runtime for the harness' own HTTP calls.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Run a command with optional stdin; never fails on a non-zero exit (the
+/// caller checks).
+pub fn output(mut cmd: Command, stdin: Option<&str>) -> Result<Output> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if let Some(input) = stdin {
+        if let Some(mut s) = child.stdin.take() {
+            let _ = s.write_all(input.as_bytes());
+        }
+    }
+    child.wait_with_output().map_err(|e| e.to_string())
+}
+
+/// `tsh args...` with `TELEPORT_HOME=home`.
+pub fn tsh(home: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    let mut cmd = Command::new(bin("tsh")?);
+    cmd.env("TELEPORT_HOME", home).args(args);
+    output(cmd, stdin)
+}
+
+/// `tctl args...` with `TELEPORT_HOME=home` and no config (profile or -i).
+pub fn tctl_as(home: &Path, args: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new(bin("tctl")?);
+    cmd.env("TELEPORT_HOME", home)
+        .env_remove("TELEPORT_CONFIG_FILE")
+        .args(args);
+    output(cmd, None)
+}
+
+/// Stdout of a successful command, or an error with both streams.
+pub fn ok(out: Output) -> Result<String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(format!(
+            "command failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Stderr of a failed command, or an error when it succeeded.
+pub fn fails(out: Output) -> Result<String> {
+    if out.status.success() {
+        Err(format!(
+            "command succeeded but should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    } else {
+        Ok(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// Pull the invite URL out of `tctl users add` output.
+pub fn invite_token(tctl_output: &str) -> Result<String> {
+    tctl_output
+        .split_whitespace()
+        .find_map(|w| w.split("/web/invite/").nth(1))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no invite link in {tctl_output:?}"))
+}
+
+/// Set a password through the proxy's invite endpoint, as the web page does.
+pub fn set_password(proxy: &str, token: &str, password: &str) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let c = client::ApiClient::new(proxy, None, true).map_err(|e| e.to_string())?;
+        c.set_password(token, password)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Create a user with `tctl users add` on `node` and set its password.
+pub fn add_user(node: &Node, name: &str, roles: &str, password: &str) -> Result<()> {
+    let out = ok(node.tctl(&["users", "add", name, &format!("--roles={roles}")])?)?;
+    set_password(&node.web_addr, &invite_token(&out)?, password)
+}
+
+/// A PostgreSQL database of its own, dropped on drop.
+pub struct TempDatabase {
+    /// Database name.
+    pub name: String,
+    /// Connection string for it.
+    pub conn_string: String,
+}
+
+fn psql(sql: &str) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map_err(|e| {
+            format!("PostgreSQL on 127.0.0.1:5432 is required (cargo xtask test starts it): {e}")
+        })?;
+        let h = tokio::spawn(conn);
+        let r = c.batch_execute(sql).await.map_err(|e| e.to_string());
+        drop(c);
+        let _ = h.await;
+        r
+    })
+}
+
+impl TempDatabase {
+    /// Create a fresh database.
+    pub fn create(prefix: &str) -> Result<TempDatabase> {
+        let name = format!("{prefix}_{}_{}", std::process::id(), free_port());
+        psql(&format!("CREATE DATABASE {name}"))?;
+        Ok(TempDatabase {
+            conn_string: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let _ = psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}

@@ -1,0 +1,290 @@
+//! The cluster core, end to end: real teleport, tctl and tsh processes.
+#![allow(clippy::unwrap_used)]
+
+use e2e::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn login(node: &Node, home: &std::path::Path, user: &str, password: &str) -> std::process::Output {
+    tsh(
+        home,
+        &[
+            "login",
+            &format!("--proxy={}", node.web_addr),
+            &format!("--user={user}"),
+            "--insecure",
+        ],
+        Some(&format!("{password}\n")),
+    )
+    .unwrap()
+}
+
+#[test]
+fn login_status_and_logout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "example.com", &Storage::Sqlite).unwrap();
+    let status = ok(node.tctl(&["status"]).unwrap()).unwrap();
+    assert!(status.contains("Cluster      example.com"), "{status}");
+    let pin = status.lines().find(|l| l.starts_with("CA pin")).unwrap();
+    let hex = pin.split("sha256:").nth(1).unwrap().trim();
+    assert_eq!(hex.len(), 64, "{pin}");
+
+    add_user(&node, "alice", "access,editor", PASSWORD).unwrap();
+    let home = tmp.path().join("home");
+    let out = ok(login(&node, &home, "alice", PASSWORD)).unwrap();
+    assert!(out.contains("Logged in as:       alice"), "{out}");
+
+    let text = ok(tsh(&home, &["status"], None).unwrap()).unwrap();
+    assert!(
+        text.contains("> Profile URL:        https://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Roles:              access, editor"),
+        "{text}"
+    );
+    assert!(text.contains("[valid for "), "{text}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(tsh(&home, &["status", "-f", "json"], None).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(json["active"]["username"], "alice");
+    assert_eq!(json["active"]["cluster"], "example.com");
+    assert_eq!(
+        json["active"]["roles"],
+        serde_json::json!(["access", "editor"])
+    );
+
+    // tctl elsewhere works from the tsh profile (editor may read the status).
+    let via_profile = ok(tctl_as(&home, &["status"]).unwrap()).unwrap();
+    assert!(via_profile.contains(pin), "{via_profile}");
+
+    ok(tsh(&home, &["logout"], None).unwrap()).unwrap();
+    let err = fails(tsh(&home, &["status"], None).unwrap()).unwrap();
+    assert!(err.contains("Not logged in."), "{err}");
+}
+
+#[test]
+fn wrong_passwords_are_refused_audited_and_lock_the_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "lock.example", &Storage::Sqlite).unwrap();
+    add_user(&node, "bob", "access", PASSWORD).unwrap();
+    let home = tmp.path().join("home");
+    for _ in 0..5 {
+        let err = fails(login(&node, &home, "bob", "not the password")).unwrap();
+        assert!(err.contains("invalid user name or password"), "{err}");
+    }
+    let err = fails(login(&node, &home, "bob", PASSWORD)).unwrap();
+    assert!(err.contains("locked until"), "{err}");
+    let events: serde_json::Value = serde_json::from_str(
+        &ok(node
+            .tctl(&["events", "ls", "--type=user.login", "--format=json"])
+            .unwrap())
+        .unwrap(),
+    )
+    .unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 6, "{events:?}");
+    assert!(events
+        .iter()
+        .all(|e| e["code"] == "T1000W" && e["user"] == "bob"));
+}
+
+#[test]
+fn resources_create_get_and_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "res.example", &Storage::Sqlite).unwrap();
+    let role = tmp.path().join("role.yaml");
+    std::fs::write(
+        &role,
+        "kind: role\nversion: v5\nmetadata:\n  name: azure-cli-access\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n    azure_identities:\n      - '{{internal.azure_identities}}'\n",
+    )
+    .unwrap();
+    let out = ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    assert!(
+        out.contains("role \"azure-cli-access\" has been created"),
+        "{out}"
+    );
+    let err = fails(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    assert!(err.contains("use -f or --force flag to overwrite"), "{err}");
+    let out = ok(node
+        .tctl(&["create", "-f", role.to_str().unwrap()])
+        .unwrap())
+    .unwrap();
+    assert!(out.contains("has been updated"), "{out}");
+    let got = ok(node.tctl(&["get", "role/azure-cli-access"]).unwrap()).unwrap();
+    assert!(got.contains("{{internal.azure_identities}}"), "{got}");
+
+    // Bad input: the error names the document and the line.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: role\nversion: v7\nmetadata:\n  name: ok\nspec: {}\n---\nkind: role\nversion: v7\nmetadata:\n  name: broken\nspec:\n  allow:\n    logins: {a: [}\n",
+    )
+    .unwrap();
+    let err = fails(node.tctl(&["create", bad.to_str().unwrap()]).unwrap()).unwrap();
+    assert!(err.contains("document 2") && err.contains("line"), "{err}");
+    let err = fails(node.tctl(&["get", "role/ok"]).unwrap()).unwrap();
+    assert!(err.contains("not found"), "{err}");
+
+    let wildcard = tmp.path().join("wild.yaml");
+    std::fs::write(
+        &wildcard,
+        "kind: role\nversion: v7\nmetadata:\n  name: wild\nspec:\n  allow:\n    azure_identities: ['*']\n",
+    )
+    .unwrap();
+    let err = fails(node.tctl(&["create", wildcard.to_str().unwrap()]).unwrap()).unwrap();
+    assert!(
+        err.contains("wildcard matcher is not allowed in allow.azure_identities"),
+        "{err}"
+    );
+
+    ok(node.tctl(&["rm", "role/azure-cli-access"]).unwrap()).unwrap();
+    let err = fails(node.tctl(&["rm", "role/azure-cli-access"]).unwrap()).unwrap();
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn azure_identities_reach_the_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "az.example", &Storage::Sqlite).unwrap();
+    add_user(&node, "carol", "access", PASSWORD).unwrap();
+    let err = fails(
+        node.tctl(&["users", "update", "carol", "--set-azure-identities", "*"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        err.contains("Azure identity cannot be a wildcard."),
+        "{err}"
+    );
+    let err = fails(node.tctl(&["users", "update", "carol"]).unwrap()).unwrap();
+    assert!(
+        err.contains("Nothing to update. Please provide at least one --set flag."),
+        "{err}"
+    );
+    let id1 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1";
+    let id2 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id2";
+    let out = ok(node
+        .tctl(&[
+            "users",
+            "update",
+            "carol",
+            "--set-azure-identities",
+            &format!("{id2},{id1}"),
+        ])
+        .unwrap())
+    .unwrap();
+    assert!(out.contains("User carol has been updated:"), "{out}");
+    let home = tmp.path().join("home");
+    ok(login(&node, &home, "carol", PASSWORD)).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(tsh(&home, &["status", "-f", "json"], None).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["active"]["azure_identities"],
+        serde_json::json!([id1, id2])
+    );
+}
+
+#[test]
+fn identity_files_and_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "id.example", &Storage::Sqlite).unwrap();
+    add_user(&node, "bot", "editor", PASSWORD).unwrap();
+    let file = tmp.path().join("bot.pem");
+    let out = ok(node
+        .tctl(&[
+            "auth",
+            "sign",
+            "--user=bot",
+            "--out",
+            file.to_str().unwrap(),
+            "--ttl=1h",
+        ])
+        .unwrap())
+    .unwrap();
+    assert!(out.contains("written to"), "{out}");
+    let empty_home = tmp.path().join("nohome");
+    let status =
+        ok(tsh(&empty_home, &["status", "-i", file.to_str().unwrap()], None).unwrap()).unwrap();
+    assert!(status.contains("Logged in as:       bot"), "{status}");
+    let remote = ok(tctl_as(
+        &empty_home,
+        &[
+            "-i",
+            file.to_str().unwrap(),
+            "--auth-server",
+            &node.web_addr,
+            "--insecure",
+            "tokens",
+            "add",
+            "--type=app",
+            "--ttl=1h",
+            "--format=text",
+        ],
+    )
+    .unwrap())
+    .unwrap();
+    let token = remote.trim();
+    assert_eq!(token.len(), 32, "{remote}");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    let list = ok(node.tctl(&["tokens", "ls"]).unwrap()).unwrap();
+    assert!(list.contains(token) && list.contains("App"), "{list}");
+    ok(node.tctl(&["tokens", "rm", token]).unwrap()).unwrap();
+    let list = ok(node.tctl(&["tokens", "ls"]).unwrap()).unwrap();
+    assert!(!list.contains(token), "{list}");
+    // Without any identity the API refuses.
+    let err = fails(
+        tctl_as(
+            &empty_home,
+            &["--auth-server", &node.web_addr, "--insecure", "status"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(err.contains("not logged in"), "{err}");
+}
+
+#[test]
+fn anonymous_callers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "anon.example", &Storage::Sqlite).unwrap();
+    let rt = runtime().unwrap();
+    rt.block_on(async {
+        let c = client::ApiClient::new(&node.web_addr, None, true).unwrap();
+        let err = c.status().await.unwrap_err();
+        assert_eq!(err.status(), Some(403), "{err}");
+        assert!(err.to_string().contains("client certificate"), "{err}");
+        // The auth listener demands a certificate during the handshake.
+        let c = client::ApiClient::new(&node.auth_addr, None, true).unwrap();
+        let err = c.status().await.unwrap_err();
+        assert_eq!(err.status(), None, "{err}");
+    });
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&tmp.path().join("node"), "stop.example", &Storage::Sqlite).unwrap();
+    let status = node.stop().unwrap();
+    assert!(status.success(), "{status}:\n{}", node.log());
+}
+
+#[test]
+fn two_processes_share_one_postgres_cluster() {
+    let db = TempDatabase::create("e2e_ha").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Storage::Postgres(db.conn_string.clone());
+    let a = Node::start(&tmp.path().join("a"), "ha.example", &storage).unwrap();
+    let b = Node::start(&tmp.path().join("b"), "ha.example", &storage).unwrap();
+    let pin_a = ok(a.tctl(&["status"]).unwrap()).unwrap();
+    let pin_b = ok(b.tctl(&["status"]).unwrap()).unwrap();
+    assert_eq!(pin_a, pin_b);
+    add_user(&a, "dave", "access", PASSWORD).unwrap();
+    let home = tmp.path().join("home");
+    let out = ok(login(&b, &home, "dave", PASSWORD)).unwrap();
+    assert!(out.contains("Logged in as:       dave"), "{out}");
+    drop(a);
+    drop(b);
+}
