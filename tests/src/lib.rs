@@ -325,3 +325,92 @@ impl Drop for TempDatabase {
         ));
     }
 }
+
+/// A `teleport start` agent process (app or db service) with its own config.
+pub struct Agent {
+    /// Its directory.
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Write `config_yaml` (with `{data_dir}` replaced) and start `teleport start`.
+    /// Does not wait: callers poll for what they expect.
+    pub fn start(dir: &Path, config_yaml: &str) -> Result<Agent> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let config = dir.join("teleport.yaml");
+        let text = config_yaml.replace("{data_dir}", &dir.join("data").display().to_string());
+        std::fs::write(&config, text).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(bin("teleport")?)
+            .args(["start", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start teleport: {e}"))?;
+        Ok(Agent {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        })
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("teleport.log")).unwrap_or_default()
+    }
+
+    /// Wait for the process to exit (it should, e.g. on a refused join).
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Ok(status);
+                }
+            }
+            if start.elapsed() > limit {
+                return Err(format!("the agent is still running:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, or fail after `limit`.
+pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            return Err(format!("timed out after {limit:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `CA pin` line's value from `tctl status`.
+pub fn ca_pin(node: &Node) -> Result<String> {
+    let status = ok(node.tctl(&["status"])?)?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CA pin"))
+        .map(|v| v.trim().to_string())
+        .ok_or_else(|| format!("no CA pin in {status}"))
+}

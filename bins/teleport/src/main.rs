@@ -32,10 +32,15 @@ enum Cmd {
         /// Write the process ID here.
         #[arg(long = "pid-file")]
         pid_file: Option<PathBuf>,
+        /// Agents: accept any proxy certificate when no ca_pin is set (tests only).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Print the version.
     Version,
 }
+
+mod agent;
 
 /// Name of the admin identity file in the data directory (read by tctl).
 const ADMIN_IDENTITY: &str = "admin-identity.pem";
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
             config,
             debug,
             pid_file,
+            insecure,
         } => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -63,7 +69,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(start(config, debug, pid_file)) {
+            match rt.block_on(start(config, debug, pid_file, insecure)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ERROR: {e:#}");
@@ -140,7 +146,12 @@ fn public_addr(cfg: &config::FileConfig, bound: std::net::SocketAddr) -> String 
     }
 }
 
-async fn start(config_path: PathBuf, debug: bool, pid_file: Option<PathBuf>) -> Result<()> {
+async fn start(
+    config_path: PathBuf,
+    debug: bool,
+    pid_file: Option<PathBuf>,
+    insecure: bool,
+) -> Result<()> {
     let cfg = config::load(&config_path)?;
     init_logging(debug, &cfg);
     if let Some(p) = &pid_file {
@@ -154,16 +165,20 @@ async fn start(config_path: PathBuf, debug: bool, pid_file: Option<PathBuf>) -> 
     if cfg.ssh_service.enabled {
         tracing::warn!("the SSH service is not available in this build; ssh_service is ignored");
     }
-    if cfg.app_service.enabled || cfg.db_service.enabled {
-        tracing::warn!(
-            "the app and database services are not available in this build yet; app_service and db_service are ignored"
-        );
-    }
     if !cfg.auth_service.enabled {
         if cfg.proxy_service.enabled {
             bail!("proxy_service needs auth_service enabled in the same process in this build");
         }
-        bail!("no service this build can run is enabled: enable auth_service and proxy_service");
+        let result = agent::run(&cfg, insecure, shutdown_signal()).await;
+        if let Some(p) = &pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+        return result;
+    }
+    if cfg.app_service.enabled || cfg.db_service.enabled {
+        tracing::warn!(
+            "app_service and db_service run as separate agents in this build: start them in their own process with join_params"
+        );
     }
 
     let nodename = cfg.nodename();

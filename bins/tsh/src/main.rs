@@ -48,8 +48,44 @@ enum Cmd {
     },
     /// Delete the profile(s) and their keys.
     Logout,
+    /// Applications.
+    #[command(subcommand)]
+    Apps(AppsCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AppsCmd {
+    /// List the applications you may access.
+    Ls {
+        /// text or json.
+        #[arg(long, short = 'f', default_value = "text")]
+        format: String,
+    },
+}
+
+/// Print rows as Teleport's tables: a header, a dashed rule, columns padded.
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect();
+        println!("{}", parts.join(" ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    line(widths.iter().map(|w| "-".repeat(*w)).collect());
+    for r in rows {
+        line(r.clone());
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,6 +116,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status { format } => status(&cli, format),
         Cmd::Logout => logout(),
+        Cmd::Apps(AppsCmd::Ls { format }) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(apps_ls(&cli, format))
+        }
         Cmd::Login { user, ttl } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -264,5 +306,60 @@ fn logout() -> Result<()> {
             println!("Logged out {r}.");
         }
     }
+    Ok(())
+}
+
+fn api_client(cli: &Cli) -> Result<client::ApiClient> {
+    let (profile, creds) = load_active(cli)?;
+    if profile.web_proxy_addr.is_empty() {
+        bail!("--proxy must be set when using an identity file");
+    }
+    Ok(client::ApiClient::new(
+        &profile.web_proxy_addr,
+        Some(&creds),
+        cli.insecure || profile.insecure,
+    )?)
+}
+
+async fn apps_ls(cli: &Cli, format: &str) -> Result<()> {
+    let api = api_client(cli)?;
+    let apps: Vec<resources::App> = api.get("/v1/auth/apps").await?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&apps)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = apps
+        .iter()
+        .map(|app| {
+            let labels = app
+                .all_labels()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let kind = if app.spec.cloud.is_some() {
+                "Cloud"
+            } else {
+                "HTTP"
+            };
+            vec![
+                app.metadata.name.clone(),
+                app.metadata.description.clone(),
+                kind.to_string(),
+                app.spec.public_addr.clone(),
+                labels,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "Application",
+            "Description",
+            "Type",
+            "Public Address",
+            "Labels",
+        ],
+        &rows,
+    );
     Ok(())
 }

@@ -84,7 +84,11 @@ fn safe_name(s: &str) -> bool {
 impl AuthServer {
     /// Check a join attempt and issue host certificates. Every outcome is
     /// audited as `instance.join`.
-    pub async fn register_with_token(&self, req: &RegisterRequest, remote: &str) -> Result<HostCerts> {
+    pub async fn register_with_token(
+        &self,
+        req: &RegisterRequest,
+        remote: &str,
+    ) -> Result<HostCerts> {
         let result = self.register_inner(req).await;
         let (code, success, error) = match &result {
             Ok(_) => ("TJ002I", true, None),
@@ -115,7 +119,9 @@ impl AuthServer {
             .flatten()
             .collect();
         if asked.is_empty() {
-            return Err(AuthError::BadParameter("the join request names no role".into()));
+            return Err(AuthError::BadParameter(
+                "the join request names no role".into(),
+            ));
         }
         let allowed = self.token_roles(&req.token).await?;
         for role in &asked {
@@ -128,7 +134,13 @@ impl AuthServer {
             }
         }
         let roles: Vec<String> = asked.iter().map(|r| r.to_string()).collect();
-        self.issue_host_certs(&req.host_id, &req.node_name, roles, &req.public_key, &req.dns_names)
+        self.issue_host_certs(
+            &req.host_id,
+            &req.node_name,
+            roles,
+            &req.public_key,
+            &req.dns_names,
+        )
     }
 
     async fn token_roles(&self, token: &str) -> Result<Vec<SystemRole>> {
@@ -202,33 +214,71 @@ impl AuthServer {
     }
 
     /// Renew the calling agent's own host certificate.
-    pub async fn renew_host_certs(&self, caller: &Caller, public_key_b64: &str) -> Result<HostCerts> {
+    pub async fn renew_host_certs(
+        &self,
+        caller: &Caller,
+        public_key_b64: &str,
+    ) -> Result<HostCerts> {
         let Caller::Host(id) = caller else {
             return Err(AuthError::AccessDenied(
                 "only agents (host certificates) may renew host certificates".into(),
             ));
         };
         let id: &Identity = id;
-        self.issue_host_certs(&id.username, &id.username, id.groups.clone(), public_key_b64, &[])
+        self.issue_host_certs(
+            &id.username,
+            &id.username,
+            id.groups.clone(),
+            public_key_b64,
+            &[],
+        )
     }
 
     /// Record a heartbeat from the calling agent.
     pub async fn heartbeat(&self, caller: &Caller, hb: Heartbeat) -> Result<()> {
         let Caller::Host(id) = caller else {
-            return Err(AuthError::AccessDenied("only agents may send heartbeats".into()));
+            return Err(AuthError::AccessDenied(
+                "only agents may send heartbeats".into(),
+            ));
         };
         let (prefix, role, name, entry) = match (hb.kind.as_str(), hb.app, hb.db) {
             ("app", Some(app), _) => {
-                app.validate().map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                app.validate()
+                    .map_err(|e| AuthError::BadParameter(e.to_string()))?;
                 let name = app.metadata.name.clone();
-                ("app_servers", "App", name, ServerEntry { host_id: id.username.clone(), hostname: id.username.clone(), app: Some(app), db: None })
+                (
+                    "app_servers",
+                    "App",
+                    name,
+                    ServerEntry {
+                        host_id: id.username.clone(),
+                        hostname: id.username.clone(),
+                        app: Some(app),
+                        db: None,
+                    },
+                )
             }
             ("db", _, Some(db)) => {
-                db.validate().map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                db.validate()
+                    .map_err(|e| AuthError::BadParameter(e.to_string()))?;
                 let name = db.metadata.name.clone();
-                ("db_servers", "Db", name, ServerEntry { host_id: id.username.clone(), hostname: id.username.clone(), app: None, db: Some(db) })
+                (
+                    "db_servers",
+                    "Db",
+                    name,
+                    ServerEntry {
+                        host_id: id.username.clone(),
+                        hostname: id.username.clone(),
+                        app: None,
+                        db: Some(db),
+                    },
+                )
             }
-            _ => return Err(AuthError::BadParameter("a heartbeat carries an app or a db".into())),
+            _ => {
+                return Err(AuthError::BadParameter(
+                    "a heartbeat carries an app or a db".into(),
+                ))
+            }
         };
         if !id.groups.iter().any(|g| g == role) {
             return Err(AuthError::AccessDenied(format!(
@@ -236,12 +286,17 @@ impl AuthServer {
             )));
         }
         if !safe_name(&name) {
-            return Err(AuthError::BadParameter(format!("bad resource name {name:?}")));
+            return Err(AuthError::BadParameter(format!(
+                "bad resource name {name:?}"
+            )));
         }
         self.backend()
             .put(
-                Item::new(format!("{prefix}/{name}/{}", id.username), serde_json::to_vec(&entry)?)
-                    .with_expiry(SystemTime::now() + SERVER_TTL),
+                Item::new(
+                    format!("{prefix}/{name}/{}", id.username),
+                    serde_json::to_vec(&entry)?,
+                )
+                .with_expiry(SystemTime::now() + SERVER_TTL),
             )
             .await?;
         Ok(())
@@ -252,14 +307,20 @@ impl AuthServer {
         let prefix = match kind {
             "app" => "app_servers/",
             "db" => "db_servers/",
-            other => return Err(AuthError::BadParameter(format!("unknown server kind {other:?}"))),
+            other => {
+                return Err(AuthError::BadParameter(format!(
+                    "unknown server kind {other:?}"
+                )))
+            }
         };
         let items = backend::get_prefix(&**self.backend(), prefix).await?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             match serde_json::from_slice(&item.value) {
                 Ok(e) => out.push(e),
-                Err(e) => tracing::warn!(key = %item.key, error = %e, "skipping a corrupt server entry"),
+                Err(e) => {
+                    tracing::warn!(key = %item.key, error = %e, "skipping a corrupt server entry")
+                }
             }
         }
         Ok(out)
@@ -268,7 +329,9 @@ impl AuthServer {
     /// Apps the calling user may access, one entry per app name.
     pub async fn list_apps_for(&self, caller: &Caller) -> Result<Vec<App>> {
         let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied("log in with tsh login to list apps".into()));
+            return Err(AuthError::AccessDenied(
+                "log in with tsh login to list apps".into(),
+            ));
         };
         let roles = self.get_roles(&id.groups).await?;
         let checker = rbac::AccessChecker::new(roles, &id.traits)
@@ -287,7 +350,9 @@ impl AuthServer {
     /// Databases the calling user may see, one entry per name.
     pub async fn list_dbs_for(&self, caller: &Caller) -> Result<Vec<Database>> {
         let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied("log in with tsh login to list databases".into()));
+            return Err(AuthError::AccessDenied(
+                "log in with tsh login to list databases".into(),
+            ));
         };
         let roles = self.get_roles(&id.groups).await?;
         let checker = rbac::AccessChecker::new(roles, &id.traits)
@@ -295,7 +360,10 @@ impl AuthServer {
         let mut seen = std::collections::BTreeMap::new();
         for entry in self.servers("db").await? {
             if let Some(db) = entry.db {
-                if checker.check_access_to_db(&db.all_labels(), None, None).is_ok() {
+                if checker
+                    .check_access_to_db(&db.all_labels(), None, None)
+                    .is_ok()
+                {
                     seen.entry(db.metadata.name.clone()).or_insert(db);
                 }
             }

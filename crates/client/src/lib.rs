@@ -182,7 +182,11 @@ impl ApiClient {
     }
 
     /// `POST path` with a JSON body, decoding JSON.
-    pub async fn post<T: DeserializeOwned, B: serde::Serialize>(&self, path: &str, body: &B) -> Result<T> {
+    pub async fn post<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.send_json(reqwest::Method::POST, path, body).await
     }
 

@@ -136,7 +136,9 @@ pub fn read_token(token_name: &str) -> Result<String> {
         })?;
         let t = text.trim().to_string();
         if t.is_empty() {
-            return Err(JoinError::Local(format!("the join token file {token_name} is empty")));
+            return Err(JoinError::Local(format!(
+                "the join token file {token_name} is empty"
+            )));
         }
         return Ok(t);
     }
@@ -157,7 +159,14 @@ pub fn host_id(data_dir: &Path) -> Result<String> {
     raw[6] = (raw[6] & 0x0f) | 0x40;
     raw[8] = (raw[8] & 0x3f) | 0x80;
     let h = hex::encode(raw);
-    let id = format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
     std::fs::create_dir_all(data_dir)
         .map_err(|e| JoinError::Local(format!("creating {}: {e}", data_dir.display())))?;
     std::fs::write(&path, &id)
@@ -224,7 +233,12 @@ pub async fn renew(proxy: &str, identity: &AgentIdentity) -> Result<AgentIdentit
             }),
         )
         .await?;
-    Ok(identity_from(&identity.host_id, key.private_key_pem, certs, &identity.roles))
+    Ok(identity_from(
+        &identity.host_id,
+        key.private_key_pem,
+        certs,
+        &identity.roles,
+    ))
 }
 
 impl AgentIdentity {

@@ -186,7 +186,10 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 /// The name every cluster server certificate carries:
 /// `<hex of the cluster name>.teleport.cluster.local`.
 pub fn cluster_server_name(cluster_name: &str) -> String {
-    format!("{}.teleport.cluster.local", hex::encode(cluster_name.as_bytes()))
+    format!(
+        "{}.teleport.cluster.local",
+        hex::encode(cluster_name.as_bytes())
+    )
 }
 
 /// A client config for talking to the cluster's own servers (the proxy's
@@ -202,9 +205,10 @@ pub fn cluster_client_config(
 ) -> Result<ClientConfig, PkiError> {
     let provider = provider();
     let roots = Arc::new(root_store(host_ca_pems)?);
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| PkiError::InvalidInput(format!("host CA: {e}")))?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| PkiError::InvalidInput(format!("host CA: {e}")))?;
     let name = ServerName::try_from(cluster_server_name(cluster_name))
         .map_err(|e| PkiError::InvalidInput(format!("cluster name: {e}")))?;
     let verifier = Arc::new(FixedNameVerifier { inner, name });

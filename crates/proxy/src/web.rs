@@ -48,9 +48,15 @@ pub fn router(auth: Arc<AuthServer>, public_addr: String) -> Router {
             axum::routing::post(set_password_json),
         )
         .route("/web/invite/{token}", get(invite_page).post(invite_form))
-        .route("/v1/webapi/host/credentials", axum::routing::post(host_credentials))
+        .route(
+            "/v1/webapi/host/credentials",
+            axum::routing::post(host_credentials),
+        )
         .route("/v1/webapi/host-ca", get(host_ca))
-        .route("/webapi/host/credentials", axum::routing::post(host_credentials))
+        .route(
+            "/webapi/host/credentials",
+            axum::routing::post(host_credentials),
+        )
         .with_state(state)
 }
 

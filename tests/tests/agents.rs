@@ -1,0 +1,215 @@
+//! Agents join with a token and register apps; users see what RBAC allows.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn agent_config(
+    node: &Node,
+    pin: &str,
+    token_file: &std::path::Path,
+    label_file: &std::path::Path,
+) -> String {
+    format!(
+        r#"version: v3
+teleport:
+  nodename: agent-one
+  data_dir: "{{data_dir}}"
+  proxy_server: "{proxy}"
+  ca_pin: "{pin}"
+  join_params:
+    token_name: "{token}"
+    method: token
+auth_service:
+  enabled: off
+proxy_service:
+  enabled: false
+ssh_service:
+  enabled: no
+app_service:
+  enabled: true
+  apps:
+  - name: azure-cli
+    cloud: Azure
+  - name: grafana
+    uri: "http://localhost:3000"
+    labels:
+      env: "prod"
+      group: "metrics"
+  - name: prometheus
+    uri: "http://localhost:9090"
+    labels:
+      env: "dev"
+      group: "metrics"
+    commands:
+    - name: "arch"
+      command: ["cat", "{labels}"]
+      period: 1s
+"#,
+        proxy = node.web_addr,
+        token = token_file.display(),
+        labels = label_file.display(),
+    )
+}
+
+fn apps_ls(home: &std::path::Path) -> String {
+    ok(tsh(home, &["apps", "ls"], None).unwrap()).unwrap()
+}
+
+#[test]
+fn token_join_registers_apps_filtered_by_rbac() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "agents.example", &Storage::Sqlite).unwrap();
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", token.trim())).unwrap();
+    let label_file = tmp.path().join("arch");
+    std::fs::write(&label_file, "x86_64\n").unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let agent = Agent::start(
+        &tmp.path().join("agent"),
+        &agent_config(&node, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+
+    // The seed's role: metrics apps except production ones.
+    let role = tmp.path().join("dev.yaml");
+    std::fs::write(&role, "kind: role\nversion: v5\nmetadata:\n  name: dev\nspec:\n  allow:\n    app_labels:\n      group: \"metrics\"\n  deny:\n    app_labels:\n      env: \"prod\"\n").unwrap();
+    ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    add_user(&node, "admin", "access", PASSWORD).unwrap();
+    add_user(&node, "dev", "dev", PASSWORD).unwrap();
+    let admin_home = tmp.path().join("admin");
+    let dev_home = tmp.path().join("dev");
+    for (home, user) in [(&admin_home, "admin"), (&dev_home, "dev")] {
+        ok(tsh(
+            home,
+            &[
+                "login",
+                &format!("--proxy={}", node.web_addr),
+                &format!("--user={user}"),
+                "--insecure",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .unwrap())
+        .unwrap();
+    }
+
+    let all = poll(Duration::from_secs(60), "the agent's apps", || {
+        let out = apps_ls(&admin_home);
+        out.contains("prometheus").then_some(out)
+    })
+    .map_err(|e| format!("{e}\nagent log:\n{}", agent.log()))
+    .unwrap();
+    assert!(
+        all.contains("azure-cli") && all.contains("grafana"),
+        "{all}"
+    );
+    assert!(
+        all.lines()
+            .next()
+            .unwrap()
+            .starts_with("Application Description Type"),
+        "{all}"
+    );
+    assert!(all.contains("arch=x86_64"), "{all}");
+
+    let dev = apps_ls(&dev_home);
+    assert!(dev.contains("prometheus"), "{dev}");
+    assert!(!dev.contains("grafana"), "prod is denied: {dev}");
+    assert!(!dev.contains("azure-cli"), "no group label: {dev}");
+
+    // Dynamic labels follow their command.
+    std::fs::write(&label_file, "aarch64\n").unwrap();
+    poll(Duration::from_secs(60), "the new dynamic label", || {
+        apps_ls(&admin_home).contains("arch=aarch64").then_some(())
+    })
+    .unwrap();
+
+    // The join is audited.
+    let events = ok(node
+        .tctl(&["events", "ls", "--type=instance.join", "--format=json"])
+        .unwrap())
+    .unwrap();
+    assert!(events.contains("TJ002I"), "{events}");
+}
+
+#[test]
+fn bad_joins_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "refuse.example", &Storage::Sqlite).unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let label_file = tmp.path().join("arch");
+    std::fs::write(&label_file, "x\n").unwrap();
+
+    // Unknown token.
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let mut agent = Agent::start(
+        &tmp.path().join("a1"),
+        &agent_config(&node, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+    let status = agent.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(!status.success());
+    assert!(
+        agent.log().contains("does not exist or has expired"),
+        "{}",
+        agent.log()
+    );
+
+    // A token for another role.
+    let db_token = ok(node
+        .tctl(&["tokens", "add", "--type=db", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    std::fs::write(&token_file, db_token.trim()).unwrap();
+    let mut agent = Agent::start(
+        &tmp.path().join("a2"),
+        &agent_config(&node, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+    agent.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(
+        agent.log().contains("does not allow joining as App"),
+        "{}",
+        agent.log()
+    );
+
+    // A wrong CA pin: the agent does not even send its token.
+    let app_token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    std::fs::write(&token_file, app_token.trim()).unwrap();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let mut agent = Agent::start(
+        &tmp.path().join("a3"),
+        &agent_config(&node, &wrong, &token_file, &label_file),
+    )
+    .unwrap();
+    agent.wait_exit(Duration::from_secs(30)).unwrap();
+    assert!(
+        agent.log().contains("does not match teleport.ca_pin"),
+        "{}",
+        agent.log()
+    );
+
+    let events = ok(node
+        .tctl(&["events", "ls", "--type=instance.join", "--format=json"])
+        .unwrap())
+    .unwrap();
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 2, "{events}");
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["code"] == "TJ002E"));
+}
