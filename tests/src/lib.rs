@@ -69,11 +69,36 @@ pub struct Node {
     /// `127.0.0.1:port` of the auth service.
     pub auth_addr: String,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Write a config and start `teleport start`, waiting until the proxy answers.
     pub fn start(dir: &Path, cluster: &str, storage: &Storage) -> Result<Node> {
+        Self::start_with_keypair(dir, cluster, storage, None)
+    }
+
+    /// Like [`Node::start`], with `https_keypairs` (cert, key) for the proxy.
+    pub fn start_with_keypair(
+        dir: &Path,
+        cluster: &str,
+        storage: &Storage,
+        keypair: Option<(&Path, &Path)>,
+    ) -> Result<Node> {
+        Self::start_with_env(dir, cluster, storage, keypair, &[], "")
+    }
+
+    /// Like [`Node::start_with_keypair`], with extra environment variables for the process
+    /// (e.g. the Azure emulator's proxy and CA) and `auth_extra_yaml` appended to the
+    /// `auth_service` section (lines indented by two spaces, e.g. `  azure_join: ...`).
+    pub fn start_with_env(
+        dir: &Path,
+        cluster: &str,
+        storage: &Storage,
+        keypair: Option<(&Path, &Path)>,
+        env: &[(String, String)],
+        auth_extra_yaml: &str,
+    ) -> Result<Node> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let web_port = free_port();
         let auth_port = free_port();
@@ -83,16 +108,30 @@ impl Node {
                 format!("  storage:\n    type: postgresql\n    conn_string: \"{conn}\"\n")
             }
         };
+        let keypair_yaml = match keypair {
+            Some((cert, key)) => format!(
+                "  https_keypairs:\n  - cert_file: {}\n    key_file: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = dir.join("teleport.yaml");
         let text = format!(
-            "version: v3\nteleport:\n  nodename: node-{web_port}\n  data_dir: {data}\n{storage_yaml}  log:\n    severity: DEBUG\nauth_service:\n  enabled: yes\n  cluster_name: {cluster}\n  listen_addr: 127.0.0.1:{auth_port}\nproxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\nssh_service:\n  enabled: no\n",
+            "version: v3\nteleport:\n  nodename: node-{web_port}\n  data_dir: {data}\n{storage_yaml}  log:\n    severity: DEBUG\nauth_service:\n  enabled: yes\n  cluster_name: {cluster}\n  listen_addr: 127.0.0.1:{auth_port}\n{auth_extra}proxy_service:\n  enabled: yes\n  web_listen_addr: 127.0.0.1:{web_port}\n  public_addr: 127.0.0.1:{web_port}\n{keypair_yaml}ssh_service:\n  enabled: no\n",
             data = dir.join("data").display(),
+            auth_extra = if auth_extra_yaml.is_empty() || auth_extra_yaml.ends_with('\n') {
+                auth_extra_yaml.to_string()
+            } else {
+                format!("{auth_extra_yaml}\n")
+            },
         );
         std::fs::write(&config, text).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
         let child = Command::new(bin("teleport")?)
             .args(["start", "-c"])
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -103,6 +142,7 @@ impl Node {
             web_addr: format!("127.0.0.1:{web_port}"),
             auth_addr: format!("127.0.0.1:{auth_port}"),
             child: Some(child),
+            env: env.to_vec(),
         };
         node.wait_ready(Duration::from_secs(60))?;
         Ok(node)
@@ -111,6 +151,29 @@ impl Node {
     /// The process log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("teleport.log")).unwrap_or_default()
+    }
+
+    /// Kill the process (as a crash would) and start it again with the same
+    /// config, ports and data; waits until it is ready.
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("teleport.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(bin("teleport")?)
+            .args(["start", "-c"])
+            .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start teleport: {e}"))?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(60))
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<()> {
@@ -337,6 +400,15 @@ impl Agent {
     /// Write `config_yaml` (with `{data_dir}` replaced) and start `teleport start`.
     /// Does not wait: callers poll for what they expect.
     pub fn start(dir: &Path, config_yaml: &str) -> Result<Agent> {
+        Self::start_with_env(dir, config_yaml, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables for the process.
+    pub fn start_with_env(
+        dir: &Path,
+        config_yaml: &str,
+        env: &[(String, String)],
+    ) -> Result<Agent> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let config = dir.join("teleport.yaml");
         let text = config_yaml.replace("{data_dir}", &dir.join("data").display().to_string());
@@ -345,6 +417,7 @@ impl Agent {
         let child = Command::new(bin("teleport")?)
             .args(["start", "-c"])
             .arg(&config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

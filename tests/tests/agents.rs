@@ -213,3 +213,80 @@ fn bad_joins_are_refused_clearly() {
         .iter()
         .all(|e| e["code"] == "TJ002E"));
 }
+
+#[test]
+fn agents_reconnect_when_the_proxy_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node =
+        Node::start(&tmp.path().join("node"), "tunnel.example", &Storage::Sqlite).unwrap();
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let label_file = tmp.path().join("arch");
+    std::fs::write(&label_file, "x\n").unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let agent = Agent::start(
+        &tmp.path().join("agent"),
+        &agent_config(&node, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+    let host_id = poll(Duration::from_secs(30), "the agent's host id", || {
+        std::fs::read_to_string(tmp.path().join("agent/data/host_uuid")).ok()
+    })
+    .unwrap();
+    let listed = |node: &Node| {
+        let out = ok(node.tctl(&["inventory", "ls", "--format=json"]).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["server_id"] == host_id.trim())
+    };
+    poll(Duration::from_secs(30), "the tunnel", || {
+        listed(&node).then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+
+    // The proxy dies and comes back: the agent reconnects by itself, and the
+    // proxy reaches it through a fresh tunnel.
+    node.restart().unwrap();
+    let since = std::time::Instant::now();
+    poll(
+        Duration::from_secs(60),
+        "the tunnel after the restart",
+        || {
+            let out = ok(node.tctl(&["inventory", "ls", "--format=json"]).unwrap()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let fresh = v.as_array().unwrap().iter().any(|e| {
+                e["server_id"] == host_id.trim()
+                    && time_since(e["last_seen"].as_str().unwrap_or(""))
+                        < since.elapsed().as_secs_f64() + 0.5
+            });
+            fresh.then_some(())
+        },
+    )
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+    assert!(agent.log().contains("Connected(2)"), "{}", agent.log());
+}
+
+/// Seconds since an RFC 3339 time, via `date`.
+fn time_since(rfc3339: &str) -> f64 {
+    let out = std::process::Command::new("date")
+        .args(["-d", rfc3339, "+%s.%N"])
+        .output()
+        .unwrap();
+    let then: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    now - then
+}

@@ -44,7 +44,8 @@ fn rss_kib(pid: u32) -> Result<u64> {
 
 pub fn run(root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut libs = vec!["-p", "rbac", "-p", "pki"];
+    // auth's `join` bench: Azure joins against token joins (the baseline), same run.
+    let mut libs = vec!["-p", "rbac", "-p", "pki", "-p", "auth"];
     if root.join("crates").join("azure-mint").exists() {
         libs.extend(["-p", "azure-mint"]);
     }

@@ -138,6 +138,16 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
 /// Everything the tests need; returns the environment to give them.
 fn ensure_deps(root: &Path) -> Result<Vec<(String, String)>> {
     ensure_postgres()?;
+    // Tools the end-to-end tests run as a user would.
+    let mut missing = Vec::new();
+    for (cmd, pkg) in [("curl", "curl"), ("systemd-analyze", "systemd")] {
+        if !have(cmd) {
+            missing.push(pkg);
+        }
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
     let mut env = Vec::new();
     if root.join("crates").join("azure-emulator").exists() {
         let az = ensure_az(root)?;

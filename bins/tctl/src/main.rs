@@ -73,6 +73,9 @@ enum Cmd {
     /// Audit events.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// Agents connected to the proxies through reverse tunnels.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
     /// Print the version.
     Version,
 }
@@ -187,6 +190,16 @@ enum AuthCmd {
         /// Overwrite an existing file.
         #[arg(long)]
         overwrite: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum InventoryCmd {
+    /// List connected agents.
+    Ls {
+        /// text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
 }
 
@@ -412,6 +425,24 @@ async fn run(cli: Cli) -> Result<()> {
             };
             client::profile::write_private(&out, creds.to_identity_file().as_bytes())?;
             println!("\nThe credentials have been written to {}", out.display());
+            Ok(())
+        }
+        Cmd::Inventory(InventoryCmd::Ls { format }) => {
+            let list: Vec<serde_json::Value> = api.get("/v1/auth/inventory").await?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<38} {:<24} Last Seen", "Server ID", "Proxy");
+                println!("{:<38} {:<24} ---------", "---------", "-----");
+                for e in &list {
+                    println!(
+                        "{:<38} {:<24} {}",
+                        e["server_id"].as_str().unwrap_or(""),
+                        e["proxy"].as_str().unwrap_or(""),
+                        e["last_seen"].as_str().unwrap_or("")
+                    );
+                }
+            }
             Ok(())
         }
         Cmd::Events(EventsCmd::Ls {

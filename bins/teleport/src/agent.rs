@@ -83,7 +83,22 @@ async fn obtain_identity(
             let token = join::read_token(&token_name)?;
             join::join_with_token(proxy, &trust, &token, &host_id, &nodename, roles).await?
         }
-        "azure" => bail!("the azure join method is not available in this build yet"),
+        "azure" => {
+            if token_name.is_empty() {
+                bail!("join_params.token_name must name the token resource (join_method: azure)");
+            }
+            let client_id = params.azure.as_ref().and_then(|a| a.client_id.as_deref());
+            join::join_with_azure(
+                proxy,
+                &trust,
+                token_name.trim(),
+                client_id,
+                &host_id,
+                &nodename,
+                roles,
+            )
+            .await?
+        }
         other => bail!("unsupported join method {other:?}: use token or azure"),
     };
     identity.save(&data_dir)?;
@@ -148,12 +163,38 @@ pub async fn run(
         }));
     }
 
+    let mut services = Services::default();
     if cfg.app_service.enabled {
         let host = proxy
             .rsplit_once(':')
             .map(|(h, _)| h.to_string())
             .unwrap_or_else(|| proxy.clone());
         let apps = app_service::apps_from_config(&cfg.app_service, &host)?;
+        let cluster: Arc<dyn app_service::azure::Cluster> = Arc::new(AgentCluster {
+            proxy: proxy.clone(),
+            identity: identity.clone(),
+        });
+        for app in apps.iter().filter(|a| a.is_azure_cloud()) {
+            let http = azure_mint::http::HttpConfig::from_env();
+            let minter = azure_mint::credential::IdentityMinter::new(
+                azure_mint::credential::MintStrategy::Vm,
+                http.clone(),
+                azure_mint::Cloud::default(),
+            );
+            let tokens = Arc::new(azure_mint::TokenCache::new(Arc::new(minter)));
+            let client = http
+                .client()
+                .map_err(|e| anyhow!("Azure HTTP client: {e}"))?;
+            services.azure.insert(
+                app.metadata.name.clone(),
+                Arc::new(app_service::azure::AzureHandler::new(
+                    app.clone(),
+                    cluster.clone(),
+                    tokens,
+                    client,
+                )),
+            );
+        }
         let set = app_service::AppSet::new(apps);
         set.refresh_all().await;
         {
@@ -195,6 +236,44 @@ pub async fn run(
         );
     }
 
+    // The reverse tunnel: the proxy reaches this agent through it.
+    {
+        let connect_identity = identity.clone();
+        let connect_proxy = proxy.clone();
+        let connector = tunnel::connector_fn(move || {
+            let identity = connect_identity.clone();
+            let proxy = connect_proxy.clone();
+            async move {
+                let id = identity.read().await.clone();
+                let s = join::dial_tunnel(&proxy, &id).await?;
+                Ok(Box::new(s) as Box<dyn tunnel::AsyncReadWrite>)
+            }
+        });
+        let services = Arc::new(std::mem::take(&mut services));
+        let handler = tunnel::handler_fn(move |target: Vec<u8>, stream: tunnel::TunnelStream| {
+            let services = services.clone();
+            async move {
+                handle_stream(&services, target, stream).await;
+            }
+        });
+        let agent_tunnel = tunnel::AgentTunnel::new(connector, handler);
+        let mut state = agent_tunnel.state();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            agent_tunnel
+                .run(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }));
+        tasks.push(tokio::spawn(async move {
+            while state.changed().await.is_ok() {
+                let s = *state.borrow();
+                tracing::info!(state = ?s, "reverse tunnel");
+            }
+        }));
+    }
+
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -202,4 +281,80 @@ pub async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// What the agent serves through the tunnel.
+#[derive(Default)]
+struct Services {
+    /// Azure apps by name.
+    azure: std::collections::HashMap<String, Arc<app_service::azure::AzureHandler>>,
+}
+
+/// The auth service as the Azure handler needs it, through the proxy.
+struct AgentCluster {
+    proxy: String,
+    identity: Arc<RwLock<AgentIdentity>>,
+}
+
+impl AgentCluster {
+    async fn api(&self) -> Result<client::ApiClient, String> {
+        let id = self.identity.read().await.clone();
+        join::cluster_client(&self.proxy, &id.trust(), Some(&id)).map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl app_service::azure::Cluster for AgentCluster {
+    async fn roles(&self, names: &[String]) -> Result<Vec<resources::Role>, String> {
+        self.api()
+            .await?
+            .post("/v1/auth/agent/roles", &names)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn audit(&self, event: serde_json::Value) {
+        let result: Result<serde_json::Value, String> = match self.api().await {
+            Ok(api) => api
+                .post("/v1/auth/agent/events", &event)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "sending an audit event failed");
+        }
+    }
+}
+
+/// Streams the proxy opens through the tunnel, by target kind.
+async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel::TunnelStream) {
+    use base64::Engine;
+    use tokio::io::AsyncWriteExt;
+    let target: serde_json::Value = serde_json::from_slice(&target).unwrap_or_default();
+    let kind = target["kind"].as_str().unwrap_or_default().to_string();
+    if kind == "app" {
+        let name = target["name"].as_str().unwrap_or_default();
+        let cert = target["cert"]
+            .as_str()
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+        match (services.azure.get(name), cert) {
+            (Some(handler), Some(cert)) => handler.clone().serve(cert, stream).await,
+            _ => {
+                tracing::warn!(app = %name, "the proxy asked for an app this agent does not serve");
+                let _ = stream.shutdown().await;
+            }
+        }
+        return;
+    }
+    match kind.as_str() {
+        "ping" => {
+            let _ = stream.write_all(b"pong").await;
+            let _ = stream.shutdown().await;
+        }
+        other => {
+            tracing::warn!(kind = %other, "the proxy asked for a service this agent does not run");
+            let _ = stream.shutdown().await;
+        }
+    }
 }

@@ -38,6 +38,52 @@ enum Cmd {
     },
     /// Print the version.
     Version,
+    /// Install helpers.
+    #[command(subcommand)]
+    Install(InstallCmd),
+}
+
+#[derive(Subcommand)]
+enum InstallCmd {
+    /// Print (or write with -o) a systemd unit for teleport.
+    Systemd {
+        /// Write the unit here instead of printing it.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// PID file the unit uses.
+        #[arg(long = "pid-file", default_value = "/run/teleport.pid")]
+        pid_file: String,
+        /// Path of the teleport binary.
+        #[arg(long = "teleport-path", default_value = "/usr/local/bin/teleport")]
+        teleport_path: String,
+        /// Environment file (optional, `-` prefix added).
+        #[arg(long = "env-file", default_value = "/etc/default/teleport")]
+        env_file: String,
+        /// Open file limit.
+        #[arg(long = "fd-limit", default_value_t = 524288)]
+        fd_limit: u64,
+    },
+}
+
+fn systemd_unit(pid_file: &str, teleport_path: &str, env_file: &str, fd_limit: u64) -> String {
+    format!(
+        "[Unit]\n\
+         Description=Teleport Service\n\
+         After=network.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         Restart=always\n\
+         RestartSec=5\n\
+         EnvironmentFile=-{env_file}\n\
+         ExecStart={teleport_path} start --config /etc/teleport.yaml --pid-file={pid_file}\n\
+         ExecReload=/bin/sh -c \"exec pkill -HUP -L -F {pid_file}\"\n\
+         PIDFile={pid_file}\n\
+         LimitNOFILE={fd_limit}\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
 }
 
 mod agent;
@@ -51,6 +97,31 @@ fn main() -> ExitCode {
         Cmd::Version => {
             println!("{}", api::version_line());
             ExitCode::SUCCESS
+        }
+        Cmd::Install(InstallCmd::Systemd {
+            output,
+            pid_file,
+            teleport_path,
+            env_file,
+            fd_limit,
+        }) => {
+            let unit = systemd_unit(&pid_file, &teleport_path, &env_file, fd_limit);
+            match output {
+                None => {
+                    print!("{unit}");
+                    ExitCode::SUCCESS
+                }
+                Some(path) => match std::fs::write(&path, unit) {
+                    Ok(()) => {
+                        println!("Wrote config to file {:?}. You can now run \"systemctl enable teleport\" and \"systemctl start teleport\".", path.display().to_string());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("ERROR: cannot write {}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+            }
         }
         Cmd::Start {
             config,
@@ -109,9 +180,17 @@ async fn shutdown_signal() {
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+    // HUP (systemd's reload) must not kill the process: configuration
+    // changes take effect on restart.
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::warn!("SIGHUP received: configuration changes take effect after a restart (systemctl restart teleport)");
+            }
+        }
     }
 }
 
@@ -211,6 +290,12 @@ async fn start(
             cluster_name,
             static_tokens: cfg.auth_service.tokens.clone(),
             proxy_public_addr: proxy_public.clone(),
+            azure_join_trust_bundle: cfg
+                .auth_service
+                .azure_join
+                .as_ref()
+                .and_then(|a| a.trust_bundle_path.clone()),
+            ..Default::default()
         },
     )
     .await?;
@@ -275,6 +360,9 @@ async fn start(
                 public_addr: public.clone(),
                 cert_pem,
                 key_pem,
+                binaries_dir: std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.parent().map(|d| d.to_path_buf())),
             },
         )?);
         tracing::info!(addr = %listener.local_addr()?, public_addr = %public, "proxy web service is listening");

@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use client::{Credentials, Profile, ProfileStore};
 use time::OffsetDateTime;
 
+mod azure;
+
 #[derive(Parser)]
 #[command(name = "tsh", about = "Teleport client", disable_version_flag = true)]
 struct Cli {
@@ -51,6 +53,16 @@ enum Cmd {
     /// Applications.
     #[command(subcommand)]
     Apps(AppsCmd),
+    /// Run the az CLI through the Azure app session.
+    #[command(disable_help_flag = true)]
+    Az {
+        /// Arguments for az.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Local proxies.
+    #[command(subcommand)]
+    Proxy(ProxyCmd),
     /// Print the version.
     Version,
 }
@@ -61,6 +73,33 @@ enum AppsCmd {
     Ls {
         /// text or json.
         #[arg(long, short = 'f', default_value = "text")]
+        format: String,
+    },
+    /// Get a certificate for an app (and, for Azure, log the az CLI in).
+    Login {
+        /// App name.
+        app: String,
+        /// Azure identity: full resource ID or its name.
+        #[arg(long = "azure-identity")]
+        azure_identity: Option<String>,
+    },
+    /// Remove app certificates.
+    Logout {
+        /// App name (all when absent).
+        app: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProxyCmd {
+    /// A local proxy any Azure client can use (alias: az).
+    #[command(alias = "az")]
+    Azure {
+        /// Local port (random when absent).
+        #[arg(long, short = 'p')]
+        port: Option<u16>,
+        /// unix, command-prompt, powershell or text.
+        #[arg(long, short = 'f', default_value = "unix")]
         format: String,
     },
 }
@@ -116,11 +155,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status { format } => status(&cli, format),
         Cmd::Logout => logout(),
-        Cmd::Apps(AppsCmd::Ls { format }) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(apps_ls(&cli, format))
+        Cmd::Apps(AppsCmd::Ls { format }) => runtime()?.block_on(apps_ls(&cli, format)),
+        Cmd::Apps(AppsCmd::Login {
+            app,
+            azure_identity,
+        }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
+        Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
+        Cmd::Az { args } => {
+            let code = runtime()?.block_on(azure::az(&cli, args))?;
+            std::process::exit(code);
+        }
+        Cmd::Proxy(ProxyCmd::Azure { port, format }) => {
+            runtime()?.block_on(azure::proxy_azure(&cli, *port, format))
         }
         Cmd::Login { user, ttl } => {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -129,6 +175,13 @@ fn run(cli: Cli) -> Result<()> {
             rt.block_on(login(&cli, user.clone(), *ttl))
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 fn read_password(user: &str) -> Result<String> {

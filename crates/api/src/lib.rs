@@ -9,6 +9,8 @@
 //! - authenticated by client certificate, on the auth listener and on the
 //!   proxy: everything under [`AUTH_PREFIX`].
 
+pub mod join;
+
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the authenticated API.

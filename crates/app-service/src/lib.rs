@@ -1,6 +1,8 @@
 //! The application service: the apps an agent serves, their dynamic labels,
 //! and the heartbeats that register them with the cluster.
 
+pub mod azure;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

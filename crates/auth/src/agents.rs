@@ -15,36 +15,7 @@ pub const HOST_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a heartbeat keeps a server registered.
 pub const SERVER_TTL: Duration = Duration::from_secs(45);
 
-/// `POST /v1/webapi/host/credentials`: join with a token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegisterRequest {
-    /// The token value (never logged).
-    pub token: String,
-    /// Agent's host ID (a UUID it keeps in its data dir).
-    pub host_id: String,
-    /// Agent's node name.
-    pub node_name: String,
-    /// System roles asked for (`App`, `Db`, `Node`, ...).
-    pub roles: Vec<String>,
-    /// Public key to certify (SPKI DER, base64).
-    pub public_key: String,
-    /// Extra DNS names / IPs for the certificate.
-    #[serde(default)]
-    pub dns_names: Vec<String>,
-}
-
-/// Host credentials handed to an agent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostCerts {
-    /// Host certificate (PEM).
-    pub tls_cert: String,
-    /// Host CA (PEM): the agent's trust anchor for cluster servers.
-    pub host_ca_certs: Vec<String>,
-    /// User CA (PEM): what user certificates are signed by.
-    pub user_ca_certs: Vec<String>,
-    /// Cluster name.
-    pub cluster_name: String,
-}
+pub use api::join::{HostCerts, RegisterRequest};
 
 /// A heartbeat: an agent announces one app or database it serves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -377,4 +348,51 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One agent connected to a proxy through the reverse tunnel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TunnelEntry {
+    /// Agent host ID.
+    pub server_id: String,
+    /// Proxy it is connected to.
+    pub proxy: String,
+    /// When the proxy last reached it through the tunnel (RFC 3339).
+    pub last_seen: String,
+}
+
+/// How long a tunnel record lives without a refresh.
+pub const TUNNEL_TTL: Duration = Duration::from_secs(20);
+
+impl AuthServer {
+    /// Record that `proxy` reached `server_id` through its tunnel just now.
+    pub async fn record_tunnel(&self, server_id: &str, proxy: &str) -> Result<()> {
+        let entry = TunnelEntry {
+            server_id: server_id.to_string(),
+            proxy: proxy.to_string(),
+            last_seen: now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        self.backend()
+            .put(
+                Item::new(
+                    format!("tunnels/{server_id}/{}", proxy.replace('/', "_")),
+                    serde_json::to_vec(&entry)?,
+                )
+                .with_expiry(SystemTime::now() + TUNNEL_TTL),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Agents reachable through a proxy's tunnel (`tctl inventory ls`).
+    pub async fn inventory(&self, caller: &Caller) -> Result<Vec<TunnelEntry>> {
+        self.authorize(caller, "app_server", "list").await?;
+        let items = backend::get_prefix(&**self.backend(), "tunnels/").await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| serde_json::from_slice(&i.value).ok())
+            .collect())
+    }
 }

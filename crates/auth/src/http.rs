@@ -34,6 +34,10 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
         .route("/v1/auth/heartbeat", post(heartbeat))
         .route("/v1/auth/apps", get(list_apps))
         .route("/v1/auth/dbs", get(list_dbs))
+        .route("/v1/auth/inventory", get(inventory))
+        .route("/v1/auth/certs/app", post(app_cert))
+        .route("/v1/auth/agent/roles", post(agent_roles))
+        .route("/v1/auth/agent/events", post(agent_event))
         .with_state(auth)
 }
 
@@ -228,4 +232,40 @@ async fn list_dbs(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<resources::Database>>> {
     Ok(Json(auth.list_dbs_for(&caller).await?))
+}
+
+async fn inventory(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<crate::agents::TunnelEntry>>> {
+    require_identified(&caller)?;
+    Ok(Json(auth.inventory(&caller).await?))
+}
+
+async fn app_cert(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::apps::AppCertResponse>> {
+    require_identified(&caller)?;
+    let req: crate::apps::AppCertRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad app certificate request: {e}")))?;
+    Ok(Json(auth.generate_app_cert(&caller, &req).await?))
+}
+
+async fn agent_roles(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+    Json(names): Json<Vec<String>>,
+) -> Result<Json<Vec<resources::Role>>> {
+    Ok(Json(auth.roles_for_agent(&caller, &names).await?))
+}
+
+async fn agent_event(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+    Json(event): Json<serde_json::Value>,
+) -> Result<Json<serde_json::Value>> {
+    auth.agent_event(&caller, event).await?;
+    Ok(Json(serde_json::json!({})))
 }

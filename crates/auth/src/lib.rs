@@ -9,6 +9,8 @@
 //! router on a TLS listener.
 
 pub mod agents;
+pub mod apps;
+pub mod azure_join;
 pub mod error;
 pub mod http;
 pub mod presets;
@@ -95,6 +97,12 @@ pub struct AuthConfig {
     pub static_tokens: Vec<String>,
     /// Public address of the proxy, for invite links.
     pub proxy_public_addr: Option<String>,
+    /// `auth_service.azure_join.trust_bundle_path`: extra roots for attested documents.
+    pub azure_join_trust_bundle: Option<std::path::PathBuf>,
+    /// Extra roots (PEM) for attested documents (tests).
+    pub azure_join_extra_roots: Vec<String>,
+    /// Outbound HTTP to Azure (Entra ID, ARM, AIA); the environment's proxies and CAs when `None`.
+    pub azure_http: Option<azure_mint::http::HttpConfig>,
 }
 
 /// The auth service.
@@ -107,13 +115,14 @@ pub struct AuthServer {
     db_ca: CertAuthority,
     static_tokens: Vec<String>,
     proxy_public_addr: Option<String>,
+    azure_join: azure_join::AzureJoinState,
 }
 
 pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex::encode(buf)
@@ -188,6 +197,11 @@ impl AuthServer {
             db_ca,
             static_tokens: cfg.static_tokens,
             proxy_public_addr: cfg.proxy_public_addr,
+            azure_join: azure_join::AzureJoinState::new(
+                cfg.azure_join_trust_bundle.as_deref(),
+                &cfg.azure_join_extra_roots,
+                cfg.azure_http,
+            )?,
         }))
     }
 
@@ -239,6 +253,11 @@ impl AuthServer {
     /// The database CA.
     pub fn db_ca(&self) -> &CertAuthority {
         &self.db_ca
+    }
+
+    /// Settings and caches of the Azure join method.
+    pub fn azure_join(&self) -> &azure_join::AzureJoinState {
+        &self.azure_join
     }
 
     /// The audit log.

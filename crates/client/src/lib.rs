@@ -1,6 +1,7 @@
 //! What tsh and tctl share: the profile store under `~/.tsh`, identity
 //! files, and the API client.
 
+pub mod apps;
 pub mod profile;
 
 use std::time::Duration;

@@ -12,6 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod azure;
+
+pub use azure::join_with_azure;
+
 use base64::Engine;
 use client::ApiClient;
 use serde::{Deserialize, Serialize};
@@ -185,7 +189,7 @@ pub async fn join_with_token(
 ) -> Result<AgentIdentity> {
     let key = pki::generate_key().map_err(|e| JoinError::Local(e.to_string()))?;
     let api = cluster_client(proxy, trust, None)?;
-    let req = auth::agents::RegisterRequest {
+    let req = api::join::RegisterRequest {
         token: token.to_string(),
         host_id: host_id.to_string(),
         node_name: node_name.to_string(),
@@ -193,7 +197,7 @@ pub async fn join_with_token(
         public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
         dns_names: vec![],
     };
-    let certs: auth::agents::HostCerts = api
+    let certs: api::join::HostCerts = api
         .post("/v1/webapi/host/credentials", &req)
         .await
         .map_err(|e| JoinError::Cluster(format!("joining the cluster failed: {e}")))?;
@@ -203,7 +207,7 @@ pub async fn join_with_token(
 fn identity_from(
     host_id: &str,
     key_pem: String,
-    certs: auth::agents::HostCerts,
+    certs: api::join::HostCerts,
     roles: &[String],
 ) -> AgentIdentity {
     AgentIdentity {
@@ -225,7 +229,7 @@ pub async fn renew(proxy: &str, identity: &AgentIdentity) -> Result<AgentIdentit
     };
     let api = cluster_client(proxy, &trust, Some(identity))?;
     let key = pki::generate_key().map_err(|e| JoinError::Local(e.to_string()))?;
-    let certs: auth::agents::HostCerts = api
+    let certs: api::join::HostCerts = api
         .post(
             "/v1/auth/hosts/renew",
             &serde_json::json!({
@@ -288,6 +292,34 @@ impl AgentIdentity {
             host_ca_pems: self.host_ca_pems.clone(),
         }
     }
+}
+
+/// Dial the proxy's reverse tunnel: TCP (no delay), then mutual TLS with the
+/// host certificate, ALPN `teleport-reversetunnel`, verified against the host CA.
+pub async fn dial_tunnel(
+    proxy: &str,
+    identity: &AgentIdentity,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tls = pki::tls::cluster_client_config(
+        Some(&identity.cert_pem),
+        Some(&identity.key_pem),
+        &identity.host_ca_pems,
+        &identity.cluster_name,
+        &[b"teleport-reversetunnel"],
+    )
+    .map_err(std::io::Error::other)?;
+    let addr = client::base_url(proxy)
+        .trim_start_matches("https://")
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls_pki_types::ServerName::try_from(pki::tls::cluster_server_name(
+        &identity.cluster_name,
+    ))
+    .map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! authenticated API; the protocols later services add (`teleport-reversetunnel`,
 //! `teleport-redis`, ...) are refused with a log line until they exist.
 
+pub mod install;
 pub mod web;
 
 use std::future::Future;
@@ -33,10 +34,15 @@ pub struct ProxyConfig {
     pub cert_pem: String,
     /// Web private key (PEM).
     pub key_pem: String,
+    /// Directory of the binaries the install script serves (the proxy's own).
+    pub binaries_dir: Option<std::path::PathBuf>,
 }
 
 /// ALPN protocols served as HTTP with the web certificate.
 const HTTP_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN of app sessions (`tsh az`, `tsh proxy azure`): the connection, with
+/// an app certificate, is spliced to the app's agent through its tunnel.
+pub const ALPN_APP: &[u8] = b"teleport-app";
 /// ALPN of agents' HTTP calls, served with the host-CA certificate that
 /// agents verify through `teleport.ca_pin`.
 pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
@@ -46,6 +52,7 @@ pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
 enum Route {
     Http,
     Cluster,
+    App,
     Unsupported(String),
 }
 
@@ -56,8 +63,14 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     if list.is_empty() {
         return Route::Http;
     }
-    if list.iter().any(|p| p.as_slice() == ALPN_CLUSTER) {
+    if list
+        .iter()
+        .any(|p| p.as_slice() == ALPN_CLUSTER || p.as_slice() == tunnel::ALPN)
+    {
         return Route::Cluster;
+    }
+    if list.iter().any(|p| p.as_slice() == ALPN_APP) {
+        return Route::App;
     }
     if list.iter().any(|p| HTTP_PROTOCOLS.contains(&p.as_slice())) {
         return Route::Http;
@@ -70,6 +83,9 @@ pub struct Proxy {
     http_tls: Arc<rustls::ServerConfig>,
     cluster_tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
+    tunnel: tunnel::TunnelServer,
+    auth: Arc<AuthServer>,
+    id: String,
 }
 
 impl Proxy {
@@ -84,7 +100,7 @@ impl Proxy {
             &cfg.key_pem,
             &client_cas,
             pki::tls::ClientAuth::Optional,
-            &HTTP_PROTOCOLS,
+            &[HTTP_PROTOCOLS[0], HTTP_PROTOCOLS[1], ALPN_APP],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let host = cfg
@@ -100,14 +116,21 @@ impl Proxy {
             &cluster_key,
             &client_cas,
             pki::tls::ClientAuth::Optional,
-            &[ALPN_CLUSTER],
+            &[ALPN_CLUSTER, tunnel::ALPN],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
-        let router =
-            web::router(auth.clone(), cfg.public_addr.clone()).merge(auth::http::router(auth));
+        let router = web::router(auth.clone(), cfg.public_addr.clone())
+            .merge(install::router(
+                cfg.binaries_dir.clone(),
+                cfg.public_addr.clone(),
+            ))
+            .merge(auth::http::router(auth.clone()));
         Ok(Proxy {
             http_tls: Arc::new(http_tls),
             cluster_tls: Arc::new(cluster_tls),
+            tunnel: tunnel::TunnelServer::new(),
+            auth,
+            id: cfg.public_addr.clone(),
             router,
         })
     }
@@ -155,7 +178,7 @@ impl Proxy {
             .alpn()
             .map(|it| it.map(|p| p.to_vec()).collect::<Vec<_>>());
         let tls = match route(alpn) {
-            Route::Http => self.http_tls.clone(),
+            Route::Http | Route::App => self.http_tls.clone(),
             Route::Cluster => self.cluster_tls.clone(),
             Route::Unsupported(proto) => {
                 tracing::warn!(%peer, protocol = %proto, "ALPN protocol not served by this proxy");
@@ -164,11 +187,163 @@ impl Proxy {
         };
         match start.into_stream(tls).await {
             Ok(tls) => {
-                let router = self.router.clone();
-                tokio::spawn(auth::serve::serve_connection(tls, router, peer));
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                if alpn.as_deref() == Some(tunnel::ALPN) {
+                    tokio::spawn(self.clone().serve_tunnel(tls, peer));
+                } else if alpn.as_deref() == Some(ALPN_APP) {
+                    tokio::spawn(self.clone().serve_app(tls, peer));
+                } else {
+                    let router = self.router.clone();
+                    tokio::spawn(auth::serve::serve_connection(tls, router, peer));
+                }
             }
             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         }
+    }
+
+    /// An app session: check the app certificate, find an agent serving the
+    /// app through this proxy's tunnels, and splice the connection to it.
+    async fn serve_app(
+        self: Arc<Self>,
+        mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        peer: SocketAddr,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        match self.open_app_stream(&tls).await {
+            Ok(mut upstream) => {
+                if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await {
+                    tracing::debug!(%peer, error = %e, "app session ended");
+                }
+            }
+            Err(msg) => {
+                tracing::info!(%peer, error = %msg, "app session refused");
+                let body = serde_json::json!({"error": {"message": msg}}).to_string();
+                let resp = format!(
+                    "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    }
+
+    async fn open_app_stream(
+        &self,
+        tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    ) -> Result<tunnel::TunnelStream, String> {
+        use base64::Engine;
+        let conn = tls.get_ref().1;
+        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
+            return Err("an app session needs an app certificate: run tsh apps login".into());
+        };
+        let Some(route) = id.route_to_app.as_ref() else {
+            return Err("this certificate is not for an app: run tsh apps login <app>".into());
+        };
+        let cert_der = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .ok_or("no client certificate")?;
+        let servers = self
+            .auth
+            .servers("app")
+            .await
+            .map_err(|e| format!("listing app servers: {e}"))?;
+        let candidates: Vec<String> = servers
+            .iter()
+            .filter(|s| {
+                s.app
+                    .as_ref()
+                    .is_some_and(|a| a.metadata.name == route.name)
+            })
+            .map(|s| s.host_id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Err(format!("app {:?} is not served by any agent", route.name));
+        }
+        let target = serde_json::json!({
+            "kind": "app",
+            "name": route.name,
+            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
+        })
+        .to_string();
+        let mut last = String::new();
+        for host in candidates {
+            if !self.tunnel.is_connected(&host) {
+                last = format!(
+                    "the agent {host} serving {:?} is not connected to this proxy",
+                    route.name
+                );
+                continue;
+            }
+            match self.tunnel.dial(&host, target.as_bytes()).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
+    /// The reverse tunnel server: agents connected to this proxy.
+    pub fn tunnel(&self) -> &tunnel::TunnelServer {
+        &self.tunnel
+    }
+
+    async fn serve_tunnel(
+        self: Arc<Self>,
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        peer: SocketAddr,
+    ) {
+        let caller = auth::serve::caller_of(tls.get_ref().1);
+        let auth::Caller::Host(id) = caller else {
+            tracing::warn!(%peer, "reverse tunnel refused: the client has no host certificate");
+            return;
+        };
+        let info = tunnel::AgentInfo {
+            server_id: id.username.clone(),
+            cluster: id.teleport_cluster.clone(),
+            roles: id.groups.clone(),
+        };
+        tracing::info!(%peer, server_id = %info.server_id, "agent connected through the reverse tunnel");
+        let server_id = info.server_id.clone();
+        let registration = tokio::spawn(self.clone().keep_registered(server_id.clone()));
+        if let Err(e) = self.tunnel.serve_agent(tls, info).await {
+            tracing::info!(%peer, %server_id, error = %e, "reverse tunnel closed");
+        }
+        registration.abort();
+    }
+
+    /// While an agent is connected, check that streams to it work and record
+    /// it in the inventory (`tunnels/<server>/<proxy>`, short expiry).
+    async fn keep_registered(self: Arc<Self>, server_id: String) {
+        loop {
+            match self.ping_agent(&server_id).await {
+                Ok(()) => {
+                    if let Err(e) = self.auth.record_tunnel(&server_id, &self.id).await {
+                        tracing::warn!(error = %e, "recording the tunnel");
+                    }
+                }
+                Err(e) => tracing::debug!(%server_id, error = %e, "tunnel ping failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Open a stream to the agent and exchange a ping.
+    pub async fn ping_agent(&self, server_id: &str) -> Result<(), tunnel::TunnelError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = self.tunnel.dial(server_id, br#"{"kind":"ping"}"#).await?;
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+            .await
+            .map_err(|_| tunnel::TunnelError::DialTimeout(server_id.to_string()))??;
+        let _ = s.shutdown().await;
+        if &buf != b"pong" {
+            return Err(tunnel::TunnelError::Protocol("bad ping answer".into()));
+        }
+        Ok(())
     }
 }
 
@@ -188,6 +363,7 @@ mod tests {
             route(Some(vec![b"http/1.1".to_vec(), ALPN_CLUSTER.to_vec()])),
             Route::Cluster
         );
+        assert_eq!(route(Some(vec![ALPN_APP.to_vec()])), Route::App);
         assert_eq!(
             route(Some(vec![b"teleport-redis".to_vec()])),
             Route::Unsupported("teleport-redis".into())

@@ -54,6 +54,14 @@ pub fn router(auth: Arc<AuthServer>, public_addr: String) -> Router {
         )
         .route("/v1/webapi/host-ca", get(host_ca))
         .route(
+            "/v1/webapi/host/azure/challenge",
+            axum::routing::post(azure_challenge),
+        )
+        .route(
+            "/v1/webapi/host/azure/credentials",
+            axum::routing::post(azure_credentials),
+        )
+        .route(
             "/webapi/host/credentials",
             axum::routing::post(host_credentials),
         )
@@ -116,6 +124,26 @@ async fn host_credentials(
     Ok(Json(
         web.auth
             .register_with_token(&req, &peer.0.to_string())
+            .await?,
+    ))
+}
+
+async fn azure_challenge(
+    State(web): State<Web>,
+) -> Result<Json<api::join::AzureChallenge>, AuthError> {
+    Ok(Json(web.auth.create_azure_challenge().await?))
+}
+
+async fn azure_credentials(
+    State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<auth::agents::HostCerts>, AuthError> {
+    let req: api::join::AzureRegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad Azure join request: {e}")))?;
+    Ok(Json(
+        web.auth
+            .register_with_azure(&req, &peer.0.to_string())
             .await?,
     ))
 }

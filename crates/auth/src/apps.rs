@@ -1,0 +1,190 @@
+//! App sessions: certificates routed to one app (and, for Azure, carrying
+//! the chosen identity), what agents may read to re-check access, and the
+//! audit events agents send.
+
+use std::time::Duration;
+
+use pki::{Identity, RouteToApp};
+use serde::{Deserialize, Serialize};
+
+use crate::{now, random_hex, AuthError, AuthServer, Caller, Result};
+
+/// `POST /v1/auth/certs/app`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppCertRequest {
+    /// App name.
+    pub app: String,
+    /// Full Azure identity resource ID (Azure apps).
+    #[serde(default)]
+    pub azure_identity: String,
+    /// Public key to certify (SPKI DER, base64).
+    pub public_key: String,
+}
+
+/// The app certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppCertResponse {
+    /// Certificate (PEM).
+    pub tls_cert: String,
+    /// The app as registered.
+    pub app: resources::App,
+    /// Session ID.
+    pub session_id: String,
+}
+
+/// Audit events agents may record.
+pub const AGENT_EVENTS: [&str; 6] = [
+    "app.session.start",
+    "app.session.request",
+    "app.session.end",
+    "db.session.start",
+    "db.session.query",
+    "db.session.end",
+];
+
+impl AuthServer {
+    /// Issue an app certificate for the calling user.
+    pub async fn generate_app_cert(
+        &self,
+        caller: &Caller,
+        req: &AppCertRequest,
+    ) -> Result<AppCertResponse> {
+        use base64::Engine;
+        let Caller::User(id) = caller else {
+            return Err(AuthError::AccessDenied(
+                "log in with tsh login to get app certificates".into(),
+            ));
+        };
+        if id.route_to_app.is_some() {
+            return Err(AuthError::AccessDenied(
+                "an app certificate cannot be used to get another one".into(),
+            ));
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(req.public_key.as_bytes())
+            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
+        let user = self.get_user(&id.username).await?;
+        let roles = self.get_roles(&user.spec.roles).await?;
+        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
+            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let app = self
+            .servers("app")
+            .await?
+            .into_iter()
+            .filter_map(|s| s.app)
+            .find(|a| a.metadata.name == req.app)
+            .ok_or_else(|| {
+                AuthError::NotFound(format!(
+                    "app {:?} not found: tsh apps ls lists the apps you may use",
+                    req.app
+                ))
+            })?;
+        let labels = app.all_labels();
+        checker
+            .check_access_to_app(&labels)
+            .map_err(|e| AuthError::AccessDenied(e.to_string()))?;
+        // The session lives no longer than the user's own certificate.
+        let ttl = (id.expires - now()).max(time::Duration::ZERO);
+        let ttl_std = Duration::from_secs(ttl.whole_seconds().max(0) as u64);
+        let allowed = if app.is_azure_cloud() {
+            checker
+                .check_azure_identities(ttl_std)
+                .map_err(|e| AuthError::AccessDenied(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        if app.is_azure_cloud() {
+            if req.azure_identity.is_empty() {
+                return Err(AuthError::BadParameter(
+                    "an Azure app session needs an identity (--azure-identity)".into(),
+                ));
+            }
+            checker
+                .check_app_azure_identity(&labels, &req.azure_identity)
+                .map_err(|e| AuthError::AccessDenied(e.to_string()))?;
+        }
+        let session_id = random_hex(16);
+        let identity = Identity {
+            username: id.username.clone(),
+            groups: user.spec.roles.clone(),
+            logins: checker.logins(),
+            route_to_cluster: self.cluster_name().to_string(),
+            traits: user.spec.traits.clone(),
+            teleport_cluster: self.cluster_name().to_string(),
+            expires: id.expires,
+            route_to_app: Some(RouteToApp {
+                session_id: session_id.clone(),
+                name: app.metadata.name.clone(),
+                public_addr: app.spec.public_addr.clone(),
+                cluster_name: self.cluster_name().to_string(),
+                azure_identity: req.azure_identity.clone(),
+            }),
+            azure_identities: allowed,
+            usage: vec!["usage:apps".into()],
+            ..Default::default()
+        };
+        let cert = self.user_ca().sign_identity(&identity, &key)?;
+        self.emit(serde_json::json!({
+            "event": "app.session.start", "code": "T2007I", "user": id.username,
+            "sid": session_id, "app_name": app.metadata.name,
+            "app_public_addr": app.spec.public_addr,
+            "azure_identity": req.azure_identity,
+        }))
+        .await;
+        Ok(AppCertResponse {
+            tls_cert: cert,
+            app,
+            session_id,
+        })
+    }
+
+    /// Roles by name, for agents re-checking a user's access.
+    pub async fn roles_for_agent(
+        &self,
+        caller: &Caller,
+        names: &[String],
+    ) -> Result<Vec<resources::Role>> {
+        match caller {
+            Caller::Host(id) if id.groups.iter().any(|g| g == "App" || g == "Db") => {}
+            Caller::Admin => {}
+            _ => {
+                return Err(AuthError::AccessDenied(
+                    "only app and database agents may read roles this way".into(),
+                ))
+            }
+        }
+        self.get_roles(names).await
+    }
+
+    /// Record an audit event sent by an agent (session events only).
+    pub async fn agent_event(&self, caller: &Caller, mut event: serde_json::Value) -> Result<()> {
+        let Caller::Host(id) = caller else {
+            return Err(AuthError::AccessDenied(
+                "only agents may send audit events".into(),
+            ));
+        };
+        let name = event
+            .get("event")
+            .and_then(|e| e.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if !AGENT_EVENTS.contains(&name.as_str()) {
+            return Err(AuthError::BadParameter(format!(
+                "agents may not record {name:?} events"
+            )));
+        }
+        if !event.is_object() {
+            return Err(AuthError::BadParameter("an event is a JSON object".into()));
+        }
+        event["server_id"] = serde_json::Value::String(id.username.clone());
+        // The time is the server's.
+        if let Some(obj) = event.as_object_mut() {
+            obj.remove("time");
+            obj.remove("uid");
+        }
+        self.audit()
+            .emit(event)
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))
+    }
+}

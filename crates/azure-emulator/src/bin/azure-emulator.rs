@@ -1,0 +1,74 @@
+//! `azure-emulator --fixture FILE [--addr HOST:PORT] [--vm NAME]`: serves a fake Azure and prints
+//! the environment a client needs as `export K="V"` lines.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "azure-emulator",
+    about = "A fake Azure (IMDS, Entra ID, ARM) behind a forward proxy"
+)]
+struct Args {
+    /// Fixture file describing the world (see examples/azure-emulator.yaml).
+    #[arg(long)]
+    fixture: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: String,
+    /// Print the environment of this VM instead of the fixture's default VM.
+    #[arg(long)]
+    vm: Option<String>,
+    /// Debug logging.
+    #[arg(long)]
+    debug: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = if args.debug {
+        "azure_emulator=debug"
+    } else {
+        "azure_emulator=info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let world = azure_emulator::World::load(&args.fixture)?;
+    let handle = azure_emulator::Emulator::start_on(world, &args.addr)
+        .await
+        .context("starting the emulator")?;
+    let env = handle.try_env(args.vm.as_deref())?;
+    for (k, v) in env {
+        println!("export {k}=\"{v}\"");
+    }
+    eprintln!(
+        "azure-emulator listening on {} (VM {}); Ctrl-C to stop",
+        handle.addr(),
+        args.vm.as_deref().unwrap_or(handle.default_vm())
+    );
+    wait_for_signal().await?;
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await.context("Ctrl-C handler")
+}

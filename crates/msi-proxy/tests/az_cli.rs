@@ -1,0 +1,238 @@
+//! The real `az` CLI (2.91) through the proxy: `AZ_CLI`, or `target/az-venv/bin/az` of the
+//! workspace. Skipped (with a message) when neither exists.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use msi_proxy::{verify_local_token, MsiProxy, MsiProxyConfig, Upstream, UpstreamError};
+
+const IDENTITY: &str = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
+const SUB: &str = "11111111-1111-1111-1111-111111111111";
+const TENANT: &str = "22222222-2222-2222-2222-222222222222";
+
+#[derive(Default)]
+struct Arm {
+    seen: Mutex<Vec<(String, String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl Upstream for Arm {
+    async fn forward(&self, req: Request<Bytes>) -> Result<Response<Bytes>, UpstreamError> {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((req.method().to_string(), req.uri().to_string(), auth));
+        let body = if req.uri().host() == Some("management.azure.com")
+            && req.uri().path() == "/subscriptions"
+        {
+            serde_json::json!({"value": [{
+                "id": format!("/subscriptions/{SUB}"),
+                "subscriptionId": SUB,
+                "tenantId": TENANT,
+                "displayName": "teleport-test-sub",
+                "state": "Enabled",
+                "subscriptionPolicies": {},
+                "authorizationSource": "RoleBased",
+                "managedByTenants": [],
+            }]})
+        } else {
+            serde_json::json!({"value": []})
+        };
+        let mut r = Response::new(Bytes::from(body.to_string()));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        Ok(r)
+    }
+}
+
+fn az_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AZ_CLI") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/az-venv/bin/az");
+    p.exists().then_some(p)
+}
+
+async fn az(
+    az: &PathBuf,
+    env: &[(String, String)],
+    config_dir: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(az);
+    cmd.args(args)
+        .env("AZURE_CONFIG_DIR", config_dir)
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
+        .env("AZURE_CORE_NO_COLOR", "1")
+        .kill_on_drop(true);
+    for k in [
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        "NO_PROXY",
+        "no_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("az timed out")
+        .unwrap()
+}
+
+async fn start(dir: &tempfile::TempDir) -> (MsiProxy, Arc<Arm>, pki::KeyPair) {
+    let key = pki::generate_key().unwrap();
+    let arm = Arc::new(Arm::default());
+    let proxy = MsiProxy::start(
+        MsiProxyConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            identity: IDENTITY.into(),
+            tenant_id: Some(TENANT.into()),
+            signing_key_pem: key.private_key_pem.clone(),
+            token_expiry: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            local_ca_path: dir.path().join("keys/azure-cli-localca.pem"),
+            secret: None,
+            upstream_proxy: None,
+        },
+        arm.clone(),
+    )
+    .await
+    .unwrap();
+    (proxy, arm, key)
+}
+
+fn check_login(out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("az login stdout:\n{stdout}\naz login stderr:\n{stderr}");
+    assert!(out.status.success(), "az failed: {stdout}\n{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(v[0]["id"], SUB, "{v}");
+    assert_eq!(v[0]["tenantId"], TENANT, "{v}");
+    assert_eq!(v[0]["user"]["type"], "servicePrincipal", "{v}");
+    assert_eq!(
+        v[0]["user"]["assignedIdentityInfo"],
+        format!("MSIResource-{IDENTITY}"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn real_az_login_with_the_app_service_protocol() {
+    let Some(az_bin) = az_path() else {
+        eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, arm, key) = start(&dir).await;
+    let cfg = dir.path().join("az");
+    let env = proxy.env();
+
+    let out = az(
+        &az_bin,
+        &env,
+        &cfg,
+        &["login", "--identity", "--resource-id", IDENTITY],
+    )
+    .await;
+    check_login(&out);
+    {
+        let seen = arm.seen.lock().unwrap();
+        let (method, uri, auth) = seen
+            .iter()
+            .find(|(_, u, _)| u.starts_with("https://management.azure.com/subscriptions?"))
+            .unwrap_or_else(|| panic!("no ARM call: {seen:?}"));
+        assert_eq!(method, "GET");
+        assert!(uri.contains("api-version="), "{uri}");
+        let claims =
+            verify_local_token(auth.strip_prefix("Bearer ").unwrap(), &key.public_key_der).unwrap();
+        assert_eq!(claims.aud, "https://management.core.windows.net/");
+        assert_eq!(claims.sub, IDENTITY);
+    }
+
+    // a later command uses a fresh token from the endpoint and reaches ARM
+    let out = az(&az_bin, &env, &cfg, &["vm", "list", "-o", "json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!([]));
+    assert!(arm
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, u, _)| u.contains(&format!(
+            "/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines"
+        ))));
+}
+
+#[tokio::test]
+async fn real_az_login_through_imds_over_http_proxy() {
+    let Some(az_bin) = az_path() else {
+        eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, arm, _key) = start(&dir).await;
+    let cfg = dir.path().join("az");
+    // only the proxy and CA variables: az falls back to IMDS at 169.254.169.254 via HTTP_PROXY
+    let env: Vec<_> = proxy
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
+        .collect();
+    let out = az(
+        &az_bin,
+        &env,
+        &cfg,
+        &["login", "--identity", "--resource-id", IDENTITY],
+    )
+    .await;
+    check_login(&out);
+    assert!(!arm.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn real_az_login_with_msi_endpoint_and_secret() {
+    let Some(az_bin) = az_path() else {
+        eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, arm, _key) = start(&dir).await;
+    let cfg = dir.path().join("az");
+    // MSI_ENDPOINT + MSI_SECRET only: MSAL's Azure ML protocol against the legacy endpoint
+    // (no HTTP_PROXY either, so a silent fallback to IMDS could not succeed)
+    let env: Vec<_> = proxy
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.eq_ignore_ascii_case("http_proxy"))
+        .collect();
+    let out = az(
+        &az_bin,
+        &env,
+        &cfg,
+        &["login", "--identity", "--resource-id", IDENTITY],
+    )
+    .await;
+    check_login(&out);
+    assert!(!arm.seen.lock().unwrap().is_empty());
+}

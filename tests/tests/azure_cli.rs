@@ -1,0 +1,393 @@
+//! Azure CLI access end to end, as the guide walks it: an app service on the
+//! emulator's VM holding `teleport-azure`, RBAC, `tsh apps login`, `tsh az`,
+//! `tsh proxy azure` with the real az CLI.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+const TELEPORT_AZURE: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
+
+fn az_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("AZ_CLI") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/az-venv/bin/az");
+    assert!(
+        p.exists(),
+        "the az CLI is missing: cargo xtask test installs it ({})",
+        p.display()
+    );
+    p
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The app service agent, with the emulator's environment (it runs on the
+/// emulator's default VM).
+fn start_agent(dir: &Path, node: &Node, token: &str, env: &[(String, String)]) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let config = dir.join("teleport.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: {}\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
+            dir.join("data").display(),
+            node.web_addr,
+            ca_pin(node).unwrap(),
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("teleport.log")).unwrap();
+    let mut cmd = Command::new(bin("teleport").unwrap());
+    cmd.args(["start", "-d", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
+    Proc(cmd.spawn().unwrap())
+}
+
+fn tsh_az(home: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(bin("tsh").unwrap());
+    c.env("TELEPORT_HOME", home)
+        .env("TELEPORT_AZ_CLI", az_cli())
+        .env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .args(args);
+    output(c, None).unwrap()
+}
+
+fn json(out: std::process::Output) -> serde_json::Value {
+    let text = ok(out).unwrap();
+    let start = text.find(['[', '{']).unwrap_or(0);
+    let end = text.rfind([']', '}']).map(|i| i + 1).unwrap_or(text.len());
+    serde_json::from_str(&text[start..end]).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn azure_cli_through_teleport() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+    let emulator = rt
+        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
+        .unwrap();
+
+    let node = Node::start(&tmp.path().join("node"), "azure.example", &Storage::Sqlite).unwrap();
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let agent_dir = tmp.path().join("agent");
+    let _agent = start_agent(&agent_dir, &node, token.trim(), &emulator.env(None));
+    let agent_log = || std::fs::read_to_string(agent_dir.join("teleport.log")).unwrap_or_default();
+
+    // The guide's static role.
+    let role =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-cli-access-static.yaml");
+    ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    add_user(&node, "teleport-user", "azure-cli-access", PASSWORD).unwrap();
+    let home = tmp.path().join("home");
+    ok(tsh(
+        &home,
+        &[
+            "login",
+            &format!("--proxy={}", node.web_addr),
+            "--user=teleport-user",
+            "--insecure",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .unwrap())
+    .unwrap();
+
+    poll(Duration::from_secs(60), "azure-cli in tsh apps ls", || {
+        ok(tsh(&home, &["apps", "ls"], None).unwrap())
+            .unwrap()
+            .contains("azure-cli")
+            .then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", agent_log()))
+    .unwrap();
+    poll(Duration::from_secs(30), "the agent's tunnel", || {
+        let out = ok(node.tctl(&["inventory", "ls", "--format=json"]).unwrap()).unwrap();
+        (out.trim() != "[]").then_some(())
+    })
+    .unwrap();
+
+    // Wrong names give Teleport's errors.
+    let err = fails(tsh_az(
+        &home,
+        &["apps", "login", "azure-cli", "--azure-identity", "nope"],
+    ))
+    .unwrap();
+    assert!(
+        err.contains("failed to find the identity matching \"nope\""),
+        "{err}"
+    );
+
+    // The login: az's own output, then ours.
+    let out = tsh_az(
+        &home,
+        &[
+            "apps",
+            "login",
+            "azure-cli",
+            "--azure-identity",
+            "TELEPORT-AZURE",
+        ],
+    );
+    let text = ok(out)
+        .map_err(|e| format!("{e}\n{}", agent_log()))
+        .unwrap();
+    assert!(
+        text.contains("Logged into Azure app \"azure-cli\"."),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Your identity: {TELEPORT_AZURE}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Example Azure CLI command: tsh az vm list"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"assignedIdentityInfo\": \"MSIResource-"),
+        "{text}"
+    );
+
+    // tsh az: az runs through the local proxy, Teleport and the agent's identity.
+    let vms = json(tsh_az(&home, &["az", "vm", "list"]));
+    let names: Vec<&str> = vms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"teleport-vm"), "{names:?}");
+    assert!(
+        !names.contains(&"other-vm"),
+        "the identity may only read its group: {names:?}"
+    );
+    // az's exit code is tsh's.
+    let bad = tsh_az(&home, &["az", "no-such-command"]);
+    assert!(!bad.status.success());
+
+    // The agent refuses what the local proxy would never send.
+    let app_dir = home.join("keys/127.0.0.1/teleport-user-app/azure.example");
+    let creds = client::Credentials {
+        key_pem: std::fs::read_to_string(app_dir.join("azure-cli.key")).unwrap(),
+        cert_pem: std::fs::read_to_string(app_dir.join("azure-cli.crt")).unwrap(),
+        ca_pems: vec![],
+    };
+    let upstream = client::apps::AppUpstream::new(&node.web_addr, &creds, true).unwrap();
+    let send = |host: &str, token: &str| {
+        use msi_proxy::Upstream;
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(format!(
+                "https://{host}/subscriptions?api-version=2022-12-01"
+            ))
+            .header("host", host)
+            .header("authorization", format!("Bearer {token}"))
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let resp = rt.block_on(upstream.forward(req)).unwrap();
+        (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body()).to_string(),
+        )
+    };
+    let (status, body) = send("169.254.169.254", "x");
+    assert_eq!(status, 403, "{body}");
+    let msg: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        msg["error"]["message"],
+        "\"169.254.169.254\" is not an Azure endpoint"
+    );
+    let (status, body) = send("evil.example.com", "x");
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send("management.azure.com", "forged.jwt.token");
+    assert_eq!(status, 401, "{body}");
+
+    // The same with an identity file made by tctl auth sign.
+    let id_file = tmp.path().join("bot.pem");
+    ok(node
+        .tctl(&[
+            "auth",
+            "sign",
+            "--user=teleport-user",
+            "--out",
+            id_file.to_str().unwrap(),
+            "--ttl=1h",
+        ])
+        .unwrap())
+    .unwrap();
+    let bot_home = tmp.path().join("bot-home");
+    let id = id_file.to_str().unwrap();
+    let login = tsh_az(
+        &bot_home,
+        &[
+            "-i",
+            id,
+            "--proxy",
+            &node.web_addr,
+            "--insecure",
+            "apps",
+            "login",
+            "azure-cli",
+        ],
+    );
+    let text = ok(login).unwrap();
+    assert!(
+        text.contains("Logged into Azure app \"azure-cli\"."),
+        "{text}"
+    );
+    let vms = json(tsh_az(
+        &bot_home,
+        &[
+            "-i",
+            id,
+            "--proxy",
+            &node.web_addr,
+            "--insecure",
+            "az",
+            "vm",
+            "list",
+        ],
+    ));
+    assert!(!vms.as_array().unwrap().is_empty(), "{vms}");
+
+    // tsh proxy azure: any client with the printed environment.
+    let mut child = Command::new(bin("tsh").unwrap());
+    child
+        .env("TELEPORT_HOME", &home)
+        .args(["proxy", "azure", "--format=text"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut proxy = Proc(child.spawn().unwrap());
+    let mut reader = BufReader::new(proxy.0.stdout.take().unwrap());
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut started = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        let l = line.trim().to_string();
+        line.clear();
+        if l.starts_with("Started Azure proxy on http://127.0.0.1:") {
+            started = l;
+            continue;
+        }
+        if let Some((k, v)) = l.split_once('=') {
+            if k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !k.is_empty() {
+                env.push((k.to_string(), v.trim_matches('"').to_string()));
+                if k == "AZURE_CONFIG_DIR" && env.len() > 4 {
+                    break;
+                }
+            }
+        }
+        if env.iter().any(|(k, _)| k == "REQUESTS_CA_BUNDLE")
+            && env.iter().any(|(k, _)| k == "AZURE_CONFIG_DIR")
+            && env.iter().any(|(k, _)| k == "IDENTITY_HEADER")
+        {
+            break;
+        }
+    }
+    assert!(!started.is_empty(), "no start line");
+    for k in [
+        "HTTPS_PROXY",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "REQUESTS_CA_BUNDLE",
+        "AZURE_CONFIG_DIR",
+    ] {
+        assert!(env.iter().any(|(n, _)| n == k), "{k} missing from {env:?}");
+    }
+    let mut c = Command::new(az_cli());
+    c.args(["account", "show"])
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "0");
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let account = json(output(c, None).unwrap());
+    assert_eq!(
+        account["id"], "00000000-0000-0000-0000-000000000000",
+        "{account}"
+    );
+    let mut c = Command::new(az_cli());
+    c.args([
+        "identity",
+        "show",
+        "-g",
+        "my-resource-group",
+        "-n",
+        "teleport-azure",
+    ])
+    .env("AZURE_CORE_COLLECT_TELEMETRY", "0");
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let ident = json(output(c, None).unwrap());
+    assert_eq!(ident["name"], "teleport-azure", "{ident}");
+    drop(proxy);
+
+    // Every request was audited.
+    let events = ok(node
+        .tctl(&[
+            "events",
+            "ls",
+            "--type=app.session.request",
+            "--format=json",
+        ])
+        .unwrap())
+    .unwrap();
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let list = events.as_array().unwrap();
+    assert!(
+        list.iter().any(
+            |e| e["path"].as_str().unwrap_or("").contains("virtualMachines")
+                && e["status_code"] == 200
+        ),
+        "{events}"
+    );
+    assert!(list.iter().all(|e| e["user"] == "teleport-user"));
+
+    // Deny wins: a deny-all role makes the next request fail at the agent.
+    let deny = tmp.path().join("deny.yaml");
+    std::fs::write(&deny, "kind: role\nversion: v7\nmetadata:\n  name: azure-cli-access\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n    azure_identities:\n      - /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure\n  deny:\n    azure_identities: ['*']\n").unwrap();
+    ok(node
+        .tctl(&["create", "-f", deny.to_str().unwrap()])
+        .unwrap())
+    .unwrap();
+    poll(Duration::from_secs(30), "the deny rule to apply", || {
+        let out = tsh_az(&home, &["az", "vm", "list"]);
+        (!out.status.success()).then_some(())
+    })
+    .unwrap();
+    drop(emulator);
+    drop(rt);
+}

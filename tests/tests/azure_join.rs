@@ -1,0 +1,240 @@
+//! The Azure join method end to end, as the guide walks it: `tctl create -f token.yaml` with
+//! `join_method: azure`, agents on the emulator's VMs with `join_params.method: azure`. The
+//! emulator runs in this process; the auth service and the agents reach it through
+//! `HTTPS_PROXY`/`HTTP_PROXY` and trust it through `SSL_CERT_FILE`; `NO_PROXY` keeps the
+//! cluster's own 127.0.0.1 traffic direct.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::*;
+
+const SUB: &str = "00000000-0000-0000-0000-000000000000";
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+const TELEPORT_AZURE_CLIENT: &str = "6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01";
+const OTHER_IDENTITY_CLIENT: &str = "0e6192a4-5f71-4c23-9ebf-4a5b6c7d8e05";
+
+struct Cluster {
+    _rt: tokio::runtime::Runtime,
+    emu: azure_emulator::EmulatorHandle,
+    node: Node,
+    pin: String,
+}
+
+/// The emulator's environment for `vm`, with the cluster's loopback traffic kept direct.
+fn azure_env(emu: &azure_emulator::EmulatorHandle, vm: Option<&str>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = emu
+        .try_env(vm)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k != "NO_PROXY")
+        .collect();
+    env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+    env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
+    env
+}
+
+fn cluster(dir: &Path) -> Cluster {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+    let emu = rt
+        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let bundle = dir.join("azure-attestation-root.pem");
+    std::fs::write(&bundle, emu.attestation_root_pem().unwrap()).unwrap();
+    let node = Node::start_with_env(
+        &dir.join("node"),
+        "azure.example",
+        &Storage::Sqlite,
+        None,
+        &azure_env(&emu, None),
+        &format!(
+            "  azure_join:\n    trust_bundle_path: {}\n",
+            bundle.display()
+        ),
+    )
+    .unwrap();
+    let pin = ca_pin(&node).unwrap();
+    Cluster {
+        _rt: rt,
+        emu,
+        node,
+        pin,
+    }
+}
+
+/// `tctl create -f` a token of the guide's shape with one allow rule.
+fn create_token(c: &Cluster, dir: &Path, name: &str, rule: &str) {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "# token.yaml\nkind: token\nversion: v2\nmetadata:\n  name: {name}\nspec:\n  roles: [Node]\n  join_method: azure\n  azure:\n    allow:\n{rule}"
+        ),
+    )
+    .unwrap();
+    ok(c.node
+        .tctl(&["create", "-f", file.to_str().unwrap()])
+        .unwrap())
+    .unwrap();
+}
+
+/// An agent on `vm` joining with the token `token` and the identity `client_id`.
+fn start_agent(c: &Cluster, dir: &Path, vm: Option<&str>, token: &str, client_id: &str) -> Agent {
+    let config = format!(
+        r#"version: v3
+teleport:
+  nodename: {token}-agent
+  data_dir: "{{data_dir}}"
+  proxy_server: "{proxy}"
+  ca_pin: "{pin}"
+  join_params:
+    token_name: {token}
+    method: azure
+    azure:
+      client_id: {client_id}
+auth_service:
+  enabled: no
+proxy_service:
+  enabled: no
+ssh_service:
+  enabled: yes
+"#,
+        proxy = c.node.web_addr,
+        pin = c.pin,
+    );
+    Agent::start_with_env(dir, &config, &azure_env(&c.emu, vm)).unwrap()
+}
+
+fn join_events(c: &Cluster) -> String {
+    ok(c.node
+        .tctl(&["events", "ls", "--type=instance.join", "--format=json"])
+        .unwrap())
+    .unwrap()
+}
+
+#[test]
+fn agents_on_allowed_vms_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = cluster(tmp.path());
+    create_token(
+        &c,
+        tmp.path(),
+        "azure-token",
+        &format!("      - subscription: 11111111-1111-1111-1111-111111111111\n      - subscription: {SUB}\n        resource_groups: [\"group1\", \"my-resource-group\"]\n"),
+    );
+    // The resource group written with another case still matches.
+    create_token(
+        &c,
+        tmp.path(),
+        "azure-token-case",
+        &format!("      - subscription: {SUB}\n        resource_groups: [\"My-Resource-GROUP\"]\n        tenant: {TENANT}\n"),
+    );
+    let agents = [
+        start_agent(
+            &c,
+            &tmp.path().join("a1"),
+            None,
+            "azure-token",
+            TELEPORT_AZURE_CLIENT,
+        ),
+        start_agent(
+            &c,
+            &tmp.path().join("a2"),
+            None,
+            "azure-token-case",
+            TELEPORT_AZURE_CLIENT,
+        ),
+    ];
+    for agent in &agents {
+        poll(Duration::from_secs(60), "the Azure join", || {
+            agent
+                .log()
+                .contains("Joined cluster azure.example")
+                .then_some(())
+        })
+        .map_err(|e| {
+            format!(
+                "{e}\nagent log:\n{}\nnode log:\n{}",
+                agent.log(),
+                c.node.log()
+            )
+        })
+        .unwrap();
+    }
+    let events = join_events(&c);
+    assert!(events.contains("TJ002I"), "{events}");
+    assert!(events.contains("\"azure\""), "{events}");
+    assert!(!events.contains("TJ002E"), "{events}");
+}
+
+#[test]
+fn agents_outside_the_rules_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = cluster(tmp.path());
+    create_token(
+        &c,
+        tmp.path(),
+        "azure-token",
+        &format!("      - subscription: {SUB}\n        resource_groups: [\"my-resource-group\"]\n"),
+    );
+    create_token(
+        &c,
+        tmp.path(),
+        "other-subscription",
+        "      - subscription: 33333333-3333-3333-3333-333333333333\n",
+    );
+    create_token(
+        &c,
+        tmp.path(),
+        "other-tenant",
+        &format!(
+            "      - subscription: {SUB}\n        tenant: 99999999-9999-9999-9999-999999999999\n"
+        ),
+    );
+    let mut agents = [
+        // A VM in another resource group.
+        start_agent(
+            &c,
+            &tmp.path().join("b1"),
+            Some("other-vm"),
+            "azure-token",
+            OTHER_IDENTITY_CLIENT,
+        ),
+        start_agent(
+            &c,
+            &tmp.path().join("b2"),
+            None,
+            "other-subscription",
+            TELEPORT_AZURE_CLIENT,
+        ),
+        start_agent(
+            &c,
+            &tmp.path().join("b3"),
+            None,
+            "other-tenant",
+            TELEPORT_AZURE_CLIENT,
+        ),
+    ];
+    for agent in &mut agents {
+        let status = agent.wait_exit(Duration::from_secs(60)).unwrap();
+        assert!(!status.success());
+        let log = agent.log();
+        assert!(log.contains("matches no allow rule"), "{log}");
+        assert!(!log.contains("Joined cluster"), "{log}");
+    }
+    assert!(agents[0]
+        .log()
+        .contains("resource group other-resource-group"));
+    assert!(agents[2].log().contains(&format!("tenant {TENANT}")));
+    let events = join_events(&c);
+    assert!(events.contains("TJ002E"), "{events}");
+    assert!(events.contains("matches no allow rule"), "{events}");
+    assert!(!events.contains("TJ002I"), "{events}");
+}

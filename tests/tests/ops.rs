@@ -1,0 +1,164 @@
+//! The guides' operational commands: versions, discovery endpoints, systemd.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use e2e::*;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[test]
+fn every_binary_prints_its_version_line() {
+    for b in ["tsh", "tctl", "teleport"] {
+        let out = ok(output(
+            {
+                let mut c = Command::new(bin(b).unwrap());
+                c.arg("version");
+                c
+            },
+            None,
+        )
+        .unwrap())
+        .unwrap();
+        let line = out.trim();
+        assert!(
+            line.starts_with(&format!("Teleport v{VERSION} git:")),
+            "{b}: {line}"
+        );
+        assert!(line.contains(" rustc 1."), "{b}: {line}");
+    }
+}
+
+fn curl(url: &str) -> String {
+    ok(output(
+        {
+            let mut c = Command::new("curl");
+            c.args(["-sSk", "--fail", url]);
+            c
+        },
+        None,
+    )
+    .unwrap())
+    .unwrap()
+}
+
+#[test]
+fn discovery_endpoints_answer_without_authentication() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "ops.example", &Storage::Sqlite).unwrap();
+    for path in [
+        "/v1/webapi/ping",
+        "/webapi/ping",
+        "/v1/webapi/find",
+        "/webapi/find",
+    ] {
+        let body: serde_json::Value =
+            serde_json::from_str(&curl(&format!("https://{}{path}", node.web_addr))).unwrap();
+        assert_eq!(body["server_version"], VERSION, "{path}");
+        assert_eq!(body["cluster_name"], "ops.example", "{path}");
+        assert_eq!(
+            body["proxy"]["public_addr"],
+            node.web_addr.as_str(),
+            "{path}"
+        );
+        assert!(body["min_client_version"].is_string());
+        assert_eq!(body["auth"]["type"], "local");
+    }
+    let v = curl(&format!(
+        "https://{}/v1/webapi/automaticupgrades/channel/default/version",
+        node.web_addr
+    ));
+    assert_eq!(v, format!("v{VERSION}"));
+    let c = curl(&format!(
+        "https://{}/v1/webapi/automaticupgrades/channel/default/critical",
+        node.web_addr
+    ));
+    assert_eq!(c, "no");
+}
+
+#[test]
+fn systemd_unit_has_teleports_shape_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let teleport = bin("teleport").unwrap();
+    let printed = ok(output(
+        {
+            let mut c = Command::new(&teleport);
+            c.args(["install", "systemd"]);
+            c
+        },
+        None,
+    )
+    .unwrap())
+    .unwrap();
+    for line in [
+        "Type=simple",
+        "Restart=always",
+        "RestartSec=5",
+        "EnvironmentFile=-/etc/default/teleport",
+        "ExecStart=/usr/local/bin/teleport start --config /etc/teleport.yaml --pid-file=/run/teleport.pid",
+        "LimitNOFILE=524288",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "missing {line:?} in\n{printed}");
+    }
+    let unit = tmp.path().join("teleport.service");
+    ok(output(
+        {
+            let mut c = Command::new(&teleport);
+            c.args([
+                "install",
+                "systemd",
+                "--fd-limit=1024",
+                "--pid-file=/run/t.pid",
+                "-o",
+            ])
+            .arg(&unit)
+            .arg("--teleport-path")
+            .arg(&teleport);
+            c
+        },
+        None,
+    )
+    .unwrap())
+    .unwrap();
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("LimitNOFILE=1024") && text.contains("PIDFile=/run/t.pid"),
+        "{text}"
+    );
+    // systemd's own checker (cargo xtask test installs it when missing).
+    let verify = output(
+        {
+            let mut c = Command::new("systemd-analyze");
+            c.arg("verify").arg(&unit);
+            c
+        },
+        None,
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    let about_unit: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("teleport.service"))
+        .collect();
+    assert!(
+        verify.status.success() && about_unit.is_empty(),
+        "systemd-analyze: {stderr}"
+    );
+}
+
+#[test]
+fn sighup_does_not_stop_the_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&tmp.path().join("node"), "hup.example", &Storage::Sqlite).unwrap();
+    let pid = node.pid().unwrap().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    poll(
+        std::time::Duration::from_secs(10),
+        "the HUP log line",
+        || node.log().contains("SIGHUP received").then_some(()),
+    )
+    .unwrap();
+    ok(node.tctl(&["status"]).unwrap()).unwrap();
+    assert!(node.stop().unwrap().success());
+}
