@@ -76,6 +76,11 @@ fn tsh_az(home: &Path, args: &[&str]) -> std::process::Output {
     output(c, None).unwrap()
 }
 
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 fn json(out: std::process::Output) -> serde_json::Value {
     let text = ok(out).unwrap();
     let start = text.find(['[', '{']).unwrap_or(0);
@@ -353,6 +358,17 @@ fn azure_cli_through_teleport() {
     }
     let ident = json(output(c, None).unwrap());
     assert_eq!(ident["name"], "teleport-azure", "{ident}");
+    // A second client: the Azure SDK for Python, with the same environment.
+    let python = az_cli().parent().unwrap().join("python");
+    let script = "import sys\nfrom azure.identity import ManagedIdentityCredential\nfrom azure.mgmt.compute import ComputeManagementClient\ncred = ManagedIdentityCredential()\nclient = ComputeManagementClient(cred, '00000000-0000-0000-0000-000000000000')\nprint(','.join(sorted(vm.name for vm in client.virtual_machines.list_all())))\n";
+    let mut c = Command::new(&python);
+    c.args(["-c", script]);
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let sdk = ok(output(c, None).unwrap()).unwrap();
+    assert!(sdk.trim().split(',').any(|n| n == "teleport-vm"), "{sdk}");
+    assert!(!sdk.contains("other-vm"), "{sdk}");
     drop(proxy);
 
     // Every request was audited.
@@ -375,6 +391,105 @@ fn azure_cli_through_teleport() {
         "{events}"
     );
     assert!(list.iter().all(|e| e["user"] == "teleport-user"));
+
+    // An identity the app service's VM does not hold: a clear error.
+    let other = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/other-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/other-identity";
+    let role2 = tmp.path().join("other.yaml");
+    std::fs::write(&role2, format!("kind: role\nversion: v7\nmetadata:\n  name: other-access\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n    azure_identities:\n      - {other}\n")).unwrap();
+    ok(node.tctl(&["create", role2.to_str().unwrap()]).unwrap()).unwrap();
+    ok(node
+        .tctl(&[
+            "users",
+            "update",
+            "teleport-user",
+            "--set-roles",
+            "azure-cli-access,other-access",
+        ])
+        .unwrap())
+    .unwrap();
+    ok(tsh(
+        &home,
+        &["login", "--insecure"],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .unwrap())
+    .unwrap();
+    let out = tsh_az(
+        &home,
+        &[
+            "apps",
+            "login",
+            "azure-cli",
+            "--azure-identity",
+            "other-identity",
+        ],
+    );
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{both}");
+    assert!(
+        both.contains("minting a token for") && both.contains("other-identity"),
+        "{both}"
+    );
+
+    // An expired session is refused: an app certificate valid for a few seconds.
+    let short = tmp.path().join("short.pem");
+    ok(node
+        .tctl(&[
+            "auth",
+            "sign",
+            "--user=teleport-user",
+            "--out",
+            short.to_str().unwrap(),
+            "--ttl=5s",
+        ])
+        .unwrap())
+    .unwrap();
+    let short_creds = client::Credentials::load_identity_file(&short).unwrap();
+    let key = pki::generate_key().unwrap();
+    let app_cert: serde_json::Value = rt
+        .block_on(async {
+            let api = client::ApiClient::new(&node.web_addr, Some(&short_creds), true).unwrap();
+            api.post(
+                "/v1/auth/certs/app",
+                &serde_json::json!({"app": "azure-cli", "azure_identity": TELEPORT_AZURE,
+                    "public_key": base64_encode(&key.public_key_der)}),
+            )
+            .await
+        })
+        .unwrap();
+    let expiring = client::Credentials {
+        key_pem: key.private_key_pem,
+        cert_pem: app_cert["tls_cert"].as_str().unwrap().to_string(),
+        ca_pems: vec![],
+    };
+    let up = client::apps::AppUpstream::new(&node.web_addr, &expiring, true).unwrap();
+    let send_with = |token: &str| {
+        use msi_proxy::Upstream;
+        let req = http::Request::builder()
+            .uri("https://management.azure.com/subscriptions?api-version=2022-12-01")
+            .header("host", "management.azure.com")
+            .header("authorization", format!("Bearer {token}"))
+            .body(bytes::Bytes::new())
+            .unwrap();
+        rt.block_on(up.forward(req))
+    };
+    // While valid, the agent answers (401: the token is not a session token).
+    assert_eq!(send_with("x").unwrap().status(), 401);
+    let refused = poll(
+        Duration::from_secs(30),
+        "the app certificate to expire",
+        || match send_with("x") {
+            Err(e) => Some(e.message),
+            Ok(r) if r.status() != 401 => Some(format!("status {}", r.status())),
+            Ok(_) => None,
+        },
+    )
+    .unwrap();
+    assert!(!refused.is_empty());
 
     // Deny wins: a deny-all role makes the next request fail at the agent.
     let deny = tmp.path().join("deny.yaml");

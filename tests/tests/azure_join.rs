@@ -238,3 +238,103 @@ fn agents_outside_the_rules_are_refused() {
     assert!(events.contains("matches no allow rule"), "{events}");
     assert!(!events.contains("TJ002I"), "{events}");
 }
+
+/// The Azure join guide's `/etc/teleport.yaml`, verbatim but for the host
+/// names, the client ID and a data dir of the test's own: no `ca_pin`, so the
+/// agent trusts the proxy's publicly trusted certificate (here: one the test
+/// makes and adds to `SSL_CERT_FILE`), and only `ssh_service` enabled.
+#[test]
+fn the_guides_config_joins_and_says_ssh_is_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+    let emu = rt
+        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
+        .unwrap();
+    // A certificate for the proxy from a CA the agent's system bundle trusts.
+    let web_ca = pki::CertAuthority::generate("web-ca", pki::CaType::Host).unwrap();
+    let (leaf, leaf_key) = web_ca
+        .issue_server_cert(&["127.0.0.1".to_string()])
+        .unwrap();
+    let (cert, key) = (tmp.path().join("web.pem"), tmp.path().join("web.key"));
+    std::fs::write(&cert, leaf).unwrap();
+    std::fs::write(&key, leaf_key).unwrap();
+    let root_bundle = tmp.path().join("attestation-root.pem");
+    std::fs::write(&root_bundle, emu.attestation_root_pem().unwrap()).unwrap();
+    let node = Node::start_with_env(
+        &tmp.path().join("node"),
+        "guide.example",
+        &Storage::Sqlite,
+        Some((&cert, &key)),
+        &azure_env(&emu, None),
+        &format!(
+            "  azure_join:\n    trust_bundle_path: {}\n",
+            root_bundle.display()
+        ),
+    )
+    .unwrap();
+    let token = tmp.path().join("token.yaml");
+    std::fs::write(&token, format!("kind: token\nversion: v2\nmetadata:\n  name: azure-token\nspec:\n  roles: [Node]\n  join_method: azure\n  azure:\n    allow:\n      - subscription: {SUB}\n        resource_groups: [\"my-resource-group\"]\n")).unwrap();
+    ok(node
+        .tctl(&["create", "-f", token.to_str().unwrap()])
+        .unwrap())
+    .unwrap();
+
+    // The agent trusts Azure's (emulated) hosts and the proxy's certificate.
+    let mut env = azure_env(&emu, None);
+    let emu_ca = env
+        .iter()
+        .find(|(k, _)| k == "SSL_CERT_FILE")
+        .unwrap()
+        .1
+        .clone();
+    let bundle = tmp.path().join("bundle.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&emu_ca).unwrap(),
+            web_ca.cert_pem()
+        ),
+    )
+    .unwrap();
+    for (k, v) in env.iter_mut() {
+        if k == "SSL_CERT_FILE" || k == "REQUESTS_CA_BUNDLE" {
+            *v = bundle.display().to_string();
+        }
+    }
+    let config = format!(
+        "# /etc/teleport.yaml\nversion: v3\nteleport:\n  data_dir: \"{{data_dir}}\"\n  join_params:\n    token_name: azure-token\n    method: azure\n    azure:\n      # client_id is the client ID of the managed identity created in Step 1.\n      client_id: {TELEPORT_AZURE_CLIENT}\n  proxy_server: {}\nssh_service:\n  enabled: yes\nauth_service:\n  enabled: no\nproxy_service:\n  enabled: no\n",
+        node.web_addr
+    );
+    let agent = Agent::start_with_env(&tmp.path().join("agent"), &config, &env).unwrap();
+    poll(Duration::from_secs(60), "the guide's agent to join", || {
+        agent
+            .log()
+            .contains("Joined cluster guide.example")
+            .then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+    let ssh_lines = poll(Duration::from_secs(30), "the SSH notice", || {
+        let n = agent
+            .log()
+            .matches("SSH service is not available in this build")
+            .count();
+        (n > 0).then_some(n)
+    })
+    .unwrap();
+    assert_eq!(
+        ssh_lines,
+        2,
+        "one notice at start, one saying the agent is idle:\n{}",
+        agent.log()
+    );
+    drop(agent);
+    drop(node);
+    drop(emu);
+}

@@ -57,9 +57,171 @@ pub fn run(root: &Path) -> Result<()> {
         .join("target")
         .join(format!("bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = whole_process(&bins, &dir);
+    let result = whole_process(&bins, &dir).and_then(|_| azure_chain(root, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Time `n` GETs of a small ARM resource through `client` with `token`.
+async fn arm_gets(client: &reqwest::Client, token: &str, n: usize) -> Result<f64> {
+    let url = "https://management.azure.com/subscriptions/00000000-0000-0000-0000-000000000000?api-version=2022-12-01";
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let resp = client.get(url).bearer_auth(token).send().await?;
+        let status = resp.status();
+        let _ = resp.bytes().await?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        if !status.is_success() {
+            bail!("ARM GET answered {status}");
+        }
+    }
+    Ok(median_f(times))
+}
+
+fn client_via(proxy: &str, ca_file: &Path) -> Result<reqwest::Client> {
+    let pem = std::fs::read(ca_file)?;
+    let mut b = reqwest::Client::builder().proxy(reqwest::Proxy::all(proxy)?);
+    for c in reqwest::Certificate::from_pem_bundle(&pem)? {
+        b = b.add_root_certificate(c);
+    }
+    Ok(b.build()?)
+}
+
+/// Issue 5's figures: the whole Teleport chain against the emulator alone.
+fn azure_chain(root: &Path, dir: &Path) -> Result<()> {
+    let az = crate::ensure_az(root)?;
+    let sc = crate::demo::start(root, &dir.join("azure"), &az, false)?;
+    let env = sc.emu.env(None);
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| anyhow!("emulator env lacks {k}"))
+    };
+    let (emu_proxy, emu_ca) = (get("HTTPS_PROXY")?, get("SSL_CERT_FILE")?);
+
+    // Direct: a token from the emulator's IMDS, then ARM through its proxy.
+    let direct = sc.rt.block_on(async {
+        let client = client_via(&emu_proxy, Path::new(&emu_ca))?;
+        let tok: serde_json::Value = client
+            .get("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/&msi_res_id=/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure")
+            .header("Metadata", "true")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = tok["access_token"].as_str().unwrap_or_default().to_string();
+        arm_gets(&client, &token, 10).await?;
+        arm_gets(&client, &token, 200).await
+    })?;
+
+    // Through Teleport: tsh proxy azure, its token endpoint, then ARM.
+    let mut child = Command::new(e2e::bin("tsh").map_err(|s| anyhow!(s))?)
+        .env("TELEPORT_HOME", &sc.home)
+        .args(["proxy", "azure", "--format=text"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?,
+    ));
+    let mut penv = std::collections::HashMap::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some((k, v)) = line.trim().split_once('=') {
+            penv.insert(k.to_string(), v.trim_matches('"').to_string());
+        }
+        if penv.contains_key("REQUESTS_CA_BUNDLE")
+            && penv.contains_key("IDENTITY_HEADER")
+            && penv.contains_key("AZURE_CONFIG_DIR")
+        {
+            break;
+        }
+    }
+    let chain = sc.rt.block_on(async {
+        let p = |k: &str| {
+            penv.get(k)
+                .cloned()
+                .ok_or_else(|| anyhow!("tsh proxy azure printed no {k}"))
+        };
+        let client = client_via(&p("HTTPS_PROXY")?, Path::new(&p("REQUESTS_CA_BUNDLE")?))?;
+        let tok: serde_json::Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()?
+            .get(format!(
+                "{}?api-version=2019-08-01&resource=https://management.azure.com/",
+                p("IDENTITY_ENDPOINT")?
+            ))
+            .header("X-IDENTITY-HEADER", p("IDENTITY_HEADER")?)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = tok["access_token"].as_str().unwrap_or_default().to_string();
+        arm_gets(&client, &token, 10).await?;
+        arm_gets(&client, &token, 200).await
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let chain = chain?;
+
+    // Whole process: tsh az vm list against az vm list straight to the emulator.
+    let az_dir = dir.join("az-direct");
+    std::fs::create_dir_all(&az_dir)?;
+    let mut login = Command::new(&az);
+    login
+        .args(["login", "--identity", "--resource-id", "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure"])
+        .env("AZURE_CONFIG_DIR", &az_dir)
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null());
+    crate::run(&mut login)?;
+    let time_cmd = |mut c: Command| -> Result<f64> {
+        let mut v = Vec::new();
+        for _ in 0..7 {
+            let start = Instant::now();
+            let st = c.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            v.push(start.elapsed().as_secs_f64());
+            if !st.success() {
+                bail!("{c:?} failed");
+            }
+        }
+        Ok(median_f(v))
+    };
+    let mut direct_az = Command::new(&az);
+    direct_az
+        .args(["vm", "list"])
+        .env("AZURE_CONFIG_DIR", &az_dir)
+        .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let direct_az = time_cmd(direct_az)?;
+    let mut tsh_az = Command::new(e2e::bin("tsh").map_err(|s| anyhow!(s))?);
+    tsh_az
+        .env("TELEPORT_HOME", &sc.home)
+        .env("TELEPORT_AZ_CLI", &az)
+        .args(["az", "vm", "list"]);
+    let tsh_az = time_cmd(tsh_az)?;
+
+    println!("\nAzure CLI access (release build, emulator on loopback):");
+    println!(
+        "  ARM GET via Teleport   median {chain:>7.2} ms   direct to the emulator {direct:>6.2} ms   added {:>6.2} ms   ratio {:.2}   target: added <= 2 ms",
+        chain - direct,
+        chain / direct
+    );
+    println!(
+        "  tsh az vm list         median {:>7.2} s    az vm list direct      {:>6.2} s                 ratio {:.2}   target <= 1.15",
+        tsh_az,
+        direct_az,
+        tsh_az / direct_az
+    );
+    drop(sc);
+    Ok(())
 }
 
 fn whole_process(bins: &Path, dir: &Path) -> Result<()> {

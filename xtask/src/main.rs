@@ -118,7 +118,25 @@ fn ensure_postgres() -> Result<()> {
 fn ensure_az(root: &Path) -> Result<PathBuf> {
     let venv = root.join("target").join("az-venv");
     let az = venv.join("bin").join("az");
+    let python = venv.join("bin").join("python");
+    // The Azure SDK for Python is the tests' second client.
+    let has_sdk = || {
+        Command::new(&python)
+            .args(["-c", "import azure.identity, azure.mgmt.compute"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
     if az.exists() {
+        if !has_sdk() {
+            run(Command::new(venv.join("bin").join("pip")).args([
+                "install",
+                "-q",
+                "azure-identity",
+            ]))?;
+        }
         return Ok(az);
     }
     std::fs::create_dir_all(root.join("target"))?;
@@ -128,7 +146,12 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
         apt_install(&["python3-venv"])?;
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
-    run(Command::new(venv.join("bin").join("pip")).args(["install", "-q", "azure-cli"]))?;
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "-q",
+        "azure-cli",
+        "azure-identity",
+    ]))?;
     if !az.exists() {
         bail!("pip installed azure-cli but {} is missing", az.display());
     }

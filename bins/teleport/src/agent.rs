@@ -126,6 +126,11 @@ pub async fn run(
     let identity = Arc::new(RwLock::new(
         obtain_identity(cfg, &proxy, &roles, insecure).await?,
     ));
+    if roles == ["Node"] {
+        tracing::warn!(
+            "only ssh_service is enabled and the SSH service is not available in this build: the agent has joined the cluster and keeps its certificates fresh, but serves nothing yet"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
 
