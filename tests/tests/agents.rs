@@ -290,3 +290,118 @@ fn time_since(rfc3339: &str) -> f64 {
         .as_secs_f64();
     now - then
 }
+
+#[test]
+fn database_agents_register_for_tsh_db_ls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "db.example", &Storage::Sqlite).unwrap();
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=db", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let config = format!(
+        "version: v3\nteleport:\n  nodename: db-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: \"{}\"\n  ca_pin: \"{pin}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: no\nproxy_service:\n  enabled: no\nssh_service:\n  enabled: no\ndb_service:\n  enabled: yes\n  databases:\n  - name: my-azure-redis\n    description: Azure Cache for Redis\n    protocol: redis\n    uri: my-redis.redis.cache.windows.net:6380\n    static_labels:\n      env: dev\n  - name: prod-redis\n    protocol: redis\n    uri: prod.redis.cache.windows.net:6380\n    static_labels:\n      env: prod\n",
+        node.web_addr,
+        token_file.display()
+    );
+    let agent = Agent::start(&tmp.path().join("agent"), &config).unwrap();
+    // The Redis guide's user.
+    let out = ok(node
+        .tctl(&[
+            "users",
+            "add",
+            "--roles=access",
+            "--db-users=*",
+            "--db-names=*",
+            "alice",
+        ])
+        .unwrap())
+    .unwrap();
+    set_password(&node.web_addr, &invite_token(&out).unwrap(), PASSWORD).unwrap();
+    let role = tmp.path().join("dev-db.yaml");
+    std::fs::write(&role, "kind: role\nversion: v7\nmetadata:\n  name: dev-db\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: [default]\n").unwrap();
+    ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    add_user(&node, "bob", "dev-db", PASSWORD).unwrap();
+    let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    for (home, user) in [(&alice, "alice"), (&bob, "bob")] {
+        ok(tsh(
+            home,
+            &[
+                "login",
+                &format!("--proxy={}", node.web_addr),
+                &format!("--user={user}"),
+                "--insecure",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .unwrap())
+        .unwrap();
+    }
+    let all = poll(Duration::from_secs(60), "the databases", || {
+        let out = ok(tsh(&alice, &["db", "ls"], None).unwrap()).unwrap();
+        out.contains("prod-redis").then_some(out)
+    })
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+    assert!(all.lines().next().unwrap().starts_with("Name"), "{all}");
+    assert!(
+        all.contains("Allowed Users") && all.contains("[*]"),
+        "{all}"
+    );
+    assert!(
+        all.contains("my-azure-redis") && all.contains("env=dev"),
+        "{all}"
+    );
+    let dev = ok(tsh(&bob, &["db", "ls"], None).unwrap()).unwrap();
+    assert!(
+        dev.contains("my-azure-redis") && !dev.contains("prod-redis"),
+        "{dev}"
+    );
+    assert!(dev.contains("[default]"), "{dev}");
+}
+
+#[test]
+fn agents_keep_a_tunnel_to_every_proxy() {
+    let db = TempDatabase::create("e2e_proxies").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Storage::Postgres(db.conn_string.clone());
+    let a = Node::start(&tmp.path().join("a"), "many.example", &storage).unwrap();
+    let b = Node::start(&tmp.path().join("b"), "many.example", &storage).unwrap();
+    let token = ok(a
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let label_file = tmp.path().join("arch");
+    std::fs::write(&label_file, "x\n").unwrap();
+    let pin = ca_pin(&a).unwrap();
+    // The agent only knows proxy A; it finds B through the cluster.
+    let agent = Agent::start(
+        &tmp.path().join("agent"),
+        &agent_config(&a, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+    let proxies = poll(Duration::from_secs(60), "tunnels to both proxies", || {
+        let out = ok(b.tctl(&["inventory", "ls", "--format=json"]).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut p: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["proxy"].as_str().unwrap_or_default().to_string())
+            .collect();
+        p.sort();
+        p.dedup();
+        (p.len() == 2).then_some(p)
+    })
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+    assert!(
+        proxies.contains(&a.web_addr) && proxies.contains(&b.web_addr),
+        "{proxies:?}"
+    );
+}

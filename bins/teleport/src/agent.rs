@@ -236,46 +236,45 @@ pub async fn run(
         }));
     }
     if cfg.db_service.enabled {
-        tracing::warn!(
-            "the database service is not available in this build yet; db_service is ignored"
-        );
-    }
-
-    // The reverse tunnel: the proxy reaches this agent through it.
-    {
-        let connect_identity = identity.clone();
-        let connect_proxy = proxy.clone();
-        let connector = tunnel::connector_fn(move || {
-            let identity = connect_identity.clone();
-            let proxy = connect_proxy.clone();
-            async move {
-                let id = identity.read().await.clone();
-                let s = join::dial_tunnel(&proxy, &id).await?;
-                Ok(Box::new(s) as Box<dyn tunnel::AsyncReadWrite>)
-            }
-        });
-        let services = Arc::new(std::mem::take(&mut services));
-        let handler = tunnel::handler_fn(move |target: Vec<u8>, stream: tunnel::TunnelStream| {
-            let services = services.clone();
-            async move {
-                handle_stream(&services, target, stream).await;
-            }
-        });
-        let agent_tunnel = tunnel::AgentTunnel::new(connector, handler);
-        let mut state = agent_tunnel.state();
+        let mut dbs = db_service::databases_from_config(&cfg.db_service)?;
+        if !cfg.db_service.azure.is_empty() {
+            tracing::warn!("Azure database discovery is not available in this build yet; db_service.azure is ignored");
+        }
+        tracing::warn!("database sessions are not available in this build yet: databases are registered for tsh db ls only");
+        let identity = identity.clone();
+        let proxy = proxy.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            agent_tunnel
-                .run(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        }));
-        tasks.push(tokio::spawn(async move {
-            while state.changed().await.is_ok() {
-                let s = *state.borrow();
-                tracing::info!(state = ?s, "reverse tunnel");
+            let mut tick = tokio::time::interval(app_service::HEARTBEAT_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                db_service::refresh_labels(&mut dbs).await;
+                let id = identity.read().await.clone();
+                let result = match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
+                    Ok(api) => db_service::heartbeat_once(&api, &dbs)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "database heartbeat failed");
+                }
             }
+        }));
+    }
+
+    // Reverse tunnels: one to the configured proxy, and one to every other
+    // proxy of the cluster as they announce themselves.
+    {
+        let services = Arc::new(std::mem::take(&mut services));
+        let identity = identity.clone();
+        let proxy = proxy.clone();
+        let stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            run_tunnels(proxy, identity, services, stop).await;
         }));
     }
 
@@ -286,6 +285,97 @@ pub async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Keep a tunnel to every proxy: the configured one at once, the others as
+/// the cluster lists them (checked every 10 s).
+async fn run_tunnels(
+    proxy: String,
+    identity: Arc<RwLock<AgentIdentity>>,
+    services: Arc<Services>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut dialled = std::collections::BTreeSet::new();
+    let mut handles = Vec::new();
+    dialled.insert(proxy.clone());
+    handles.push(spawn_tunnel(
+        proxy.clone(),
+        identity.clone(),
+        services.clone(),
+        stop.clone(),
+    ));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = stop.changed() => break,
+        }
+        let id = identity.read().await.clone();
+        let listed: Result<Vec<auth::agents::ProxyEntry>, String> =
+            match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
+                Ok(api) => api.get("/v1/auth/proxies").await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+        match listed {
+            Ok(list) => {
+                for p in list {
+                    if dialled.insert(p.addr.clone()) {
+                        tracing::info!(proxy = %p.addr, "opening a reverse tunnel to another proxy");
+                        handles.push(spawn_tunnel(
+                            p.addr,
+                            identity.clone(),
+                            services.clone(),
+                            stop.clone(),
+                        ));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "listing proxies"),
+        }
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+fn spawn_tunnel(
+    addr: String,
+    identity: Arc<RwLock<AgentIdentity>>,
+    services: Arc<Services>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let connect_addr = addr.clone();
+    let connector = tunnel::connector_fn(move || {
+        let identity = identity.clone();
+        let addr = connect_addr.clone();
+        async move {
+            let id = identity.read().await.clone();
+            let s = join::dial_tunnel(&addr, &id).await?;
+            Ok(Box::new(s) as Box<dyn tunnel::AsyncReadWrite>)
+        }
+    });
+    let handler = tunnel::handler_fn(move |target: Vec<u8>, stream: tunnel::TunnelStream| {
+        let services = services.clone();
+        async move {
+            handle_stream(&services, target, stream).await;
+        }
+    });
+    let agent_tunnel = tunnel::AgentTunnel::new(connector, handler);
+    let mut state = agent_tunnel.state();
+    tokio::spawn(async move {
+        let log_addr = addr.clone();
+        let logger = tokio::spawn(async move {
+            while state.changed().await.is_ok() {
+                let s = *state.borrow();
+                tracing::info!(proxy = %log_addr, state = ?s, "reverse tunnel");
+            }
+        });
+        agent_tunnel
+            .run(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        let _ = logger.await;
+    })
 }
 
 /// What the agent serves through the tunnel.

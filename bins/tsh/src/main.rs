@@ -63,6 +63,9 @@ enum Cmd {
     /// Local proxies.
     #[command(subcommand)]
     Proxy(ProxyCmd),
+    /// Databases.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Print the version.
     Version,
 }
@@ -87,6 +90,16 @@ enum AppsCmd {
     Logout {
         /// App name (all when absent).
         app: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// List the databases you may access.
+    Ls {
+        /// text or json.
+        #[arg(long, short = 'f', default_value = "text")]
+        format: String,
     },
 }
 
@@ -161,6 +174,7 @@ fn run(cli: Cli) -> Result<()> {
             azure_identity,
         }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
         Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
+        Cmd::Db(DbCmd::Ls { format }) => runtime()?.block_on(db_ls(&cli, format)),
         Cmd::Az { args } => {
             let code = runtime()?.block_on(azure::az(&cli, args))?;
             std::process::exit(code);
@@ -412,6 +426,45 @@ async fn apps_ls(cli: &Cli, format: &str) -> Result<()> {
             "Public Address",
             "Labels",
         ],
+        &rows,
+    );
+    Ok(())
+}
+
+async fn db_ls(cli: &Cli, format: &str) -> Result<()> {
+    let api = api_client(cli)?;
+    let (_, creds) = load_active(cli)?;
+    let id = client::identity_of(&creds)?;
+    let dbs: Vec<resources::Database> = api.get("/v1/auth/dbs").await?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&dbs)?);
+        return Ok(());
+    }
+    let users = if id.db_users.is_empty() {
+        "[]".to_string()
+    } else {
+        format!("[{}]", id.db_users.join(" "))
+    };
+    let rows: Vec<Vec<String>> = dbs
+        .iter()
+        .map(|db| {
+            let labels = db
+                .all_labels()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                db.metadata.name.clone(),
+                db.metadata.description.clone(),
+                users.clone(),
+                labels,
+                String::new(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["Name", "Description", "Allowed Users", "Labels", "Connect"],
         &rows,
     );
     Ok(())

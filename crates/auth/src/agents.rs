@@ -396,3 +396,49 @@ impl AuthServer {
             .collect())
     }
 }
+
+/// A proxy of the cluster, as agents find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyEntry {
+    /// Proxy ID (its public address).
+    pub id: String,
+    /// Address agents dial.
+    pub addr: String,
+}
+
+/// How long a proxy record lives without a refresh.
+pub const PROXY_TTL: Duration = Duration::from_secs(60);
+
+impl AuthServer {
+    /// Record (refresh) a proxy of the cluster.
+    pub async fn record_proxy(&self, id: &str, addr: &str) -> Result<()> {
+        let entry = ProxyEntry {
+            id: id.to_string(),
+            addr: addr.to_string(),
+        };
+        self.backend()
+            .put(
+                Item::new(
+                    format!("proxies/{}", id.replace('/', "_")),
+                    serde_json::to_vec(&entry)?,
+                )
+                .with_expiry(SystemTime::now() + PROXY_TTL),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The cluster's proxies (agents connect a tunnel to each).
+    pub async fn proxies(&self, caller: &Caller) -> Result<Vec<ProxyEntry>> {
+        if matches!(caller, Caller::Anonymous) {
+            return Err(AuthError::AccessDenied(
+                "identify yourself to list proxies".into(),
+            ));
+        }
+        let items = backend::get_prefix(&**self.backend(), "proxies/").await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| serde_json::from_slice(&i.value).ok())
+            .collect())
+    }
+}

@@ -35,6 +35,7 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
         .route("/v1/auth/apps", get(list_apps))
         .route("/v1/auth/dbs", get(list_dbs))
         .route("/v1/auth/inventory", get(inventory))
+        .route("/v1/auth/proxies", get(proxies))
         .route("/v1/auth/certs/app", post(app_cert))
         .route("/v1/auth/agent/roles", post(agent_roles))
         .route("/v1/auth/agent/events", post(agent_event))
@@ -268,4 +269,11 @@ async fn agent_event(
 ) -> Result<Json<serde_json::Value>> {
     auth.agent_event(&caller, event).await?;
     Ok(Json(serde_json::json!({})))
+}
+
+async fn proxies(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<crate::agents::ProxyEntry>>> {
+    Ok(Json(auth.proxies(&caller).await?))
 }

@@ -344,13 +344,64 @@ pub struct DbService {
     pub enabled: bool,
     /// Static databases.
     #[serde(default)]
-    pub databases: Vec<serde_yaml_ng::Value>,
+    pub databases: Vec<DbConfig>,
     /// Azure matchers.
     #[serde(default)]
     pub azure: Vec<serde_yaml_ng::Value>,
     /// Any other key.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// One database of `db_service.databases`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DbConfig {
+    /// Database name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `redis`, `postgres`, ...
+    pub protocol: String,
+    /// `host:port` (or a URL).
+    pub uri: String,
+    /// Static labels.
+    #[serde(default)]
+    pub static_labels: BTreeMap<String, String>,
+    /// Dynamic labels.
+    #[serde(default)]
+    pub dynamic_labels: Vec<CommandLabelConfig>,
+    /// TLS to the database.
+    #[serde(default)]
+    pub tls: Option<DbTlsConfig>,
+    /// Azure settings.
+    #[serde(default)]
+    pub azure: Option<DbAzureConfig>,
+}
+
+/// `databases[].tls`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DbTlsConfig {
+    /// `verify-full` (default), `verify-ca`, `insecure`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Name to verify instead of the host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Extra CA (PEM file).
+    #[serde(default)]
+    pub ca_cert_file: Option<PathBuf>,
+}
+
+/// `databases[].azure`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DbAzureConfig {
+    /// ARM resource ID of the cache.
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// Redis Enterprise with the OSS cluster policy.
+    #[serde(default)]
+    pub is_cluster_mode: bool,
 }
 
 /// Parse a configuration from text. `origin` names the source in errors.

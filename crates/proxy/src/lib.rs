@@ -78,6 +78,15 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     Route::Unsupported(String::from_utf8_lossy(&list[0]).to_string())
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A running proxy's request handling, shared by its connections.
 pub struct Proxy {
     http_tls: Arc<rustls::ServerConfig>,
@@ -137,6 +146,19 @@ impl Proxy {
 
     /// Accept connections until `shutdown` completes.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        // Announce this proxy so that agents open a tunnel to it too.
+        let announcer = {
+            let this = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = this.auth.record_proxy(&this.id, &this.id).await {
+                        tracing::warn!(error = %e, "announcing the proxy");
+                    }
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                }
+            })
+        };
+        let _announcer = AbortOnDrop(announcer);
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
