@@ -49,7 +49,10 @@ pub fn run(root: &Path) -> Result<()> {
     if root.join("crates").join("azure-mint").exists() {
         libs.extend(["-p", "azure-mint"]);
     }
-    crate::run(Command::new(&cargo).arg("bench").args(&libs))?;
+    // XTASK_BENCH_WHOLE_ONLY=1 skips the library benches (quick re-runs).
+    if std::env::var_os("XTASK_BENCH_WHOLE_ONLY").is_none() {
+        crate::run(Command::new(&cargo).arg("bench").args(&libs))?;
+    }
     crate::run(Command::new(&cargo).args(["build", "--release", "--workspace", "--bins"]))?;
     let bins = root.join("target").join("release");
     std::env::set_var("E2E_BIN_DIR", &bins);
@@ -182,31 +185,30 @@ fn azure_chain(root: &Path, dir: &Path) -> Result<()> {
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null());
     crate::run(&mut login)?;
-    let time_cmd = |mut c: Command| -> Result<f64> {
-        let mut v = Vec::new();
-        for _ in 0..7 {
-            let start = Instant::now();
-            let st = c.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
-            v.push(start.elapsed().as_secs_f64());
-            if !st.success() {
-                bail!("{c:?} failed");
-            }
-        }
-        Ok(median_f(v))
-    };
     let mut direct_az = Command::new(&az);
     direct_az
         .args(["vm", "list"])
         .env("AZURE_CONFIG_DIR", &az_dir)
         .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let direct_az = time_cmd(direct_az)?;
     let mut tsh_az = Command::new(e2e::bin("tsh").map_err(|s| anyhow!(s))?);
     tsh_az
         .env("TELEPORT_HOME", &sc.home)
         .env("TELEPORT_AZ_CLI", &az)
         .args(["az", "vm", "list"]);
-    let tsh_az = time_cmd(tsh_az)?;
+    // Interleaved runs, so that drift in the machine's load hits both alike.
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    for _ in 0..11 {
+        for (cmd, out) in [(&mut direct_az, &mut d), (&mut tsh_az, &mut t)] {
+            let start = Instant::now();
+            let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            out.push(start.elapsed().as_secs_f64());
+            if !st.success() {
+                bail!("{cmd:?} failed");
+            }
+        }
+    }
+    let (direct_az, tsh_az) = (median_f(d), median_f(t));
 
     println!("\nAzure CLI access (release build, emulator on loopback):");
     println!(

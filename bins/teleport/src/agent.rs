@@ -178,6 +178,7 @@ pub async fn run(
         let cluster: Arc<dyn app_service::azure::Cluster> = Arc::new(AgentCluster {
             proxy: proxy.clone(),
             identity: identity.clone(),
+            client: tokio::sync::Mutex::new(None),
         });
         for app in apps.iter().filter(|a| a.is_azure_cloud()) {
             let http = azure_mint::http::HttpConfig::from_env();
@@ -389,12 +390,24 @@ struct Services {
 struct AgentCluster {
     proxy: String,
     identity: Arc<RwLock<AgentIdentity>>,
+    /// A client for the current certificate (connections are reused).
+    client: tokio::sync::Mutex<Option<(String, Arc<client::ApiClient>)>>,
 }
 
 impl AgentCluster {
-    async fn api(&self) -> Result<client::ApiClient, String> {
+    async fn api(&self) -> Result<Arc<client::ApiClient>, String> {
         let id = self.identity.read().await.clone();
-        join::cluster_client(&self.proxy, &id.trust(), Some(&id)).map_err(|e| e.to_string())
+        let mut cached = self.client.lock().await;
+        if let Some((cert, api)) = cached.as_ref() {
+            if *cert == id.cert_pem {
+                return Ok(api.clone());
+            }
+        }
+        let api = Arc::new(
+            join::cluster_client(&self.proxy, &id.trust(), Some(&id)).map_err(|e| e.to_string())?,
+        );
+        *cached = Some((id.cert_pem.clone(), api.clone()));
+        Ok(api)
     }
 }
 

@@ -177,14 +177,15 @@ impl AzureHandler {
         let route = identity.route_to_app.clone().unwrap_or_default();
         let resp = self.check_and_forward(identity, public_key, req).await;
         let status = resp.status().as_u16();
-        self.cluster
-            .audit(serde_json::json!({
+        // Audited off the request path: the answer does not wait for it.
+        let cluster = self.cluster.clone();
+        let event = serde_json::json!({
                 "event": "app.session.request", "code": "T2009I",
                 "user": identity.username, "sid": route.session_id,
                 "app_name": self.app.metadata.name, "azure_identity": route.azure_identity,
                 "method": method, "host": host, "path": path, "status_code": status,
-            }))
-            .await;
+        });
+        tokio::spawn(async move { cluster.audit(event).await });
         resp
     }
 

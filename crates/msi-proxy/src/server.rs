@@ -136,6 +136,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             _ = closed(&mut closing) => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
                     let sh = shared.clone();
                     tokio::spawn(guarded(shared.closing.clone(), async move {
                         sh.serve_connection(tcp, peer).await;

@@ -171,6 +171,9 @@ impl Proxy {
                     }
                 },
             };
+            // Small frames (tunnel pings, HTTP heads) must not wait for
+            // delayed ACKs.
+            let _ = tcp.set_nodelay(true);
             let this = self.clone();
             tokio::spawn(async move {
                 if tokio::time::timeout(Duration::from_secs(10), this.clone().handle(tcp, peer))
