@@ -347,7 +347,7 @@ pub struct DbService {
     pub databases: Vec<DbConfig>,
     /// Azure matchers.
     #[serde(default)]
-    pub azure: Vec<serde_yaml_ng::Value>,
+    pub azure: Vec<AzureMatcher>,
     /// Any other key.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
@@ -377,6 +377,26 @@ pub struct DbConfig {
     /// Azure settings.
     #[serde(default)]
     pub azure: Option<DbAzureConfig>,
+}
+
+/// `db_service.azure[]`: which Azure databases to discover.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct AzureMatcher {
+    /// `redis` (Azure Cache for Redis and Redis Enterprise).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Subscription IDs, `*` for every subscription the agent can see.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Resource groups, `*` for all.
+    #[serde(default)]
+    pub resource_groups: Vec<String>,
+    /// Regions (`eastus` or `East US`), `*` for all.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Tags a resource must have (`*` matches any value).
+    #[serde(default)]
+    pub tags: BTreeMap<String, StringOrList>,
 }
 
 /// `databases[].tls`.

@@ -2,6 +2,8 @@
 //! that register them. (Proxying Redis sessions and Azure discovery come
 //! with the Redis engine.)
 
+pub mod discovery;
+
 use std::time::Duration;
 
 use resources::{CommandLabel, Database, DatabaseAzure, DatabaseTls};

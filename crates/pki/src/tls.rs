@@ -88,6 +88,16 @@ pub fn client_config(
     } else {
         builder.with_root_certificates(root_store(roots_pem)?)
     };
+    finish_client(builder, cert_pem, key_pem, alpn)
+}
+
+/// Add the client certificate (if any) and ALPN to a client config builder.
+fn finish_client(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    cert_pem: Option<&str>,
+    key_pem: Option<&str>,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, PkiError> {
     let mut config = match (cert_pem, key_pem) {
         (Some(cert), Some(key)) => {
             let (chain, key) = chain_and_key(cert, key)?;
@@ -216,20 +226,7 @@ pub fn cluster_client_config(
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match (cert_pem, key_pem) {
-        (Some(cert), Some(key)) => {
-            let (chain, key) = chain_and_key(cert, key)?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(PkiError::InvalidInput(
-                "client certificate and key must be given together".into(),
-            ))
-        }
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
+    finish_client(builder, cert_pem, key_pem, alpn)
 }
 
 /// Verifies the chain with web PKI rules against fixed roots, checking a fixed

@@ -1,0 +1,245 @@
+//! Azure Cache for Redis and Redis Enterprise discovery: list what the
+//! matchers select through ARM and turn each usable endpoint into a database.
+//!
+//! Skipped: caches without a TLS port or in a transitional/failed state;
+//! Enterprise databases that are not `Encrypted` or are being created,
+//! deleted, cancelled or failed (as Teleport does). Names come from the
+//! resource (Enterprise: the cluster, or `<cluster>-<db>` for a database not
+//! named `default`); the `TeleportDatabaseName` tag overrides them.
+
+use std::collections::BTreeMap;
+
+use azure_mint::arm::{ArmClient, Redis, RedisEnterprise, RedisEnterpriseDatabase};
+use config::AzureMatcher;
+use resources::{Database, DatabaseAzure};
+
+/// Redis cache states that are skipped.
+const SKIPPED_REDIS_STATES: [&str; 6] = [
+    "creating",
+    "deleting",
+    "disabled",
+    "failed",
+    "provisioning",
+    "unprovisioning",
+];
+/// Redis Enterprise states that are skipped.
+const SKIPPED_ENTERPRISE_STATES: [&str; 4] = ["canceled", "creating", "deleting", "failed"];
+
+/// `East US` -> `eastus`.
+pub fn normalize_region(region: &str) -> String {
+    region
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn wildcard(list: &[String]) -> bool {
+    list.is_empty() || list.iter().any(|s| s == "*")
+}
+
+fn region_ok(m: &AzureMatcher, location: &str) -> bool {
+    wildcard(&m.regions)
+        || m.regions
+            .iter()
+            .any(|r| normalize_region(r) == normalize_region(location))
+}
+
+fn tags_ok(m: &AzureMatcher, tags: &BTreeMap<String, String>) -> bool {
+    m.tags.iter().all(|(k, want)| {
+        let values = want.to_vec();
+        match tags.get(k) {
+            Some(v) => values.iter().any(|w| w == "*" || w == v),
+            None => k == "*" && values.iter().any(|w| w == "*"),
+        }
+    })
+}
+
+/// `/subscriptions/<s>/resourceGroups/<g>/...` -> (s, g).
+pub fn parse_resource_id(id: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let sub = parts
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case("subscriptions"))
+        .and_then(|i| parts.get(i + 1))?;
+    let group = parts
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case("resourceGroups"))
+        .and_then(|i| parts.get(i + 1))?;
+    Some((sub.to_string(), group.to_string()))
+}
+
+fn group_ok(m: &AzureMatcher, group: &str) -> bool {
+    wildcard(&m.resource_groups)
+        || m.resource_groups
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(group))
+}
+
+fn base_labels(
+    id: &str,
+    location: &str,
+    tags: &BTreeMap<String, String>,
+    engine: &str,
+    version: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = tags.clone();
+    let (sub, group) = parse_resource_id(id).unwrap_or_default();
+    labels.insert("region".into(), normalize_region(location));
+    labels.insert("resource-group".into(), group);
+    labels.insert("subscription-id".into(), sub);
+    labels.insert("engine".into(), engine.into());
+    labels.insert("engine-version".into(), version.into());
+    labels.insert("teleport.dev/origin".into(), "cloud".into());
+    labels
+}
+
+/// The database for one Azure Cache for Redis, or None when it is skipped.
+pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
+    let port = r.properties.ssl_port?;
+    if SKIPPED_REDIS_STATES.contains(
+        &r.properties
+            .provisioning_state
+            .to_ascii_lowercase()
+            .as_str(),
+    ) {
+        return None;
+    }
+    let (_, group) = parse_resource_id(&r.id)?;
+    if !region_ok(m, &r.location) || !tags_ok(m, &r.tags) || !group_ok(m, &group) {
+        return None;
+    }
+    let name = r
+        .tags
+        .get("TeleportDatabaseName")
+        .cloned()
+        .unwrap_or_else(|| r.name.clone());
+    let mut db = Database::new(name, "redis", format!("{}:{port}", r.properties.host_name));
+    db.metadata.description = format!("Azure Redis server in {}", r.location);
+    db.metadata.labels = base_labels(
+        &r.id,
+        &r.location,
+        &r.tags,
+        "Microsoft.Cache/Redis",
+        &r.properties.redis_version,
+    );
+    db.spec.azure = Some(DatabaseAzure {
+        name: r.name.clone(),
+        resource_id: r.id.clone(),
+        is_enterprise: false,
+    });
+    db.validate().ok()?;
+    Some(db)
+}
+
+/// The database for one Redis Enterprise database, or None when skipped.
+pub fn enterprise_database(
+    m: &AzureMatcher,
+    cluster: &RedisEnterprise,
+    d: &RedisEnterpriseDatabase,
+) -> Option<Database> {
+    if !d
+        .properties
+        .client_protocol
+        .eq_ignore_ascii_case("Encrypted")
+    {
+        return None;
+    }
+    let state = d.properties.provisioning_state.to_ascii_lowercase();
+    if SKIPPED_ENTERPRISE_STATES.contains(&state.as_str())
+        || SKIPPED_ENTERPRISE_STATES.contains(
+            &cluster
+                .properties
+                .provisioning_state
+                .to_ascii_lowercase()
+                .as_str(),
+        )
+    {
+        return None;
+    }
+    let (_, group) = parse_resource_id(&cluster.id)?;
+    if !region_ok(m, &cluster.location) || !tags_ok(m, &cluster.tags) || !group_ok(m, &group) {
+        return None;
+    }
+    let port = d.properties.port.unwrap_or(10000);
+    let default_name = if d.name == "default" {
+        cluster.name.clone()
+    } else {
+        format!("{}-{}", cluster.name, d.name)
+    };
+    let name = cluster
+        .tags
+        .get("TeleportDatabaseName")
+        .cloned()
+        .unwrap_or(default_name);
+    let mut db = Database::new(
+        name,
+        "redis",
+        format!("{}:{port}", cluster.properties.host_name),
+    );
+    db.metadata.description = format!("Azure Redis Enterprise server in {}", cluster.location);
+    let mut labels = base_labels(
+        &cluster.id,
+        &cluster.location,
+        &cluster.tags,
+        "Microsoft.Cache/redisEnterprise",
+        &cluster.properties.redis_version,
+    );
+    labels.insert(
+        "endpoint-type".into(),
+        d.properties.clustering_policy.clone(),
+    );
+    db.metadata.labels = labels;
+    db.spec.azure = Some(DatabaseAzure {
+        name: cluster.name.clone(),
+        resource_id: d.id.clone(),
+        is_enterprise: true,
+    });
+    db.validate().ok()?;
+    Some(db)
+}
+
+/// Errors of discovery.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// ARM refused or failed.
+    #[error("Azure discovery: {0}")]
+    Arm(#[from] azure_mint::Error),
+}
+
+/// Everything the matchers select, de-duplicated by name (first wins).
+pub async fn discover(
+    arm: &ArmClient,
+    matchers: &[AzureMatcher],
+) -> Result<Vec<Database>, DiscoveryError> {
+    let mut out: BTreeMap<String, Database> = BTreeMap::new();
+    for m in matchers {
+        if !m.types.is_empty() && !m.types.iter().any(|t| t == "redis") {
+            continue;
+        }
+        let subs: Vec<String> = if wildcard(&m.subscriptions) {
+            arm.list_subscriptions()
+                .await?
+                .into_iter()
+                .map(|s| s.subscription_id)
+                .collect()
+        } else {
+            m.subscriptions.clone()
+        };
+        for sub in subs {
+            for r in arm.list_redis(&sub).await? {
+                if let Some(db) = redis_database(m, &r) {
+                    out.entry(db.metadata.name.clone()).or_insert(db);
+                }
+            }
+            for cluster in arm.list_redis_enterprise(&sub).await? {
+                for d in arm.list_redis_enterprise_databases(&cluster.id).await? {
+                    if let Some(db) = enterprise_database(m, &cluster, &d) {
+                        out.entry(db.metadata.name.clone()).or_insert(db);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}

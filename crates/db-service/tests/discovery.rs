@@ -1,0 +1,105 @@
+//! Discovery against the emulator's ARM, as the agent on teleport-vm sees it.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use azure_mint::arm::{ArmClient, StaticBearer};
+use azure_mint::http::HttpConfig;
+use azure_mint::imds::{ImdsClient, ManagedIdentityId};
+use config::AzureMatcher;
+
+const TELEPORT_AZURE: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
+
+fn matcher(regions: &[&str]) -> AzureMatcher {
+    AzureMatcher {
+        types: vec!["redis".into()],
+        subscriptions: vec!["*".into()],
+        resource_groups: vec!["*".into()],
+        regions: regions.iter().map(|s| s.to_string()).collect(),
+        tags: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovers_what_the_agent_may_read() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/azure-emulator.yaml");
+    let emu = azure_emulator::Emulator::start_fixture(&fixture)
+        .await
+        .unwrap();
+    let http = HttpConfig::with_proxy(emu.proxy_url(None), emu.ca_pem().as_bytes().to_vec());
+    let token = ImdsClient::new(&http)
+        .unwrap()
+        .token(
+            "https://management.azure.com/",
+            &ManagedIdentityId::ResourceId(TELEPORT_AZURE.into()),
+        )
+        .await
+        .unwrap();
+    let arm = ArmClient::new(
+        &http,
+        azure_mint::Cloud::AzureCloud,
+        Arc::new(StaticBearer(token.access_token)),
+    )
+    .unwrap();
+
+    // `East US` and `eastus` are the same region.
+    let dbs = db_service::discovery::discover(&arm, &[matcher(&["East US"])])
+        .await
+        .unwrap();
+    let names: Vec<&str> = dbs.iter().map(|d| d.metadata.name.as_str()).collect();
+    assert!(names.contains(&"my-redis"), "{names:?}");
+    assert!(
+        !names.contains(&"other-redis"),
+        "outside the identity's reach: {names:?}"
+    );
+    let redis = dbs.iter().find(|d| d.metadata.name == "my-redis").unwrap();
+    let labels = redis.all_labels();
+    assert_eq!(labels["region"], "eastus");
+    assert_eq!(labels["resource-group"], "my-resource-group");
+    assert_eq!(
+        labels["subscription-id"],
+        "00000000-0000-0000-0000-000000000000"
+    );
+    assert_eq!(labels["engine"], "Microsoft.Cache/Redis");
+    assert_eq!(labels["env"], "dev", "Azure tags become labels");
+    assert_eq!(labels["teleport.dev/origin"], "cloud");
+    assert!(redis.spec.uri.ends_with(":6380"), "{}", redis.spec.uri);
+    assert_eq!(redis.metadata.description, "Azure Redis server in East US");
+    if let Some(ent) = dbs.iter().find(|d| d.metadata.name == "my-enterprise") {
+        assert_eq!(
+            ent.all_labels()["engine"],
+            "Microsoft.Cache/redisEnterprise"
+        );
+        assert!(ent.all_labels().contains_key("endpoint-type"));
+    }
+
+    // Another region selects nothing; a tag filter narrows.
+    let none = db_service::discovery::discover(&arm, &[matcher(&["westeurope"])])
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let mut tagged = matcher(&["*"]);
+    tagged
+        .tags
+        .insert("env".into(), config::StringOrList::One("prod".into()));
+    let none = db_service::discovery::discover(&arm, &[tagged])
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+}
+
+#[test]
+fn regions_and_ids() {
+    assert_eq!(
+        db_service::discovery::normalize_region("East US 2"),
+        "eastus2"
+    );
+    assert_eq!(
+        db_service::discovery::parse_resource_id(
+            "/subscriptions/s/resourceGroups/g/providers/x/y/z"
+        ),
+        Some(("s".into(), "g".into()))
+    );
+    assert_eq!(db_service::discovery::parse_resource_id("/nope"), None);
+}
