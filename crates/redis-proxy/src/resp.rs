@@ -1,0 +1,995 @@
+//! RESP2 / RESP3 codec.
+//!
+//! * [`parse`] builds a [`Frame`] from the front of a buffer;
+//! * [`frame_len`] only measures the first frame (no allocation), which is what
+//!   the engine uses on the hot path to forward replies byte for byte;
+//! * [`parse_command`] reads a client command (an array of bulk strings) and
+//!   returns the byte ranges of its arguments;
+//! * [`Frame::encode`] writes a frame back.
+//!
+//! All three return `Ok(None)` when the buffer holds only part of a frame
+//! ("need more"), and a [`ProtocolError`] (never a panic) when the input is
+//! not RESP or exceeds [`Limits`].
+
+use bytes::Bytes;
+use std::ops::Range;
+
+/// Bounds enforced by the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string / verbatim string / blob error (Redis: 512 MiB).
+    pub max_bulk_len: usize,
+    /// Largest element count of an aggregate (array, map, set, push, attribute).
+    pub max_aggregate_len: usize,
+    /// Deepest nesting of aggregates.
+    pub max_depth: usize,
+    /// Longest line (simple string, error, number, header).
+    pub max_line_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_aggregate_len: 16 * 1024 * 1024,
+            max_depth: 64,
+            max_line_len: 64 * 1024,
+        }
+    }
+}
+
+/// A protocol violation or a limit exceeded; the connection cannot continue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("Protocol error: invalid frame type byte {0:#04x}")]
+    InvalidType(u8),
+    #[error("Protocol error: expected '*', got '{}'", (*.0).escape_ascii())]
+    ExpectedArray(u8),
+    #[error("Protocol error: expected '$', got '{}'", (*.0).escape_ascii())]
+    ExpectedBulk(u8),
+    #[error("Protocol error: invalid {0}")]
+    Invalid(&'static str),
+    #[error("Protocol error: line longer than {0} bytes")]
+    LineTooLong(usize),
+    #[error("Protocol error: bulk length {0} exceeds the limit of {1} bytes")]
+    BulkTooLong(u64, usize),
+    #[error("Protocol error: aggregate length {0} exceeds the limit of {1}")]
+    AggregateTooLong(u64, usize),
+    #[error("Protocol error: nesting deeper than {0}")]
+    TooDeep(usize),
+    #[error("Protocol error: empty command")]
+    EmptyCommand,
+}
+
+/// One RESP2 or RESP3 value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// `+text`
+    Simple(Bytes),
+    /// `-ERR text`
+    Error(Bytes),
+    /// `:123`
+    Integer(i64),
+    /// `$3\r\nabc`
+    Bulk(Bytes),
+    /// `$-1` (RESP2 null bulk)
+    NullBulk,
+    /// `*N` elements
+    Array(Vec<Frame>),
+    /// `*-1` (RESP2 null array)
+    NullArray,
+    /// `_` (RESP3 null)
+    Null,
+    /// `,1.5` / `,inf` / `,-inf` / `,nan`
+    Double(f64),
+    /// `#t` / `#f`
+    Boolean(bool),
+    /// `(12345678901234567890` (digits with an optional sign, kept as text)
+    BigNumber(Bytes),
+    /// `!N\r\n...` blob error
+    BlobError(Bytes),
+    /// `=N\r\ntxt:data` verbatim string
+    Verbatim { format: [u8; 3], data: Bytes },
+    /// `%N` key/value pairs
+    Map(Vec<(Frame, Frame)>),
+    /// `~N` elements
+    Set(Vec<Frame>),
+    /// `>N` out-of-band push
+    Push(Vec<Frame>),
+    /// `|N` attribute pairs; Redis sends it just before the reply it annotates
+    Attribute(Vec<(Frame, Frame)>),
+}
+
+type Step<T> = Result<Option<(T, usize)>, ProtocolError>;
+
+/// Finds the `\r\n` ending the line that starts at `start`; returns the line
+/// end (index of `\r`).
+fn line_end(buf: &[u8], start: usize, limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+    let window_end = buf
+        .len()
+        .min(start.saturating_add(limits.max_line_len).saturating_add(2));
+    let window = buf.get(start..window_end).unwrap_or(&[]);
+    match window.iter().position(|&b| b == b'\n') {
+        Some(i) => {
+            if i == 0 || window[i - 1] != b'\r' {
+                return Err(ProtocolError::Invalid("line ending"));
+            }
+            Ok(Some(start + i - 1))
+        }
+        None if window_end - start >= limits.max_line_len.saturating_add(2) => {
+            Err(ProtocolError::LineTooLong(limits.max_line_len))
+        }
+        None => Ok(None),
+    }
+}
+
+fn parse_i64(line: &[u8]) -> Result<i64, ProtocolError> {
+    let s = std::str::from_utf8(line).map_err(|_| ProtocolError::Invalid("integer"))?;
+    if s.is_empty() || s.starts_with('+') {
+        return Err(ProtocolError::Invalid("integer"));
+    }
+    s.parse::<i64>()
+        .map_err(|_| ProtocolError::Invalid("integer"))
+}
+
+/// Parses a length header: `-1` gives `None` (null), otherwise a bound-checked count.
+fn parse_len(line: &[u8]) -> Result<Option<u64>, ProtocolError> {
+    let n = parse_i64(line)?;
+    match n {
+        -1 => Ok(None),
+        n if n < 0 => Err(ProtocolError::Invalid("length")),
+        n => Ok(Some(n as u64)),
+    }
+}
+
+fn check_bulk(n: u64, limits: &Limits) -> Result<usize, ProtocolError> {
+    if n > limits.max_bulk_len as u64 {
+        return Err(ProtocolError::BulkTooLong(n, limits.max_bulk_len));
+    }
+    Ok(n as usize)
+}
+
+fn check_aggregate(n: u64, limits: &Limits) -> Result<usize, ProtocolError> {
+    if n > limits.max_aggregate_len as u64 {
+        return Err(ProtocolError::AggregateTooLong(n, limits.max_aggregate_len));
+    }
+    Ok(n as usize)
+}
+
+/// Reads `n` payload bytes plus `\r\n` at `start`; returns the payload range
+/// and the position after it.
+fn payload(
+    buf: &[u8],
+    start: usize,
+    n: usize,
+) -> Result<Option<(Range<usize>, usize)>, ProtocolError> {
+    let end = start
+        .checked_add(n)
+        .ok_or(ProtocolError::Invalid("length"))?;
+    let after = end.checked_add(2).ok_or(ProtocolError::Invalid("length"))?;
+    if buf.len() < after {
+        return Ok(None);
+    }
+    if &buf[end..after] != b"\r\n" {
+        return Err(ProtocolError::Invalid("bulk terminator"));
+    }
+    Ok(Some((start..end, after)))
+}
+
+fn valid_double(line: &[u8]) -> Result<f64, ProtocolError> {
+    let s = std::str::from_utf8(line).map_err(|_| ProtocolError::Invalid("double"))?;
+    match s {
+        "inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        "nan" | "-nan" => Ok(f64::NAN),
+        _ => {
+            // Rust also accepts "infinity", "NaN", ...: refuse words here.
+            if s.is_empty()
+                || s.bytes()
+                    .any(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E'))
+            {
+                return Err(ProtocolError::Invalid("double"));
+            }
+            s.parse::<f64>()
+                .map_err(|_| ProtocolError::Invalid("double"))
+        }
+    }
+}
+
+fn valid_big(line: &[u8]) -> Result<(), ProtocolError> {
+    let digits = line.strip_prefix(b"-").unwrap_or(line);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ProtocolError::Invalid("big number"));
+    }
+    Ok(())
+}
+
+/// Core of the parser. With `BUILD = false` it only measures (returns `None`
+/// as the frame).
+fn parse_at<const BUILD: bool>(
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+    limits: &Limits,
+) -> Step<Option<Frame>> {
+    let Some(&ty) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let start = pos + 1;
+    let Some(le) = line_end(buf, start, limits)? else {
+        return Ok(None);
+    };
+    let line = &buf[start..le];
+    let next = le + 2;
+    let bytes = |r: Range<usize>| Bytes::copy_from_slice(&buf[r]);
+    match ty {
+        b'+' | b'-' => {
+            if !BUILD {
+                return Ok(Some((None, next)));
+            }
+            let b = bytes(start..le);
+            Ok(Some((
+                Some(if ty == b'+' {
+                    Frame::Simple(b)
+                } else {
+                    Frame::Error(b)
+                }),
+                next,
+            )))
+        }
+        b':' => {
+            let n = parse_i64(line)?;
+            Ok(Some((BUILD.then_some(Frame::Integer(n)), next)))
+        }
+        b'_' => {
+            if !line.is_empty() {
+                return Err(ProtocolError::Invalid("null"));
+            }
+            Ok(Some((BUILD.then_some(Frame::Null), next)))
+        }
+        b'#' => {
+            let v = match line {
+                b"t" => true,
+                b"f" => false,
+                _ => return Err(ProtocolError::Invalid("boolean")),
+            };
+            Ok(Some((BUILD.then_some(Frame::Boolean(v)), next)))
+        }
+        b',' => {
+            let d = valid_double(line)?;
+            Ok(Some((BUILD.then_some(Frame::Double(d)), next)))
+        }
+        b'(' => {
+            valid_big(line)?;
+            Ok(Some((
+                BUILD.then(|| Frame::BigNumber(bytes(start..le))),
+                next,
+            )))
+        }
+        b'$' | b'!' | b'=' => {
+            let len = parse_len(line)?;
+            let Some(n) = len else {
+                if ty == b'$' {
+                    return Ok(Some((BUILD.then_some(Frame::NullBulk), next)));
+                }
+                return Err(ProtocolError::Invalid("length"));
+            };
+            let n = check_bulk(n, limits)?;
+            let Some((r, after)) = payload(buf, next, n)? else {
+                return Ok(None);
+            };
+            if ty == b'=' && (r.len() < 4 || buf[r.start + 3] != b':') {
+                return Err(ProtocolError::Invalid("verbatim string"));
+            }
+            if !BUILD {
+                return Ok(Some((None, after)));
+            }
+            let f = match ty {
+                b'$' => Frame::Bulk(bytes(r)),
+                b'!' => Frame::BlobError(bytes(r)),
+                _ => Frame::Verbatim {
+                    format: [buf[r.start], buf[r.start + 1], buf[r.start + 2]],
+                    data: bytes(r.start + 4..r.end),
+                },
+            };
+            Ok(Some((Some(f), after)))
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let len = parse_len(line)?;
+            let Some(n) = len else {
+                if ty == b'*' {
+                    return Ok(Some((BUILD.then_some(Frame::NullArray), next)));
+                }
+                return Err(ProtocolError::Invalid("length"));
+            };
+            let n = check_aggregate(n, limits)?;
+            if depth >= limits.max_depth {
+                return Err(ProtocolError::TooDeep(limits.max_depth));
+            }
+            let pairs = matches!(ty, b'%' | b'|');
+            let count = if pairs {
+                n.checked_mul(2).ok_or(ProtocolError::Invalid("length"))?
+            } else {
+                n
+            };
+            let mut items = Vec::with_capacity(if BUILD { count.min(1024) } else { 0 });
+            let mut p = next;
+            for _ in 0..count {
+                let Some((f, after)) = parse_at::<BUILD>(buf, p, depth + 1, limits)? else {
+                    return Ok(None);
+                };
+                if let Some(f) = f {
+                    items.push(f);
+                }
+                p = after;
+            }
+            if !BUILD {
+                return Ok(Some((None, p)));
+            }
+            let f = if pairs {
+                let mut kv = Vec::with_capacity(n);
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    kv.push((k, v));
+                }
+                if ty == b'%' {
+                    Frame::Map(kv)
+                } else {
+                    Frame::Attribute(kv)
+                }
+            } else {
+                match ty {
+                    b'*' => Frame::Array(items),
+                    b'~' => Frame::Set(items),
+                    _ => Frame::Push(items),
+                }
+            };
+            Ok(Some((Some(f), p)))
+        }
+        other => Err(ProtocolError::InvalidType(other)),
+    }
+}
+
+/// Parses the first frame of `buf`: `Ok(Some((frame, consumed)))`, or
+/// `Ok(None)` when more bytes are needed.
+pub fn parse(buf: &[u8], limits: &Limits) -> Step<Frame> {
+    match parse_at::<true>(buf, 0, 0, limits)? {
+        Some((Some(f), n)) => Ok(Some((f, n))),
+        Some((None, _)) => Err(ProtocolError::Invalid("frame")),
+        None => Ok(None),
+    }
+}
+
+/// Length in bytes of the first frame of `buf` (validated as [`parse`] would),
+/// or `Ok(None)` when more bytes are needed. Allocates nothing.
+pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+    Ok(parse_at::<false>(buf, 0, 0, limits)?.map(|(_, n)| n))
+}
+
+/// Parses a client command, which must be a non-empty array of bulk strings
+/// (inline commands are refused). Returns the argument ranges within `buf`
+/// and the command's length. Stateless: see [`CommandParser`] to resume.
+pub fn parse_command(buf: &[u8], limits: &Limits) -> Step<Vec<Range<usize>>> {
+    CommandParser::default().parse(buf, limits)
+}
+
+/// Resumable [`parse_command`]: arguments already parsed are not parsed
+/// again when more bytes arrive, so a huge command sent slowly costs linear
+/// time. The buffer's front must not move between calls until a command is
+/// returned (the parser then resets).
+#[derive(Debug, Default)]
+pub struct CommandParser {
+    expected: Option<usize>,
+    args: Vec<Range<usize>>,
+    pos: usize,
+}
+
+impl CommandParser {
+    /// True when part of a command has been parsed.
+    pub fn in_progress(&self) -> bool {
+        self.expected.is_some()
+    }
+
+    pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Step<Vec<Range<usize>>> {
+        let n = match self.expected {
+            Some(n) => n,
+            None => {
+                let Some(&ty) = buf.first() else {
+                    return Ok(None);
+                };
+                if ty != b'*' {
+                    if buf == b"\r" {
+                        // Maybe the start of a blank line (see `blank_prefix`).
+                        return Ok(None);
+                    }
+                    return Err(ProtocolError::ExpectedArray(ty));
+                }
+                let Some(le) = line_end(buf, 1, limits)? else {
+                    return Ok(None);
+                };
+                let n = match parse_len(&buf[1..le])? {
+                    None | Some(0) => return Err(ProtocolError::EmptyCommand),
+                    Some(n) => check_aggregate(n, limits)?,
+                };
+                self.expected = Some(n);
+                self.args = Vec::with_capacity(n.min(1024));
+                self.pos = le + 2;
+                n
+            }
+        };
+        while self.args.len() < n {
+            let p = self.pos;
+            let Some(&ty) = buf.get(p) else {
+                return Ok(None);
+            };
+            if ty != b'$' {
+                return Err(ProtocolError::ExpectedBulk(ty));
+            }
+            let Some(le) = line_end(buf, p + 1, limits)? else {
+                return Ok(None);
+            };
+            let len = parse_len(&buf[p + 1..le])?.ok_or(ProtocolError::Invalid("bulk length"))?;
+            let len = check_bulk(len, limits)?;
+            let Some((r, after)) = payload(buf, le + 2, len)? else {
+                return Ok(None);
+            };
+            self.args.push(r);
+            self.pos = after;
+        }
+        let end = self.pos;
+        let args = std::mem::take(&mut self.args);
+        *self = CommandParser::default();
+        Ok(Some((args, end)))
+    }
+}
+
+/// Resumable reply scanner for forwarding: consumes complete tokens (lines,
+/// whole blobs, aggregate headers) without building frames and never scans
+/// a consumed token again, so huge aggregates cost linear time.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    /// Elements still expected by each open aggregate.
+    stack: Vec<usize>,
+    /// Type byte of the top-level frame in progress.
+    top: u8,
+}
+
+/// What [`Scanner::scan`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Scanned {
+    /// Bytes of complete tokens at the front of the buffer (may end inside a frame).
+    pub consumed: usize,
+    /// Top-level frames completed, push (`>`) and attribute (`|`) frames excepted.
+    pub replies: u64,
+    /// Top-level frames completed, all types.
+    pub frames: u64,
+}
+
+impl Scanner {
+    /// True between top-level frames.
+    pub fn at_boundary(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    /// Scans `buf` (the bytes after what earlier calls consumed).
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Scanned, ProtocolError> {
+        let mut out = Scanned::default();
+        loop {
+            let pos = out.consumed;
+            let Some(&ty) = buf.get(pos) else {
+                return Ok(out);
+            };
+            let start = pos + 1;
+            let Some(le) = line_end(buf, start, limits)? else {
+                return Ok(out);
+            };
+            let line = &buf[start..le];
+            let mut end = le + 2;
+            let mut children = 0usize;
+            match ty {
+                b'+' | b'-' => {}
+                b':' => {
+                    parse_i64(line)?;
+                }
+                b'_' if line.is_empty() => {}
+                b'#' if line == b"t" || line == b"f" => {}
+                b',' => {
+                    valid_double(line)?;
+                }
+                b'(' => valid_big(line)?,
+                b'$' | b'!' | b'=' => match parse_len(line)? {
+                    None if ty == b'$' => {}
+                    None => return Err(ProtocolError::Invalid("length")),
+                    Some(n) => {
+                        let n = check_bulk(n, limits)?;
+                        let Some((r, after)) = payload(buf, end, n)? else {
+                            return Ok(out);
+                        };
+                        if ty == b'=' && (r.len() < 4 || buf[r.start + 3] != b':') {
+                            return Err(ProtocolError::Invalid("verbatim string"));
+                        }
+                        end = after;
+                    }
+                },
+                b'*' | b'~' | b'>' | b'%' | b'|' => match parse_len(line)? {
+                    None if ty == b'*' => {}
+                    None => return Err(ProtocolError::Invalid("length")),
+                    Some(n) => {
+                        let n = check_aggregate(n, limits)?;
+                        children = if matches!(ty, b'%' | b'|') {
+                            n.checked_mul(2).ok_or(ProtocolError::Invalid("length"))?
+                        } else {
+                            n
+                        };
+                    }
+                },
+                b'_' => return Err(ProtocolError::Invalid("null")),
+                b'#' => return Err(ProtocolError::Invalid("boolean")),
+                other => return Err(ProtocolError::InvalidType(other)),
+            }
+            out.consumed = end;
+            if self.stack.is_empty() {
+                self.top = ty;
+            }
+            if children > 0 {
+                if self.stack.len() >= limits.max_depth {
+                    return Err(ProtocolError::TooDeep(limits.max_depth));
+                }
+                self.stack.push(children);
+                continue;
+            }
+            // A complete element: close the aggregates it completes.
+            while let Some(left) = self.stack.last_mut() {
+                *left -= 1;
+                if *left > 0 {
+                    break;
+                }
+                self.stack.pop();
+            }
+            if self.stack.is_empty() {
+                out.frames += 1;
+                if !matches!(self.top, b'>' | b'|') {
+                    out.replies += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Length of the blank lines (`\r\n` or `\n`) at the front of `buf`; Redis
+/// ignores them between commands (redis-cli `--pipe` sends one).
+pub fn blank_prefix(buf: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match &buf[n..] {
+            [b'\r', b'\n', ..] => n += 2,
+            [b'\n', ..] => n += 1,
+            _ => return n,
+        }
+    }
+}
+
+fn put_line(out: &mut Vec<u8>, ty: u8, text: &[u8]) {
+    out.push(ty);
+    out.extend_from_slice(text);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn put_blob(out: &mut Vec<u8>, ty: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    put_line(out, ty, len.to_string().as_bytes());
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Frame {
+    /// Appends the wire form of the frame to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Frame::Simple(b) => put_line(out, b'+', b),
+            Frame::Error(b) => put_line(out, b'-', b),
+            Frame::Integer(n) => put_line(out, b':', n.to_string().as_bytes()),
+            Frame::Bulk(b) => put_blob(out, b'$', &[b]),
+            Frame::NullBulk => out.extend_from_slice(b"$-1\r\n"),
+            Frame::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Frame::Null => out.extend_from_slice(b"_\r\n"),
+            Frame::Double(d) => {
+                let text = if d.is_nan() {
+                    "nan".to_string()
+                } else if d.is_infinite() {
+                    if *d > 0.0 { "inf" } else { "-inf" }.to_string()
+                } else {
+                    format!("{d:?}")
+                };
+                put_line(out, b',', text.as_bytes())
+            }
+            Frame::Boolean(v) => put_line(out, b'#', if *v { b"t" } else { b"f" }),
+            Frame::BigNumber(b) => put_line(out, b'(', b),
+            Frame::BlobError(b) => put_blob(out, b'!', &[b]),
+            Frame::Verbatim { format, data } => put_blob(out, b'=', &[format, b":", data]),
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+                let ty = match self {
+                    Frame::Array(_) => b'*',
+                    Frame::Set(_) => b'~',
+                    _ => b'>',
+                };
+                put_line(out, ty, items.len().to_string().as_bytes());
+                for f in items {
+                    f.encode(out);
+                }
+            }
+            Frame::Map(kv) | Frame::Attribute(kv) => {
+                let ty = if matches!(self, Frame::Map(_)) {
+                    b'%'
+                } else {
+                    b'|'
+                };
+                put_line(out, ty, kv.len().to_string().as_bytes());
+                for (k, v) in kv {
+                    k.encode(out);
+                    v.encode(out);
+                }
+            }
+        }
+    }
+
+    /// The wire form of the frame.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// A command: an array of bulk strings.
+    pub fn command<I, A>(args: I) -> Frame
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        Frame::Array(
+            args.into_iter()
+                .map(|a| Frame::Bulk(Bytes::copy_from_slice(a.as_ref())))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    fn one(input: &[u8]) -> Frame {
+        let (f, n) = parse(input, &lim()).unwrap().unwrap();
+        assert_eq!(
+            n,
+            input.len(),
+            "consumed all of {:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(frame_len(input, &lim()).unwrap(), Some(n));
+        assert_eq!(f.to_bytes(), input, "re-encoding");
+        f
+    }
+
+    #[test]
+    fn every_type() {
+        assert_eq!(one(b"+OK\r\n"), Frame::Simple("OK".into()));
+        assert_eq!(one(b"-ERR bad\r\n"), Frame::Error("ERR bad".into()));
+        assert_eq!(one(b":-42\r\n"), Frame::Integer(-42));
+        assert_eq!(one(b"$3\r\nabc\r\n"), Frame::Bulk("abc".into()));
+        assert_eq!(one(b"$0\r\n\r\n"), Frame::Bulk("".into()));
+        assert_eq!(one(b"$-1\r\n"), Frame::NullBulk);
+        assert_eq!(one(b"*-1\r\n"), Frame::NullArray);
+        assert_eq!(one(b"*0\r\n"), Frame::Array(vec![]));
+        assert_eq!(one(b"_\r\n"), Frame::Null);
+        assert_eq!(one(b",1.5\r\n"), Frame::Double(1.5));
+        assert_eq!(one(b",inf\r\n"), Frame::Double(f64::INFINITY));
+        assert_eq!(one(b",-inf\r\n"), Frame::Double(f64::NEG_INFINITY));
+        assert!(matches!(one(b",nan\r\n"), Frame::Double(d) if d.is_nan()));
+        assert_eq!(one(b"#t\r\n"), Frame::Boolean(true));
+        assert_eq!(one(b"#f\r\n"), Frame::Boolean(false));
+        assert_eq!(
+            one(b"(-3492890328409238509324850943850943825024385\r\n"),
+            Frame::BigNumber("-3492890328409238509324850943850943825024385".into())
+        );
+        assert_eq!(one(b"!5\r\nERR x\r\n"), Frame::BlobError("ERR x".into()));
+        assert_eq!(
+            one(b"=8\r\ntxt:abcd\r\n"),
+            Frame::Verbatim {
+                format: *b"txt",
+                data: "abcd".into()
+            }
+        );
+        assert_eq!(
+            one(b"%1\r\n+k\r\n:1\r\n"),
+            Frame::Map(vec![(Frame::Simple("k".into()), Frame::Integer(1))])
+        );
+        assert_eq!(
+            one(b"~2\r\n:1\r\n:2\r\n"),
+            Frame::Set(vec![Frame::Integer(1), Frame::Integer(2)])
+        );
+        assert_eq!(
+            one(b">2\r\n+message\r\n$1\r\nx\r\n"),
+            Frame::Push(vec![
+                Frame::Simple("message".into()),
+                Frame::Bulk("x".into())
+            ])
+        );
+        assert_eq!(
+            one(b"|1\r\n+ttl\r\n:3\r\n"),
+            Frame::Attribute(vec![(Frame::Simple("ttl".into()), Frame::Integer(3))])
+        );
+        assert_eq!(
+            one(b"*2\r\n*1\r\n:1\r\n$-1\r\n"),
+            Frame::Array(vec![Frame::Array(vec![Frame::Integer(1)]), Frame::NullBulk])
+        );
+    }
+
+    #[test]
+    fn partial_input_needs_more_at_every_cut() {
+        let whole: &[u8] = b"*3\r\n$3\r\nSET\r\n%1\r\n+k\r\n=8\r\ntxt:abcd\r\n,1.25\r\n";
+        let (_, n) = parse(whole, &lim()).unwrap().unwrap();
+        for cut in 0..n {
+            assert_eq!(parse(&whole[..cut], &lim()).unwrap(), None, "cut at {cut}");
+            assert_eq!(
+                frame_len(&whole[..cut], &lim()).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(blank_prefix(b"\r\n\n\r\n*1"), 5);
+        assert_eq!(blank_prefix(b"\r"), 0);
+        assert_eq!(parse_command(b"\r", &lim()), Ok(None));
+        assert_eq!(
+            parse_command(b"\rx", &lim()),
+            Err(ProtocolError::ExpectedArray(b'\r'))
+        );
+        let cmd: &[u8] = b"*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n";
+        for cut in 0..cmd.len() {
+            assert_eq!(
+                parse_command(&cmd[..cut], &lim()).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
+        let (args, n) = parse_command(cmd, &lim()).unwrap().unwrap();
+        assert_eq!(n, cmd.len());
+        assert_eq!(&cmd[args[0].clone()], b"GET");
+        assert_eq!(&cmd[args[1].clone()], b"0123456789");
+    }
+
+    #[test]
+    fn trailing_bytes_are_left() {
+        let (f, n) = parse(b":1\r\n:2\r\n", &lim()).unwrap().unwrap();
+        assert_eq!((f, n), (Frame::Integer(1), 4));
+    }
+
+    #[test]
+    fn errors_not_panics() {
+        let bad: &[&[u8]] = &[
+            b"?x\r\n",
+            b":abc\r\n",
+            b":\r\n",
+            b":+1\r\n",
+            b"$-2\r\n",
+            b"$3\r\nabcd\r\n",
+            b"#x\r\n",
+            b",foo\r\n",
+            b",infinity\r\n",
+            b"(12a\r\n",
+            b"=3\r\nabc\r\n",
+            b"_x\r\n",
+            b"%-1\r\n",
+            b"+OK\n",
+            b"$99999999999999999999999\r\n",
+        ];
+        for b in bad {
+            assert!(
+                parse(b, &lim()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
+            assert!(
+                frame_len(b, &lim()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert_eq!(
+            parse_command(b"PING\r\n", &lim()),
+            Err(ProtocolError::ExpectedArray(b'P'))
+        );
+        assert_eq!(
+            parse_command(b"*1\r\n:1\r\n", &lim()),
+            Err(ProtocolError::ExpectedBulk(b':'))
+        );
+        assert_eq!(
+            parse_command(b"*0\r\n", &lim()),
+            Err(ProtocolError::EmptyCommand)
+        );
+        assert_eq!(
+            parse_command(b"*-1\r\n", &lim()),
+            Err(ProtocolError::EmptyCommand)
+        );
+        assert!(parse_command(b"*1\r\n$-1\r\n", &lim()).is_err());
+    }
+
+    #[test]
+    fn limits() {
+        let l = Limits {
+            max_bulk_len: 10,
+            max_aggregate_len: 3,
+            max_depth: 2,
+            max_line_len: 8,
+        };
+        assert_eq!(
+            parse(b"$11\r\n", &l),
+            Err(ProtocolError::BulkTooLong(11, 10))
+        );
+        assert_eq!(
+            parse_command(b"*1\r\n$11\r\n", &l),
+            Err(ProtocolError::BulkTooLong(11, 10))
+        );
+        assert_eq!(
+            parse(b"*4\r\n", &l),
+            Err(ProtocolError::AggregateTooLong(4, 3))
+        );
+        assert_eq!(
+            parse_command(b"*4\r\n", &l),
+            Err(ProtocolError::AggregateTooLong(4, 3))
+        );
+        assert_eq!(
+            parse(b"*1\r\n*1\r\n*1\r\n:1\r\n", &l),
+            Err(ProtocolError::TooDeep(2))
+        );
+        assert!(parse(b"*1\r\n*1\r\n:1\r\n", &l).unwrap().is_some());
+        assert_eq!(
+            parse(b"+0123456789", &l),
+            Err(ProtocolError::LineTooLong(8))
+        );
+        assert_eq!(parse(b"+01234567", &l), Ok(None));
+        // A default-limit deep nest is refused, not a stack overflow.
+        let deep = "*1\r\n".repeat(100_000);
+        assert_eq!(
+            parse(deep.as_bytes(), &lim()),
+            Err(ProtocolError::TooDeep(64))
+        );
+        // Huge declared lengths allocate nothing up front.
+        assert_eq!(parse(b"*16777216\r\n", &lim()), Ok(None));
+        assert_eq!(parse(b"$536870912\r\n", &lim()), Ok(None));
+        assert_eq!(
+            parse(b"$536870913\r\n", &lim()),
+            Err(ProtocolError::BulkTooLong(536870913, 536870912))
+        );
+    }
+
+    fn line_text() -> impl Strategy<Value = Bytes> {
+        "[a-zA-Z0-9 _:.-]{0,20}".prop_map(Bytes::from)
+    }
+
+    fn blob() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from)
+    }
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        let leaf = prop_oneof![
+            line_text().prop_map(Frame::Simple),
+            line_text().prop_map(Frame::Error),
+            any::<i64>().prop_map(Frame::Integer),
+            blob().prop_map(Frame::Bulk),
+            Just(Frame::NullBulk),
+            Just(Frame::NullArray),
+            Just(Frame::Null),
+            prop_oneof![
+                any::<f64>().prop_filter("not nan", |d| !d.is_nan()),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY)
+            ]
+            .prop_map(Frame::Double),
+            any::<bool>().prop_map(Frame::Boolean),
+            "-?[1-9][0-9]{0,40}".prop_map(|s| Frame::BigNumber(Bytes::from(s))),
+            blob().prop_map(Frame::BlobError),
+            ("[a-z]{3}", blob()).prop_map(|(f, data)| {
+                let b = f.as_bytes();
+                Frame::Verbatim {
+                    format: [b[0], b[1], b[2]],
+                    data,
+                }
+            }),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Array),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Set),
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Push),
+                proptest::collection::vec((inner.clone(), inner.clone()), 0..4)
+                    .prop_map(Frame::Map),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Frame::Attribute),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(f in frame()) {
+            let bytes = f.to_bytes();
+            let (parsed, n) = parse(&bytes, &lim()).unwrap().unwrap();
+            prop_assert_eq!(n, bytes.len());
+            prop_assert_eq!(frame_len(&bytes, &lim()).unwrap(), Some(n));
+            prop_assert_eq!(parsed.to_bytes(), bytes.clone());
+            prop_assert_eq!(&parsed, &f);
+            // Every strict prefix needs more.
+            for cut in [0, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+                prop_assert_eq!(parse(&bytes[..cut], &lim()).unwrap(), None);
+            }
+        }
+
+        #[test]
+        fn scanner_matches_frame_len(frames in proptest::collection::vec(frame(), 1..6), cuts in proptest::collection::vec(1usize..50, 1..20)) {
+            let mut bytes = Vec::new();
+            let mut replies = 0;
+            for f in &frames {
+                f.encode(&mut bytes);
+                if !matches!(f, Frame::Push(_) | Frame::Attribute(_)) {
+                    replies += 1;
+                }
+            }
+            // Feed in arbitrary chunks, keeping unconsumed bytes like the engine.
+            let mut sc = Scanner::default();
+            let (mut got_replies, mut got_frames, mut pending, mut fed) = (0, 0, Vec::new(), 0);
+            let mut cuts = cuts.into_iter().cycle();
+            while fed < bytes.len() {
+                let step = cuts.next().unwrap().min(bytes.len() - fed);
+                pending.extend_from_slice(&bytes[fed..fed + step]);
+                fed += step;
+                let r = sc.scan(&pending, &lim()).unwrap();
+                pending.drain(..r.consumed);
+                got_replies += r.replies;
+                got_frames += r.frames;
+            }
+            prop_assert!(pending.is_empty());
+            prop_assert!(sc.at_boundary());
+            prop_assert_eq!(got_frames, frames.len() as u64);
+            prop_assert_eq!(got_replies, replies);
+        }
+
+        #[test]
+        fn command_parser_resumes(args in proptest::collection::vec(blob(), 1..8), cut in 0usize..200) {
+            let bytes = Frame::command(args.iter()).to_bytes();
+            let cut = cut.min(bytes.len());
+            let mut p = CommandParser::default();
+            prop_assert_eq!(p.parse(&bytes[..cut], &lim()).unwrap().is_none(), cut < bytes.len());
+            if cut < bytes.len() {
+                let (ranges, n) = p.parse(&bytes, &lim()).unwrap().unwrap();
+                prop_assert_eq!(n, bytes.len());
+                prop_assert_eq!(ranges.len(), args.len());
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse(&input, &lim());
+            let _ = frame_len(&input, &lim());
+            let _ = parse_command(&input, &lim());
+            let _ = Scanner::default().scan(&input, &lim());
+        }
+
+        #[test]
+        fn commands_round_trip(args in proptest::collection::vec(blob(), 1..8)) {
+            let bytes = Frame::command(args.iter()).to_bytes();
+            let (ranges, n) = parse_command(&bytes, &lim()).unwrap().unwrap();
+            prop_assert_eq!(n, bytes.len());
+            let got: Vec<&[u8]> = ranges.iter().map(|r| &bytes[r.clone()]).collect();
+            let want: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `redis-benchmark` direct to the TLS redis-server and through the engine, in
+//! the same run. Ignored by default; run with
+//! `cargo test --release -p redis-proxy --test bench -- --ignored --nocapture`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use redis_proxy::SessionOptions;
+
+const PW: &str = "bench-password";
+
+async fn benchmark(args: &[&str], clients: u32, pipeline: u32) -> Vec<(String, f64, f64)> {
+    let run = tokio::process::Command::new("/usr/bin/redis-benchmark")
+        .args(args)
+        .args(["-t", "set,get", "-r", "10000", "--csv"])
+        .args(["-n", if clients == 1 { "20000" } else { "200000" }])
+        .args(["-c", &clients.to_string()])
+        .args(["-P", &pipeline.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(90), run)
+        .await
+        .expect("redis-benchmark in 90 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<String> = l
+                .split(',')
+                .map(|c| c.trim_matches('"').to_string())
+                .collect();
+            (f[0].clone(), f[1].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn redis_benchmark_direct_vs_proxied() {
+    let server = RedisServer::start_tls(PW);
+    let proxy = Proxy::start(
+        server.backend(TestCreds::new(PW)),
+        SessionOptions::default(),
+    )
+    .await;
+    let ca = server
+        .dir
+        .path()
+        .join("ca.pem")
+        .to_string_lossy()
+        .into_owned();
+    let port = server.port.to_string();
+    let direct = [
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "--tls",
+        "--cacert",
+        &ca,
+        "-a",
+        PW,
+    ];
+    let pport = proxy.port.to_string();
+    let proxied = ["-h", "127.0.0.1", "-p", &pport];
+    for (c, p) in [(1, 1), (50, 1), (50, 16)] {
+        let d = benchmark(&direct, c, p).await;
+        let x = benchmark(&proxied, c, p).await;
+        for ((name, drps, dp50), (_, xrps, xp50)) in d.iter().zip(&x) {
+            println!(
+                "-c {c:>2} -P {p:>2} {name}: direct TLS {drps:.0} rps p50 {dp50:.3} ms | proxied {xrps:.0} rps p50 {xp50:.3} ms | ratio {:.2}, p50 added {:.0} us",
+                xrps / drps,
+                (xp50 - dp50) * 1000.0
+            );
+        }
+    }
+}

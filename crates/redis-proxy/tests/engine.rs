@@ -1,0 +1,429 @@
+//! The engine against a real TLS redis-server with requirepass, driven by
+//! redis-cli and by a raw RESP client.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use redis_proxy::{Frame, Limits, SessionOptions};
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+const PW: &str = "s3cret-primary-key";
+
+async fn setup() -> (RedisServer, std::sync::Arc<TestCreds>, Proxy) {
+    let server = RedisServer::start_tls(PW);
+    let creds = TestCreds::new(PW);
+    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    (server, creds, proxy)
+}
+
+#[tokio::test]
+async fn redis_cli_set_get_over_tls_backend() {
+    let (_server, creds, proxy) = setup().await;
+    assert_eq!(
+        proxy.cli(&["SET", "greeting", "hello world"]).await.trim(),
+        "OK"
+    );
+    assert_eq!(proxy.cli(&["GET", "greeting"]).await.trim(), "hello world");
+    // redis-cli -a sends AUTH first: answered locally, the session still works.
+    let out = proxy
+        .cli(&["--no-auth-warning", "-a", "anything", "GET", "greeting"])
+        .await;
+    assert_eq!(out.trim(), "hello world");
+    assert_eq!(
+        creds.calls(),
+        3,
+        "one credential lookup per backend connection"
+    );
+    let events = proxy.events();
+    let set = events.iter().find(|e| e.name == "SET").unwrap();
+    assert_eq!(set.query(), "SET greeting hello world");
+    assert!(events
+        .iter()
+        .any(|e| e.name == "AUTH" && e.args == ["******"]));
+}
+
+#[tokio::test]
+async fn pipeline_of_1000_commands_keeps_order() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend(Frame::command(["INCR", "counter"]).to_bytes());
+    }
+    c.raw(&batch).await;
+    for i in 1..=1000 {
+        assert_eq!(c.read().await, Frame::Integer(i));
+    }
+    assert_eq!(proxy.events().len(), 1000);
+
+    // redis-cli --pipe, a mass insert of 1,000 commands.
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        input
+            .extend(Frame::command(["SET", &format!("key:{i}"), &format!("value {i}")]).to_bytes());
+    }
+    let mut child = tokio::process::Command::new("/usr/bin/redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &proxy.port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("errors: 0, replies: 1000"),
+        "{:?} {text} {err}",
+        out.status
+    );
+    assert_eq!(proxy.cli(&["GET", "key:999"]).await.trim(), "value 999");
+}
+
+#[tokio::test]
+async fn hello_3_gives_resp3_replies() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    let hello = c.call(&["HELLO", "3"]).await;
+    let Frame::Map(fields) = hello else {
+        panic!("HELLO 3 answered {hello:?}")
+    };
+    assert!(
+        fields.contains(&(bulk("proto"), Frame::Integer(3))),
+        "{fields:?}"
+    );
+    assert_eq!(
+        c.call(&["HSET", "h", "field", "value"]).await,
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        c.call(&["HGETALL", "h"]).await,
+        Frame::Map(vec![(bulk("field"), bulk("value"))])
+    );
+    assert_eq!(c.call(&["SADD", "s", "m"]).await, Frame::Integer(1));
+    assert_eq!(
+        c.call(&["SMEMBERS", "s"]).await,
+        Frame::Set(vec![bulk("m")])
+    );
+    assert_eq!(c.call(&["GET", "missing"]).await, Frame::Null);
+
+    // redis-cli -3 (HELLO 3 at connect) prints a map.
+    let out = proxy.cli(&["-3", "HGETALL", "h"]).await;
+    assert!(out.contains("field") && out.contains("value"), "{out}");
+}
+
+#[tokio::test]
+async fn multi_exec_on_the_pinned_connection() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["MULTI"]).await, simple("OK"));
+    assert_eq!(c.call(&["SET", "a", "1"]).await, simple("QUEUED"));
+    assert_eq!(c.call(&["INCR", "a"]).await, simple("QUEUED"));
+    assert_eq!(
+        c.call(&["EXEC"]).await,
+        Frame::Array(vec![simple("OK"), Frame::Integer(2)])
+    );
+    // WATCH + a concurrent change aborts the transaction.
+    assert_eq!(c.call(&["WATCH", "a"]).await, simple("OK"));
+    assert_eq!(proxy.cli(&["SET", "a", "changed"]).await.trim(), "OK");
+    assert_eq!(c.call(&["MULTI"]).await, simple("OK"));
+    assert_eq!(c.call(&["INCR", "a"]).await, simple("QUEUED"));
+    assert_eq!(c.call(&["EXEC"]).await, Frame::NullArray);
+}
+
+#[tokio::test]
+async fn subscribe_and_publish() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut sub = proxy.conn().await;
+    sub.send(&["SUBSCRIBE", "news", "sport"]).await;
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("subscribe"), bulk("news"), Frame::Integer(1)])
+    );
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("subscribe"), bulk("sport"), Frame::Integer(2)])
+    );
+    assert_eq!(proxy.cli(&["PUBLISH", "news", "extra"]).await.trim(), "1");
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("message"), bulk("news"), bulk("extra")])
+    );
+    sub.send(&["PSUBSCRIBE", "w*"]).await;
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("psubscribe"), bulk("w*"), Frame::Integer(3)])
+    );
+    assert_eq!(proxy.cli(&["PUBLISH", "weather", "rain"]).await.trim(), "1");
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![
+            bulk("pmessage"),
+            bulk("w*"),
+            bulk("weather"),
+            bulk("rain")
+        ])
+    );
+
+    // RESP3: the message is a push frame.
+    let mut sub3 = proxy.conn().await;
+    assert!(matches!(sub3.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    sub3.send(&["SUBSCRIBE", "news"]).await;
+    assert_eq!(
+        sub3.read().await,
+        Frame::Push(vec![bulk("subscribe"), bulk("news"), Frame::Integer(1)])
+    );
+    assert_eq!(proxy.cli(&["PUBLISH", "news", "again"]).await.trim(), "2");
+    assert_eq!(
+        sub3.read().await,
+        Frame::Push(vec![bulk("message"), bulk("news"), bulk("again")])
+    );
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("message"), bulk("news"), bulk("again")])
+    );
+    assert_eq!(sub3.call(&["PING"]).await, simple("PONG"));
+}
+
+#[tokio::test]
+async fn wrongpass_after_rotation_is_retried_transparently() {
+    let (_server, creds, proxy) = setup().await;
+    let mut old = proxy.conn().await;
+    assert_eq!(old.call(&["SET", "k", "v"]).await, simple("OK"));
+    // The key is rotated on the server; the provider's cache is stale once.
+    const NEW: &str = "rotated-secondary-key";
+    assert_eq!(
+        old.call(&["CONFIG", "SET", "requirepass", NEW]).await,
+        simple("OK")
+    );
+    *creds.current.lock().unwrap() = NEW.into();
+    *creds.stale.lock().unwrap() = Some(PW.into());
+    let before = creds.calls();
+    let mut fresh = proxy.conn().await;
+    assert_eq!(fresh.call(&["GET", "k"]).await, bulk("v"));
+    assert_eq!(creds.calls() - before, 2, "asked again after WRONGPASS");
+    // The open session goes on.
+    assert_eq!(old.call(&["GET", "k"]).await, bulk("v"));
+    // The rotated password was not audited.
+    let config = proxy
+        .events()
+        .into_iter()
+        .find(|e| e.name == "CONFIG")
+        .unwrap();
+    assert_eq!(config.args, ["SET", "requirepass", "******"]);
+
+    // Wrong twice: a Teleport error, then the session ends.
+    *creds.current.lock().unwrap() = "wrong".into();
+    let mut denied = proxy.conn().await;
+    let e = error_text(&denied.read().await);
+    assert!(
+        e.starts_with("ERR Teleport: database authentication failed: WRONGPASS"),
+        "{e}"
+    );
+    assert_eq!(denied.try_read().await, None);
+}
+
+#[tokio::test]
+async fn garbage_closes_the_session_with_an_error() {
+    let (_server, _creds, proxy) = setup().await;
+    // Inline command.
+    let mut c = proxy.conn().await;
+    c.raw(b"GET x\r\n").await;
+    let e = error_text(&c.read().await);
+    assert_eq!(e, "ERR Teleport: Protocol error: expected '*', got 'G'");
+    assert_eq!(c.try_read().await, None);
+    // Replies to what came before the garbage are delivered first.
+    let mut c = proxy.conn().await;
+    let mut bytes = Frame::command(["PING"]).to_bytes();
+    bytes.extend_from_slice(b"*2\r\n:1\r\n");
+    c.raw(&bytes).await;
+    assert_eq!(c.read().await, simple("PONG"));
+    assert!(error_text(&c.read().await).starts_with("ERR Teleport: Protocol error: expected '$'"));
+    assert_eq!(c.try_read().await, None);
+    // Binary noise, bad lengths, absurd sizes.
+    for noise in [
+        &b"\x00\xff\xfe\r\n\x01"[..],
+        b"*1\r\n$-5\r\n",
+        b"*99999999999999\r\n",
+        b"*1\r\n$999999999999\r\n",
+        b"*1\r\n$3\r\nabcde\r\n",
+        b"*1\nfoo",
+    ] {
+        let mut c = proxy.conn().await;
+        c.raw(noise).await;
+        let e = error_text(&c.read().await);
+        assert!(
+            e.starts_with("ERR Teleport: Protocol error"),
+            "{noise:?}: {e}"
+        );
+        assert_eq!(c.try_read().await, None);
+    }
+    // The service goes on.
+    assert_eq!(proxy.cli(&["PING"]).await.trim(), "PONG");
+}
+
+#[tokio::test]
+async fn configured_limits_apply_to_clients() {
+    let server = RedisServer::start_tls(PW);
+    let opts = SessionOptions {
+        limits: Limits {
+            max_bulk_len: 1024,
+            ..Limits::default()
+        },
+        ..SessionOptions::default()
+    };
+    let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["SET", "k", &"x".repeat(1024)]).await, simple("OK"));
+    c.send(&["SET", "k", &"x".repeat(1025)]).await;
+    let e = error_text(&c.read().await);
+    assert_eq!(
+        e,
+        "ERR Teleport: Protocol error: bulk length 1025 exceeds the limit of 1024 bytes"
+    );
+    assert_eq!(c.try_read().await, None);
+}
+
+#[tokio::test]
+async fn auth_is_local_and_redacted_in_order() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    // One write: the local AUTH answer keeps its place between backend replies.
+    let mut batch = Vec::new();
+    for cmd in [
+        &["SET", "a", "1"][..],
+        &["AUTH", "hunter2"],
+        &["GET", "a"],
+        &["AUTH", "default", "hunter2"],
+        &["RESET"],
+        &["CLIENT", "REPLY", "OFF"],
+        &["INCR", "a"],
+    ] {
+        batch.extend(Frame::command(cmd).to_bytes());
+    }
+    c.raw(&batch).await;
+    assert_eq!(c.read().await, simple("OK"));
+    assert_eq!(c.read().await, simple("OK"));
+    assert_eq!(c.read().await, bulk("1"));
+    assert_eq!(c.read().await, simple("OK"));
+    assert_eq!(
+        error_text(&c.read().await),
+        "ERR Teleport: RESET is not supported"
+    );
+    assert_eq!(
+        error_text(&c.read().await),
+        "ERR Teleport: CLIENT REPLY is not supported"
+    );
+    assert_eq!(c.read().await, Frame::Integer(2));
+    // HELLO with AUTH: the credentials are dropped, the rest is forwarded.
+    let hello = c
+        .call(&["HELLO", "3", "AUTH", "default", "hunter2", "SETNAME", "me"])
+        .await;
+    assert!(matches!(hello, Frame::Map(_)), "{hello:?}");
+    assert_eq!(c.call(&["CLIENT", "GETNAME"]).await, bulk("me"));
+
+    let events = proxy.events();
+    let queries: Vec<String> = events.iter().map(|e| e.query()).collect();
+    assert!(
+        queries.iter().all(|q| !q.contains("hunter2")),
+        "{queries:?}"
+    );
+    assert!(queries.contains(&"AUTH ******".to_string()), "{queries:?}");
+    assert!(
+        queries.contains(&"AUTH ****** ******".to_string()),
+        "{queries:?}"
+    );
+    assert!(
+        queries.contains(&"HELLO 3 AUTH ****** ****** SETNAME me".to_string()),
+        "{queries:?}"
+    );
+    assert_eq!(events.len(), 9);
+}
+
+#[tokio::test]
+async fn plain_backend_without_password_and_user_auth() {
+    let server = RedisServer::start_plain();
+    let proxy = Proxy::start(
+        server.backend(TestCreds::new("")),
+        SessionOptions::default(),
+    )
+    .await;
+    assert_eq!(proxy.cli(&["SET", "p", "q"]).await.trim(), "OK");
+    // An ACL user: the engine sends AUTH <user> <password>.
+    assert_eq!(
+        proxy
+            .cli(&["ACL", "SETUSER", "app", "on", ">apppw", "~*", "+@all"])
+            .await
+            .trim(),
+        "OK"
+    );
+    let creds = std::sync::Arc::new(TestCreds {
+        username: Some("app".into()),
+        current: std::sync::Mutex::new("apppw".into()),
+        stale: std::sync::Mutex::new(None),
+        calls: Default::default(),
+    });
+    let as_app = Proxy::start(server.backend(creds), SessionOptions::default()).await;
+    assert_eq!(as_app.cli(&["ACL", "WHOAMI"]).await.trim(), "app");
+    assert_eq!(as_app.cli(&["GET", "p"]).await.trim(), "q");
+}
+
+#[tokio::test]
+async fn tls_name_is_verified() {
+    let server = RedisServer::start_tls(PW);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            server.ca_der.clone(),
+        ))
+        .unwrap();
+    let tls = redis_proxy::tls_config(roots).unwrap();
+    // The certificate is for localhost, not 127.0.0.1.
+    let backend =
+        redis_proxy::Backend::new("127.0.0.1", server.port, Some(tls), TestCreds::new(PW));
+    let proxy = Proxy::start(backend, SessionOptions::default()).await;
+    let mut c = proxy.conn().await;
+    let e = error_text(&c.read().await);
+    assert!(
+        e.starts_with("ERR Teleport: TLS to the database failed"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn large_values_and_long_replies_stream_through() {
+    let (_server, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    let big = "v".repeat(3 * 1024 * 1024);
+    assert_eq!(c.call(&["SET", "big", &big]).await, simple("OK"));
+    assert_eq!(c.call(&["GET", "big"]).await, bulk(&big));
+    // A 100,000-element reply arrives in many reads, then a local answer
+    // must still come after it, not inside it.
+    let mut batch = Vec::new();
+    for chunk in 0..100 {
+        let mut cmd = vec!["RPUSH".to_string(), "list".to_string()];
+        cmd.extend((0..1000).map(|i| format!("item-{}", chunk * 1000 + i)));
+        batch.extend(Frame::command(&cmd).to_bytes());
+    }
+    c.raw(&batch).await;
+    for chunk in 0..100 {
+        assert_eq!(c.read().await, Frame::Integer((chunk + 1) * 1000));
+    }
+    let mut batch = Frame::command(["LRANGE", "list", "0", "-1"]).to_bytes();
+    batch.extend(Frame::command(["AUTH", "x"]).to_bytes());
+    c.raw(&batch).await;
+    let Frame::Array(items) = c.read().await else {
+        panic!("LRANGE")
+    };
+    assert_eq!(items.len(), 100_000);
+    assert_eq!(items[99_999], bulk("item-99999"));
+    assert_eq!(c.read().await, simple("OK"));
+}
