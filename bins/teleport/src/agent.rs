@@ -238,9 +238,27 @@ pub async fn run(
     }
     if cfg.db_service.enabled {
         let mut dbs = db_service::databases_from_config(&cfg.db_service)?;
-        if !cfg.db_service.azure.is_empty() {
-            tracing::warn!("Azure database discovery is not available in this build yet; db_service.azure is ignored");
-        }
+        let static_names: std::collections::BTreeSet<String> =
+            dbs.iter().map(|d| d.metadata.name.clone()).collect();
+        let matchers = cfg.db_service.azure.clone();
+        // ARM through the DefaultAzureCredential chain (environment, workload
+        // identity, managed identity), as the Redis guide describes.
+        let arm = if matchers.is_empty() {
+            None
+        } else {
+            let http = azure_mint::http::HttpConfig::from_env();
+            let cloud = azure_mint::Cloud::default();
+            let chain: Arc<dyn azure_core::credentials::TokenCredential> =
+                Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
+            Some(
+                azure_mint::arm::ArmClient::new(
+                    &http,
+                    cloud,
+                    Arc::new(azure_mint::arm::CredentialBearer::new(chain, cloud)),
+                )
+                .map_err(|e| anyhow!("Azure ARM client: {e}"))?,
+            )
+        };
         tracing::warn!("database sessions are not available in this build yet: databases are registered for tsh db ls only");
         let identity = identity.clone();
         let proxy = proxy.clone();
@@ -251,6 +269,21 @@ pub async fn run(
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
+                }
+                if let Some(arm) = &arm {
+                    // Discovered databases follow Azure: ones that vanish stop
+                    // being announced and expire from the cluster.
+                    match db_service::discovery::discover(arm, &matchers).await {
+                        Ok(found) => {
+                            dbs.retain(|d| static_names.contains(&d.metadata.name));
+                            dbs.extend(
+                                found
+                                    .into_iter()
+                                    .filter(|d| !static_names.contains(&d.metadata.name)),
+                            );
+                        }
+                        Err(e) => tracing::warn!(error = %e, "Azure Redis discovery failed"),
+                    }
                 }
                 db_service::refresh_labels(&mut dbs).await;
                 let id = identity.read().await.clone();
