@@ -487,3 +487,30 @@ pub fn ca_pin(node: &Node) -> Result<String> {
         .map(|v| v.trim().to_string())
         .ok_or_else(|| format!("no CA pin in {status}"))
 }
+
+/// The Azure emulator with the guides' fixture, on a runtime of its own
+/// (keep both alive for as long as the emulator is needed).
+pub fn start_emulator() -> Result<(tokio::runtime::Runtime, azure_emulator::EmulatorHandle)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+    let emu = rt
+        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
+        .map_err(|e| format!("starting the Azure emulator: {e}"))?;
+    Ok((rt, emu))
+}
+
+/// An emulator environment for a cluster process: Azure hosts through the
+/// emulator, the cluster's own loopback traffic direct.
+pub fn loopback_direct(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k != "NO_PROXY" && k != "no_proxy")
+        .collect();
+    env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+    env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
+    env
+}

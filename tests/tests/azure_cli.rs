@@ -36,34 +36,17 @@ impl Drop for Proc {
 
 /// The app service agent, with the emulator's environment (it runs on the
 /// emulator's default VM).
-fn start_agent(dir: &Path, node: &Node, token: &str, env: &[(String, String)]) -> Proc {
+fn start_agent(dir: &Path, node: &Node, token: &str, env: Vec<(String, String)>) -> Agent {
     std::fs::create_dir_all(dir).unwrap();
     let token_file = dir.join("token");
     std::fs::write(&token_file, token).unwrap();
-    let config = dir.join("teleport.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: {}\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
-            dir.join("data").display(),
-            node.web_addr,
-            ca_pin(node).unwrap(),
-            token_file.display()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("teleport.log")).unwrap();
-    let mut cmd = Command::new(bin("teleport").unwrap());
-    cmd.args(["start", "-d", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(log);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost");
-    Proc(cmd.spawn().unwrap())
+    let config = format!(
+        "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
+        node.web_addr,
+        ca_pin(node).unwrap(),
+        token_file.display()
+    );
+    Agent::start_with_env(dir, &config, &loopback_direct(env)).unwrap()
 }
 
 fn tsh_az(home: &Path, args: &[&str]) -> std::process::Output {
@@ -91,15 +74,7 @@ fn json(out: std::process::Output) -> serde_json::Value {
 #[test]
 fn azure_cli_through_teleport() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
-    let emulator = rt
-        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
-        .unwrap();
+    let (rt, emulator) = start_emulator().unwrap();
 
     let node = Node::start(&tmp.path().join("node"), "azure.example", &Storage::Sqlite).unwrap();
     let token = ok(node
@@ -107,8 +82,8 @@ fn azure_cli_through_teleport() {
         .unwrap())
     .unwrap();
     let agent_dir = tmp.path().join("agent");
-    let _agent = start_agent(&agent_dir, &node, token.trim(), &emulator.env(None));
-    let agent_log = || std::fs::read_to_string(agent_dir.join("teleport.log")).unwrap_or_default();
+    let agent = start_agent(&agent_dir, &node, token.trim(), emulator.env(None));
+    let agent_log = || agent.log();
 
     // The guide's static role.
     let role =

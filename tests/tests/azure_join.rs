@@ -24,27 +24,11 @@ struct Cluster {
 
 /// The emulator's environment for `vm`, with the cluster's loopback traffic kept direct.
 fn azure_env(emu: &azure_emulator::EmulatorHandle, vm: Option<&str>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = emu
-        .try_env(vm)
-        .unwrap()
-        .into_iter()
-        .filter(|(k, _)| k != "NO_PROXY")
-        .collect();
-    env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
-    env
+    loopback_direct(emu.try_env(vm).unwrap())
 }
 
 fn cluster(dir: &Path) -> Cluster {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
-    let emu = rt
-        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
-        .unwrap();
+    let (rt, emu) = start_emulator().unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let bundle = dir.join("azure-attestation-root.pem");
     std::fs::write(&bundle, emu.attestation_root_pem().unwrap()).unwrap();
@@ -246,15 +230,7 @@ fn agents_outside_the_rules_are_refused() {
 #[test]
 fn the_guides_config_joins_and_says_ssh_is_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
-    let emu = rt
-        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
-        .unwrap();
+    let (_rt, emu) = start_emulator().unwrap();
     // A certificate for the proxy from a CA the agent's system bundle trusts.
     let web_ca = pki::CertAuthority::generate("web-ca", pki::CaType::Host).unwrap();
     let (leaf, leaf_key) = web_ca

@@ -2,7 +2,6 @@
 //! what the matchers select appears in `tsh db ls`.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use e2e::*;
@@ -12,15 +11,7 @@ const PASSWORD: &str = "correct horse battery staple";
 #[test]
 fn discovered_caches_appear_in_tsh_db_ls() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
-    let emu = rt
-        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
-        .unwrap();
+    let (_rt, emu) = start_emulator().unwrap();
     let node = Node::start(&tmp.path().join("node"), "redis.example", &Storage::Sqlite).unwrap();
     let token = ok(node
         .tctl(&["tokens", "add", "--type=db", "--ttl=1h", "--format=text"])
@@ -28,13 +19,7 @@ fn discovered_caches_appear_in_tsh_db_ls() {
     .unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, token.trim()).unwrap();
-    let mut env: Vec<(String, String)> = emu
-        .env(None)
-        .into_iter()
-        .filter(|(k, _)| k != "NO_PROXY")
-        .collect();
-    env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
+    let mut env = loopback_direct(emu.env(None));
     // The VM's user-assigned identity, as the guide's managed-identity setup.
     env.push((
         "AZURE_CLIENT_ID".into(),

@@ -34,14 +34,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 /// The emulator's environment for the default VM, keeping loopback direct.
 fn azure_env(emu: &azure_emulator::EmulatorHandle) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = emu
-        .env(None)
-        .into_iter()
-        .filter(|(k, _)| k != "NO_PROXY")
-        .collect();
-    env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
-    env
+    e2e::loopback_direct(emu.env(None))
 }
 
 /// A running scenario: emulator, cluster, app service agent, a logged-in
@@ -84,14 +77,8 @@ pub fn start(root: &Path, dir: &Path, az: &Path, verbose: bool) -> Result<Scenar
     };
     let e = |s: String| anyhow!(s);
     std::fs::create_dir_all(dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let fixture = root.join("examples").join("azure-emulator.yaml");
-    let emu = rt
-        .block_on(azure_emulator::Emulator::start_fixture(&fixture))
-        .map_err(|err| anyhow!("starting the Azure emulator: {err}"))?;
+    let (rt, emu) = e2e::start_emulator().map_err(e)?;
     if verbose {
         println!(
             "Azure emulator running (the guides' world: {}).",

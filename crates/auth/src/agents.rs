@@ -131,15 +131,7 @@ impl AuthServer {
                 }
             }
         }
-        let item = match self.backend().get(&format!("tokens/{token}")).await {
-            Ok(item) => item,
-            Err(backend::BackendError::NotFound(_)) => return Err(invalid()),
-            Err(e) => return Err(e.into()),
-        };
-        let t: resources::ProvisionToken = serde_json::from_slice(&item.value)?;
-        if t.metadata.expires.is_some_and(|e| e <= now()) {
-            return Err(invalid());
-        }
+        let t = self.live_token(token).await?.ok_or_else(invalid)?;
         if t.spec.join_method != JoinMethod::Token {
             return Err(AuthError::AccessDenied(format!(
                 "the token uses the {:?} join method: set join_params.method to it",
@@ -147,6 +139,18 @@ impl AuthServer {
             )));
         }
         Ok(t.spec.roles)
+    }
+
+    /// The provision token `name`, or None when it does not exist or has
+    /// expired.
+    pub(crate) async fn live_token(&self, name: &str) -> Result<Option<resources::ProvisionToken>> {
+        let item = match self.backend().get(&format!("tokens/{name}")).await {
+            Ok(item) => item,
+            Err(backend::BackendError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let t: resources::ProvisionToken = serde_json::from_slice(&item.value)?;
+        Ok(t.metadata.expires.is_none_or(|e| e > now()).then_some(t))
     }
 
     /// Sign host certificates for an agent that proved itself.

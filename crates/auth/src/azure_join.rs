@@ -242,15 +242,7 @@ impl AuthServer {
         if !name_ok(name) {
             return Err(missing());
         }
-        let item = match self.backend().get(&format!("tokens/{name}")).await {
-            Ok(item) => item,
-            Err(backend::BackendError::NotFound(_)) => return Err(missing()),
-            Err(e) => return Err(e.into()),
-        };
-        let t: resources::ProvisionToken = serde_json::from_slice(&item.value)?;
-        if t.metadata.expires.is_some_and(|e| e <= now()) {
-            return Err(missing());
-        }
+        let t = self.live_token(name).await?.ok_or_else(missing)?;
         if t.spec.join_method != JoinMethod::Azure {
             return Err(denied(format!(
                 "the join token {name:?} uses the {:?} join method, not azure: set join_params.method to it, or use a token with join_method: azure",
