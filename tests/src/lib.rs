@@ -4,6 +4,8 @@
 //! The binaries are taken from the workspace's target directory (build them
 //! with `cargo build --workspace --bins`; `cargo xtask test` does).
 
+pub mod redis;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -513,4 +515,47 @@ pub fn loopback_direct(env: Vec<(String, String)>) -> Vec<(String, String)> {
     env.push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
     env.push(("no_proxy".into(), "127.0.0.1,localhost".into()));
     env
+}
+
+/// The Azure emulator with the guides' fixture changed by `edit` (the
+/// fixture as YAML), on a runtime of its own.
+pub fn start_emulator_with(
+    edit: impl FnOnce(&mut serde_yaml_ng::Value),
+) -> Result<(tokio::runtime::Runtime, azure_emulator::EmulatorHandle)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    edit(&mut doc);
+    let text = serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?;
+    let world = azure_emulator::World::from_yaml(&text).map_err(|e| e.to_string())?;
+    let emu = rt
+        .block_on(azure_emulator::Emulator::start(world))
+        .map_err(|e| format!("starting the Azure emulator: {e}"))?;
+    Ok((rt, emu))
+}
+
+/// The mapping of the fixture's Redis cache `name` (for [`start_emulator_with`]).
+pub fn fixture_redis<'a>(
+    doc: &'a mut serde_yaml_ng::Value,
+    name: &str,
+) -> Option<&'a mut serde_yaml_ng::Mapping> {
+    for sub in doc.get_mut("subscriptions")?.as_sequence_mut()? {
+        for rg in sub.get_mut("resource_groups")?.as_sequence_mut()? {
+            let Some(list) = rg.get_mut("redis").and_then(|r| r.as_sequence_mut()) else {
+                continue;
+            };
+            for r in list {
+                if r.get("name").and_then(|n| n.as_str()) == Some(name) {
+                    return r.as_mapping_mut();
+                }
+            }
+        }
+    }
+    None
 }

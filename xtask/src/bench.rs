@@ -50,7 +50,9 @@ pub fn run(root: &Path) -> Result<()> {
         libs.extend(["-p", "azure-mint"]);
     }
     // XTASK_BENCH_WHOLE_ONLY=1 skips the library benches (quick re-runs).
-    if std::env::var_os("XTASK_BENCH_WHOLE_ONLY").is_none() {
+    if std::env::var_os("XTASK_BENCH_WHOLE_ONLY").is_none()
+        && std::env::var_os("XTASK_BENCH_ONLY").is_none()
+    {
         crate::run(Command::new(&cargo).arg("bench").args(&libs))?;
     }
     crate::run(Command::new(&cargo).args(["build", "--release", "--workspace", "--bins"]))?;
@@ -60,7 +62,14 @@ pub fn run(root: &Path) -> Result<()> {
         .join("target")
         .join(format!("bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let result = whole_process(&bins, &dir).and_then(|_| azure_chain(root, &dir));
+    // XTASK_BENCH_ONLY=redis runs only the Redis figures (quick re-runs).
+    let result = if std::env::var("XTASK_BENCH_ONLY").as_deref() == Ok("redis") {
+        redis_chain(&dir)
+    } else {
+        whole_process(&bins, &dir)
+            .and_then(|_| azure_chain(root, &dir))
+            .and_then(|_| redis_chain(&dir))
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -285,5 +294,179 @@ fn whole_process(bins: &Path, dir: &Path) -> Result<()> {
         baseline_rss as f64 / 1024.0,
         rss as f64 / baseline_rss as f64
     );
+    Ok(())
+}
+
+/// One redis-benchmark run: (requests per second, p50 latency in ms) of
+/// SET and GET, averaged over the two.
+fn redis_benchmark(
+    target: &[&str],
+    pipeline: usize,
+    clients: usize,
+    n: usize,
+) -> Result<(f64, f64)> {
+    let out = Command::new("redis-benchmark")
+        .args(target)
+        .args(["-t", "set,get", "--csv", "--precision", "3"])
+        .args(["-n", &n.to_string(), "-c", &clients.to_string()])
+        .args(["-P", &pipeline.to_string()])
+        .output()
+        .context("running redis-benchmark")?;
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark {target:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rps = Vec::new();
+    let mut p50 = Vec::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .filter_map(|c| c.trim_matches('"').parse().ok())
+            .collect();
+        // "test","rps","avg","min","p50","p95","p99","max"
+        if cols.len() >= 4 {
+            rps.push(cols[0]);
+            p50.push(cols[3]);
+        }
+    }
+    if rps.len() != 2 {
+        bail!("unexpected redis-benchmark output for {target:?}:\n{text}");
+    }
+    Ok((rps.iter().sum::<f64>() / 2.0, p50.iter().sum::<f64>() / 2.0))
+}
+
+/// Issue 6's figures: redis-benchmark direct to the TLS redis-server, direct
+/// plaintext, through twemproxy (plaintext, one hop) and through the whole
+/// Teleport chain (`tsh proxy db --tunnel` -> proxy -> reverse tunnel ->
+/// agent -> TLS redis-server), all in this run.
+fn redis_chain(dir: &Path) -> Result<()> {
+    let e = |s: String| anyhow!(s);
+    if Command::new("nutcracker")
+        .arg("--version")
+        .output()
+        .is_err()
+        && !Path::new("/usr/sbin/nutcracker").exists()
+    {
+        crate::apt_install(&["nutcracker"])?;
+    }
+    let w = e2e::redis::AzureRedis::start(&dir.join("redis"), true).map_err(e)?;
+    let home = w
+        .login("bench", "access", &["--db-users=*", "--db-names=*"])
+        .map_err(e)?;
+    w.wait_listed(&home).map_err(e)?;
+    let pw = e2e::redis::MY_REDIS_PRIMARY;
+    let plain = w.redis.plain_port.ok_or_else(|| anyhow!("no plain port"))?;
+    // twemproxy in front of the plain port.
+    let twem_port = e2e::free_port();
+    let twem_conf = dir.join("nutcracker.yml");
+    std::fs::write(
+        &twem_conf,
+        format!(
+            "bench:\n  listen: 127.0.0.1:{twem_port}\n  redis: true\n  redis_auth: {pw}\n  hash: fnv1a_64\n  distribution: ketama\n  auto_eject_hosts: false\n  server_connections: 1\n  servers:\n   - 127.0.0.1:{plain}:1\n"
+        ),
+    )?;
+    let nut = if Path::new("/usr/sbin/nutcracker").exists() {
+        "/usr/sbin/nutcracker"
+    } else {
+        "nutcracker"
+    };
+    let mut twem = Command::new(nut)
+        .arg("-c")
+        .arg(&twem_conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nutcracker")?;
+    let mut tunnel = Command::new(e2e::bin("tsh").map_err(e)?)
+        .env("TELEPORT_HOME", &home)
+        .args(["proxy", "db", "--tunnel", "my-azure-redis"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut first = String::new();
+    // Held open until the end: tsh prints more after its first line.
+    let mut tunnel_out =
+        std::io::BufReader::new(tunnel.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+    std::io::BufRead::read_line(&mut tunnel_out, &mut first)?;
+    let tport: u16 = first
+        .trim()
+        .trim_end_matches('.')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow!("tsh proxy db printed {first:?}"))?;
+    e2e::poll(Duration::from_secs(10), "twemproxy", || {
+        std::net::TcpStream::connect(("127.0.0.1", twem_port)).ok()
+    })
+    .map_err(e)?;
+    let (tls_port, plain_s, twem_s, tun_s) = (
+        w.redis.port.to_string(),
+        plain.to_string(),
+        twem_port.to_string(),
+        tport.to_string(),
+    );
+    let ca = w.redis.ca_path.display().to_string();
+    let direct_tls: Vec<&str> = vec![
+        "--tls",
+        "--cacert",
+        &ca,
+        "-h",
+        "localhost",
+        "-p",
+        &tls_port,
+        "-a",
+        pw,
+    ];
+    let direct_plain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &plain_s, "-a", pw];
+    let via_twem: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &twem_s];
+    let via_chain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &tun_s];
+    let targets = [
+        ("direct TLS", &direct_tls),
+        ("direct plaintext", &direct_plain),
+        ("twemproxy (plaintext)", &via_twem),
+        ("Teleport chain", &via_chain),
+    ];
+    // Warm-up: connections, the agent's key fetch, caches.
+    for (_, t) in &targets {
+        redis_benchmark(t, 1, 50, 20_000)?;
+    }
+    let n = 200_000;
+    let mut results = Vec::new();
+    for (p, c) in [(1, 50), (16, 50), (1, 1)] {
+        let n = if c == 1 { 20_000 } else { n };
+        let mut row = Vec::new();
+        for (name, t) in &targets {
+            row.push((*name, redis_benchmark(t, p, c, n)?));
+        }
+        results.push(((p, c), row));
+    }
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+    drop(tunnel_out);
+    let _ = twem.kill();
+    let _ = twem.wait();
+    println!("\nAzure Redis through Teleport (release build; redis-benchmark -t set,get; all on this machine, same run):");
+    for ((p, c), row) in &results {
+        let (tls_rps, tls_p50) = row[0].1;
+        let (plain_rps, plain_p50) = row[1].1;
+        println!("  -P {p} -c {c}:");
+        for (name, (rps, p50)) in row {
+            println!(
+                "    {name:<22} {rps:>10.0} req/s  ({:.2} of direct TLS, {:.2} of plaintext)   p50 {p50:.3} ms  (added vs TLS {:+.0} us, vs plaintext {:+.0} us)",
+                rps / tls_rps,
+                rps / plain_rps,
+                (p50 - tls_p50) * 1e3,
+                (p50 - plain_p50) * 1e3
+            );
+        }
+    }
+    println!(
+        "  targets: -P 16 -c 50 chain >= 0.35 of direct TLS; -P 1 median latency added <= 150 us"
+    );
+    drop(w);
     Ok(())
 }

@@ -2,7 +2,10 @@
 //! against the Azure emulator: a cluster, an app service agent on the
 //! emulator's VM that joins with the Azure method, the RBAC guide's role and
 //! a user, `tsh login`, `tsh status`, `tsh apps ls`, `tsh apps login
-//! azure-cli --azure-identity teleport-azure` and `tsh az vm list`.
+//! azure-cli --azure-identity teleport-azure` and `tsh az vm list`; then
+//! the Redis guide: `teleport db configure create`, `tsh db ls`, `tsh db
+//! connect my-azure-redis` (real redis-cli to a TLS redis-server standing in
+//! for the emulated cache) and `tsh db logout`.
 
 use std::path::Path;
 use std::process::Command;
@@ -62,8 +65,51 @@ fn demo(root: &Path, dir: &Path, az: &Path) -> Result<()> {
         .args(["az", "vm", "list"]);
     let out = e2e::ok(e2e::output(cmd, None).map_err(|s| anyhow!(s))?).map_err(|s| anyhow!(s))?;
     show("tsh az vm list", &out);
-    println!("\nDemo finished; the cluster, the agent and the emulator are stopped and their files removed.");
     drop(sc);
+    redis_demo(&dir.join("redis"))?;
+    println!("\nDemo finished; the clusters, the agents, redis-server and the emulator are stopped and their files removed.");
+    Ok(())
+}
+
+/// The Redis guide: a Database Service configured by `teleport db configure
+/// create` discovers the emulated Azure Cache for Redis (backed by a local
+/// TLS redis-server that requires the cache's access key), and alice uses it
+/// with `tsh db ls` and `tsh db connect` without knowing the key.
+fn redis_demo(dir: &Path) -> Result<()> {
+    let e = |s: String| anyhow!(s);
+    println!("\n== Database access with Azure Cache for Redis ==");
+    let w = e2e::redis::AzureRedis::start(dir, false).map_err(e)?;
+    let config = std::fs::read_to_string(dir.join("agent").join("generated.yaml"))?;
+    show(
+        "teleport db configure create -o file --proxy=... --token=/tmp/token --azure-redis-discovery=eastus",
+        &config,
+    );
+    let home = w
+        .login("alice", "access", &["--db-users=*", "--db-names=*"])
+        .map_err(e)?;
+    println!("\n$ tctl users add --roles=access --db-users=* --db-names=* alice   (and tsh login --user=alice)");
+    let listed = w.wait_listed(&home).map_err(e)?;
+    show("tsh db ls", &listed);
+    let tsh = |args: &[&str], input: Option<&str>| -> Result<String> {
+        let out = e2e::tsh(&home, args, input).map_err(e)?;
+        e2e::ok(out).map_err(e)
+    };
+    let out = tsh(
+        &["db", "connect", "my-azure-redis"],
+        Some("SET greeting \"hello from Azure Redis\"\nGET greeting\nDBSIZE\n"),
+    )?;
+    show(
+        "tsh db connect my-azure-redis   (redis-cli; typed: SET greeting ..., GET greeting, DBSIZE)",
+        &out,
+    );
+    if !out.contains("hello from Azure Redis") {
+        anyhow::bail!("tsh db connect did not reach the cache: {out}");
+    }
+    show(
+        "tsh db logout my-azure-redis",
+        &tsh(&["db", "logout", "my-azure-redis"], None)?,
+    );
+    drop(w);
     Ok(())
 }
 

@@ -163,7 +163,12 @@ fn ensure_deps(root: &Path) -> Result<Vec<(String, String)>> {
     ensure_postgres()?;
     // Tools the end-to-end tests run as a user would.
     let mut missing = Vec::new();
-    for (cmd, pkg) in [("curl", "curl"), ("systemd-analyze", "systemd")] {
+    for (cmd, pkg) in [
+        ("curl", "curl"),
+        ("systemd-analyze", "systemd"),
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+    ] {
         if !have(cmd) {
             missing.push(pkg);
         }

@@ -237,29 +237,43 @@ pub async fn run(
         }));
     }
     if cfg.db_service.enabled {
-        let mut dbs = db_service::databases_from_config(&cfg.db_service)?;
+        let initial = db_service::databases_from_config(&cfg.db_service)?;
         let static_names: std::collections::BTreeSet<String> =
-            dbs.iter().map(|d| d.metadata.name.clone()).collect();
+            initial.iter().map(|d| d.metadata.name.clone()).collect();
+        let dbs = Arc::new(RwLock::new(initial));
         let matchers = cfg.db_service.azure.clone();
-        // ARM through the DefaultAzureCredential chain (environment, workload
-        // identity, managed identity), as the Redis guide describes.
-        let arm = if matchers.is_empty() {
-            None
-        } else {
-            let http = azure_mint::http::HttpConfig::from_env();
-            let cloud = azure_mint::Cloud::default();
-            let chain: Arc<dyn azure_core::credentials::TokenCredential> =
-                Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
-            Some(
-                azure_mint::arm::ArmClient::new(
-                    &http,
-                    cloud,
-                    Arc::new(azure_mint::arm::CredentialBearer::new(chain, cloud)),
-                )
-                .map_err(|e| anyhow!("Azure ARM client: {e}"))?,
+        // Azure through the DefaultAzureCredential chain (environment,
+        // workload identity, managed identity), as the Redis guide describes:
+        // ARM for discovery and access keys, Entra tokens for the caches
+        // whose keys are disabled.
+        let http = azure_mint::http::HttpConfig::from_env();
+        let cloud = azure_mint::Cloud::default();
+        let chain: Arc<dyn azure_core::credentials::TokenCredential> =
+            Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
+        let arm = Arc::new(
+            azure_mint::arm::ArmClient::new(
+                &http,
+                cloud,
+                Arc::new(azure_mint::arm::CredentialBearer::new(chain.clone(), cloud)),
             )
-        };
-        tracing::warn!("database sessions are not available in this build yet: databases are registered for tsh db ls only");
+            .map_err(|e| anyhow!("Azure ARM client: {e}"))?,
+        );
+        let cluster: Arc<dyn db_service::session::Cluster> = Arc::new(AgentCluster {
+            proxy: proxy.clone(),
+            identity: identity.clone(),
+            client: tokio::sync::Mutex::new(None),
+        });
+        let sink = db_service::session::AuditSink::start(cluster.clone());
+        let creds: Arc<dyn db_service::session::CredentialSource> = Arc::new(
+            db_service::credentials::AzureCredentialSource::new(arm.clone(), chain.clone()),
+        );
+        services.db = Some(Arc::new(db_service::session::DbSessions::new(
+            dbs.clone(),
+            cluster,
+            sink,
+            creds,
+            identity.read().await.host_id.clone(),
+        )));
         let identity = identity.clone();
         let proxy = proxy.clone();
         let mut stop = stop_rx.clone();
@@ -270,13 +284,14 @@ pub async fn run(
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
                 }
-                if let Some(arm) = &arm {
+                let mut current = dbs.read().await.clone();
+                if !matchers.is_empty() {
                     // Discovered databases follow Azure: ones that vanish stop
                     // being announced and expire from the cluster.
-                    match db_service::discovery::discover(arm, &matchers).await {
+                    match db_service::discovery::discover(&arm, &matchers).await {
                         Ok(found) => {
-                            dbs.retain(|d| static_names.contains(&d.metadata.name));
-                            dbs.extend(
+                            current.retain(|d| static_names.contains(&d.metadata.name));
+                            current.extend(
                                 found
                                     .into_iter()
                                     .filter(|d| !static_names.contains(&d.metadata.name)),
@@ -285,10 +300,11 @@ pub async fn run(
                         Err(e) => tracing::warn!(error = %e, "Azure Redis discovery failed"),
                     }
                 }
-                db_service::refresh_labels(&mut dbs).await;
+                db_service::refresh_labels(&mut current).await;
+                *dbs.write().await = current.clone();
                 let id = identity.read().await.clone();
                 let result = match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
-                    Ok(api) => db_service::heartbeat_once(&api, &dbs)
+                    Ok(api) => db_service::heartbeat_once(&api, &current)
                         .await
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
@@ -417,6 +433,8 @@ fn spawn_tunnel(
 struct Services {
     /// Azure apps by name.
     azure: std::collections::HashMap<String, Arc<app_service::azure::AzureHandler>>,
+    /// Database sessions (db_service).
+    db: Option<Arc<db_service::session::DbSessions>>,
 }
 
 /// The auth service as the Azure handler needs it, through the proxy.
@@ -468,6 +486,23 @@ impl app_service::azure::Cluster for AgentCluster {
     }
 }
 
+#[async_trait::async_trait]
+impl db_service::session::Cluster for AgentCluster {
+    async fn roles(&self, names: &[String]) -> Result<Vec<resources::Role>, String> {
+        app_service::azure::Cluster::roles(self, names).await
+    }
+
+    async fn audit_batch(&self, events: Vec<serde_json::Value>) -> Result<(), String> {
+        let _: serde_json::Value = self
+            .api()
+            .await?
+            .post("/v1/auth/agent/events", &events)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
 /// Streams the proxy opens through the tunnel, by target kind.
 async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel::TunnelStream) {
     use base64::Engine;
@@ -483,6 +518,22 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
             (Some(handler), Some(cert)) => handler.clone().serve(cert, stream).await,
             _ => {
                 tracing::warn!(app = %name, "the proxy asked for an app this agent does not serve");
+                let _ = stream.shutdown().await;
+            }
+        }
+        return;
+    }
+    if kind == "db" {
+        let cert = target["cert"]
+            .as_str()
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+        match (&services.db, cert) {
+            (Some(db), Some(cert)) => db.clone().serve(cert, stream).await,
+            _ => {
+                tracing::warn!("the proxy asked for a database session this agent does not serve");
+                let _ = stream
+                    .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
+                    .await;
                 let _ = stream.shutdown().await;
             }
         }

@@ -41,6 +41,22 @@ enum Cmd {
     /// Install helpers.
     #[command(subcommand)]
     Install(InstallCmd),
+    /// Database Service helpers.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Database Service configuration.
+    #[command(subcommand)]
+    Configure(DbConfigureCmd),
+}
+
+#[derive(Subcommand)]
+enum DbConfigureCmd {
+    /// Write a Database Service configuration (Azure Redis discovery).
+    Create(configure::DbConfigureCreate),
 }
 
 #[derive(Subcommand)]
@@ -87,6 +103,7 @@ fn systemd_unit(pid_file: &str, teleport_path: &str, env_file: &str, fd_limit: u
 }
 
 mod agent;
+mod configure;
 
 /// Name of the admin identity file in the data directory (read by tctl).
 const ADMIN_IDENTITY: &str = "admin-identity.pem";
@@ -98,6 +115,13 @@ fn main() -> ExitCode {
             println!("{}", api::version_line());
             ExitCode::SUCCESS
         }
+        Cmd::Db(DbCmd::Configure(DbConfigureCmd::Create(flags))) => match configure::run(&flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Install(InstallCmd::Systemd {
             output,
             pid_file,

@@ -11,6 +11,7 @@ use client::{Credentials, Profile, ProfileStore};
 use time::OffsetDateTime;
 
 mod azure;
+mod db;
 
 #[derive(Parser)]
 #[command(name = "tsh", about = "Teleport client", disable_version_flag = true)]
@@ -101,10 +102,57 @@ enum DbCmd {
         #[arg(long, short = 'f', default_value = "text")]
         format: String,
     },
+    /// Get a certificate for a database.
+    Login {
+        /// Database name.
+        db: String,
+        /// Database user (Redis: `default` when absent).
+        #[arg(long = "db-user")]
+        db_user: Option<String>,
+        /// Database name inside the server (Redis: the database number).
+        #[arg(long = "db-name")]
+        db_name: Option<String>,
+    },
+    /// Connect to a database with its CLI (redis-cli), logging in if needed.
+    Connect {
+        /// Database name.
+        db: String,
+        /// Database user (Redis: `default` when absent).
+        #[arg(long = "db-user")]
+        db_user: Option<String>,
+        /// Database name inside the server (Redis: the database number).
+        #[arg(long = "db-name")]
+        db_name: Option<String>,
+        /// Extra arguments for the database CLI (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Remove database certificates.
+    Logout {
+        /// Database name (all when absent).
+        db: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
 enum ProxyCmd {
+    /// A local authenticated tunnel to a database for any client.
+    Db {
+        /// Database name.
+        db: String,
+        /// Open an authenticated tunnel (clients need no certificate).
+        #[arg(long)]
+        tunnel: bool,
+        /// Local port (random when absent).
+        #[arg(long, short = 'p')]
+        port: Option<u16>,
+        /// Database user (Redis: `default` when absent).
+        #[arg(long = "db-user")]
+        db_user: Option<String>,
+        /// Database name inside the server.
+        #[arg(long = "db-name")]
+        db_name: Option<String>,
+    },
     /// A local proxy any Azure client can use (alias: az).
     #[command(alias = "az")]
     Azure {
@@ -175,6 +223,49 @@ fn run(cli: Cli) -> Result<()> {
         }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
         Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
         Cmd::Db(DbCmd::Ls { format }) => runtime()?.block_on(db_ls(&cli, format)),
+        Cmd::Db(DbCmd::Login {
+            db,
+            db_user,
+            db_name,
+        }) => runtime()?.block_on(db::login(
+            &cli,
+            &db::Route {
+                db,
+                db_user: db_user.as_deref(),
+                db_name: db_name.as_deref(),
+            },
+        )),
+        Cmd::Db(DbCmd::Connect {
+            db,
+            db_user,
+            db_name,
+            args,
+        }) => {
+            let route = db::Route {
+                db,
+                db_user: db_user.as_deref(),
+                db_name: db_name.as_deref(),
+            };
+            let code = runtime()?.block_on(db::connect(&cli, &route, args))?;
+            std::process::exit(code);
+        }
+        Cmd::Db(DbCmd::Logout { db }) => db::logout(&cli, db.as_deref()),
+        Cmd::Proxy(ProxyCmd::Db {
+            db,
+            tunnel,
+            port,
+            db_user,
+            db_name,
+        }) => runtime()?.block_on(db::proxy(
+            &cli,
+            &db::Route {
+                db,
+                db_user: db_user.as_deref(),
+                db_name: db_name.as_deref(),
+            },
+            *port,
+            *tunnel,
+        )),
         Cmd::Az { args } => {
             let code = runtime()?.block_on(azure::az(&cli, args))?;
             std::process::exit(code);

@@ -37,6 +37,7 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
         .route("/v1/auth/inventory", get(inventory))
         .route("/v1/auth/proxies", get(proxies))
         .route("/v1/auth/certs/app", post(app_cert))
+        .route("/v1/auth/certs/db", post(db_cert))
         .route("/v1/auth/agent/roles", post(agent_roles))
         .route("/v1/auth/agent/events", post(agent_event))
         .with_state(auth)
@@ -254,6 +255,17 @@ async fn app_cert(
     Ok(Json(auth.generate_app_cert(&caller, &req).await?))
 }
 
+async fn db_cert(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::dbs::DbCertResponse>> {
+    require_identified(&caller)?;
+    let req: crate::dbs::DbCertRequest = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::BadParameter(format!("bad database certificate request: {e}")))?;
+    Ok(Json(auth.generate_db_cert(&caller, &req).await?))
+}
+
 async fn agent_roles(
     State(auth): State<Arc<AuthServer>>,
     Extension(caller): Extension<Caller>,
@@ -267,7 +279,15 @@ async fn agent_event(
     Extension(caller): Extension<Caller>,
     Json(event): Json<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>> {
-    auth.agent_event(&caller, event).await?;
+    // One event, or a batch of them in order.
+    match event {
+        serde_json::Value::Array(events) => {
+            for e in events {
+                auth.agent_event(&caller, e).await?;
+            }
+        }
+        e => auth.agent_event(&caller, e).await?,
+    }
     Ok(Json(serde_json::json!({})))
 }
 

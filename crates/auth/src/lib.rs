@@ -11,6 +11,7 @@
 pub mod agents;
 pub mod apps;
 pub mod azure_join;
+pub mod dbs;
 pub mod error;
 pub mod http;
 pub mod presets;

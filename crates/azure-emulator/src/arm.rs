@@ -15,6 +15,10 @@ pub const ARM_AUDIENCES: [&str; 4] = [
     "https://management.azure.com",
 ];
 
+/// The message of the 400 `BadRequest` that `listKeys` answers on a cache or database whose access
+/// keys are disabled (the exact text of Azure's answer is not documented; clients should not parse it).
+pub const ACCESS_KEYS_DISABLED: &str = "Access key authentication is disabled for this resource. Authenticate with Microsoft Entra ID instead.";
+
 /// A resource as ARM renders it.
 #[derive(Debug, Clone)]
 pub struct Res {
@@ -30,6 +34,8 @@ pub struct Res {
     pub body: Value,
     /// Access keys from the fixture (Redis).
     pub keys: Option<(String, String)>,
+    /// Access keys are refused (Entra ID only): `listKeys` fails.
+    pub keys_disabled: bool,
 }
 
 fn arm_error(status: u16, code: &str, message: &str) -> Resp {
@@ -75,6 +81,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 rg: rg.clone(),
                 type_name: "Microsoft.ManagedIdentity/userAssignedIdentities".into(),
                 keys: None,
+                keys_disabled: false,
             });
         }
         for vm in &loc.rg.vms {
@@ -140,6 +147,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 type_name: "Microsoft.Compute/virtualMachines".into(),
                 body,
                 keys: None,
+                keys_disabled: false,
             });
         }
         for r in &loc.rg.redis {
@@ -173,7 +181,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                             {"sslPort": 15001, "nonSslPort": 13001, "isMaster": false, "isPrimary": false},
                         ],
                         "updateChannel": "Stable",
-                        "disableAccessKeyAuthentication": false,
+                        "disableAccessKeyAuthentication": r.access_keys_disabled,
                     },
                 }),
                 id,
@@ -181,6 +189,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 rg: rg.clone(),
                 type_name: "Microsoft.Cache/Redis".into(),
                 keys: Some((r.primary_key.clone(), r.secondary_key.clone())),
+                keys_disabled: r.access_keys_disabled,
             });
         }
         for e in &loc.rg.redis_enterprise {
@@ -221,6 +230,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 rg: rg.clone(),
                 type_name: "Microsoft.Cache/redisEnterprise".into(),
                 keys: None,
+                keys_disabled: false,
             });
             for d in &e.databases {
                 let db_id = format!("{id}/databases/{}", d.name);
@@ -237,7 +247,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                             "clusteringPolicy": d.clustering_policy,
                             "evictionPolicy": "VolatileLRU",
                             "modules": [],
-                            "accessKeysAuthentication": "Enabled",
+                            "accessKeysAuthentication": if d.access_keys_disabled { "Disabled" } else { "Enabled" },
                         },
                     }),
                     id: db_id,
@@ -245,6 +255,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                     rg: rg.clone(),
                     type_name: "Microsoft.Cache/redisEnterprise/databases".into(),
                     keys: Some((d.primary_key.clone(), d.secondary_key.clone())),
+                    keys_disabled: d.access_keys_disabled,
                 });
             }
         }
@@ -652,6 +663,9 @@ fn provider_in_group(
                 "ResourceGroupNotFound",
                 &format!("Resource group '{rg}' could not be found."),
             );
+        }
+        if known.is_some_and(|r| r.keys_disabled) {
+            return arm_error(400, "BadRequest", ACCESS_KEYS_DISABLED);
         }
         return match known.and_then(|r| r.keys.clone()) {
             Some((p, s)) => json_resp(200, &json!({"primaryKey": p, "secondaryKey": s})),

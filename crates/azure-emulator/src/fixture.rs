@@ -170,6 +170,10 @@ pub struct RedisSpec {
     pub primary_key: String,
     /// Secondary access key.
     pub secondary_key: String,
+    /// Access keys refused (`disableAccessKeyAuthentication: true`): clients use Microsoft Entra ID
+    /// tokens, and `listKeys` fails.
+    #[serde(default)]
+    pub access_keys_disabled: bool,
     /// Tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -232,6 +236,10 @@ pub struct RedisEnterpriseDatabaseSpec {
     pub primary_key: String,
     /// Secondary access key.
     pub secondary_key: String,
+    /// Access keys refused (`accessKeysAuthentication: Disabled`, Azure Managed Redis's default):
+    /// clients use Microsoft Entra ID tokens, and `listKeys` fails.
+    #[serde(default)]
+    pub access_keys_disabled: bool,
 }
 
 fn default_db_name() -> String {

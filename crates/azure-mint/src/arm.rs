@@ -210,6 +210,10 @@ pub struct RedisProperties {
     /// Redis version.
     #[serde(default)]
     pub redis_version: String,
+    /// Access keys are refused; clients authenticate with Microsoft Entra ID tokens
+    /// (`AUTH <object-id> <token>`).
+    #[serde(default, deserialize_with = "null_default")]
+    pub disable_access_key_authentication: bool,
 }
 
 /// An Azure Cache for Redis.
@@ -249,6 +253,18 @@ pub struct RedisEnterpriseDatabaseProperties {
     /// Provisioning state.
     #[serde(default)]
     pub provisioning_state: String,
+    /// `Enabled` or `Disabled` (Azure Managed Redis's default): whether access keys are accepted.
+    #[serde(default, deserialize_with = "null_default")]
+    pub access_keys_authentication: String,
+}
+
+impl RedisEnterpriseDatabaseProperties {
+    /// Whether access keys are refused (`accessKeysAuthentication: Disabled`), so clients must use
+    /// Microsoft Entra ID tokens.
+    pub fn access_keys_disabled(&self) -> bool {
+        self.access_keys_authentication
+            .eq_ignore_ascii_case("Disabled")
+    }
 }
 
 /// A Redis Enterprise database (no location or tags of its own).
@@ -639,6 +655,21 @@ impl ArmClient {
             .await
     }
 
+    /// A Redis Enterprise cluster by resource ID.
+    pub async fn get_redis_enterprise(&self, id: &str) -> Result<RedisEnterprise, Error> {
+        Self::check_id(id)?;
+        self.get(id, REDIS_ENTERPRISE_API).await
+    }
+
+    /// A Redis Enterprise database by resource ID (`.../redisEnterprise/<cluster>/databases/<db>`).
+    pub async fn get_redis_enterprise_database(
+        &self,
+        database_id: &str,
+    ) -> Result<RedisEnterpriseDatabase, Error> {
+        Self::check_id(database_id)?;
+        self.get(database_id, REDIS_ENTERPRISE_API).await
+    }
+
     /// Access keys of a Redis Enterprise database.
     pub async fn redis_enterprise_keys(&self, database_id: &str) -> Result<AccessKeys, Error> {
         Self::check_id(database_id)?;
@@ -669,6 +700,31 @@ mod tests {
         assert!(ResourceId::parse("/subscriptions/s").is_err());
         assert!(ResourceId::parse("").is_err());
         assert!(ResourceId::parse("/subscriptions//resourceGroups/g/providers/a/b/c").is_err());
+    }
+
+    #[test]
+    fn redis_access_key_settings() {
+        let r: Redis = serde_json::from_value(serde_json::json!({
+            "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r",
+            "name": "r",
+            "properties": {"hostName": "r.redis.cache.windows.net", "disableAccessKeyAuthentication": true},
+        }))
+        .unwrap();
+        assert!(r.properties.disable_access_key_authentication);
+        for props in [
+            serde_json::json!({"hostName": "h", "disableAccessKeyAuthentication": null}),
+            serde_json::json!({"hostName": "h"}),
+        ] {
+            let r: RedisProperties = serde_json::from_value(props).unwrap();
+            assert!(!r.disable_access_key_authentication);
+        }
+        let d: RedisEnterpriseDatabaseProperties =
+            serde_json::from_value(serde_json::json!({"accessKeysAuthentication": "Disabled"}))
+                .unwrap();
+        assert!(d.access_keys_disabled());
+        let d: RedisEnterpriseDatabaseProperties =
+            serde_json::from_value(serde_json::json!({"accessKeysAuthentication": null})).unwrap();
+        assert!(!d.access_keys_disabled());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! files, and the API client.
 
 pub mod apps;
+pub mod db;
 pub mod profile;
 
 use std::time::Duration;

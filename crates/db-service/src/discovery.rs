@@ -172,11 +172,21 @@ pub fn enterprise_database(
         .get("TeleportDatabaseName")
         .cloned()
         .unwrap_or(default_name);
-    let mut db = Database::new(
-        name,
-        "redis",
-        format!("{}:{port}", cluster.properties.host_name),
-    );
+    // The OSS cluster policy exposes the shards themselves: clients follow
+    // MOVED/ASK, so sessions run the engine's cluster mode.
+    let uri = if d
+        .properties
+        .clustering_policy
+        .eq_ignore_ascii_case("OSSCluster")
+    {
+        format!(
+            "rediss://{}:{port}?mode=cluster",
+            cluster.properties.host_name
+        )
+    } else {
+        format!("rediss://{}:{port}", cluster.properties.host_name)
+    };
+    let mut db = Database::new(name, "redis", uri);
     db.metadata.description = format!("Azure Redis Enterprise server in {}", cluster.location);
     let mut labels = base_labels(
         &cluster.id,

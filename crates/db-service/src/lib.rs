@@ -2,7 +2,9 @@
 //! that register them. (Proxying Redis sessions and Azure discovery come
 //! with the Redis engine.)
 
+pub mod credentials;
 pub mod discovery;
+pub mod session;
 
 use std::time::Duration;
 

@@ -66,13 +66,30 @@ async fn discovers_what_the_agent_may_read() {
     assert_eq!(labels["teleport.dev/origin"], "cloud");
     assert!(redis.spec.uri.ends_with(":6380"), "{}", redis.spec.uri);
     assert_eq!(redis.metadata.description, "Azure Redis server in East US");
-    if let Some(ent) = dbs.iter().find(|d| d.metadata.name == "my-enterprise") {
-        assert_eq!(
-            ent.all_labels()["engine"],
-            "Microsoft.Cache/redisEnterprise"
-        );
-        assert!(ent.all_labels().contains_key("endpoint-type"));
-    }
+    let ent = dbs
+        .iter()
+        .find(|d| d.metadata.name == "my-enterprise")
+        .unwrap();
+    assert_eq!(
+        ent.all_labels()["engine"],
+        "Microsoft.Cache/redisEnterprise"
+    );
+    assert_eq!(ent.all_labels()["endpoint-type"], "OSSCluster");
+    // The OSS cluster policy: sessions run the engine's cluster mode.
+    assert!(
+        ent.spec.uri.ends_with(":10000?mode=cluster"),
+        "{}",
+        ent.spec.uri
+    );
+    assert!(ent.redis_cluster_mode());
+    assert!(!redis.redis_cluster_mode());
+    assert_eq!(
+        ent.host_port(),
+        Some((
+            "my-enterprise.eastus.redisenterprise.cache.azure.net".to_string(),
+            10000
+        ))
+    );
 
     // Another region selects nothing; a tag filter narrows.
     let none = db_service::discovery::discover(&arm, &[matcher(&["westeurope"])])

@@ -43,6 +43,10 @@ const HTTP_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// ALPN of app sessions (`tsh az`, `tsh proxy azure`): the connection, with
 /// an app certificate, is spliced to the app's agent through its tunnel.
 pub const ALPN_APP: &[u8] = b"teleport-app";
+/// ALPN of Redis sessions (`tsh db connect`, `tsh proxy db --tunnel`): the
+/// connection, with a database certificate, is spliced to the database's
+/// agent through its tunnel.
+pub const ALPN_REDIS: &[u8] = b"teleport-redis";
 /// ALPN of agents' HTTP calls, served with the host-CA certificate that
 /// agents verify through `teleport.ca_pin`.
 pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
@@ -53,6 +57,7 @@ enum Route {
     Http,
     Cluster,
     App,
+    Db,
     Unsupported(String),
 }
 
@@ -71,6 +76,9 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     }
     if list.iter().any(|p| p.as_slice() == ALPN_APP) {
         return Route::App;
+    }
+    if list.iter().any(|p| p.as_slice() == ALPN_REDIS) {
+        return Route::Db;
     }
     if list.iter().any(|p| HTTP_PROTOCOLS.contains(&p.as_slice())) {
         return Route::Http;
@@ -109,7 +117,7 @@ impl Proxy {
             &cfg.key_pem,
             &client_cas,
             pki::tls::ClientAuth::Optional,
-            &[HTTP_PROTOCOLS[0], HTTP_PROTOCOLS[1], ALPN_APP],
+            &[HTTP_PROTOCOLS[0], HTTP_PROTOCOLS[1], ALPN_APP, ALPN_REDIS],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let host = cfg
@@ -203,7 +211,7 @@ impl Proxy {
             .alpn()
             .map(|it| it.map(|p| p.to_vec()).collect::<Vec<_>>());
         let tls = match route(alpn) {
-            Route::Http | Route::App => self.http_tls.clone(),
+            Route::Http | Route::App | Route::Db => self.http_tls.clone(),
             Route::Cluster => self.cluster_tls.clone(),
             Route::Unsupported(proto) => {
                 tracing::warn!(%peer, protocol = %proto, "ALPN protocol not served by this proxy");
@@ -217,6 +225,8 @@ impl Proxy {
                     tokio::spawn(self.clone().serve_tunnel(tls, peer));
                 } else if alpn.as_deref() == Some(ALPN_APP) {
                     tokio::spawn(self.clone().serve_app(tls, peer));
+                } else if alpn.as_deref() == Some(ALPN_REDIS) {
+                    tokio::spawn(self.clone().serve_db(tls, peer));
                 } else {
                     let router = self.router.clone();
                     tokio::spawn(auth::serve::serve_connection(tls, router, peer));
@@ -311,6 +321,93 @@ impl Proxy {
         Err(last)
     }
 
+    /// A database session: check the database certificate, find an agent
+    /// serving the database through this proxy's tunnels, and splice the
+    /// connection to it. Refusals reach the client as a Redis error.
+    async fn serve_db(
+        self: Arc<Self>,
+        mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        peer: SocketAddr,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        match self.open_db_stream(&tls).await {
+            Ok(mut upstream) => {
+                if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await {
+                    tracing::debug!(%peer, error = %e, "database session ended");
+                }
+            }
+            Err(msg) => {
+                tracing::info!(%peer, error = %msg, "database session refused");
+                let clean: String = msg.replace(['\r', '\n'], " ");
+                let _ = tls
+                    .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    }
+
+    async fn open_db_stream(
+        &self,
+        tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    ) -> Result<tunnel::TunnelStream, String> {
+        use base64::Engine;
+        let conn = tls.get_ref().1;
+        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
+            return Err(
+                "a database session needs a database certificate: run tsh db login <db>".into(),
+            );
+        };
+        let Some(route) = id.route_to_database.as_ref() else {
+            return Err("this certificate is not for a database: run tsh db login <db>".into());
+        };
+        let cert_der = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .ok_or("no client certificate")?;
+        let servers = self
+            .auth
+            .servers("db")
+            .await
+            .map_err(|e| format!("listing database servers: {e}"))?;
+        let candidates: Vec<String> = servers
+            .iter()
+            .filter(|s| {
+                s.db.as_ref()
+                    .is_some_and(|d| d.metadata.name == route.service_name)
+            })
+            .map(|s| s.host_id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Err(format!(
+                "database {:?} is not served by any agent",
+                route.service_name
+            ));
+        }
+        let target = serde_json::json!({
+            "kind": "db",
+            "name": route.service_name,
+            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
+        })
+        .to_string();
+        let mut last = String::new();
+        for host in candidates {
+            if !self.tunnel.is_connected(&host) {
+                last = format!(
+                    "the agent {host} serving {:?} is not connected to this proxy",
+                    route.service_name
+                );
+                continue;
+            }
+            match self.tunnel.dial(&host, target.as_bytes()).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
     /// The reverse tunnel server: agents connected to this proxy.
     pub fn tunnel(&self) -> &tunnel::TunnelServer {
         &self.tunnel
@@ -382,16 +479,17 @@ mod tests {
         assert_eq!(route(Some(vec![b"http/1.1".to_vec()])), Route::Http);
         assert_eq!(
             route(Some(vec![b"teleport-redis".to_vec(), b"h2".to_vec()])),
-            Route::Http
+            Route::Db
+        );
+        assert_eq!(route(Some(vec![ALPN_REDIS.to_vec()])), Route::Db);
+        assert_eq!(
+            route(Some(vec![b"teleport-postgres".to_vec()])),
+            Route::Unsupported("teleport-postgres".into())
         );
         assert_eq!(
             route(Some(vec![b"http/1.1".to_vec(), ALPN_CLUSTER.to_vec()])),
             Route::Cluster
         );
         assert_eq!(route(Some(vec![ALPN_APP.to_vec()])), Route::App);
-        assert_eq!(
-            route(Some(vec![b"teleport-redis".to_vec()])),
-            Route::Unsupported("teleport-redis".into())
-        );
     }
 }

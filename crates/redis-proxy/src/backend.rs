@@ -14,10 +14,38 @@ use tokio::net::TcpStream;
 
 /// What the engine sends as `AUTH`: `AUTH <username> <password>` or, without
 /// a username, `AUTH <password>`. An empty password means "send no AUTH".
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Credentials {
     pub username: Option<String>,
     pub password: String,
+    /// For credentials that expire (Microsoft Entra tokens): how long the
+    /// server accepts them. Open connections are re-authenticated with fresh
+    /// credentials before then. `None`: they do not expire (access keys).
+    pub valid_for: Option<Duration>,
+}
+
+impl Credentials {
+    /// A password (and optional user) that does not expire.
+    pub fn password(username: Option<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username,
+            password: password.into(),
+            valid_for: None,
+        }
+    }
+
+    /// The `AUTH` command for these credentials (`None` when the password is
+    /// empty: nothing to send).
+    pub fn auth_command(&self) -> Option<Vec<u8>> {
+        if self.password.is_empty() {
+            return None;
+        }
+        let cmd = match &self.username {
+            Some(u) => Frame::command([b"AUTH".as_slice(), u.as_bytes(), self.password.as_bytes()]),
+            None => Frame::command([b"AUTH".as_slice(), self.password.as_bytes()]),
+        };
+        Some(cmd.to_bytes())
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -25,6 +53,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"******")
+            .field("valid_for", &self.valid_for)
             .finish()
     }
 }
@@ -36,6 +65,10 @@ impl std::fmt::Debug for Credentials {
 #[async_trait::async_trait]
 pub trait CredentialProvider: Send + Sync {
     async fn credentials(&self) -> Result<Credentials, String>;
+
+    /// The server refused `rejected` (`WRONGPASS`): forget it, so the next
+    /// [`CredentialProvider::credentials`] call fetches fresh ones.
+    async fn invalidate(&self, _rejected: &Credentials) {}
 }
 
 /// A fixed password (and optional username).
@@ -97,6 +130,9 @@ impl AsyncWrite for BackendStream {
 pub struct Backend {
     host: String,
     port: u16,
+    /// The TLS server name (SNI and certificate check); `host` unless this
+    /// is another node of the same cluster (see [`Backend::node`]).
+    server_name: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     credentials: Arc<dyn CredentialProvider>,
     connect_timeout: Duration,
@@ -122,13 +158,43 @@ impl Backend {
         tls: Option<Arc<rustls::ClientConfig>>,
         credentials: Arc<dyn CredentialProvider>,
     ) -> Self {
+        let host = host.into();
         Backend {
-            host: host.into(),
+            server_name: host.clone(),
+            host,
             port,
             tls,
             credentials,
             connect_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Another node of the same cluster at `host:port` (e.g. an IP address
+    /// from `CLUSTER SLOTS` or a `MOVED` redirection), with the same TLS
+    /// configuration and credentials. The TLS server name sent and verified
+    /// stays the one of this backend: cluster nodes present the
+    /// certificate of the configured host name.
+    pub fn node(&self, host: &str, port: u16) -> Backend {
+        Backend {
+            host: host.to_string(),
+            port,
+            ..self.clone()
+        }
+    }
+
+    /// The host connected to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port connected to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The TLS server name (SNI and certificate verification).
+    pub fn server_name(&self) -> &str {
+        &self.server_name
     }
 
     async fn open(&self) -> Result<BackendStream, EngineError> {
@@ -141,8 +207,8 @@ impl Backend {
         let Some(cfg) = &self.tls else {
             return Ok(BackendStream::Plain(tcp));
         };
-        let name =
-            ServerName::try_from(self.host.clone()).map_err(|e| EngineError::Tls(e.to_string()))?;
+        let name = ServerName::try_from(self.server_name.clone())
+            .map_err(|e| EngineError::Tls(e.to_string()))?;
         let tls = tokio::time::timeout(
             self.connect_timeout,
             tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
@@ -153,35 +219,45 @@ impl Backend {
         Ok(BackendStream::Tls(Box::new(tls)))
     }
 
+    /// The credentials for a new AUTH (asks the provider).
+    pub async fn credentials(&self) -> Result<Credentials, EngineError> {
+        self.credentials
+            .credentials()
+            .await
+            .map_err(EngineError::Credentials)
+    }
+
     /// Opens an authenticated connection. A `WRONGPASS` answer makes the
     /// engine ask the provider again and retry once on the same connection.
     pub async fn connect(&self) -> Result<BackendStream, EngineError> {
+        Ok(self.connect_authenticated().await?.stream)
+    }
+
+    /// Like [`Backend::connect`], also telling when the connection must be
+    /// authenticated again (credentials that expire).
+    pub async fn connect_authenticated(&self) -> Result<Connected, EngineError> {
         let mut stream = self.open().await?;
         let mut buf = BytesMut::with_capacity(512);
         for attempt in 0..2 {
-            let creds = self
-                .credentials
-                .credentials()
-                .await
-                .map_err(EngineError::Credentials)?;
-            if creds.password.is_empty() {
-                return Ok(stream);
-            }
-            let cmd = match &creds.username {
-                Some(u) => {
-                    Frame::command([b"AUTH".as_slice(), u.as_bytes(), creds.password.as_bytes()])
-                }
-                None => Frame::command([b"AUTH".as_slice(), creds.password.as_bytes()]),
+            let creds = self.credentials().await?;
+            let Some(cmd) = creds.auth_command() else {
+                return Ok(Connected {
+                    stream,
+                    reauth_at: None,
+                });
             };
-            stream
-                .write_all(&cmd.to_bytes())
-                .await
-                .map_err(EngineError::Backend)?;
+            stream.write_all(&cmd).await.map_err(EngineError::Backend)?;
             let reply = read_frame(&mut stream, &mut buf).await?;
             match reply {
-                Frame::Simple(_) => return Ok(stream),
+                Frame::Simple(_) => {
+                    return Ok(Connected {
+                        stream,
+                        reauth_at: creds.valid_for.map(reauth_deadline),
+                    })
+                }
                 Frame::Error(e) if e.starts_with(b"WRONGPASS") && attempt == 0 => {
                     tracing::info!(host = %self.host, "backend refused the password, asking the provider again");
+                    self.credentials.invalidate(&creds).await;
                 }
                 Frame::Error(e) | Frame::BlobError(e) => {
                     return Err(EngineError::Auth(String::from_utf8_lossy(&e).into_owned()))
@@ -197,6 +273,21 @@ impl Backend {
             "WRONGPASS after refreshing credentials".into(),
         ))
     }
+}
+
+/// An authenticated backend connection.
+pub struct Connected {
+    /// The stream.
+    pub stream: BackendStream,
+    /// When to send `AUTH` again with fresh credentials (they expire).
+    pub reauth_at: Option<tokio::time::Instant>,
+}
+
+/// When credentials valid for `valid_for` from now must be replaced: a
+/// quarter of their life early, at most five minutes early.
+pub fn reauth_deadline(valid_for: Duration) -> tokio::time::Instant {
+    let margin = (valid_for / 4).min(Duration::from_secs(300));
+    tokio::time::Instant::now() + valid_for.saturating_sub(margin)
 }
 
 async fn read_frame<S: AsyncRead + Unpin>(

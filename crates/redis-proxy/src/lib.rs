@@ -32,20 +32,36 @@
 //!   the command name and its arguments; secrets (`AUTH`, `HELLO ... AUTH`,
 //!   `MIGRATE ... AUTH/AUTH2`, `CONFIG SET requirepass/masterauth`) are
 //!   replaced by `******`. Session start/end events are the caller's.
+//!
+//! # Cluster mode
+//!
+//! [`serve_cluster_session`] ([`cluster`]) serves the same client protocol
+//! in front of a Redis Cluster (Azure Redis Enterprise with the
+//! `OSSCluster` policy): the slot map comes from `CLUSTER SLOTS` on the
+//! configured host, each command goes to its key's node (connections opened
+//! on first use and verified against the configured host's TLS name),
+//! pipelines keep their depth, `MOVED`/`ASK` are followed, `MGET` and
+//! `DEL`/`EXISTS`/`UNLINK`/`TOUCH`/`MSET` across slots are split and merged,
+//! `DBSIZE`/`KEYS`/`FLUSHALL` run on every master, and what cannot work on
+//! one pinned connection (`MULTI`, subscriptions, `MONITOR`, `SCAN`, ...) is
+//! refused with `-ERR Teleport: ... is not supported in cluster mode`.
 
 pub mod backend;
+pub mod cluster;
 pub mod resp;
 
 pub use backend::{
-    tls_config, Backend, BackendStream, CredentialProvider, Credentials, StaticCredentials,
+    reauth_deadline, tls_config, Backend, BackendStream, Connected, CredentialProvider,
+    Credentials, StaticCredentials,
 };
+pub use cluster::serve_cluster_session;
 pub use resp::{Frame, Limits, ProtocolError};
 
 use bytes::{Buf, BytesMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Errors ending a session.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +126,7 @@ impl CommandEvent {
 
 const REDACTED: &str = "******";
 
-fn audit_event(name: &str, args: &[&[u8]]) -> CommandEvent {
+pub(crate) fn audit_event(name: &str, args: &[&[u8]]) -> CommandEvent {
     let mut out: Vec<String> = args
         .iter()
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -257,7 +273,7 @@ where
     A: FnMut(CommandEvent),
 {
     let (client_r, mut client_w) = tokio::io::split(client);
-    let server = match backend.connect().await {
+    let connected = match backend.connect_authenticated().await {
         Ok(s) => s,
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
@@ -265,17 +281,51 @@ where
             return Err(e);
         }
     };
-    run(client_r, client_w, server, opts, audit).await
+    let reauth = connected.reauth_at.map(|at| Reauth { backend, at });
+    if let Some(r) = &reauth {
+        tracing::debug!(
+            in_secs =
+                r.at.saturating_duration_since(tokio::time::Instant::now())
+                    .as_secs(),
+            "credentials expire: re-authentication scheduled"
+        );
+    }
+    run_inner(client_r, client_w, connected.stream, opts, audit, reauth).await
+}
+
+/// Re-authentication of an open backend connection whose credentials
+/// expire (Microsoft Entra tokens).
+struct Reauth<'a> {
+    backend: &'a Backend,
+    /// When to send the next `AUTH`.
+    at: tokio::time::Instant,
 }
 
 /// Same as [`serve_session`] with an already connected and authenticated
-/// backend stream.
+/// backend stream (credentials that do not expire).
 pub async fn run<CR, CW, S, A>(
+    client_r: CR,
+    client_w: CW,
+    server: S,
+    opts: SessionOptions,
+    audit: A,
+) -> Result<(), EngineError>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
+    A: FnMut(CommandEvent),
+{
+    run_inner(client_r, client_w, server, opts, audit, None).await
+}
+
+async fn run_inner<CR, CW, S, A>(
     mut client_r: CR,
     mut client_w: CW,
     server: S,
     opts: SessionOptions,
     mut audit: A,
+    mut reauth: Option<Reauth<'_>>,
 ) -> Result<(), EngineError>
 where
     CR: AsyncRead + Unpin,
@@ -290,6 +340,10 @@ where
     };
     let (local_tx, mut local_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let limits = opts.limits;
+    // The reply to an AUTH the engine sent itself (re-authentication) goes
+    // here instead of to the client.
+    let engine_auth: std::sync::Mutex<Option<oneshot::Sender<Frame>>> = std::sync::Mutex::new(None);
+    let engine_auth_ref = &engine_auth;
 
     // Client -> backend.
     let progress_ref = &progress;
@@ -305,10 +359,36 @@ where
         };
         loop {
             buf.reserve(16 * 1024);
-            let n = client_r
-                .read_buf(&mut buf)
-                .await
-                .map_err(EngineError::Client)?;
+            let due = reauth.as_ref().map(|r| r.at);
+            let reauth_due = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let n = tokio::select! {
+                biased;
+                () = reauth_due, if counting => {
+                    let Some(r) = reauth.as_mut() else { continue };
+                    // Between replies only: the next reply is then AUTH's.
+                    if tokio::time::timeout(REAUTH_WAIT, progress_ref.wait_for(sent)).await.is_err() {
+                        r.at = tokio::time::Instant::now() + REAUTH_WAIT;
+                        continue;
+                    }
+                    match reauthenticate(r.backend, &mut server_w, engine_auth_ref).await {
+                        Ok(next) => match next {
+                            Some(at) => r.at = at,
+                            None => reauth = None,
+                        },
+                        Err(e) => {
+                            let _ = local_tx.send(teleport_error(&e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                    continue;
+                }
+                r = client_r.read_buf(&mut buf) => r.map_err(EngineError::Client)?,
+            };
             if n == 0 {
                 if counting {
                     drain(sent).await;
@@ -411,6 +491,29 @@ where
                         let _ = client_w.shutdown().await;
                         return Ok(());
                     }
+                    // The reply to the engine's own AUTH (push frames before
+                    // it still go to the client).
+                    if scanner.at_boundary() && awaiting_engine_auth(engine_auth_ref) {
+                        loop {
+                            let parsed = resp::parse(&buf, &limits)
+                                .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
+                            let Some((frame, n)) = parsed else { break };
+                            if matches!(frame, Frame::Push(_)) {
+                                client_w.write_all(&buf[..n]).await.map_err(EngineError::Client)?;
+                                client_w.flush().await.map_err(EngineError::Client)?;
+                                buf.advance(n);
+                                continue;
+                            }
+                            buf.advance(n);
+                            if let Some(tx) = engine_auth_ref.lock().ok().and_then(|mut g| g.take()) {
+                                let _ = tx.send(frame);
+                            }
+                            break;
+                        }
+                        if awaiting_engine_auth(engine_auth_ref) || buf.is_empty() {
+                            continue;
+                        }
+                    }
                     let scanned = scanner
                         .scan(&buf, &limits)
                         .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
@@ -438,5 +541,54 @@ where
             let _ = tokio::time::timeout(opts.drain_timeout, &mut server_side).await;
             r
         }
+    }
+}
+
+/// How long re-authentication waits for outstanding replies before trying
+/// again (a blocking command may hold them).
+const REAUTH_WAIT: Duration = Duration::from_secs(1);
+
+fn awaiting_engine_auth(slot: &std::sync::Mutex<Option<oneshot::Sender<Frame>>>) -> bool {
+    slot.lock().map(|g| g.is_some()).unwrap_or(false)
+}
+
+/// Sends `AUTH` with fresh credentials on an open backend connection whose
+/// replies have all been delivered, and waits for its answer (which the
+/// backend-side loop hands over through `slot`). Returns when to do it
+/// again.
+async fn reauthenticate<W: AsyncWrite + Unpin>(
+    backend: &Backend,
+    server_w: &mut W,
+    slot: &std::sync::Mutex<Option<oneshot::Sender<Frame>>>,
+) -> Result<Option<tokio::time::Instant>, EngineError> {
+    let creds = backend.credentials().await?;
+    let Some(cmd) = creds.auth_command() else {
+        return Ok(None);
+    };
+    let (tx, rx) = oneshot::channel();
+    if let Ok(mut g) = slot.lock() {
+        *g = Some(tx);
+    }
+    server_w
+        .write_all(&cmd)
+        .await
+        .map_err(EngineError::Backend)?;
+    server_w.flush().await.map_err(EngineError::Backend)?;
+    let reply = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .map_err(|_| EngineError::Auth("no answer to re-authentication".into()))?
+        .map_err(|_| EngineError::Auth("connection closed during re-authentication".into()))?;
+    match reply {
+        Frame::Simple(_) => {
+            tracing::debug!("re-authenticated the database connection");
+            Ok(creds.valid_for.map(reauth_deadline))
+        }
+        Frame::Error(e) | Frame::BlobError(e) => Err(EngineError::Auth(format!(
+            "re-authentication refused: {}",
+            String::from_utf8_lossy(&e)
+        ))),
+        other => Err(EngineError::Auth(format!(
+            "unexpected answer to re-authentication: {other:?}"
+        ))),
     }
 }

@@ -118,6 +118,8 @@ async fn hello_3_gives_resp3_replies() {
     // redis-cli -3 (HELLO 3 at connect) prints a map.
     let out = proxy.cli(&["-3", "HGETALL", "h"]).await;
     assert!(out.contains("field") && out.contains("value"), "{out}");
+    let out = proxy.cli(&["-3", "HELLO", "3"]).await;
+    assert!(out.contains("proto 3"), "{out}");
 }
 
 #[tokio::test]
@@ -426,4 +428,128 @@ async fn large_values_and_long_replies_stream_through() {
     assert_eq!(items.len(), 100_000);
     assert_eq!(items[99_999], bulk("item-99999"));
     assert_eq!(c.read().await, simple("OK"));
+}
+
+/// Credentials that expire quickly, like Microsoft Entra tokens: a user
+/// whose password is a fresh "token" per call.
+struct ExpiringCreds {
+    calls: std::sync::atomic::AtomicUsize,
+    valid_for: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl redis_proxy::CredentialProvider for ExpiringCreds {
+    async fn credentials(&self) -> Result<redis_proxy::Credentials, String> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(redis_proxy::Credentials {
+            username: Some("entra-object-id".into()),
+            password: format!("token-{n}"),
+            valid_for: Some(self.valid_for),
+        })
+    }
+}
+
+fn auth_calls(info: &Frame) -> u64 {
+    let Frame::Bulk(text) = info else {
+        panic!("INFO answered {info:?}")
+    };
+    let text = String::from_utf8_lossy(text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_auth:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn expiring_credentials_are_renewed_on_open_connections() {
+    let server = RedisServer::start_tls(PW);
+    let admin_proxy = Proxy::start(
+        server.backend(TestCreds::new(PW)),
+        SessionOptions::default(),
+    )
+    .await;
+    let mut admin = {
+        let mut c = admin_proxy.conn().await;
+        // The "Entra" user takes any token (the server cannot check JWTs).
+        assert_eq!(
+            c.call(&[
+                "ACL",
+                "SETUSER",
+                "entra-object-id",
+                "on",
+                "nopass",
+                "~*",
+                "&*",
+                "+@all"
+            ])
+            .await,
+            simple("OK")
+        );
+        c
+    };
+    let creds = std::sync::Arc::new(ExpiringCreds {
+        calls: Default::default(),
+        valid_for: std::time::Duration::from_millis(1200),
+    });
+    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["SET", "k", "0"]).await, simple("OK"));
+    let before = auth_calls(&admin.call(&["INFO", "commandstats"]).await);
+    // Keep the session busy with pipelines while the credentials expire:
+    // every reply still arrives in order and none is the engine's AUTH.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut rounds = 0;
+    loop {
+        let mut batch = Vec::new();
+        for _ in 0..50 {
+            batch.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n");
+        }
+        c.raw(&batch).await;
+        for i in 1..=50 {
+            assert_eq!(c.read().await, Frame::Integer(rounds * 50 + i));
+        }
+        rounds += 1;
+        let calls = creds.calls.load(std::sync::atomic::Ordering::SeqCst);
+        if calls >= 3 && rounds >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no re-authentication");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // An idle session is renewed too.
+    let idle_before = auth_calls(&admin.call(&["INFO", "commandstats"]).await);
+    let idle_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while auth_calls(&admin.call(&["INFO", "commandstats"]).await) <= idle_before {
+        assert!(
+            std::time::Instant::now() < idle_deadline,
+            "idle session not renewed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = auth_calls(&admin.call(&["INFO", "commandstats"]).await);
+    assert!(
+        after >= before + 2,
+        "AUTH sent again on the open connection: {before} -> {after}"
+    );
+    assert_eq!(c.call(&["ACL", "WHOAMI"]).await, bulk("entra-object-id"));
+    // Not audited: re-authentication is the engine's, not the user's.
+    assert!(proxy.events().iter().all(|e| e.name != "AUTH"));
+
+    // A refused renewal ends the session with a Teleport error.
+    assert_eq!(
+        admin
+            .call(&["ACL", "SETUSER", "entra-object-id", "off"])
+            .await,
+        simple("OK")
+    );
+    let e = loop {
+        c.send(&["PING"]).await;
+        match c.read().await {
+            Frame::Simple(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            other => break error_text(&other),
+        }
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
+    };
+    assert!(e.starts_with("ERR Teleport: "), "{e}");
 }

@@ -220,6 +220,74 @@ impl Database {
         merge_labels(&self.metadata, &self.spec.dynamic_labels)
     }
 
+    /// An Azure database (Azure Cache for Redis or Redis Enterprise).
+    pub fn is_azure(&self) -> bool {
+        self.spec
+            .azure
+            .as_ref()
+            .is_some_and(|a| !a.resource_id.is_empty() || !a.name.is_empty())
+    }
+
+    /// The database user a session uses when none is asked for: Redis'
+    /// `default` user; other protocols have none.
+    pub fn default_db_user(&self) -> Option<&'static str> {
+        (self.spec.protocol == "redis").then_some("default")
+    }
+
+    /// Whether sessions may use `db_user` on this database, apart from RBAC:
+    /// Azure Cache for Redis only knows the `default` user (access keys and
+    /// Teleport's own credentials authenticate as it).
+    pub fn check_db_user(&self, db_user: &str) -> Result<(), String> {
+        if self.spec.protocol == "redis" && self.is_azure() && db_user != "default" {
+            return Err(
+                "access denied to non-default db user: Azure Cache for Redis requires authentication as default user \"default\""
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Redis Cluster mode: the URI asks for it with `?mode=cluster`
+    /// (`rediss://host:10000?mode=cluster`, Azure Redis Enterprise with the
+    /// OSS cluster policy), as in Teleport.
+    pub fn redis_cluster_mode(&self) -> bool {
+        self.spec.protocol == "redis"
+            && self.spec.uri.split_once('?').is_some_and(|(_, q)| {
+                q.split('&')
+                    .any(|kv| kv.eq_ignore_ascii_case("mode=cluster"))
+            })
+    }
+
+    /// `host` and `port` of the URI (`host:port`, `rediss://host:port`, ...).
+    pub fn host_port(&self) -> Option<(String, u16)> {
+        let uri = self.spec.uri.as_str();
+        let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+        let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
+            let (h, p) = stripped.split_once(']')?;
+            (h.to_string(), p.strip_prefix(':').unwrap_or(""))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p),
+                None => (rest.to_string(), ""),
+            }
+        };
+        if host.is_empty() {
+            return None;
+        }
+        let port = if port.is_empty() {
+            if self.spec.protocol == "redis" {
+                6379
+            } else {
+                return None;
+            }
+        } else {
+            port.parse().ok()?
+        };
+        Some((host, port))
+    }
+
     /// Kind, version, name, protocol, URI and TLS mode checks.
     pub fn validate(&self) -> Result<(), ResourceError> {
         crate::check_header(&self.kind, &self.version, crate::KIND_DB, "v3")?;

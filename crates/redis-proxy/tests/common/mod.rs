@@ -21,6 +21,40 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A fresh CA and a server certificate for `localhost` only (no IP address),
+/// written as `ca.pem`, `server.pem`, `server.key` in `dir`. Returns the CA
+/// as PEM and DER.
+pub fn write_certs(dir: &std::path::Path) -> (String, Vec<u8>) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL clients (redis-cli, redis-benchmark) take a
+    // leaf whose issuer equals its subject for self-signed.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "redis-proxy test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    let ca_pem = ca.pem();
+    let ca_der = ca.der().to_vec();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    (ca_pem, ca_der)
+}
+
+/// rustls client configuration trusting one CA.
+pub fn tls_trusting(ca_der: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    redis_proxy::tls_config(roots).unwrap()
+}
+
 pub struct RedisServer {
     child: Child,
     pub port: u16,
@@ -51,24 +85,7 @@ impl RedisServer {
 
     fn start(password: &str, tls: bool) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // Distinct names: OpenSSL clients (redis-cli, redis-benchmark) take a
-        // leaf whose issuer equals its subject for self-signed.
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "redis-proxy test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        leaf.distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        let cert = leaf.signed_by(&key, &ca).unwrap();
-        let ca_pem = ca.pem();
-        let ca_der = ca.der().to_vec();
-        std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
-        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        let (ca_pem, ca_der) = write_certs(dir.path());
         let port = free_port();
         let mut cmd = Command::new("/usr/bin/redis-server");
         cmd.args([
@@ -173,6 +190,7 @@ impl CredentialProvider for TestCreds {
         Ok(Credentials {
             username: self.username.clone(),
             password,
+            valid_for: None,
         })
     }
 }
@@ -192,6 +210,15 @@ impl Drop for Proxy {
 
 impl Proxy {
     pub async fn start(backend: Backend, opts: SessionOptions) -> Proxy {
+        Self::start_mode(backend, opts, false).await
+    }
+
+    /// The engine in cluster mode ([`redis_proxy::serve_cluster_session`]).
+    pub async fn start_cluster(seed: Backend, opts: SessionOptions) -> Proxy {
+        Self::start_mode(seed, opts, true).await
+    }
+
+    async fn start_mode(backend: Backend, opts: SessionOptions, cluster: bool) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -203,11 +230,13 @@ impl Proxy {
                 let ev = ev.clone();
                 let opts = opts.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = redis_proxy::serve_session(stream, &backend, opts, |e| {
-                        ev.lock().unwrap().push(e)
-                    })
-                    .await
-                    {
+                    let audit = |e| ev.lock().unwrap().push(e);
+                    let result = if cluster {
+                        redis_proxy::serve_cluster_session(stream, &backend, opts, audit).await
+                    } else {
+                        redis_proxy::serve_session(stream, &backend, opts, audit).await
+                    };
+                    if let Err(e) = result {
                         eprintln!("session ended: {e}");
                     }
                 });
@@ -313,5 +342,225 @@ pub fn error_text(f: &Frame) -> String {
     match f {
         Frame::Error(e) => String::from_utf8_lossy(e).into_owned(),
         other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A 3-master TLS Redis Cluster (`--port 0`, TLS on the client, cluster bus
+/// and replication ports) requiring a password, on free ports, with
+/// certificates for `localhost` only: nodes report themselves as
+/// `127.0.0.1`, so following them needs the seed's TLS name. Killed on drop.
+pub struct RedisCluster {
+    children: Vec<Option<Child>>,
+    pub ports: Vec<u16>,
+    pub ids: Vec<String>,
+    pub password: String,
+    pub ca_der: Vec<u8>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Slot ranges of the three masters.
+pub const CLUSTER_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+impl RedisCluster {
+    pub async fn start(password: &str) -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, ca_der) = write_certs(dir.path());
+        let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+        let mut used = std::collections::HashSet::new();
+        let mut port = || loop {
+            let p = free_port();
+            if used.insert(p) {
+                return p;
+            }
+        };
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        let mut buses = Vec::new();
+        for i in 0..3 {
+            let (tls_port, bus) = (port(), port());
+            let mut cmd = Command::new("/usr/bin/redis-server");
+            cmd.args(["--bind", "127.0.0.1", "--port", "0"])
+                .args(["--tls-port", &tls_port.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-config-file", &p(&format!("nodes-{i}.conf"))])
+                .args(["--cluster-announce-ip", "127.0.0.1"])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .args(["--tls-cert-file", &p("server.pem")])
+                .args(["--tls-key-file", &p("server.key")])
+                .args(["--tls-ca-cert-file", &p("ca.pem")])
+                .args(["--tls-auth-clients", "no"])
+                .args(["--requirepass", password, "--masterauth", password])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path());
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            children.push(Some(child));
+            ports.push(tls_port);
+            buses.push(bus);
+        }
+        let mut cluster = RedisCluster {
+            children,
+            ports,
+            ids: Vec::new(),
+            password: password.to_string(),
+            ca_der,
+            dir,
+        };
+        let deadline = Instant::now() + WAIT;
+        for &port in &cluster.ports {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server did not start on {port}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for (i, (lo, hi)) in CLUSTER_RANGES.into_iter().enumerate() {
+            let Frame::Bulk(id) = cluster.call(i, &["CLUSTER", "MYID"]).await else {
+                panic!("CLUSTER MYID")
+            };
+            cluster.ids.push(String::from_utf8_lossy(&id).into_owned());
+            let r = cluster
+                .call(
+                    i,
+                    &["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()],
+                )
+                .await;
+            assert_eq!(r, simple("OK"));
+        }
+        for (port, bus) in cluster.ports.iter().zip(&buses).skip(1) {
+            let (port, bus) = (port.to_string(), bus.to_string());
+            let r = cluster
+                .call(0, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])
+                .await;
+            assert_eq!(r, simple("OK"));
+        }
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    /// Polls until every node reports `cluster_state:ok` and knows all
+    /// three masters.
+    pub async fn wait_ok(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut ok = true;
+            for i in 0..3 {
+                let info = self.call(i, &["CLUSTER", "INFO"]).await;
+                let text = text(&info);
+                ok &= text.contains("cluster_state:ok") && text.contains("cluster_known_nodes:3");
+                if let Frame::Array(ranges) = self.call(i, &["CLUSTER", "SLOTS"]).await {
+                    ok &= ranges.len() == 3;
+                } else {
+                    ok = false;
+                }
+            }
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The engine's seed: the first node, by host name.
+    pub fn backend(&self, creds: Arc<dyn CredentialProvider>) -> Backend {
+        Backend::new(
+            "localhost",
+            self.ports[0],
+            Some(tls_trusting(&self.ca_der)),
+            creds,
+        )
+    }
+
+    /// One command sent straight to node `i` (a new connection).
+    pub async fn call(&self, i: usize, args: &[&str]) -> Frame {
+        let creds = Arc::new(redis_proxy::StaticCredentials(Credentials::password(
+            None,
+            self.password.clone(),
+        )));
+        let backend = Backend::new(
+            "localhost",
+            self.ports[i],
+            Some(tls_trusting(&self.ca_der)),
+            creds,
+        );
+        let mut stream = backend.connect().await.unwrap();
+        stream
+            .write_all(&Frame::command(args).to_bytes())
+            .await
+            .unwrap();
+        let mut buf = BytesMut::new();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some((f, _)) = resp::parse(&buf, &Default::default()).unwrap() {
+                    return f;
+                }
+                assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "node closed");
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The node serving `slot` (initial layout).
+    pub fn node_of_slot(&self, slot: u16) -> usize {
+        CLUSTER_RANGES
+            .iter()
+            .position(|&(lo, hi)| (lo..=hi).contains(&slot))
+            .unwrap()
+    }
+
+    /// `cmdstat_<name>:calls=` of node `i`.
+    pub async fn calls(&self, i: usize, name: &str) -> u64 {
+        self.cmdstat(i, name, "calls").await
+    }
+
+    /// A field of `cmdstat_<name>` (`calls`, `rejected_calls`, ...) of node `i`.
+    pub async fn cmdstat(&self, i: usize, name: &str, field: &str) -> u64 {
+        let info = self.call(i, &["INFO", "commandstats"]).await;
+        let key = format!("cmdstat_{name}:");
+        let Some(line) = text(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix(&key).map(str::to_string))
+        else {
+            return 0;
+        };
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))
+            .map(|n| n.parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// Stops node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The text of a bulk, simple or verbatim string reply.
+pub fn text(f: &Frame) -> String {
+    match f {
+        Frame::Bulk(b) | Frame::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+        Frame::Verbatim { data, .. } => String::from_utf8_lossy(data).into_owned(),
+        other => panic!("expected text, got {other:?}"),
     }
 }

@@ -1,0 +1,131 @@
+//! Database sessions: certificates routed to one database (`tsh db login`).
+//!
+//! Access is checked here when the certificate is issued (so `tsh db login`
+//! fails early and clearly) and again by the database agent for every
+//! session, with the user's roles as they are then.
+
+use pki::{Identity, RouteToDatabase};
+use serde::{Deserialize, Serialize};
+
+use crate::{AuthError, AuthServer, Caller, Result};
+
+/// `POST /v1/auth/certs/db`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DbCertRequest {
+    /// Database name (as `tsh db ls` shows it).
+    pub database: String,
+    /// Database user; the protocol's default (`default` for Redis) when empty.
+    #[serde(default)]
+    pub db_user: String,
+    /// Database name inside the server (not used by Redis).
+    #[serde(default)]
+    pub db_name: String,
+    /// Public key to certify (SPKI DER, base64).
+    pub public_key: String,
+}
+
+/// The database certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DbCertResponse {
+    /// Certificate (PEM), issued by the user CA.
+    pub tls_cert: String,
+    /// The database as registered.
+    pub database: resources::Database,
+    /// The database user the certificate carries.
+    pub db_user: String,
+}
+
+impl AuthServer {
+    /// Issue a database certificate for the calling user.
+    pub async fn generate_db_cert(
+        &self,
+        caller: &Caller,
+        req: &DbCertRequest,
+    ) -> Result<DbCertResponse> {
+        use base64::Engine;
+        let Caller::User(id) = caller else {
+            return Err(AuthError::AccessDenied(
+                "log in with tsh login to get database certificates".into(),
+            ));
+        };
+        if id.route_to_app.is_some() || id.route_to_database.is_some() {
+            return Err(AuthError::AccessDenied(
+                "a session certificate cannot be used to get another one".into(),
+            ));
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(req.public_key.as_bytes())
+            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
+        let user = self.get_user(&id.username).await?;
+        let roles = self.get_roles(&user.spec.roles).await?;
+        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
+            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let db = self
+            .servers("db")
+            .await?
+            .into_iter()
+            .filter_map(|s| s.db)
+            .find(|d| d.metadata.name == req.database)
+            .ok_or_else(|| {
+                AuthError::NotFound(format!(
+                    "database {:?} not found: tsh db ls lists the databases you may use",
+                    req.database
+                ))
+            })?;
+        let db_user = if req.db_user.is_empty() {
+            db.default_db_user().unwrap_or_default().to_string()
+        } else {
+            req.db_user.clone()
+        };
+        if db_user.is_empty() {
+            return Err(AuthError::BadParameter(format!(
+                "database {:?} needs a database user: pass --db-user",
+                db.metadata.name
+            )));
+        }
+        db.check_db_user(&db_user)
+            .map_err(AuthError::AccessDenied)?;
+        // Redis has no database names to check (Teleport ignores db_names there).
+        let db_name = (db.spec.protocol != "redis" && !req.db_name.is_empty())
+            .then_some(req.db_name.as_str());
+        checker
+            .check_access_to_db(&db.all_labels(), Some(&db_user), db_name)
+            .map_err(|e| {
+                AuthError::AccessDenied(format!(
+                    "{e} (database {:?} as user {db_user:?})",
+                    db.metadata.name
+                ))
+            })?;
+        let identity = Identity {
+            username: id.username.clone(),
+            groups: user.spec.roles.clone(),
+            logins: checker.logins(),
+            route_to_cluster: self.cluster_name().to_string(),
+            traits: user.spec.traits.clone(),
+            teleport_cluster: self.cluster_name().to_string(),
+            // The session lives no longer than the user's own certificate.
+            expires: id.expires,
+            route_to_database: Some(RouteToDatabase {
+                service_name: db.metadata.name.clone(),
+                protocol: db.spec.protocol.clone(),
+                username: db_user.clone(),
+                database: req.db_name.clone(),
+            }),
+            db_users: checker.db_users(),
+            db_names: checker.db_names(),
+            usage: vec!["usage:db".into()],
+            ..Default::default()
+        };
+        let cert = self.user_ca().sign_identity(&identity, &key)?;
+        self.emit(serde_json::json!({
+            "event": "cert.create", "code": "TC000I", "user": id.username,
+            "cert_type": "db", "db_service": db.metadata.name, "db_user": db_user,
+        }))
+        .await;
+        Ok(DbCertResponse {
+            tls_cert: cert,
+            database: db,
+            db_user,
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! Database sessions on the client: the database certificate under the
+//! profile and the local proxy that carries a Redis client's connections to
+//! the cluster (mutual TLS with the database certificate on ALPN
+//! `teleport-redis`, one TLS connection per client connection).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{ClientError, Credentials, Profile, ProfileStore, Result};
+
+/// ALPN protocol of Redis sessions at the proxy.
+pub const ALPN_REDIS: &[u8] = b"teleport-redis";
+
+/// Where a database session's files live:
+/// `keys/<proxy>/<user>-db/<cluster>/<db>.{crt,key}`.
+#[derive(Debug, Clone)]
+pub struct DbPaths {
+    /// Directory of the user's database certificates for the cluster.
+    pub dir: PathBuf,
+    /// Certificate.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl ProfileStore {
+    /// Paths of a database session of `profile`.
+    pub fn db_paths(&self, profile: &Profile, db: &str) -> DbPaths {
+        let dir = self
+            .dir()
+            .join("keys")
+            .join(profile.name())
+            .join(format!("{}-db", profile.user))
+            .join(&profile.cluster);
+        DbPaths {
+            cert: dir.join(format!("{db}.crt")),
+            key: dir.join(format!("{db}.key")),
+            dir,
+        }
+    }
+
+    /// Store a database session's key and certificate.
+    pub fn save_db(
+        &self,
+        profile: &Profile,
+        db: &str,
+        key_pem: &str,
+        cert_pem: &str,
+    ) -> Result<DbPaths> {
+        let paths = self.db_paths(profile, db);
+        crate::profile::write_private(&paths.key, key_pem.as_bytes())?;
+        crate::profile::write_private(&paths.cert, cert_pem.as_bytes())?;
+        Ok(paths)
+    }
+
+    /// The stored session for `db`, if its certificate is still valid for
+    /// at least a minute.
+    pub fn load_db(&self, profile: &Profile, db: &str, ca_pems: &[String]) -> Option<Credentials> {
+        let paths = self.db_paths(profile, db);
+        let cert = std::fs::read_to_string(&paths.cert).ok()?;
+        let key = std::fs::read_to_string(&paths.key).ok()?;
+        let creds = Credentials {
+            key_pem: key,
+            cert_pem: cert,
+            ca_pems: ca_pems.to_vec(),
+        };
+        let id = crate::identity_of(&creds).ok()?;
+        let fresh = id.expires - time::OffsetDateTime::now_utc() > time::Duration::minutes(1);
+        let routed = id
+            .route_to_database
+            .as_ref()
+            .is_some_and(|r| r.service_name == db);
+        (fresh && routed).then_some(creds)
+    }
+
+    /// Databases with a stored session of `profile`.
+    pub fn db_sessions(&self, profile: &Profile) -> Vec<String> {
+        let dir = self.db_paths(profile, "x").dir;
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                (p.extension().and_then(|x| x.to_str()) == Some("crt"))
+                    .then(|| p.file_stem()?.to_str().map(str::to_string))
+                    .flatten()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Remove the stored session of `db`.
+    pub fn remove_db(&self, profile: &Profile, db: &str) -> bool {
+        let paths = self.db_paths(profile, db);
+        let existed = paths.cert.exists();
+        let _ = std::fs::remove_file(&paths.cert);
+        let _ = std::fs::remove_file(&paths.key);
+        existed
+    }
+}
+
+/// Opens TLS connections to the proxy with a database certificate.
+#[derive(Clone)]
+pub struct DbDialer {
+    addr: String,
+    server_name: rustls::pki_types::ServerName<'static>,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl DbDialer {
+    /// A dialer for the proxy at `proxy_addr` (`host:port`).
+    pub fn new(proxy_addr: &str, db: &Credentials, insecure: bool) -> Result<DbDialer> {
+        let mut roots = crate::system_roots();
+        roots.extend(db.ca_pems.iter().cloned());
+        let tls = pki::tls::client_config(
+            Some(&db.cert_pem),
+            Some(&db.key_pem),
+            &roots,
+            insecure,
+            &[ALPN_REDIS],
+        )
+        .map_err(|e| ClientError::Local(format!("TLS setup failed: {e}")))?;
+        let base = crate::base_url(proxy_addr);
+        let addr = base.trim_start_matches("https://").to_string();
+        let host = match addr.rsplit_once(':') {
+            Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
+            None => addr.clone(),
+        };
+        let server_name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| ClientError::Local(format!("proxy address {proxy_addr:?}: {e}")))?;
+        Ok(DbDialer {
+            addr,
+            server_name,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        })
+    }
+
+    /// One TLS connection to the proxy.
+    pub async fn dial(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tcp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            TcpStream::connect(&self.addr),
+        )
+        .await
+        .map_err(|_| ClientError::Local(format!("connecting to {}: timed out", self.addr)))?
+        .map_err(|e| ClientError::Local(format!("connecting to {}: {e}", self.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        self.connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ClientError::Local(format!("TLS to the proxy failed: {e}")))
+    }
+}
+
+/// A local authenticated tunnel: plain TCP on a loopback port, each
+/// connection carried to the proxy with the database certificate.
+pub struct LocalTunnel {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LocalTunnel {
+    /// Listen on `127.0.0.1:port` (0: any free port).
+    pub async fn start(dialer: DbDialer, port: u16) -> Result<LocalTunnel> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| ClientError::Local(format!("listening on 127.0.0.1:{port}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ClientError::Local(e.to_string()))?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut local, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = local.set_nodelay(true);
+                let dialer = dialer.clone();
+                tokio::spawn(async move {
+                    match dialer.dial().await {
+                        Ok(mut remote) => {
+                            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                        }
+                        Err(e) => {
+                            use tokio::io::AsyncWriteExt;
+                            tracing::warn!(%peer, error = %e, "database tunnel connection failed");
+                            let msg = e.to_string().replace(['\r', '\n'], " ");
+                            let _ = local
+                                .write_all(format!("-ERR Teleport: {msg}\r\n").as_bytes())
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(LocalTunnel { addr, task })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for LocalTunnel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,375 @@
+//! Database sessions arriving through the reverse tunnel.
+//!
+//! The proxy has checked the user's database certificate (TLS with the user
+//! CA) and passes it along with the stream. For each session the agent:
+//! reads the route (database, database user) from the certificate; finds the
+//! database among the ones it serves; re-checks access with the user's roles
+//! as they are now (`db_labels`, `db_users`, and Azure's `default`-only rule);
+//! records `db.session.start` (TDB00I, or TDB00W when refused); runs the Redis
+//! engine, which authenticates to the server with the agent's own credentials
+//! and records one `db.session.query` (TDB02I) per command; then records
+//! `db.session.end` (TDB01I).
+//!
+//! Audit events are batched off the session path by [`AuditSink`]: a session
+//! never waits for the auth service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pki::Identity;
+use redis_proxy::{Backend, CredentialProvider, SessionOptions};
+use resources::{Database, Role};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Mutex, RwLock};
+
+/// How long fetched roles are reused.
+const ROLE_TTL: Duration = Duration::from_secs(10);
+/// Most events sent to the auth service in one request.
+const AUDIT_BATCH: usize = 500;
+
+/// The auth service as database sessions need it.
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync + 'static {
+    /// Current definitions of these roles.
+    async fn roles(&self, names: &[String]) -> Result<Vec<Role>, String>;
+    /// Record audit events (in order).
+    async fn audit_batch(&self, events: Vec<serde_json::Value>) -> Result<(), String>;
+}
+
+/// Where backends get their credentials (Azure access keys, Entra tokens,
+/// nothing for a server without a password).
+pub trait CredentialSource: Send + Sync + 'static {
+    /// The provider for `db`; called once per database (and again when the
+    /// database's URI changes), so providers may cache.
+    fn provider(&self, db: &Database) -> Arc<dyn CredentialProvider>;
+}
+
+/// No credentials: no `AUTH` is sent.
+pub struct NoCredentials;
+
+impl CredentialSource for NoCredentials {
+    fn provider(&self, _db: &Database) -> Arc<dyn CredentialProvider> {
+        Arc::new(redis_proxy::StaticCredentials(
+            redis_proxy::Credentials::default(),
+        ))
+    }
+}
+
+/// Sends audit events to the cluster in batches, in order, off the session
+/// path. Events wait in memory while the auth service is unreachable and are
+/// retried; none is dropped while the agent runs.
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: mpsc::UnboundedSender<serde_json::Value>,
+}
+
+impl AuditSink {
+    /// Start the sender task.
+    pub fn start(cluster: Arc<dyn Cluster>) -> AuditSink {
+        let (tx, mut rx) = mpsc::unbounded_channel::<serde_json::Value>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(AUDIT_BATCH);
+            loop {
+                if batch.is_empty() {
+                    match rx.recv().await {
+                        Some(e) => batch.push(e),
+                        None => return,
+                    }
+                }
+                while batch.len() < AUDIT_BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let mut wait = Duration::from_millis(200);
+                loop {
+                    match cluster.audit_batch(batch.clone()).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, events = batch.len(), "sending audit events failed; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+                batch.clear();
+            }
+        });
+        AuditSink { tx }
+    }
+
+    /// Queue one event.
+    pub fn emit(&self, event: serde_json::Value) {
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Roles fetched per role-name list, with when they were fetched.
+type RoleCache = Mutex<HashMap<Vec<String>, (Instant, Vec<Role>)>>;
+
+/// Serves database sessions for the databases an agent announces.
+pub struct DbSessions {
+    dbs: Arc<RwLock<Vec<Database>>>,
+    cluster: Arc<dyn Cluster>,
+    audit: AuditSink,
+    credentials: Arc<dyn CredentialSource>,
+    backends: Mutex<HashMap<String, (Database, Backend)>>,
+    roles: RoleCache,
+    server_id: String,
+}
+
+fn teleport_error(msg: &str) -> Vec<u8> {
+    redis_proxy::teleport_error(msg)
+}
+
+/// Trusted roots for database servers: the system bundle (or
+/// `SSL_CERT_FILE`), plus the database's own `tls.ca_cert`. Certificates
+/// that do not parse are skipped.
+fn roots_for(db: &Database) -> Vec<String> {
+    let mut pems = Vec::new();
+    for path in [
+        std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from),
+        Some("/etc/ssl/certs/ca-certificates.crt".into()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            pems.extend(client::split_pem_certs(&text));
+        }
+    }
+    if let Some(tls) = &db.spec.tls {
+        pems.extend(client::split_pem_certs(&tls.ca_cert));
+    }
+    pems
+}
+
+/// The engine's connection factory for `db`: TLS unless the URI says
+/// `redis://`, SNI and verification against the URI's host (also for the
+/// nodes a cluster redirects to).
+pub fn backend_for(
+    db: &Database,
+    credentials: Arc<dyn CredentialProvider>,
+) -> Result<Backend, String> {
+    let (host, port) = db
+        .host_port()
+        .ok_or_else(|| format!("database {:?} has an unusable URI", db.metadata.name))?;
+    let plain = db.spec.uri.starts_with("redis://");
+    let tls = if plain {
+        None
+    } else {
+        let cfg = pki::tls::client_config(None, None, &roots_for(db), false, &[])
+            .map_err(|e| format!("TLS setup for database {:?}: {e}", db.metadata.name))?;
+        Some(Arc::new(cfg))
+    };
+    Ok(Backend::new(host, port, tls, credentials))
+}
+
+impl DbSessions {
+    /// Sessions for the databases in `dbs` (kept current by the caller).
+    pub fn new(
+        dbs: Arc<RwLock<Vec<Database>>>,
+        cluster: Arc<dyn Cluster>,
+        audit: AuditSink,
+        credentials: Arc<dyn CredentialSource>,
+        server_id: String,
+    ) -> DbSessions {
+        DbSessions {
+            dbs,
+            cluster,
+            audit,
+            credentials,
+            backends: Mutex::new(HashMap::new()),
+            roles: Mutex::new(HashMap::new()),
+            server_id,
+        }
+    }
+
+    async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, String> {
+        let key = names.to_vec();
+        {
+            let cache = self.roles.lock().await;
+            if let Some((at, roles)) = cache.get(&key) {
+                if at.elapsed() < ROLE_TTL {
+                    return Ok(roles.clone());
+                }
+            }
+        }
+        let roles = self.cluster.roles(names).await?;
+        self.roles
+            .lock()
+            .await
+            .insert(key, (Instant::now(), roles.clone()));
+        Ok(roles)
+    }
+
+    async fn backend(&self, db: &Database) -> Result<Backend, String> {
+        let mut cache = self.backends.lock().await;
+        if let Some((known, backend)) = cache.get(&db.metadata.name) {
+            if known.spec == db.spec {
+                return Ok(backend.clone());
+            }
+        }
+        let backend = backend_for(db, self.credentials.provider(db))?;
+        cache.insert(db.metadata.name.clone(), (db.clone(), backend.clone()));
+        Ok(backend)
+    }
+
+    /// Check the session's access; the database and user on success.
+    async fn authorize(&self, identity: &Identity) -> Result<(Database, String), String> {
+        let route = identity
+            .route_to_database
+            .as_ref()
+            .ok_or("this certificate is not for a database: run tsh db login <db>")?;
+        let db = self
+            .dbs
+            .read()
+            .await
+            .iter()
+            .find(|d| d.metadata.name == route.service_name)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "database {:?} is not served by this agent",
+                    route.service_name
+                )
+            })?;
+        if db.spec.protocol != "redis" {
+            return Err(format!(
+                "database {:?} uses protocol {:?}, which this agent does not proxy",
+                db.metadata.name, db.spec.protocol
+            ));
+        }
+        let user = if route.username.is_empty() {
+            "default".to_string()
+        } else {
+            route.username.clone()
+        };
+        let roles = self
+            .roles_of(&identity.groups)
+            .await
+            .map_err(|e| format!("reading the user's roles failed: {e}"))?;
+        let checker = rbac::AccessChecker::new(roles, &identity.traits)
+            .map_err(|e| format!("role evaluation failed: {e}"))?;
+        checker
+            .check_access_to_db(&db.all_labels(), Some(&user), None)
+            .map_err(|e| e.to_string())?;
+        db.check_db_user(&user)?;
+        Ok((db, user))
+    }
+
+    /// Serve one session whose client certificate is `cert_der`.
+    pub async fn serve<S>(self: Arc<Self>, cert_der: Vec<u8>, mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let identity = match Identity::from_cert_der(&cert_der) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "database session with an unreadable certificate");
+                let _ = stream
+                    .write_all(&teleport_error("unreadable session certificate"))
+                    .await;
+                return;
+            }
+        };
+        let route = identity.route_to_database.clone().unwrap_or_default();
+        let sid = random_id();
+        let base = serde_json::json!({
+            "user": identity.username,
+            "sid": sid,
+            "db_service": route.service_name,
+            "db_protocol": "redis",
+            "db_user": if route.username.is_empty() { "default" } else { route.username.as_str() },
+            "db_name": route.database,
+            "server_id": self.server_id,
+        });
+        let with = |mut v: serde_json::Value, extra: serde_json::Value| {
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, x) in e {
+                    o.insert(k.clone(), x.clone());
+                }
+            }
+            v
+        };
+        let (db, _user) = match self.authorize(&identity).await {
+            Ok(x) => x,
+            Err(msg) => {
+                tracing::info!(user = %identity.username, db = %route.service_name, error = %msg, "database session refused");
+                self.audit.emit(with(
+                    base.clone(),
+                    serde_json::json!({
+                        "event": "db.session.start", "code": "TDB00W", "success": false,
+                        "error": msg,
+                    }),
+                ));
+                let _ = stream.write_all(&teleport_error(&msg)).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+        };
+        let backend = match self.backend(&db).await {
+            Ok(b) => b,
+            Err(msg) => {
+                let _ = stream.write_all(&teleport_error(&msg)).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+        };
+        let base = with(
+            base,
+            serde_json::json!({ "db_uri": db.spec.uri, "db_origin": db.metadata.labels.get("teleport.dev/origin").cloned().unwrap_or_default() }),
+        );
+        self.audit.emit(with(
+            base.clone(),
+            serde_json::json!({"event": "db.session.start", "code": "TDB00I", "success": true}),
+        ));
+        let audit = self.audit.clone();
+        let query_base = base.clone();
+        let on_command = |cmd: redis_proxy::CommandEvent| {
+            let mut ev = query_base.clone();
+            if let Some(o) = ev.as_object_mut() {
+                o.insert("event".into(), "db.session.query".into());
+                o.insert("code".into(), "TDB02I".into());
+                o.insert("db_query".into(), cmd.query().into());
+            }
+            audit.emit(ev);
+        };
+        let result = if db.redis_cluster_mode() {
+            redis_proxy::serve_cluster_session(
+                &mut stream,
+                &backend,
+                SessionOptions::default(),
+                on_command,
+            )
+            .await
+        } else {
+            redis_proxy::serve_session(&mut stream, &backend, SessionOptions::default(), on_command)
+                .await
+        };
+        let mut end = with(
+            base,
+            serde_json::json!({"event": "db.session.end", "code": "TDB01I"}),
+        );
+        if let Err(e) = &result {
+            tracing::info!(db = %db.metadata.name, error = %e, "database session ended with an error");
+            end["error"] = e.to_string().into();
+        }
+        self.audit.emit(end);
+    }
+}
+
+fn random_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}

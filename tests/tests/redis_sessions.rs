@@ -1,0 +1,592 @@
+//! The Redis guide end to end: `teleport db configure create`, Azure Redis
+//! discovery on the emulator, `tsh db ls`, `tsh db connect` running the real
+//! redis-cli through the proxy, the reverse tunnel and the agent's engine to
+//! a real TLS redis-server the emulated cache points at; keys rotated while
+//! sessions continue; refusals; RESP3; a hostile client.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::redis::AzureRedis;
+use e2e::*;
+
+struct Cluster {
+    w: AzureRedis,
+    _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = AzureRedis;
+    fn deref(&self) -> &AzureRedis {
+        &self.w
+    }
+}
+
+impl Cluster {
+    fn login(&self, user: &str, roles: &str, extra: &[&str]) -> PathBuf {
+        self.w.login(user, roles, extra).unwrap()
+    }
+
+    fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        let out = ok(self
+            .node
+            .tctl(&["events", "ls", &format!("--type={kind}"), "--format=json"])
+            .unwrap())
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn tmp(&self) -> &Path {
+        &self.w.dir
+    }
+}
+
+fn cluster() -> Cluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = AzureRedis::start(tmp.path(), false).unwrap();
+    Cluster { w, _tmp: tmp }
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `tsh db connect` with redis-cli arguments.
+fn connect(home: &Path, args: &[&str]) -> String {
+    let mut all = vec!["db", "connect", "my-azure-redis", "--"];
+    all.extend_from_slice(args);
+    stdout_of(tsh(home, &all, None).unwrap())
+}
+
+/// A `tsh proxy db --tunnel` process; killed on drop.
+struct Tunnel {
+    child: Child,
+    port: u16,
+    /// Held open: tsh prints more after its first line.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tunnel(home: &Path) -> Tunnel {
+    tunnel_to(home, "my-azure-redis")
+}
+
+fn tunnel_to(home: &Path, db: &str) -> Tunnel {
+    tunnel_with(home, &[], db)
+}
+
+/// `tsh [global...] proxy db --tunnel --port N db`.
+fn tunnel_with(home: &Path, global: &[&str], db: &str) -> Tunnel {
+    let port = free_port();
+    let mut child = Command::new(bin("tsh").unwrap())
+        .env("TELEPORT_HOME", home)
+        .args(global)
+        .args(["proxy", "db", "--tunnel", "--port", &port.to_string(), db])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    assert!(
+        line.contains(&format!(
+            "Started authenticated tunnel for the Redis database \"{db}\""
+        )),
+        "{line}"
+    );
+    Tunnel {
+        child,
+        port,
+        _stdout: stdout,
+    }
+}
+
+/// A raw RESP connection.
+struct Raw(TcpStream);
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Raw(s)
+    }
+
+    fn send(&mut self, args: &[&str]) {
+        let mut b = format!("*{}\r\n", args.len());
+        for a in args {
+            b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.write_all(b.as_bytes()).unwrap();
+    }
+
+    /// One line-ish reply (simple, error, integer or a short bulk).
+    fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        // First line.
+        while !out.ends_with(b"\r\n") {
+            if self.0.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            out.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&out).to_string();
+        if let Some(n) = head
+            .strip_prefix('$')
+            .and_then(|n| n.trim().parse::<i64>().ok())
+        {
+            if n < 0 {
+                return "(nil)".into();
+            }
+            let mut body = vec![0u8; n as usize + 2];
+            self.0.read_exact(&mut body).unwrap();
+            return String::from_utf8_lossy(&body[..n as usize]).to_string();
+        }
+        head.trim_end().to_string()
+    }
+
+    fn call(&mut self, args: &[&str]) -> String {
+        self.send(args);
+        self.reply()
+    }
+}
+
+#[test]
+fn guide_walk_with_redis_cli() {
+    let c = cluster();
+    let alice = c.login("alice", "access", &["--db-users=*", "--db-names=*"]);
+    let listed = c.wait_listed(&alice).unwrap();
+    assert!(listed.contains("Azure Redis server in East US"), "{listed}");
+    assert!(listed.contains("[*]"), "{listed}");
+
+    // tsh db connect logs in by itself and needs no AUTH.
+    let out = connect(&alice, &["SET", "greeting", "hello"]);
+    assert!(out.contains("OK"), "{out}\n{}", c.agent.log());
+    let out = connect(&alice, &["GET", "greeting"]);
+    assert!(out.contains("hello"), "{out}");
+    // It reached the real server.
+    let direct = stdout_of(c.redis.cli(&["GET", "greeting"]).unwrap());
+    assert!(direct.contains("hello"), "{direct}");
+    // Interactive-style input on stdin, AUTH from the user answered locally.
+    let out = stdout_of(
+        tsh(
+            &alice,
+            &["db", "connect", "my-azure-redis"],
+            Some("AUTH whatever\nINCR counter\nINCR counter\n"),
+        )
+        .unwrap(),
+    );
+    assert!(out.contains("OK") && out.contains('2'), "{out}");
+    // RESP3 from redis-cli -3.
+    let out = connect(&alice, &["-3", "HELLO", "3"]);
+    assert!(out.contains("proto 3"), "{out}\n{}", c.agent.log());
+    connect(&alice, &["HSET", "h3", "field", "value"]);
+    let out = connect(&alice, &["-3", "HGETALL", "h3"]);
+    assert!(out.contains("field") && out.contains("value"), "{out}");
+
+    // Audit: start, every command (AUTH redacted), end.
+    let queries = poll(Duration::from_secs(20), "query events", || {
+        let q = c.events("db.session.query");
+        q.iter()
+            .any(|e| e["db_query"] == "INCR counter")
+            .then_some(q)
+    })
+    .unwrap();
+    assert!(queries.iter().any(|e| e["db_query"] == "SET greeting hello"
+        && e["user"] == "alice"
+        && e["code"] == "TDB02I"));
+    assert!(
+        queries.iter().any(|e| e["db_query"] == "AUTH ******"),
+        "{queries:?}"
+    );
+    assert!(!format!("{queries:?}").contains("whatever"));
+    let starts = c.events("db.session.start");
+    assert!(starts.iter().any(|e| e["code"] == "TDB00I"
+        && e["db_service"] == "my-azure-redis"
+        && e["db_user"] == "default"));
+    let ends = poll(Duration::from_secs(20), "end events", || {
+        let e = c.events("db.session.end");
+        (e.len() >= 4).then_some(e)
+    })
+    .unwrap();
+    assert!(ends.iter().all(|e| e["code"] == "TDB01I"));
+
+    // Keys rotated in Azure and in the server while a session continues.
+    let t = tunnel(&alice);
+    let mut open = Raw::connect(t.port);
+    assert_eq!(open.call(&["SET", "k", "before"]), "+OK");
+    let (new_primary, _) = c.emu.rotate_redis_keys("my-redis").unwrap();
+    c.redis.set_password(&new_primary).unwrap();
+    assert_eq!(open.call(&["GET", "k"]), "before");
+    // A new connection: the agent's cached key is refused (WRONGPASS), it
+    // fetches the new one and retries.
+    let mut fresh = Raw::connect(t.port);
+    assert_eq!(fresh.call(&["SET", "k", "after"]), "+OK");
+    assert_eq!(open.call(&["GET", "k"]), "after");
+    // A pipeline through the tunnel keeps its order.
+    let mut p = String::new();
+    for i in 0..200 {
+        p.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\np{i}\r\n$1\r\nv\r\n",
+            format!("p{i}").len()
+        ));
+    }
+    fresh.0.write_all(p.as_bytes()).unwrap();
+    for _ in 0..200 {
+        assert_eq!(fresh.reply(), "+OK");
+    }
+    // greeting, counter, h3, k and the 200 pipelined keys.
+    assert_eq!(fresh.call(&["DBSIZE"]), ":204");
+
+    // A hostile byte stream ends that session with a Teleport error, and
+    // the agent keeps serving.
+    let mut bad = Raw::connect(t.port);
+    bad.0
+        .write_all(b"*2\r\n$3\r\nGET\r\n$99999999999999\r\n")
+        .unwrap();
+    let reply = bad.reply();
+    assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
+    let mut junk = Raw::connect(t.port);
+    junk.0
+        .write_all(&[0xff, 0x00, 0x2a, 0x2d, 0x31, 0x0d, 0x0a, 0x01])
+        .unwrap();
+    let reply = junk.reply();
+    assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
+    assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+
+    // Logout removes the certificate; connect logs in again.
+    let out = stdout_of(tsh(&alice, &["db", "logout", "my-azure-redis"], None).unwrap());
+    assert!(
+        out.contains("Logged out of database my-azure-redis"),
+        "{out}"
+    );
+    assert!(connect(&alice, &["GET", "k"]).contains("after"));
+
+    // Everything again with an identity file made by tctl auth sign.
+    let id_file = c.tmp().join("alice.pem");
+    ok(c.node
+        .tctl(&[
+            "auth",
+            "sign",
+            "--user=alice",
+            "--out",
+            id_file.to_str().unwrap(),
+            "--ttl=1h",
+        ])
+        .unwrap())
+    .unwrap();
+    let bot = c.tmp().join("bot-home");
+    let global = [
+        "-i",
+        id_file.to_str().unwrap(),
+        "--proxy",
+        c.node.web_addr.as_str(),
+        "--insecure",
+    ];
+    let with_id = |args: &[&str]| {
+        let mut all = global.to_vec();
+        all.extend_from_slice(args);
+        stdout_of(tsh(&bot, &all, None).unwrap())
+    };
+    assert!(with_id(&["db", "ls"]).contains("my-azure-redis"));
+    assert!(with_id(&["db", "login", "my-azure-redis"]).contains("has been saved"));
+    let out = with_id(&["db", "connect", "my-azure-redis", "--", "GET", "k"]);
+    assert!(out.contains("after"), "{out}");
+    let t = tunnel_with(&bot, &global, "my-azure-redis");
+    assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+    drop(t);
+    let out = with_id(&["db", "logout"]);
+    assert!(
+        out.contains("Logged out of database my-azure-redis"),
+        "{out}"
+    );
+}
+
+#[test]
+fn refusals() {
+    let c = cluster();
+    // A user whose roles do not cover the cache's labels.
+    let role = c.tmp().join("prod-only.yaml");
+    std::fs::write(
+        &role,
+        "kind: role\nversion: v7\nmetadata:\n  name: prod-only\nspec:\n  allow:\n    db_labels:\n      env: prod\n    db_users: ['*']\n",
+    )
+    .unwrap();
+    ok(c.node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    let dev = c.tmp().join("dev-redis.yaml");
+    std::fs::write(
+        &dev,
+        "kind: role\nversion: v7\nmetadata:\n  name: dev-redis\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: ['*']\n",
+    )
+    .unwrap();
+    ok(c.node.tctl(&["create", dev.to_str().unwrap()]).unwrap()).unwrap();
+    let bob = c.login("bob", "prod-only", &[]);
+    let carol = c.login("carol", "dev-redis", &[]);
+    c.wait_listed(&carol).unwrap();
+    let out = stdout_of(tsh(&bob, &["db", "login", "my-azure-redis"], None).unwrap());
+    assert!(out.contains("access to db denied"), "{out}");
+    let out = ok(tsh(&bob, &["db", "ls"], None).unwrap()).unwrap();
+    assert!(!out.contains("my-azure-redis"), "{out}");
+
+    // Azure Cache for Redis only knows the default user.
+    let out = stdout_of(
+        tsh(
+            &carol,
+            &["db", "login", "my-azure-redis", "--db-user=carol"],
+            None,
+        )
+        .unwrap(),
+    );
+    assert!(
+        out.contains("access denied to non-default db user: Azure Cache for Redis requires authentication as default user \"default\""),
+        "{out}"
+    );
+
+    // Access is checked again by the agent with the roles as they are now.
+    let out = stdout_of(tsh(&carol, &["db", "login", "my-azure-redis"], None).unwrap());
+    assert!(out.contains("has been saved"), "{out}");
+    assert!(connect(&carol, &["PING"]).contains("PONG"));
+    std::fs::write(
+        &dev,
+        "kind: role\nversion: v7\nmetadata:\n  name: dev-redis\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: ['*']\n  deny:\n    db_labels:\n      '*': '*'\n",
+    )
+    .unwrap();
+    ok(c.node
+        .tctl(&["create", "-f", dev.to_str().unwrap()])
+        .unwrap())
+    .unwrap();
+    let refused = poll(Duration::from_secs(30), "the agent to refuse", || {
+        let out = connect(&carol, &["PING"]);
+        out.contains("ERR Teleport: access to db denied")
+            .then_some(out)
+    })
+    .unwrap();
+    assert!(!refused.contains("PONG"), "{refused}");
+    let starts = c.events("db.session.start");
+    assert!(
+        starts
+            .iter()
+            .any(|e| e["code"] == "TDB00W" && e["user"] == "carol"),
+        "{starts:?}"
+    );
+}
+
+/// Calls of AUTH the server has seen (`INFO commandstats`).
+fn auth_calls(server: &e2e::redis::RedisTls) -> u64 {
+    let out = stdout_of(server.cli(&["INFO", "commandstats"]).unwrap());
+    out.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_auth:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn events_of(w: &AzureRedis, kind: &str) -> Vec<serde_json::Value> {
+    let out = ok(w
+        .node
+        .tctl(&["events", "ls", &format!("--type={kind}"), "--format=json"])
+        .unwrap())
+    .unwrap();
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn entra_id_for_caches_without_access_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = AzureRedis::start_with(
+        tmp.path(),
+        e2e::redis::Extras {
+            entra: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Entra tokens that expire quickly, so renewal happens during the test.
+    w.emu.set_token_lifetime(Duration::from_secs(20));
+    let server = w.entra.as_ref().unwrap();
+    let alice = w
+        .login("alice", "access", &["--db-users=*", "--db-names=*"])
+        .unwrap();
+    let listed = w.wait_listed_db(&alice, "entra-redis").unwrap();
+    assert!(listed.contains("my-azure-redis"), "{listed}");
+
+    // The agent logs in as its managed identity's object ID with a token:
+    // no access key exists for this cache and none is asked for.
+    let mut all = vec!["db", "connect", "entra-redis", "--", "ACL", "WHOAMI"];
+    let out = stdout_of(tsh(&alice, &all, None).unwrap());
+    assert!(
+        out.contains(e2e::redis::AGENT_OBJECT_ID),
+        "{out}\n{}",
+        w.agent.log()
+    );
+    all.truncate(4);
+    all.extend_from_slice(&["SET", "from", "entra"]);
+    assert!(stdout_of(tsh(&alice, &all, None).unwrap()).contains("OK"));
+    assert_eq!(w.emu.request_count("entra-redis/listKeys"), 0);
+
+    // An open session outlives its token: the agent sends AUTH with a new
+    // token before the old one expires, and the session goes on.
+    let t = tunnel_to(&alice, "entra-redis");
+    let mut open = Raw::connect(t.port);
+    assert_eq!(open.call(&["GET", "from"]), "entra");
+    let id = open.call(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':');
+    let before = auth_calls(server);
+    // This very connection's last command becomes the engine's AUTH (the
+    // client stays idle meanwhile).
+    let line = poll(Duration::from_secs(60), "re-authentication", || {
+        let out = stdout_of(server.cli(&["CLIENT", "LIST", "ID", id]).unwrap());
+        out.contains("cmd=auth").then_some(out)
+    })
+    .map_err(|e| format!("{e}\n{}", w.agent.log()))
+    .unwrap();
+    assert!(
+        line.contains(&format!("user={}", e2e::redis::AGENT_OBJECT_ID)),
+        "{line}"
+    );
+    assert!(auth_calls(server) > before);
+    assert_eq!(open.call(&["PING"]), "+PONG");
+    assert_eq!(open.call(&["ACL", "WHOAMI"]), e2e::redis::AGENT_OBJECT_ID);
+    assert_eq!(open.call(&["GET", "from"]), "entra");
+    // The engine's AUTH is not the user's: not audited as a query.
+    let queries = events_of(&w, "db.session.query");
+    assert!(
+        queries.iter().any(|e| e["db_query"] == "GET from"),
+        "{queries:?}"
+    );
+    assert!(
+        queries.iter().all(|e| e["db_query"] != "AUTH ******"),
+        "{queries:?}"
+    );
+}
+
+#[test]
+fn redis_enterprise_oss_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = AzureRedis::start_with(
+        tmp.path(),
+        e2e::redis::Extras {
+            enterprise: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let nodes = w.enterprise.as_ref().unwrap();
+    let alice = w
+        .login("alice", "access", &["--db-users=*", "--db-names=*"])
+        .unwrap();
+    const DB: &str = "my-azure-redis-enterprise";
+    let listed = w.wait_listed_db(&alice, DB).unwrap();
+    assert!(
+        listed.contains("Azure Redis Enterprise server in"),
+        "{listed}"
+    );
+    let connect = |args: &[&str]| {
+        let mut all = vec!["db", "connect", DB, "--"];
+        all.extend_from_slice(args);
+        stdout_of(tsh(&alice, &all, None).unwrap())
+    };
+    // Plain redis-cli (no -c) reaches keys on every shard.
+    let out = connect(&["MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5"]);
+    assert!(out.contains("OK"), "{out}\n{}", w.agent.log());
+    let out = connect(&["MGET", "a", "b", "c", "d", "e", "nosuch"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", ""],
+        "{out}"
+    );
+    for i in 0..3 {
+        let n: u64 = nodes
+            .node_cli(i, &["DBSIZE"])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(n > 0, "node {i} holds none of the keys");
+    }
+    assert_eq!(connect(&["DBSIZE"]).trim(), "5");
+    let out = connect(&["-3", "HELLO", "3"]);
+    assert!(out.contains("proto 3"), "{out}");
+    let out = connect(&["MULTI"]);
+    assert!(out.contains("ERR Teleport: "), "{out}");
+
+    // A pipelined session through a tunnel, and a slot moving under it.
+    let t = tunnel_to(&alice, DB);
+    let mut raw = Raw::connect(t.port);
+    let mut p = String::new();
+    for i in 0..300 {
+        let k = format!("key:{i}");
+        p.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n",
+            k.len()
+        ));
+    }
+    raw.0.write_all(p.as_bytes()).unwrap();
+    for _ in 0..300 {
+        assert_eq!(raw.reply(), "+OK");
+    }
+    assert_eq!(nodes.total_keys().unwrap(), 305);
+    let slot: u16 = nodes
+        .node_cli(0, &["CLUSTER", "KEYSLOT", "moved-key"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let owner = match slot {
+        0..=5460 => 0,
+        5461..=10922 => 1,
+        _ => 2,
+    };
+    let target = (owner + 1) % 3;
+    let target_id = nodes.node_cli(target, &["CLUSTER", "MYID"]).unwrap();
+    for i in 0..3 {
+        let out = nodes
+            .node_cli(
+                i,
+                &[
+                    "CLUSTER",
+                    "SETSLOT",
+                    &slot.to_string(),
+                    "NODE",
+                    target_id.trim(),
+                ],
+            )
+            .unwrap();
+        assert!(out.contains("OK"), "{out}");
+    }
+    // The session's map is stale: MOVED is followed inside the agent.
+    assert_eq!(raw.call(&["SET", "moved-key", "here"]), "+OK");
+    assert_eq!(raw.call(&["GET", "moved-key"]), "here");
+    assert_eq!(
+        nodes
+            .node_cli(target, &["GET", "moved-key"])
+            .unwrap()
+            .trim(),
+        "here"
+    );
+
+    // Garbage ends only that session.
+    let mut bad = Raw::connect(t.port);
+    bad.0.write_all(b"*1\r\n$-7\r\n").unwrap();
+    assert!(bad.reply().starts_with("-ERR Teleport: "));
+    assert_eq!(raw.call(&["GET", "a"]), "1");
+}
