@@ -32,16 +32,7 @@ impl Cluster {
     }
 
     fn events(&self, kind: &str) -> Vec<serde_json::Value> {
-        let out = ok(self
-            .node
-            .tctl(&["events", "ls", &format!("--type={kind}"), "--format=json"])
-            .unwrap())
-        .unwrap();
-        serde_json::from_str::<serde_json::Value>(&out)
-            .unwrap()
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        events_of(&self.w, kind)
     }
 
     fn tmp(&self) -> &Path {
@@ -50,9 +41,15 @@ impl Cluster {
 }
 
 fn cluster() -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = AzureRedis::start(tmp.path(), false).unwrap();
+    let (tmp, w) = world(e2e::redis::Extras::default());
     Cluster { w, _tmp: tmp }
+}
+
+/// The guide's world with `extras`, in a temporary directory.
+fn world(extras: e2e::redis::Extras) -> (tempfile::TempDir, AzureRedis) {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = AzureRedis::start_with(tmp.path(), extras).unwrap();
+    (tmp, w)
 }
 
 fn stdout_of(out: std::process::Output) -> String {
@@ -411,15 +408,10 @@ fn events_of(w: &AzureRedis, kind: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn entra_id_for_caches_without_access_keys() {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = AzureRedis::start_with(
-        tmp.path(),
-        e2e::redis::Extras {
-            entra: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (_tmp, w) = world(e2e::redis::Extras {
+        entra: true,
+        ..Default::default()
+    });
     // Entra tokens that expire quickly, so renewal happens during the test.
     w.emu.set_token_lifetime(Duration::from_secs(20));
     let server = w.entra.as_ref().unwrap();
@@ -481,15 +473,10 @@ fn entra_id_for_caches_without_access_keys() {
 
 #[test]
 fn redis_enterprise_oss_cluster() {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = AzureRedis::start_with(
-        tmp.path(),
-        e2e::redis::Extras {
-            enterprise: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (_tmp, w) = world(e2e::redis::Extras {
+        enterprise: true,
+        ..Default::default()
+    });
     let nodes = w.enterprise.as_ref().unwrap();
     let alice = w
         .login("alice", "access", &["--db-users=*", "--db-names=*"])
@@ -497,7 +484,7 @@ fn redis_enterprise_oss_cluster() {
     const DB: &str = "my-azure-redis-enterprise";
     let listed = w.wait_listed_db(&alice, DB).unwrap();
     assert!(
-        listed.contains("Azure Redis Enterprise server in"),
+        listed.contains("Azure Redis Enterprise server in East US"),
         "{listed}"
     );
     let connect = |args: &[&str]| {
@@ -528,6 +515,11 @@ fn redis_enterprise_oss_cluster() {
     assert!(out.contains("proto 3"), "{out}");
     let out = connect(&["MULTI"]);
     assert!(out.contains("ERR Teleport: "), "{out}");
+    let out = connect(&["AUTH", "admin", "x"]);
+    assert!(
+        out.contains("ERR Teleport: this session is for database user \"default\""),
+        "{out}"
+    );
 
     // A pipelined session through a tunnel, and a slot moving under it.
     let t = tunnel_to(&alice, DB);

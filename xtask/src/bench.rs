@@ -374,23 +374,33 @@ fn redis_chain(dir: &Path) -> Result<()> {
     } else {
         "nutcracker"
     };
-    let mut twem = Command::new(nut)
-        .arg("-c")
-        .arg(&twem_conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nutcracker")?;
-    let mut tunnel = Command::new(e2e::bin("tsh").map_err(e)?)
-        .env("TELEPORT_HOME", &home)
-        .args(["proxy", "db", "--tunnel", "my-azure-redis"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    // Its own stats port (the default 22222 may be taken) and a log.
+    let stats_port = e2e::free_port();
+    let twem_log = dir.join("nutcracker.log");
+    let _twem = Killed(
+        Command::new(nut)
+            .arg("-c")
+            .arg(&twem_conf)
+            .args(["-s", &stats_port.to_string()])
+            .arg("-o")
+            .arg(&twem_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nutcracker")?,
+    );
+    let mut tunnel = Killed(
+        Command::new(e2e::bin("tsh").map_err(e)?)
+            .env("TELEPORT_HOME", &home)
+            .args(["proxy", "db", "--tunnel", "my-azure-redis"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let mut first = String::new();
     // Held open until the end: tsh prints more after its first line.
     let mut tunnel_out =
-        std::io::BufReader::new(tunnel.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        std::io::BufReader::new(tunnel.0.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
     std::io::BufRead::read_line(&mut tunnel_out, &mut first)?;
     let tport: u16 = first
         .trim()
@@ -402,7 +412,12 @@ fn redis_chain(dir: &Path) -> Result<()> {
     e2e::poll(Duration::from_secs(10), "twemproxy", || {
         std::net::TcpStream::connect(("127.0.0.1", twem_port)).ok()
     })
-    .map_err(e)?;
+    .map_err(|err| {
+        anyhow!(
+            "{err}\n{}",
+            std::fs::read_to_string(&twem_log).unwrap_or_default()
+        )
+    })?;
     let (tls_port, plain_s, twem_s, tun_s) = (
         w.redis.port.to_string(),
         plain.to_string(),
@@ -422,7 +437,8 @@ fn redis_chain(dir: &Path) -> Result<()> {
         pw,
     ];
     let direct_plain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &plain_s, "-a", pw];
-    let via_twem: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &twem_s];
+    // twemproxy checks clients against redis_auth and authenticates to the server itself.
+    let via_twem: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &twem_s, "-a", pw];
     let via_chain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &tun_s];
     let targets = [
         ("direct TLS", &direct_tls),
@@ -436,20 +452,39 @@ fn redis_chain(dir: &Path) -> Result<()> {
     }
     let n = 200_000;
     let mut results = Vec::new();
+    // Three rounds, the targets interleaved in each, medians reported: single
+    // runs on two shared cores vary by a third.
     for (p, c) in [(1, 50), (16, 50), (1, 1)] {
         let n = if c == 1 { 20_000 } else { n };
-        let mut row = Vec::new();
-        for (name, t) in &targets {
-            row.push((*name, redis_benchmark(t, p, c, n)?));
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+        for _ in 0..3 {
+            for (i, (_, t)) in targets.iter().enumerate() {
+                runs[i].push(redis_benchmark(t, p, c, n)?);
+            }
         }
+        let row = targets
+            .iter()
+            .zip(runs)
+            .map(|((name, _), r)| {
+                let mid = |mut v: Vec<f64>| {
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    v[v.len() / 2]
+                };
+                (
+                    *name,
+                    (
+                        mid(r.iter().map(|x| x.0).collect()),
+                        mid(r.iter().map(|x| x.1).collect()),
+                    ),
+                )
+            })
+            .collect::<Vec<_>>();
         results.push(((p, c), row));
     }
-    let _ = tunnel.kill();
-    let _ = tunnel.wait();
+    drop(tunnel);
     drop(tunnel_out);
-    let _ = twem.kill();
-    let _ = twem.wait();
-    println!("\nAzure Redis through Teleport (release build; redis-benchmark -t set,get; all on this machine, same run):");
+    drop(_twem);
+    println!("\nAzure Redis through Teleport (release build; redis-benchmark -t set,get; medians of 3 interleaved rounds; all on this machine, same run; every command through the chain is audited):");
     for ((p, c), row) in &results {
         let (tls_rps, tls_p50) = row[0].1;
         let (plain_rps, plain_p50) = row[1].1;
@@ -469,4 +504,14 @@ fn redis_chain(dir: &Path) -> Result<()> {
     );
     drop(w);
     Ok(())
+}
+
+/// A child process killed and reaped when dropped (also on early returns).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -79,7 +79,10 @@ fn redis_demo(dir: &Path) -> Result<()> {
     let e = |s: String| anyhow!(s);
     println!("\n== Database access with Azure Cache for Redis ==");
     let w = e2e::redis::AzureRedis::start(dir, false).map_err(e)?;
-    let config = std::fs::read_to_string(dir.join("agent").join("generated.yaml"))?;
+    let config = std::fs::read_to_string(dir.join("agent").join("generated.yaml"))?.replace(
+        "{data_dir}",
+        &dir.join("agent").join("data").display().to_string(),
+    );
     show(
         "teleport db configure create -o file --proxy=... --token=/tmp/token --azure-redis-discovery=eastus",
         &config,

@@ -492,11 +492,11 @@ impl db_service::session::Cluster for AgentCluster {
         app_service::azure::Cluster::roles(self, names).await
     }
 
-    async fn audit_batch(&self, events: Vec<serde_json::Value>) -> Result<(), String> {
+    async fn audit_batch(&self, body: Vec<u8>) -> Result<(), String> {
         let _: serde_json::Value = self
             .api()
             .await?
-            .post("/v1/auth/agent/events", &events)
+            .post_json_text("/v1/auth/agent/events", body)
             .await
             .map_err(|e| e.to_string())?;
         Ok(())

@@ -157,34 +157,54 @@ impl AuthServer {
     }
 
     /// Record an audit event sent by an agent (session events only).
-    pub async fn agent_event(&self, caller: &Caller, mut event: serde_json::Value) -> Result<()> {
-        let Caller::Host(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "only agents may send audit events".into(),
-            ));
-        };
-        let name = event
-            .get("event")
-            .and_then(|e| e.as_str())
-            .unwrap_or_default()
-            .to_string();
-        if !AGENT_EVENTS.contains(&name.as_str()) {
-            return Err(AuthError::BadParameter(format!(
-                "agents may not record {name:?} events"
-            )));
-        }
-        if !event.is_object() {
-            return Err(AuthError::BadParameter("an event is a JSON object".into()));
-        }
-        event["server_id"] = serde_json::Value::String(id.username.clone());
-        // The time is the server's.
-        if let Some(obj) = event.as_object_mut() {
-            obj.remove("time");
-            obj.remove("uid");
-        }
+    pub async fn agent_event(&self, caller: &Caller, event: serde_json::Value) -> Result<()> {
+        self.agent_events(caller, vec![event]).await
+    }
+
+    /// Records events from an agent in one write: all of them or, when one
+    /// is refused, none.
+    pub async fn agent_events(
+        &self,
+        caller: &Caller,
+        events: Vec<serde_json::Value>,
+    ) -> Result<()> {
+        let events = events
+            .into_iter()
+            .map(|e| agent_event_checked(caller, e))
+            .collect::<Result<Vec<_>>>()?;
         self.audit()
-            .emit(event)
+            .emit_many(events)
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
+}
+
+/// An agent's event as recorded: only the kinds agents may send, with the
+/// agent's identity and the server's time.
+fn agent_event_checked(caller: &Caller, mut event: serde_json::Value) -> Result<serde_json::Value> {
+    let Caller::Host(id) = caller else {
+        return Err(AuthError::AccessDenied(
+            "only agents may send audit events".into(),
+        ));
+    };
+    let name = event
+        .get("event")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if !AGENT_EVENTS.contains(&name.as_str()) {
+        return Err(AuthError::BadParameter(format!(
+            "agents may not record {name:?} events"
+        )));
+    }
+    if !event.is_object() {
+        return Err(AuthError::BadParameter("an event is a JSON object".into()));
+    }
+    event["server_id"] = serde_json::Value::String(id.username.clone());
+    // The time is the server's.
+    if let Some(obj) = event.as_object_mut() {
+        obj.remove("time");
+        obj.remove("uid");
+    }
+    Ok(event)
 }

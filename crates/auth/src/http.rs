@@ -281,11 +281,7 @@ async fn agent_event(
 ) -> Result<Json<serde_json::Value>> {
     // One event, or a batch of them in order.
     match event {
-        serde_json::Value::Array(events) => {
-            for e in events {
-                auth.agent_event(&caller, e).await?;
-            }
-        }
+        serde_json::Value::Array(events) => auth.agent_events(&caller, events).await?,
         e => auth.agent_event(&caller, e).await?,
     }
     Ok(Json(serde_json::json!({})))

@@ -48,6 +48,19 @@ impl AuditLog {
     /// nanoseconds) if missing. The event must be a JSON object; an existing `time` must be an
     /// RFC 3339 string.
     pub async fn emit(&self, event: Value) -> Result<(), BackendError> {
+        self.backend.put(Self::item(event)?).await.map(|_| ())
+    }
+
+    /// Stores several events (as [`AuditLog::emit`]) in one backend write.
+    pub async fn emit_many(&self, events: Vec<Value>) -> Result<(), BackendError> {
+        let items = events
+            .into_iter()
+            .map(Self::item)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.backend.put_many(items).await
+    }
+
+    fn item(event: Value) -> Result<Item, BackendError> {
         let Value::Object(mut fields) = event else {
             return Err(BackendError::BadParameter(
                 "an audit event must be a JSON object".into(),
@@ -84,7 +97,7 @@ impl AuditLog {
         let key = format!("{}{uid_key}", time_prefix(time)?);
         let value = serde_json::to_vec(&Value::Object(fields))
             .map_err(|e| BackendError::BadParameter(format!("cannot encode audit event: {e}")))?;
-        self.backend.put(Item::new(key, value)).await.map(|_| ())
+        Ok(Item::new(key, value))
     }
 
     /// Events with `from <= time <= to`, oldest first, whose `event` is one of `event_types`

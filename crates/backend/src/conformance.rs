@@ -24,6 +24,7 @@ pub const ALL: &[&str] = &[
     "concurrent_cas",
     "concurrent_create",
     "unicode_keys",
+    "put_many",
 ];
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -371,4 +372,28 @@ pub async fn unicode_keys(b: Arc<dyn Backend>) {
     assert_eq!(got.len(), names.len() + 2);
     b.delete("ключ/😀").await.unwrap();
     assert!(b.get("ключ/😀").await.unwrap_err().is_not_found());
+}
+
+pub async fn put_many(b: Arc<dyn Backend>) {
+    let mut rx = b.watch();
+    b.put(Item::new("m/0", "old")).await.unwrap();
+    let _ = next_event_for(&mut rx, "m/0").await;
+    let mut items: Vec<Item> = (0..1500)
+        .map(|i| Item::new(format!("m/{i}"), format!("v{i}")))
+        .collect();
+    let mut expiring = Item::new("m/expiring", "soon");
+    expiring.expires = Some(SystemTime::now() + Duration::from_secs(3600));
+    items.push(expiring);
+    b.put_many(items).await.unwrap();
+    let all = get_prefix(b.as_ref(), "m/").await.unwrap();
+    assert_eq!(all.len(), 1501);
+    assert_eq!(b.get("m/0").await.unwrap().value, b"v0", "replaced");
+    assert_eq!(b.get("m/1499").await.unwrap().value, b"v1499");
+    assert!(b.get("m/expiring").await.unwrap().expires.is_some());
+    // Each item is announced like a put.
+    let ev = next_event_for(&mut rx, "m/1499").await;
+    assert_eq!(ev.kind, EventKind::Put);
+    assert_eq!(ev.item.value, b"v1499");
+    // Nothing to do is fine.
+    b.put_many(Vec::new()).await.unwrap();
 }

@@ -147,6 +147,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn create(&self, item: Item) -> Result<Item, BackendError>;
     /// Stores `item`, replacing any existing one.
     async fn put(&self, item: Item) -> Result<Item, BackendError>;
+    /// Stores every item of `items` (as [`Backend::put`] does), in one
+    /// transaction where the store has them: all or none.
+    async fn put_many(&self, items: Vec<Item>) -> Result<(), BackendError> {
+        for item in items {
+            self.put(item).await?;
+        }
+        Ok(())
+    }
     /// Replaces the live item at `item.key`; `NotFound` if there is none.
     async fn update(&self, item: Item) -> Result<Item, BackendError>;
     /// Replaces the live item at `expected.key` with `replace` if its value equals

@@ -403,6 +403,34 @@ impl Backend for PostgresBackend {
         Ok(item)
     }
 
+    async fn put_many(&self, items: Vec<Item>) -> Result<(), BackendError> {
+        // One statement per chunk (atomic on its own), the last write of a
+        // key winning as with successive puts.
+        let mut latest: std::collections::BTreeMap<String, Item> =
+            std::collections::BTreeMap::new();
+        for item in items {
+            let item = prepare(item);
+            latest.insert(item.key.clone(), item);
+        }
+        let items: Vec<Item> = latest.into_values().collect();
+        for chunk in items.chunks(1000) {
+            let keys: Vec<&[u8]> = chunk.iter().map(|i| i.key.as_bytes()).collect();
+            let values: Vec<&[u8]> = chunk.iter().map(|i| i.value.as_slice()).collect();
+            let expires: Vec<Option<SystemTime>> = chunk.iter().map(|i| i.expires).collect();
+            let revisions: Vec<&str> = chunk.iter().map(|i| i.revision.as_str()).collect();
+            self.inner
+                .execute(
+                    "INSERT INTO kv (key, value, expires, revision)
+                     SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::timestamptz[], $4::text[])
+                     ON CONFLICT (key) DO UPDATE
+                     SET value = EXCLUDED.value, expires = EXCLUDED.expires, revision = EXCLUDED.revision",
+                    &[&keys, &values, &expires, &revisions],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn update(&self, item: Item) -> Result<Item, BackendError> {
         let item = prepare(item);
         let now = SystemTime::now();

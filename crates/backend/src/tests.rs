@@ -159,6 +159,7 @@ macro_rules! all_cases {
             concurrent_cas,
             concurrent_create,
             unicode_keys,
+            put_many,
         );
     };
 }

@@ -192,6 +192,23 @@ impl ApiClient {
         self.send_json(reqwest::Method::POST, path, body).await
     }
 
+    /// `POST path` with a body that is already JSON text, decoding JSON.
+    pub async fn post_json_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Self::decode(resp).await
+    }
+
     async fn send_json<T: DeserializeOwned, B: serde::Serialize>(
         &self,
         method: reqwest::Method,

@@ -27,14 +27,18 @@ use tokio::sync::{mpsc, Mutex, RwLock};
 const ROLE_TTL: Duration = Duration::from_secs(10);
 /// Most events sent to the auth service in one request.
 const AUDIT_BATCH: usize = 500;
+/// Most bytes of events in one request (the auth service takes 2 MiB).
+const AUDIT_BATCH_BYTES: usize = 1024 * 1024;
+/// Longest query text recorded; the rest is counted, not kept.
+const MAX_QUERY: usize = 32 * 1024;
 
 /// The auth service as database sessions need it.
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync + 'static {
     /// Current definitions of these roles.
     async fn roles(&self, names: &[String]) -> Result<Vec<Role>, String>;
-    /// Record audit events (in order).
-    async fn audit_batch(&self, events: Vec<serde_json::Value>) -> Result<(), String>;
+    /// Record audit events (in order): `body` is a JSON array of event objects.
+    async fn audit_batch(&self, body: Vec<u8>) -> Result<(), String>;
 }
 
 /// Where backends get their credentials (Azure access keys, Entra tokens,
@@ -58,18 +62,20 @@ impl CredentialSource for NoCredentials {
 
 /// Sends audit events to the cluster in batches, in order, off the session
 /// path. Events wait in memory while the auth service is unreachable and are
-/// retried; none is dropped while the agent runs.
+/// retried; none is dropped while the agent runs. Events travel as JSON text:
+/// a session serializes its common fields once, and each command's event is
+/// that text plus the query.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::UnboundedSender<serde_json::Value>,
+    tx: mpsc::UnboundedSender<String>,
 }
 
 impl AuditSink {
     /// Start the sender task.
     pub fn start(cluster: Arc<dyn Cluster>) -> AuditSink {
-        let (tx, mut rx) = mpsc::unbounded_channel::<serde_json::Value>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(AUDIT_BATCH);
+            let mut batch: Vec<String> = Vec::with_capacity(AUDIT_BATCH);
             loop {
                 if batch.is_empty() {
                     match rx.recv().await {
@@ -77,15 +83,29 @@ impl AuditSink {
                         None => return,
                     }
                 }
-                while batch.len() < AUDIT_BATCH {
+                let mut bytes: usize = batch.iter().map(String::len).sum();
+                while batch.len() < AUDIT_BATCH && bytes < AUDIT_BATCH_BYTES {
                     match rx.try_recv() {
-                        Ok(e) => batch.push(e),
+                        Ok(e) => {
+                            bytes += e.len();
+                            batch.push(e);
+                        }
                         Err(_) => break,
                     }
                 }
+                let size = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
+                let mut body = Vec::with_capacity(size);
+                body.push(b'[');
+                for (i, e) in batch.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(e.as_bytes());
+                }
+                body.push(b']');
                 let mut wait = Duration::from_millis(200);
                 loop {
-                    match cluster.audit_batch(batch.clone()).await {
+                    match cluster.audit_batch(body.clone()).await {
                         Ok(()) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, events = batch.len(), "sending audit events failed; retrying");
@@ -102,8 +122,46 @@ impl AuditSink {
 
     /// Queue one event.
     pub fn emit(&self, event: serde_json::Value) {
+        self.emit_json(event.to_string());
+    }
+
+    /// Queue one event given as the text of a JSON object.
+    pub fn emit_json(&self, event: String) {
         let _ = self.tx.send(event);
     }
+}
+
+/// `query`, cut to [`MAX_QUERY`] bytes (on a character boundary) with a
+/// note of what was left out.
+fn bounded_query(mut query: String) -> String {
+    if query.len() <= MAX_QUERY {
+        return query;
+    }
+    let total = query.len();
+    let mut cut = MAX_QUERY;
+    while !query.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    query.truncate(cut);
+    query.push_str(&format!(" ... ({} more bytes not recorded)", total - cut));
+    query
+}
+
+/// The text of a JSON object without its closing brace, so fields can be
+/// appended (see [`with_field`]).
+fn open_object(v: &serde_json::Value) -> String {
+    let mut text = v.to_string();
+    if text.ends_with('}') {
+        text.pop();
+    }
+    text
+}
+
+/// `prefix` (from [`open_object`]) with one more string field, closed.
+fn with_field(prefix: &str, name: &str, value: &str) -> String {
+    let value = serde_json::Value::String(value.to_string()).to_string();
+    let sep = if prefix.ends_with('{') { "" } else { "," };
+    format!("{prefix}{sep}\"{name}\":{value}}}")
 }
 
 /// Roles fetched per role-name list, with when they were fetched.
@@ -294,7 +352,7 @@ impl DbSessions {
             }
             v
         };
-        let (db, _user) = match self.authorize(&identity).await {
+        let (db, db_user) = match self.authorize(&identity).await {
             Ok(x) => x,
             Err(msg) => {
                 tracing::info!(user = %identity.username, db = %route.service_name, error = %msg, "database session refused");
@@ -327,27 +385,25 @@ impl DbSessions {
             serde_json::json!({"event": "db.session.start", "code": "TDB00I", "success": true}),
         ));
         let audit = self.audit.clone();
-        let query_base = base.clone();
+        let query_prefix = open_object(&with(
+            base.clone(),
+            serde_json::json!({"event": "db.session.query", "code": "TDB02I"}),
+        ));
         let on_command = |cmd: redis_proxy::CommandEvent| {
-            let mut ev = query_base.clone();
-            if let Some(o) = ev.as_object_mut() {
-                o.insert("event".into(), "db.session.query".into());
-                o.insert("code".into(), "TDB02I".into());
-                o.insert("db_query".into(), cmd.query().into());
-            }
-            audit.emit(ev);
+            audit.emit_json(with_field(
+                &query_prefix,
+                "db_query",
+                &bounded_query(cmd.query()),
+            ));
+        };
+        let opts = SessionOptions {
+            db_user: Some(db_user),
+            ..SessionOptions::default()
         };
         let result = if db.redis_cluster_mode() {
-            redis_proxy::serve_cluster_session(
-                &mut stream,
-                &backend,
-                SessionOptions::default(),
-                on_command,
-            )
-            .await
+            redis_proxy::serve_cluster_session(&mut stream, &backend, opts, on_command).await
         } else {
-            redis_proxy::serve_session(&mut stream, &backend, SessionOptions::default(), on_command)
-                .await
+            redis_proxy::serve_session(&mut stream, &backend, opts, on_command).await
         };
         let mut end = with(
             base,
@@ -372,4 +428,29 @@ fn random_id() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_events_are_the_session_fields_plus_the_query() {
+        let base = serde_json::json!({"user": "alice", "sid": "s1", "event": "db.session.query"});
+        let prefix = open_object(&base);
+        let text = with_field(&prefix, "db_query", "SET \"k\" \u{1}\n");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["user"], "alice");
+        assert_eq!(v["event"], "db.session.query");
+        assert_eq!(v["db_query"], "SET \"k\" \u{1}\n");
+        let long = "é".repeat(MAX_QUERY);
+        let cut = bounded_query(format!("SET k {long}"));
+        assert!(cut.len() < MAX_QUERY + 64, "{}", cut.len());
+        assert!(cut.ends_with("more bytes not recorded)"));
+        assert_eq!(bounded_query("GET k".into()), "GET k");
+        let empty = open_object(&serde_json::json!({}));
+        let v: serde_json::Value = serde_json::from_str(&with_field(&empty, "a", "b")).unwrap();
+        assert_eq!(v, serde_json::json!({"a": "b"}));
+    }
 }

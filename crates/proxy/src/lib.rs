@@ -268,7 +268,6 @@ impl Proxy {
         &self,
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     ) -> Result<tunnel::TunnelStream, String> {
-        use base64::Engine;
         let conn = tls.get_ref().1;
         let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
             return Err("an app session needs an app certificate: run tsh apps login".into());
@@ -295,25 +294,38 @@ impl Proxy {
             })
             .map(|s| s.host_id.clone())
             .collect();
-        if candidates.is_empty() {
-            return Err(format!("app {:?} is not served by any agent", route.name));
+        self.dial_session("app", &route.name, &candidates, &cert_der)
+            .await
+    }
+
+    /// Opens a session stream (`kind` `app` or `db`) to the first of
+    /// `agents` reachable through this proxy's tunnels, passing the user's
+    /// certificate along.
+    async fn dial_session(
+        &self,
+        kind: &str,
+        name: &str,
+        agents: &[String],
+        cert_der: &[u8],
+    ) -> Result<tunnel::TunnelStream, String> {
+        use base64::Engine;
+        if agents.is_empty() {
+            let what = if kind == "db" { "database" } else { kind };
+            return Err(format!("{what} {name:?} is not served by any agent"));
         }
         let target = serde_json::json!({
-            "kind": "app",
-            "name": route.name,
-            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
+            "kind": kind,
+            "name": name,
+            "cert": base64::engine::general_purpose::STANDARD.encode(cert_der),
         })
         .to_string();
         let mut last = String::new();
-        for host in candidates {
-            if !self.tunnel.is_connected(&host) {
-                last = format!(
-                    "the agent {host} serving {:?} is not connected to this proxy",
-                    route.name
-                );
+        for host in agents {
+            if !self.tunnel.is_connected(host) {
+                last = format!("the agent {host} serving {name:?} is not connected to this proxy");
                 continue;
             }
-            match self.tunnel.dial(&host, target.as_bytes()).await {
+            match self.tunnel.dial(host, target.as_bytes()).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e.to_string(),
             }
@@ -351,7 +363,6 @@ impl Proxy {
         &self,
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     ) -> Result<tunnel::TunnelStream, String> {
-        use base64::Engine;
         let conn = tls.get_ref().1;
         let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
             return Err(
@@ -379,33 +390,8 @@ impl Proxy {
             })
             .map(|s| s.host_id.clone())
             .collect();
-        if candidates.is_empty() {
-            return Err(format!(
-                "database {:?} is not served by any agent",
-                route.service_name
-            ));
-        }
-        let target = serde_json::json!({
-            "kind": "db",
-            "name": route.service_name,
-            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
-        })
-        .to_string();
-        let mut last = String::new();
-        for host in candidates {
-            if !self.tunnel.is_connected(&host) {
-                last = format!(
-                    "the agent {host} serving {:?} is not connected to this proxy",
-                    route.service_name
-                );
-                continue;
-            }
-            match self.tunnel.dial(&host, target.as_bytes()).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(last)
+        self.dial_session("db", &route.service_name, &candidates, &cert_der)
+            .await
     }
 
     /// The reverse tunnel server: agents connected to this proxy.

@@ -672,6 +672,8 @@ struct Pool {
     /// `HELLO` (without `AUTH`) for new connections.
     hello: Option<Bytes>,
     refresh: Option<oneshot::Receiver<Reply>>,
+    /// The session's database user (client `AUTH` for another is refused).
+    db_user: Option<String>,
 }
 
 enum Redirect<'a> {
@@ -746,6 +748,7 @@ impl Pool {
             slots: vec![NO_NODE; SLOTS],
             hello: None,
             refresh: None,
+            db_user: None,
         }
     }
 
@@ -983,7 +986,15 @@ impl Pool {
         out: &mut Vec<Pending>,
     ) -> bool {
         let cost = chunk.len() + COMMAND_OVERHEAD;
-        let expect = match classify(name, args) {
+        let route = if name == "AUTH" {
+            Route::Local(Bytes::from(crate::local_auth(
+                args,
+                self.db_user.as_deref(),
+            )))
+        } else {
+            classify(name, args)
+        };
+        let expect = match route {
             Route::Local(bytes) => Expect::Local(bytes),
             Route::Quit => {
                 out.push(Pending {
@@ -1009,23 +1020,9 @@ impl Pool {
     }
 
     fn hello(&mut self, args: &[&[u8]], chunk: &Bytes) -> Expect {
-        let has_auth = args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH"));
-        let cmd = if has_auth {
-            let mut kept: Vec<&[u8]> = vec![b"HELLO"];
-            let mut i = 0;
-            while i < args.len() {
-                if args[i].eq_ignore_ascii_case(b"AUTH") {
-                    i += 3;
-                } else {
-                    kept.push(args[i]);
-                    i += 1;
-                }
-            }
-            let mut bytes = Vec::new();
-            encode_command(kept.into_iter(), &mut bytes);
-            Bytes::from(bytes)
-        } else {
-            chunk.clone()
+        let cmd = match crate::hello_without_auth(args) {
+            Some(bytes) => Bytes::from(bytes),
+            None => chunk.clone(),
         };
         if matches!(args.first().copied(), Some(b"2" | b"3")) {
             self.hello = Some(cmd.clone());
@@ -1397,7 +1394,10 @@ where
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let limits = opts.limits;
     let pool = match discover(seed, &limits).await {
-        Ok(p) => p,
+        Ok(mut p) => {
+            p.db_user = opts.db_user.clone();
+            p
+        }
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
             let _ = client_w.flush().await;

@@ -92,6 +92,9 @@ pub struct SessionOptions {
     /// How long to wait for outstanding replies when the client goes away or
     /// misbehaves.
     pub drain_timeout: Duration,
+    /// The database user the session is for (from the user's certificate).
+    /// A client `AUTH` naming another user is refused; `None` accepts any.
+    pub db_user: Option<String>,
 }
 
 impl Default for SessionOptions {
@@ -99,6 +102,7 @@ impl Default for SessionOptions {
         SessionOptions {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(5),
+            db_user: None,
         }
     }
 }
@@ -188,29 +192,54 @@ pub fn teleport_error(msg: &str) -> Vec<u8> {
     format!("-ERR Teleport: {clean}\r\n").into_bytes()
 }
 
-fn decide(name: &str, args: &[&[u8]]) -> Action {
-    match name {
-        "AUTH" => Action::Local(b"+OK\r\n".to_vec()),
-        "HELLO" => {
-            let has_auth = args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH"));
-            if !has_auth {
-                return Action::Forward {
-                    counted: true,
-                    uncounted_after: false,
-                };
-            }
-            let mut kept: Vec<&[u8]> = vec![b"HELLO"];
-            let mut i = 0;
-            while i < args.len() {
-                if args[i].eq_ignore_ascii_case(b"AUTH") {
-                    i += 3;
-                } else {
-                    kept.push(args[i]);
-                    i += 1;
-                }
-            }
-            Action::Rewrite(Frame::command(kept).to_bytes())
+/// The engine's answer to a client `AUTH`: the engine authenticates to the
+/// server itself, so the client's password is not used; only the user it
+/// names is checked against the session's (`AUTH <password>` means the
+/// `default` user, as in Redis).
+pub(crate) fn local_auth(args: &[&[u8]], db_user: Option<&str>) -> Vec<u8> {
+    let named: &[u8] = match args {
+        [_password] => b"default",
+        [user, _password] => user,
+        _ => return b"-ERR wrong number of arguments for 'auth' command\r\n".to_vec(),
+    };
+    match db_user {
+        Some(u) if u.as_bytes() != named => teleport_error(&format!(
+            "this session is for database user {u:?}; AUTH as {:?} is not allowed (connect with --db-user to use another user)",
+            String::from_utf8_lossy(named)
+        )),
+        _ => b"+OK\r\n".to_vec(),
+    }
+}
+
+/// `HELLO` with its `AUTH <user> <password>` removed (the engine does the
+/// authentication); `None` when there was none.
+pub(crate) fn hello_without_auth(args: &[&[u8]]) -> Option<Vec<u8>> {
+    if !args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH")) {
+        return None;
+    }
+    let mut kept: Vec<&[u8]> = vec![b"HELLO"];
+    let mut i = 0;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"AUTH") {
+            i += 3;
+        } else {
+            kept.push(args[i]);
+            i += 1;
         }
+    }
+    Some(Frame::command(kept).to_bytes())
+}
+
+fn decide(name: &str, args: &[&[u8]], db_user: Option<&str>) -> Action {
+    match name {
+        "AUTH" => Action::Local(local_auth(args, db_user)),
+        "HELLO" => match hello_without_auth(args) {
+            Some(cmd) => Action::Rewrite(cmd),
+            None => Action::Forward {
+                counted: true,
+                uncounted_after: false,
+            },
+        },
         "RESET" => Action::Local(teleport_error("RESET is not supported")),
         "CLIENT"
             if args
@@ -340,6 +369,7 @@ where
     };
     let (local_tx, mut local_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let limits = opts.limits;
+    let db_user = opts.db_user.clone();
     // The reply to an AUTH the engine sent itself (re-authentication) goes
     // here instead of to the client.
     let engine_auth: std::sync::Mutex<Option<oneshot::Sender<Frame>>> = std::sync::Mutex::new(None);
@@ -422,7 +452,7 @@ where
                 };
                 let name = String::from_utf8_lossy(first).to_ascii_uppercase();
                 audit(audit_event(&name, rest));
-                match decide(&name, rest) {
+                match decide(&name, rest, db_user.as_deref()) {
                     Action::Forward {
                         counted,
                         uncounted_after,

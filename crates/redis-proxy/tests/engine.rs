@@ -553,3 +553,36 @@ async fn expiring_credentials_are_renewed_on_open_connections() {
     };
     assert!(e.starts_with("ERR Teleport: "), "{e}");
 }
+
+#[tokio::test]
+async fn client_auth_may_only_name_the_sessions_user() {
+    let server = RedisServer::start_tls(PW);
+    let opts = SessionOptions {
+        db_user: Some("default".into()),
+        ..SessionOptions::default()
+    };
+    let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
+    let mut c = proxy.conn().await;
+    // The password is not checked (the engine authenticates itself).
+    assert_eq!(c.call(&["AUTH", "anything"]).await, simple("OK"));
+    assert_eq!(c.call(&["AUTH", "default", "anything"]).await, simple("OK"));
+    let e = error_text(&c.call(&["AUTH", "admin", "anything"]).await);
+    assert!(
+        e.starts_with("ERR Teleport: this session is for database user \"default\""),
+        "{e}"
+    );
+    let e = error_text(&c.call(&["AUTH"]).await);
+    assert!(e.contains("wrong number of arguments"), "{e}");
+    // The session goes on as before.
+    assert_eq!(c.call(&["PING"]).await, simple("PONG"));
+
+    let alice = SessionOptions {
+        db_user: Some("alice".into()),
+        ..SessionOptions::default()
+    };
+    let proxy = Proxy::start(server.backend(TestCreds::new(PW)), alice).await;
+    let mut c = proxy.conn().await;
+    let e = error_text(&c.call(&["AUTH", "anything"]).await);
+    assert!(e.contains("AUTH as \"default\" is not allowed"), "{e}");
+    assert_eq!(c.call(&["AUTH", "alice", "x"]).await, simple("OK"));
+}
