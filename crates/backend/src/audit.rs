@@ -133,9 +133,11 @@ impl AuditLog {
                         .and_then(Value::as_str)
                         .is_some_and(|t| event_types.iter().any(|w| w == t));
                 if wanted {
-                    out.push(event);
-                    if limit != 0 && out.len() >= limit {
-                        return Ok(out);
+                    for event in expand(event) {
+                        out.push(event);
+                        if limit != 0 && out.len() >= limit {
+                            return Ok(out);
+                        }
                     }
                 }
                 // The smallest key after this one.
@@ -147,4 +149,37 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// The field of a stored event that stands for several events: the same
+/// event once per element, with the element as `db_query` (a database
+/// session's commands, stored together to keep per-command audit cheap).
+pub const GROUPED_QUERIES: &str = "db_queries";
+
+/// One stored event, or the events a grouped one stands for (see
+/// [`GROUPED_QUERIES`]); each gets `db_query` and a `uid` of its own.
+fn expand(mut event: Value) -> Vec<Value> {
+    let Some(Value::Array(queries)) = event
+        .as_object_mut()
+        .and_then(|o| o.remove(GROUPED_QUERIES))
+    else {
+        return vec![event];
+    };
+    let uid = event
+        .get("uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    queries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let mut one = event.clone();
+            if let Some(o) = one.as_object_mut() {
+                o.insert("db_query".into(), q);
+                o.insert("uid".into(), Value::String(format!("{uid}-{i}")));
+            }
+            one
+        })
+        .collect()
 }

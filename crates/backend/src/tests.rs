@@ -427,6 +427,48 @@ mod audit {
             .unwrap();
         assert_eq!(limited.len(), 2);
 
+        // A grouped event (one stored item, emitted with others in one
+        // write) reads back as one event per query, each with its own uid.
+        log.emit_many(vec![
+            json!({"event": "db.session.query", "code": "TDB02I", "time": at(100), "user": "carol",
+                   "uid": "g", "db_queries": ["SET k v", "GET k", "AUTH ******"]}),
+            json!({"event": "db.session.end", "code": "TDB01I", "time": at(101), "user": "carol"}),
+        ])
+        .await
+        .unwrap();
+        let window = t0 + time::Duration::seconds(100)..=t0 + time::Duration::seconds(101);
+        let queries = log
+            .search(
+                *window.start(),
+                *window.end(),
+                &["db.session.query".to_string()],
+                0,
+            )
+            .await
+            .unwrap();
+        let q: Vec<_> = queries
+            .iter()
+            .map(|e| e["db_query"].as_str().unwrap())
+            .collect();
+        assert_eq!(q, ["SET k v", "GET k", "AUTH ******"]);
+        let uids: Vec<_> = queries.iter().map(|e| e["uid"].as_str().unwrap()).collect();
+        assert_eq!(uids, ["g-0", "g-1", "g-2"]);
+        assert!(queries
+            .iter()
+            .all(|e| e["user"] == "carol" && e.get("db_queries").is_none()));
+        let two = log
+            .search(*window.start(), *window.end(), &[], 2)
+            .await
+            .unwrap();
+        assert_eq!(two.len(), 2, "the limit counts expanded events");
+        assert_eq!(
+            log.search(*window.start(), *window.end(), &[], 0)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+
         // Bounds are inclusive on both ends.
         let window = log
             .search(

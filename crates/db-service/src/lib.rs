@@ -50,10 +50,14 @@ pub fn databases_from_config(cfg: &config::DbService) -> Result<Vec<Database>, D
             });
         }
         if let Some(az) = &d.azure {
+            let resource_id = az.resource_id.clone().unwrap_or_default();
+            let enterprise = resource_id
+                .to_ascii_lowercase()
+                .contains("/providers/microsoft.cache/redisenterprise/");
             db.spec.azure = Some(DatabaseAzure {
                 name: String::new(),
-                resource_id: az.resource_id.clone().unwrap_or_default(),
-                is_enterprise: az.is_cluster_mode,
+                is_enterprise: az.is_cluster_mode || enterprise,
+                resource_id,
             });
         }
         for c in &d.dynamic_labels {

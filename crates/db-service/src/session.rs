@@ -63,19 +63,78 @@ impl CredentialSource for NoCredentials {
 /// Sends audit events to the cluster in batches, in order, off the session
 /// path. Events wait in memory while the auth service is unreachable and are
 /// retried; none is dropped while the agent runs. Events travel as JSON text:
-/// a session serializes its common fields once, and each command's event is
-/// that text plus the query.
+/// a session serializes its common fields once, and consecutive commands of
+/// one session go as one grouped event (`db_queries`), which the audit log
+/// reads back as one `db.session.query` per command.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+/// An event waiting to be sent.
+enum Queued {
+    /// A whole event: the text of a JSON object.
+    Event(String),
+    /// One command of a session: the common part of its events (see
+    /// [`open_object`]) and the query.
+    Query(Arc<str>, String),
+}
+
+impl Queued {
+    fn size(&self) -> usize {
+        match self {
+            Queued::Event(e) => e.len(),
+            Queued::Query(_, q) => q.len() + 4,
+        }
+    }
+}
+
+/// The JSON array sent for `batch`.
+fn encode_batch(batch: &[Queued]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(batch.iter().map(Queued::size).sum::<usize>() + 512);
+    body.push(b'[');
+    let mut i = 0;
+    while let Some(item) = batch.get(i) {
+        if i > 0 {
+            body.push(b',');
+        }
+        match item {
+            Queued::Event(e) => {
+                body.extend_from_slice(e.as_bytes());
+                i += 1;
+            }
+            Queued::Query(prefix, _) => {
+                body.extend_from_slice(prefix.as_bytes());
+                if !prefix.ends_with('{') {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b"\"db_queries\":[");
+                let mut first = true;
+                while let Some(Queued::Query(p, q)) = batch.get(i) {
+                    if !Arc::ptr_eq(p, prefix) {
+                        break;
+                    }
+                    if !first {
+                        body.push(b',');
+                    }
+                    first = false;
+                    let _ = serde_json::to_writer(&mut body, q);
+                    i += 1;
+                }
+                body.extend_from_slice(b"]}");
+            }
+        }
+    }
+    body.push(b']');
+    body
 }
 
 impl AuditSink {
     /// Start the sender task.
     pub fn start(cluster: Arc<dyn Cluster>) -> AuditSink {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         tokio::spawn(async move {
-            let mut batch: Vec<String> = Vec::with_capacity(AUDIT_BATCH);
+            let mut batch: Vec<Queued> = Vec::with_capacity(AUDIT_BATCH);
             loop {
                 if batch.is_empty() {
                     match rx.recv().await {
@@ -83,26 +142,17 @@ impl AuditSink {
                         None => return,
                     }
                 }
-                let mut bytes: usize = batch.iter().map(String::len).sum();
+                let mut bytes: usize = batch.iter().map(Queued::size).sum();
                 while batch.len() < AUDIT_BATCH && bytes < AUDIT_BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(e) => {
-                            bytes += e.len();
+                            bytes += e.size();
                             batch.push(e);
                         }
                         Err(_) => break,
                     }
                 }
-                let size = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
-                let mut body = Vec::with_capacity(size);
-                body.push(b'[');
-                for (i, e) in batch.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(e.as_bytes());
-                }
-                body.push(b']');
+                let body = encode_batch(&batch);
                 let mut wait = Duration::from_millis(200);
                 loop {
                     match cluster.audit_batch(body.clone()).await {
@@ -122,12 +172,13 @@ impl AuditSink {
 
     /// Queue one event.
     pub fn emit(&self, event: serde_json::Value) {
-        self.emit_json(event.to_string());
+        let _ = self.tx.send(Queued::Event(event.to_string()));
     }
 
-    /// Queue one event given as the text of a JSON object.
-    pub fn emit_json(&self, event: String) {
-        let _ = self.tx.send(event);
+    /// Queue one command of a session whose query events share `prefix`
+    /// (an open JSON object, see [`open_object`]).
+    fn emit_query(&self, prefix: &Arc<str>, query: String) {
+        let _ = self.tx.send(Queued::Query(prefix.clone(), query));
     }
 }
 
@@ -148,20 +199,13 @@ fn bounded_query(mut query: String) -> String {
 }
 
 /// The text of a JSON object without its closing brace, so fields can be
-/// appended (see [`with_field`]).
+/// appended (see [`encode_batch`]).
 fn open_object(v: &serde_json::Value) -> String {
     let mut text = v.to_string();
     if text.ends_with('}') {
         text.pop();
     }
     text
-}
-
-/// `prefix` (from [`open_object`]) with one more string field, closed.
-fn with_field(prefix: &str, name: &str, value: &str) -> String {
-    let value = serde_json::Value::String(value.to_string()).to_string();
-    let sep = if prefix.ends_with('{') { "" } else { "," };
-    format!("{prefix}{sep}\"{name}\":{value}}}")
 }
 
 /// Roles fetched per role-name list, with when they were fetched.
@@ -385,16 +429,13 @@ impl DbSessions {
             serde_json::json!({"event": "db.session.start", "code": "TDB00I", "success": true}),
         ));
         let audit = self.audit.clone();
-        let query_prefix = open_object(&with(
+        let query_prefix: Arc<str> = open_object(&with(
             base.clone(),
             serde_json::json!({"event": "db.session.query", "code": "TDB02I"}),
-        ));
+        ))
+        .into();
         let on_command = |cmd: redis_proxy::CommandEvent| {
-            audit.emit_json(with_field(
-                &query_prefix,
-                "db_query",
-                &bounded_query(cmd.query()),
-            ));
+            audit.emit_query(&query_prefix, bounded_query(cmd.query()));
         };
         let opts = SessionOptions {
             db_user: Some(db_user),
@@ -436,21 +477,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_events_are_the_session_fields_plus_the_query() {
-        let base = serde_json::json!({"user": "alice", "sid": "s1", "event": "db.session.query"});
-        let prefix = open_object(&base);
-        let text = with_field(&prefix, "db_query", "SET \"k\" \u{1}\n");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["user"], "alice");
-        assert_eq!(v["event"], "db.session.query");
-        assert_eq!(v["db_query"], "SET \"k\" \u{1}\n");
+    fn batches_group_a_sessions_commands() {
+        let a: Arc<str> =
+            open_object(&serde_json::json!({"user": "alice", "event": "db.session.query"})).into();
+        let b: Arc<str> = open_object(&serde_json::json!({"user": "bob"})).into();
+        let empty: Arc<str> = open_object(&serde_json::json!({})).into();
+        let batch = vec![
+            Queued::Event(r#"{"event":"db.session.start"}"#.into()),
+            Queued::Query(a.clone(), "SET \"k\" \u{1}\n".into()),
+            Queued::Query(a.clone(), "GET k".into()),
+            Queued::Query(b.clone(), "PING".into()),
+            Queued::Query(a.clone(), "DEL k".into()),
+            Queued::Query(empty, "ECHO".into()),
+        ];
+        let v: serde_json::Value = serde_json::from_slice(&encode_batch(&batch)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"event": "db.session.start"},
+                {"user": "alice", "event": "db.session.query", "db_queries": ["SET \"k\" \u{1}\n", "GET k"]},
+                {"user": "bob", "db_queries": ["PING"]},
+                {"user": "alice", "event": "db.session.query", "db_queries": ["DEL k"]},
+                {"db_queries": ["ECHO"]},
+            ])
+        );
+        assert_eq!(encode_batch(&[]), b"[]");
         let long = "é".repeat(MAX_QUERY);
         let cut = bounded_query(format!("SET k {long}"));
         assert!(cut.len() < MAX_QUERY + 64, "{}", cut.len());
         assert!(cut.ends_with("more bytes not recorded)"));
         assert_eq!(bounded_query("GET k".into()), "GET k");
-        let empty = open_object(&serde_json::json!({}));
-        let v: serde_json::Value = serde_json::from_str(&with_field(&empty, "a", "b")).unwrap();
-        assert_eq!(v, serde_json::json!({"a": "b"}));
     }
 }

@@ -120,3 +120,33 @@ async fn entra_tokens_for_caches_without_keys() {
     // Reused while fresh.
     assert_eq!(provider.credentials().await.unwrap().password, c.password);
 }
+
+#[test]
+fn example_configuration_registers_its_databases() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/db-service.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cfg = config::parse(&text, "examples/db-service.yaml").unwrap();
+    assert!(cfg.db_service.enabled);
+    assert_eq!(cfg.db_service.azure[0].regions, ["eastus"]);
+    let dbs = db_service::databases_from_config(&cfg.db_service).unwrap();
+    let orders = &dbs[0];
+    assert_eq!(orders.metadata.name, "orders-cache");
+    let azure = orders.spec.azure.as_ref().unwrap();
+    assert!(!azure.is_enterprise);
+    assert!(!orders.redis_cluster_mode());
+    assert_eq!(
+        orders.host_port(),
+        Some(("orders.redis.cache.windows.net".into(), 6380))
+    );
+    let sessions = &dbs[1];
+    assert!(sessions.spec.azure.as_ref().unwrap().is_enterprise);
+    assert!(sessions.redis_cluster_mode());
+    assert_eq!(
+        sessions.host_port(),
+        Some((
+            "sessions.eastus.redisenterprise.cache.azure.net".into(),
+            10000
+        ))
+    );
+}
