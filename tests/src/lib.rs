@@ -540,22 +540,39 @@ pub fn start_emulator_with(
     Ok((rt, emu))
 }
 
-/// The mapping of the fixture's Redis cache `name` (for [`start_emulator_with`]).
-pub fn fixture_redis<'a>(
+/// The list under `kind` (`redis`, `redis_enterprise`, ...) of the
+/// fixture's resource group that holds the resource `name` (for
+/// [`start_emulator_with`]).
+pub fn fixture_list<'a>(
     doc: &'a mut serde_yaml_ng::Value,
+    kind: &str,
     name: &str,
-) -> Option<&'a mut serde_yaml_ng::Mapping> {
+) -> Option<&'a mut Vec<serde_yaml_ng::Value>> {
     for sub in doc.get_mut("subscriptions")?.as_sequence_mut()? {
         for rg in sub.get_mut("resource_groups")?.as_sequence_mut()? {
-            let Some(list) = rg.get_mut("redis").and_then(|r| r.as_sequence_mut()) else {
+            let Some(list) = rg.get_mut(kind).and_then(|r| r.as_sequence_mut()) else {
                 continue;
             };
-            for r in list {
-                if r.get("name").and_then(|n| n.as_str()) == Some(name) {
-                    return r.as_mapping_mut();
-                }
+            if list
+                .iter()
+                .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(name))
+            {
+                return Some(list);
             }
         }
     }
     None
+}
+
+/// The mapping of the fixture's resource `name` under `kind` (see
+/// [`fixture_list`]).
+pub fn fixture_resource<'a>(
+    doc: &'a mut serde_yaml_ng::Value,
+    kind: &str,
+    name: &str,
+) -> Option<&'a mut serde_yaml_ng::Mapping> {
+    fixture_list(doc, kind, name)?
+        .iter_mut()
+        .find(|r| r.get("name").and_then(|n| n.as_str()) == Some(name))?
+        .as_mapping_mut()
 }

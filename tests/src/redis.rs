@@ -397,7 +397,7 @@ impl AzureRedis {
         let enterprise_port = enterprise.as_ref().map(|c| c.ports[0]);
         let (rt, emu) = start_emulator_with(|doc| {
             if let Some(port) = enterprise_port {
-                if let Some(e) = fixture_enterprise(doc, "my-enterprise") {
+                if let Some(e) = fixture_resource(doc, "redis_enterprise", "my-enterprise") {
                     e.insert("host".into(), "localhost".into());
                     let mut tags = serde_yaml_ng::Mapping::new();
                     tags.insert("env".into(), "dev".into());
@@ -416,7 +416,7 @@ impl AzureRedis {
                     }
                 }
             }
-            let Some(r) = fixture_redis(doc, "my-redis") else {
+            let Some(r) = fixture_resource(doc, "redis", "my-redis") else {
                 return;
             };
             r.insert("host".into(), "localhost".into());
@@ -435,7 +435,7 @@ impl AzureRedis {
             let mut tags = serde_yaml_ng::Mapping::new();
             tags.insert("env".into(), "dev".into());
             e.insert("tags".into(), tags.into());
-            if let Some(list) = fixture_redis_list(doc, "my-redis") {
+            if let Some(list) = fixture_list(doc, "redis", "my-redis") {
                 list.push(e.into());
             }
         })?;
@@ -550,48 +550,4 @@ fn rand_bytes() -> [u8; 16] {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The list of Redis caches holding the fixture's cache `name`.
-fn fixture_redis_list<'a>(
-    doc: &'a mut serde_yaml_ng::Value,
-    name: &str,
-) -> Option<&'a mut Vec<serde_yaml_ng::Value>> {
-    for sub in doc.get_mut("subscriptions")?.as_sequence_mut()? {
-        for rg in sub.get_mut("resource_groups")?.as_sequence_mut()? {
-            let Some(list) = rg.get_mut("redis").and_then(|r| r.as_sequence_mut()) else {
-                continue;
-            };
-            if list
-                .iter()
-                .any(|r| r.get("name").and_then(|n| n.as_str()) == Some(name))
-            {
-                return Some(list);
-            }
-        }
-    }
-    None
-}
-
-/// The mapping of the fixture's Redis Enterprise cluster `name`.
-fn fixture_enterprise<'a>(
-    doc: &'a mut serde_yaml_ng::Value,
-    name: &str,
-) -> Option<&'a mut serde_yaml_ng::Mapping> {
-    for sub in doc.get_mut("subscriptions")?.as_sequence_mut()? {
-        for rg in sub.get_mut("resource_groups")?.as_sequence_mut()? {
-            let Some(list) = rg
-                .get_mut("redis_enterprise")
-                .and_then(|r| r.as_sequence_mut())
-            else {
-                continue;
-            };
-            for e in list {
-                if e.get("name").and_then(|n| n.as_str()) == Some(name) {
-                    return e.as_mapping_mut();
-                }
-            }
-        }
-    }
-    None
 }

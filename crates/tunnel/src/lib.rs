@@ -172,6 +172,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncReadWrite for T {}
 
 /// A bidirectional byte stream over the tunnel. Shutting down the write side
 /// sends end-of-file to the peer; dropping it resets the stream.
+///
+/// Drive both directions from one task (e.g. `copy_bidirectional`, or
+/// `tokio::io::split` halves polled in one `select!`/`join!`): yamux keeps a
+/// single waker for a stream's outgoing frames (data and window updates),
+/// so halves polled by two tasks can lose a wake-up and stall once a flow
+/// control window fills (seen with 1 MiB echoes under 100 concurrent
+/// streams).
 pub struct TunnelStream {
     // Declared before the permit: the stream is dropped (and its slot freed
     // in the multiplexer) before another dial may take the permit.

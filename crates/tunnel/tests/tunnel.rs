@@ -136,16 +136,19 @@ async fn echo_on(mut stream: TunnelStream, target: &str, payload: Vec<u8>) -> St
     let (name, got_target) = hello.split_once('|').unwrap();
     assert_eq!(got_target, target);
     let name = name.to_string();
+    // Both halves in this task: a yamux stream keeps one waker for its
+    // outgoing frames, so halves driven by two tasks can miss a wake-up (the
+    // product drives each stream from one task too).
     let (mut r, mut w) = tokio::io::split(stream);
     let expected = payload.clone();
-    let writer = tokio::spawn(async move {
+    let writer = async {
         w.write_all(&payload).await.unwrap();
         w.shutdown().await.unwrap();
-        w
-    });
+    };
     let mut back = Vec::new();
-    r.read_to_end(&mut back).await.unwrap();
-    let _w = writer.await.unwrap();
+    let reader = r.read_to_end(&mut back);
+    let ((), read) = tokio::join!(writer, reader);
+    read.unwrap();
     assert_eq!(back.len(), expected.len(), "length of echo for {target}");
     assert!(back == expected, "echo differs for {target}");
     name
