@@ -9,9 +9,8 @@
 //! real token for (identity, resource) is minted on this VM, swapped into
 //! `Authorization`, the request is forwarded to Azure, and it is audited.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,12 +18,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use pki::Identity;
 use resources::{App, Role};
-use tokio::sync::Mutex;
 
 /// Largest request body forwarded to Azure.
 pub const MAX_BODY: usize = 64 << 20;
-/// How long fetched roles are reused.
-const ROLE_TTL: Duration = Duration::from_secs(10);
 
 /// Where the handler gets roles and sends audit events (the auth service).
 #[async_trait::async_trait]
@@ -35,16 +31,13 @@ pub trait Cluster: Send + Sync + 'static {
     async fn audit(&self, event: serde_json::Value);
 }
 
-/// Roles fetched per role-name list, with when they were fetched.
-type RoleCache = Mutex<HashMap<Vec<String>, (Instant, Vec<Role>)>>;
-
 /// Serves Azure app sessions for one app.
 pub struct AzureHandler {
     app: App,
     cluster: Arc<dyn Cluster>,
     tokens: Arc<azure_mint::TokenCache>,
     http: reqwest::Client,
-    roles: RoleCache,
+    roles: crate::roles::RoleCache,
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
@@ -85,7 +78,7 @@ impl AzureHandler {
             cluster,
             tokens,
             http,
-            roles: Mutex::new(HashMap::new()),
+            roles: crate::roles::RoleCache::default(),
         }
     }
 
@@ -95,21 +88,7 @@ impl AzureHandler {
     }
 
     async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, String> {
-        let key = names.to_vec();
-        {
-            let cache = self.roles.lock().await;
-            if let Some((at, roles)) = cache.get(&key) {
-                if at.elapsed() < ROLE_TTL {
-                    return Ok(roles.clone());
-                }
-            }
-        }
-        let roles = self.cluster.roles(names).await?;
-        self.roles
-            .lock()
-            .await
-            .insert(key, (Instant::now(), roles.clone()));
-        Ok(roles)
+        self.roles.get(names, || self.cluster.roles(names)).await
     }
 
     /// Serve HTTP/1.1 on one session stream whose client certificate is

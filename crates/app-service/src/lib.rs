@@ -2,6 +2,7 @@
 //! and the heartbeats that register them with the cluster.
 
 pub mod azure;
+pub mod roles;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

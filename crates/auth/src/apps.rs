@@ -49,7 +49,6 @@ impl AuthServer {
         caller: &Caller,
         req: &AppCertRequest,
     ) -> Result<AppCertResponse> {
-        use base64::Engine;
         let Caller::User(id) = caller else {
             return Err(AuthError::AccessDenied(
                 "log in with tsh login to get app certificates".into(),
@@ -60,13 +59,9 @@ impl AuthServer {
                 "an app certificate cannot be used to get another one".into(),
             ));
         }
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(req.public_key.as_bytes())
-            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
-        let user = self.get_user(&id.username).await?;
-        let roles = self.get_roles(&user.spec.roles).await?;
-        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let (key, user, checker) = self
+            .session_cert_basis(&id.username, &req.public_key)
+            .await?;
         let app = self
             .servers("app")
             .await?
@@ -154,6 +149,25 @@ impl AuthServer {
             }
         }
         self.get_roles(names).await
+    }
+
+    /// The start of every session certificate request: the public key to
+    /// certify (base64 SPKI DER), the caller's user and their access as their
+    /// roles are now.
+    pub(crate) async fn session_cert_basis(
+        &self,
+        username: &str,
+        public_key_b64: &str,
+    ) -> Result<(Vec<u8>, resources::User, rbac::AccessChecker)> {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(public_key_b64.as_bytes())
+            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
+        let user = self.get_user(username).await?;
+        let roles = self.get_roles(&user.spec.roles).await?;
+        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
+            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        Ok((key, user, checker))
     }
 
     /// Record an audit event sent by an agent (session events only).

@@ -42,7 +42,6 @@ impl AuthServer {
         caller: &Caller,
         req: &DbCertRequest,
     ) -> Result<DbCertResponse> {
-        use base64::Engine;
         let Caller::User(id) = caller else {
             return Err(AuthError::AccessDenied(
                 "log in with tsh login to get database certificates".into(),
@@ -53,13 +52,9 @@ impl AuthServer {
                 "a session certificate cannot be used to get another one".into(),
             ));
         }
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(req.public_key.as_bytes())
-            .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
-        let user = self.get_user(&id.username).await?;
-        let roles = self.get_roles(&user.spec.roles).await?;
-        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let (key, user, checker) = self
+            .session_cert_basis(&id.username, &req.public_key)
+            .await?;
         let db = self
             .servers("db")
             .await?

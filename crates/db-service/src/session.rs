@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pki::Identity;
 use redis_proxy::{Backend, CredentialProvider, SessionOptions};
@@ -23,8 +23,6 @@ use resources::{Database, Role};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Mutex, RwLock};
 
-/// How long fetched roles are reused.
-const ROLE_TTL: Duration = Duration::from_secs(10);
 /// Most events sent to the auth service in one request.
 const AUDIT_BATCH: usize = 500;
 /// Most bytes of events in one request (the auth service takes 2 MiB).
@@ -208,9 +206,6 @@ fn open_object(v: &serde_json::Value) -> String {
     text
 }
 
-/// Roles fetched per role-name list, with when they were fetched.
-type RoleCache = Mutex<HashMap<Vec<String>, (Instant, Vec<Role>)>>;
-
 /// Serves database sessions for the databases an agent announces.
 pub struct DbSessions {
     dbs: Arc<RwLock<Vec<Database>>>,
@@ -218,7 +213,7 @@ pub struct DbSessions {
     audit: AuditSink,
     credentials: Arc<dyn CredentialSource>,
     backends: Mutex<HashMap<String, (Database, Backend)>>,
-    roles: RoleCache,
+    roles: app_service::roles::RoleCache,
     server_id: String,
 }
 
@@ -284,27 +279,13 @@ impl DbSessions {
             audit,
             credentials,
             backends: Mutex::new(HashMap::new()),
-            roles: Mutex::new(HashMap::new()),
+            roles: app_service::roles::RoleCache::default(),
             server_id,
         }
     }
 
     async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, String> {
-        let key = names.to_vec();
-        {
-            let cache = self.roles.lock().await;
-            if let Some((at, roles)) = cache.get(&key) {
-                if at.elapsed() < ROLE_TTL {
-                    return Ok(roles.clone());
-                }
-            }
-        }
-        let roles = self.cluster.roles(names).await?;
-        self.roles
-            .lock()
-            .await
-            .insert(key, (Instant::now(), roles.clone()));
-        Ok(roles)
+        self.roles.get(names, || self.cluster.roles(names)).await
     }
 
     async fn backend(&self, db: &Database) -> Result<Backend, String> {

@@ -275,52 +275,52 @@ impl Proxy {
         let Some(route) = id.route_to_app.as_ref() else {
             return Err("this certificate is not for an app: run tsh apps login <app>".into());
         };
+        self.dial_session(conn, "app", &route.name).await
+    }
+
+    /// Opens a session stream (`kind` `app` or `db`) for the client of
+    /// `conn` to the first agent serving `name` that is reachable through
+    /// this proxy's tunnels, passing the client's certificate along.
+    async fn dial_session(
+        &self,
+        conn: &rustls::ServerConnection,
+        kind: &str,
+        name: &str,
+    ) -> Result<tunnel::TunnelStream, String> {
+        use base64::Engine;
         let cert_der = conn
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.as_ref().to_vec())
             .ok_or("no client certificate")?;
-        let servers = self
+        let what = if kind == "db" { "database" } else { kind };
+        let agents: Vec<String> = self
             .auth
-            .servers("app")
+            .servers(kind)
             .await
-            .map_err(|e| format!("listing app servers: {e}"))?;
-        let candidates: Vec<String> = servers
-            .iter()
+            .map_err(|e| format!("listing {what} servers: {e}"))?
+            .into_iter()
             .filter(|s| {
-                s.app
-                    .as_ref()
-                    .is_some_and(|a| a.metadata.name == route.name)
+                let served = match (&s.app, &s.db) {
+                    (Some(a), _) => &a.metadata.name,
+                    (None, Some(d)) => &d.metadata.name,
+                    (None, None) => return false,
+                };
+                served == name
             })
-            .map(|s| s.host_id.clone())
+            .map(|s| s.host_id)
             .collect();
-        self.dial_session("app", &route.name, &candidates, &cert_der)
-            .await
-    }
-
-    /// Opens a session stream (`kind` `app` or `db`) to the first of
-    /// `agents` reachable through this proxy's tunnels, passing the user's
-    /// certificate along.
-    async fn dial_session(
-        &self,
-        kind: &str,
-        name: &str,
-        agents: &[String],
-        cert_der: &[u8],
-    ) -> Result<tunnel::TunnelStream, String> {
-        use base64::Engine;
         if agents.is_empty() {
-            let what = if kind == "db" { "database" } else { kind };
             return Err(format!("{what} {name:?} is not served by any agent"));
         }
         let target = serde_json::json!({
             "kind": kind,
             "name": name,
-            "cert": base64::engine::general_purpose::STANDARD.encode(cert_der),
+            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
         })
         .to_string();
         let mut last = String::new();
-        for host in agents {
+        for host in &agents {
             if !self.tunnel.is_connected(host) {
                 last = format!("the agent {host} serving {name:?} is not connected to this proxy");
                 continue;
@@ -372,26 +372,7 @@ impl Proxy {
         let Some(route) = id.route_to_database.as_ref() else {
             return Err("this certificate is not for a database: run tsh db login <db>".into());
         };
-        let cert_der = conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.as_ref().to_vec())
-            .ok_or("no client certificate")?;
-        let servers = self
-            .auth
-            .servers("db")
-            .await
-            .map_err(|e| format!("listing database servers: {e}"))?;
-        let candidates: Vec<String> = servers
-            .iter()
-            .filter(|s| {
-                s.db.as_ref()
-                    .is_some_and(|d| d.metadata.name == route.service_name)
-            })
-            .map(|s| s.host_id.clone())
-            .collect();
-        self.dial_session("db", &route.service_name, &candidates, &cert_der)
-            .await
+        self.dial_session(conn, "db", &route.service_name).await
     }
 
     /// The reverse tunnel server: agents connected to this proxy.
