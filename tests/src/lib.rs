@@ -399,6 +399,11 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Write `config_yaml` (with `{data_dir}` replaced) and start `teleport start`.
     /// Does not wait: callers poll for what they expect.
     pub fn start(dir: &Path, config_yaml: &str) -> Result<Agent> {

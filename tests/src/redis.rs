@@ -30,6 +30,11 @@ impl Drop for RedisTls {
 }
 
 impl RedisTls {
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Start one requiring `password` (plain TCP disabled).
     pub fn start(password: &str) -> Result<RedisTls> {
         Self::start_opts(password, false)

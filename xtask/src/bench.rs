@@ -450,6 +450,27 @@ fn redis_chain(dir: &Path) -> Result<()> {
     for (_, t) in &targets {
         redis_benchmark(t, 1, 50, 20_000)?;
     }
+    // The chain's processes, for CPU time per request.
+    let procs: Vec<(&str, u32)> = vec![
+        ("tsh", tunnel.0.id()),
+        (
+            "auth+proxy",
+            w.node.pid().ok_or_else(|| anyhow!("node not running"))?,
+        ),
+        (
+            "db agent",
+            w.agent.pid().ok_or_else(|| anyhow!("agent not running"))?,
+        ),
+        ("redis-server", w.redis.pid()),
+    ];
+    // XTASK_BENCH_HOLD=<file>: print the chain's ports and processes and
+    // wait while <file> exists (time for a profiler), then measure.
+    if let Some(hold) = std::env::var_os("XTASK_BENCH_HOLD") {
+        println!("chain on 127.0.0.1:{tport}, direct TLS on {tls_port}; processes {procs:?}; remove {hold:?} to go on");
+        while Path::new(&hold).exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let n = 200_000;
     let mut results = Vec::new();
     // Three rounds, the targets interleaved in each, medians reported: single
@@ -457,11 +478,31 @@ fn redis_chain(dir: &Path) -> Result<()> {
     for (p, c) in [(1, 50), (16, 50), (1, 1)] {
         let n = if c == 1 { 20_000 } else { n };
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+        // CPU ticks each chain process spent in the chain runs.
+        let mut ticks = vec![0u64; procs.len()];
         for _ in 0..3 {
-            for (i, (_, t)) in targets.iter().enumerate() {
+            for (i, (name, t)) in targets.iter().enumerate() {
+                let chain = *name == "Teleport chain";
+                let before = if chain {
+                    cpu_ticks(&procs)?
+                } else {
+                    Vec::new()
+                };
                 runs[i].push(redis_benchmark(t, p, c, n)?);
+                if chain {
+                    for (k, (b, a)) in before.iter().zip(cpu_ticks(&procs)?).enumerate() {
+                        ticks[k] += a.saturating_sub(*b);
+                    }
+                }
             }
         }
+        // Two commands (SET and GET) of n requests each, three rounds.
+        let requests = (3 * 2 * n) as f64;
+        let cpu: Vec<(&str, f64)> = procs
+            .iter()
+            .zip(&ticks)
+            .map(|((name, _), t)| (*name, *t as f64 * 1e6 / ticks_per_sec() / requests))
+            .collect();
         let row = targets
             .iter()
             .zip(runs)
@@ -479,13 +520,13 @@ fn redis_chain(dir: &Path) -> Result<()> {
                 )
             })
             .collect::<Vec<_>>();
-        results.push(((p, c), row));
+        results.push(((p, c), row, cpu));
     }
     drop(tunnel);
     drop(tunnel_out);
     drop(_twem);
     println!("\nAzure Redis through Teleport (release build; redis-benchmark -t set,get; medians of 3 interleaved rounds; all on this machine, same run; every command through the chain is audited):");
-    for ((p, c), row) in &results {
+    for ((p, c), row, cpu) in &results {
         let (tls_rps, tls_p50) = row[0].1;
         let (plain_rps, plain_p50) = row[1].1;
         println!("  -P {p} -c {c}:");
@@ -498,12 +539,56 @@ fn redis_chain(dir: &Path) -> Result<()> {
                 (p50 - plain_p50) * 1e3
             );
         }
+        let total: f64 = cpu.iter().map(|(_, us)| us).sum();
+        let parts: Vec<String> = cpu
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.1}"))
+            .collect();
+        println!(
+            "    chain CPU per request: {total:.1} us ({})",
+            parts.join(", ")
+        );
     }
     println!(
         "  targets: -P 16 -c 50 chain >= 0.35 of direct TLS; -P 1 median latency added <= 150 us"
     );
     drop(w);
     Ok(())
+}
+
+/// utime + stime of each process, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(procs: &[(&str, u32)]) -> Result<Vec<u64>> {
+    procs
+        .iter()
+        .map(|(name, pid)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .with_context(|| format!("reading the stat of {name} ({pid})"))?;
+            // Fields after the parenthesised command name; utime and stime
+            // are the 14th and 15th fields of the whole line.
+            let rest = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r)
+                .ok_or_else(|| anyhow!("odd /proc/{pid}/stat"))?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| -> Result<u64> {
+                f.get(i)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow!("odd /proc/{pid}/stat"))
+            };
+            Ok(field(11)? + field(12)?)
+        })
+        .collect()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// A child process killed and reaped when dropped (also on early returns).

@@ -153,18 +153,29 @@ fn main() -> ExitCode {
             pid_file,
             insecure,
         } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ERROR: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut b = match cfg.teleport.worker_threads {
+                None | Some(0) | Some(1) => tokio::runtime::Builder::new_current_thread(),
+                Some(n) => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(n.min(MAX_WORKER_THREADS));
+                    b
+                }
+            };
+            let rt = match b.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("ERROR: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(start(config, debug, pid_file, insecure)) {
+            match rt.block_on(start(cfg, debug, pid_file, insecure)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ERROR: {e:#}");
@@ -249,13 +260,15 @@ fn public_addr(cfg: &config::FileConfig, bound: std::net::SocketAddr) -> String 
     }
 }
 
+/// Most event-loop threads `teleport.worker_threads` may ask for.
+const MAX_WORKER_THREADS: usize = 256;
+
 async fn start(
-    config_path: PathBuf,
+    cfg: config::FileConfig,
     debug: bool,
     pid_file: Option<PathBuf>,
     insecure: bool,
 ) -> Result<()> {
-    let cfg = config::load(&config_path)?;
     init_logging(debug, &cfg);
     if let Some(p) = &pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))

@@ -283,8 +283,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One event loop: tsh serves one user, and its local tunnels cost the
+    // least CPU per command on a single thread (see ARCHITECTURE.md).
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }

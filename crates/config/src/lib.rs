@@ -124,6 +124,13 @@ pub struct TeleportSection {
     /// Log settings.
     #[serde(default)]
     pub log: Option<LogConfig>,
+    /// Threads running the process's event loop (this build's own setting).
+    /// Default 1: one event loop, as Redis and twemproxy run, which costs
+    /// the least CPU per proxied command; storage, password hashing and other
+    /// blocking work run on a separate pool either way. Raise it on a host
+    /// where one process serves more sessions than one core can carry.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
     /// Any further keys Teleport accepts here (diag_addr, ...).
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
@@ -594,6 +601,15 @@ app_service:
         assert!(cfg.app_service.enabled);
         assert_eq!(cfg.app_service.apps[0].cloud.as_deref(), Some("Azure"));
         assert_eq!(cfg.teleport.join_params.unwrap().token_name, "/tmp/token");
+    }
+
+    #[test]
+    fn worker_threads_is_read_and_checked() {
+        assert_eq!(parse(GUIDE, "guide").unwrap().teleport.worker_threads, None);
+        let cfg = parse("version: v3\nteleport:\n  worker_threads: 4\n", "x").unwrap();
+        assert_eq!(cfg.teleport.worker_threads, Some(4));
+        let err = parse("version: v3\nteleport:\n  worker_threads: -1\n", "x").unwrap_err();
+        assert!(err.to_string().contains("worker_threads"), "{err}");
     }
 
     #[test]

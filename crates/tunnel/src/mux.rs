@@ -1,11 +1,21 @@
 //! Drives one yamux connection: a single task polls the connection for
 //! inbound streams (which also moves all I/O) and opens outbound streams on
 //! request, since yamux 0.13 wants both done by whoever owns the connection.
+//!
+//! Writes are coalesced ([`Coalesce`]): yamux writes each frame as a header
+//! and a body and flushes after every frame, which over TLS costs two
+//! records and two system calls per frame. Here yamux writes into a buffer,
+//! and the driver writes the buffer out once yamux has nothing more to do,
+//! so the frames of every stream that became ready together (50 clients
+//! behind one agent, say) leave in one write.
 
 use std::future::poll_fn;
-use std::task::Poll;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
@@ -34,9 +44,100 @@ impl MuxHandle {
     }
 }
 
+/// Bytes buffered before a write waits for the socket.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// The socket and the frames yamux has written but the socket not yet taken.
+struct Shared<S> {
+    io: S,
+    out: Vec<u8>,
+    /// Bytes of `out` already written to `io`.
+    sent: usize,
+}
+
+impl<S: AsyncWrite + Unpin> Shared<S> {
+    /// Writes `out` to the socket until it is empty (Ready) or the socket
+    /// is full (Pending, with the caller's waker registered).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+}
+
+/// The socket as yamux sees it: reads go straight through; writes land in
+/// a buffer that [`Mux::drive`] writes out (see the module documentation).
+/// `poll_flush` does not write: yamux calls it after every frame and does
+/// not wait for it, and the driver writes once yamux is done. Shutdown
+/// writes what is buffered first.
+struct Coalesce<S>(Arc<Mutex<Shared<S>>>);
+
+/// Locks the shared socket; a poisoned lock (a panic while holding it) is
+/// an I/O error, not a second panic.
+fn lock<S>(shared: &Mutex<Shared<S>>) -> io::Result<MutexGuard<'_, Shared<S>>> {
+    shared
+        .lock()
+        .map_err(|_| io::Error::other("tunnel socket lock poisoned"))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut g = lock(&self.0)?;
+        Pin::new(&mut g.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut g = lock(&self.0)?;
+        if g.out.len() >= WRITE_HIGH_WATER {
+            match g.poll_drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if g.out.len() >= WRITE_HIGH_WATER => return Poll::Pending,
+                // Drained below the mark but not flushed yet: take more.
+                Poll::Pending => {}
+            }
+        }
+        g.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut g = lock(&self.0)?;
+        match g.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut g.io).poll_shutdown(cx),
+            other => other,
+        }
+    }
+}
+
 /// A connection not yet driven.
 pub(crate) struct Mux<S> {
-    conn: yamux::Connection<Compat<S>>,
+    conn: yamux::Connection<Compat<Coalesce<S>>>,
+    socket: Arc<Mutex<Shared<S>>>,
     open_rx: mpsc::Receiver<OpenReply>,
 }
 
@@ -56,8 +157,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, open_rx) = mpsc::channel(16);
-    let conn = yamux::Connection::new(socket.compat(), yamux_config(cfg), mode);
-    (MuxHandle { tx }, Mux { conn, open_rx })
+    let shared = Arc::new(Mutex::new(Shared {
+        io: socket,
+        out: Vec::with_capacity(16 * 1024),
+        sent: 0,
+    }));
+    let conn = yamux::Connection::new(Coalesce(shared.clone()).compat(), yamux_config(cfg), mode);
+    (
+        MuxHandle { tx },
+        Mux {
+            conn,
+            socket: shared,
+            open_rx,
+        },
+    )
 }
 
 impl<S> Mux<S>
@@ -72,6 +185,7 @@ where
     ) -> Result<(), TunnelError> {
         let Mux {
             mut conn,
+            socket,
             mut open_rx,
         } = self;
         let mut pending: Option<OpenReply> = None;
@@ -123,7 +237,24 @@ where
                     Poll::Pending => pending = Some(reply),
                 }
             }
-            return Poll::Pending;
+            // yamux has nothing more to do: write out what it buffered.
+            // Pending leaves this task's waker with the socket.
+            let (had, drained) = match lock(&socket) {
+                Ok(mut g) => (!g.out.is_empty(), g.poll_drain(cx)),
+                Err(e) => (false, Poll::Ready(Err(e))),
+            };
+            match drained {
+                Poll::Ready(Err(e)) => {
+                    if let Some(reply) = pending.take() {
+                        let _ = reply.send(Err(TunnelError::Closed));
+                    }
+                    return Poll::Ready(Err(TunnelError::Io(e)));
+                }
+                // yamux may have been waiting for room (a full buffer):
+                // let it write again.
+                Poll::Ready(Ok(())) if had => continue,
+                _ => return Poll::Pending,
+            }
         })
         .await
     }
