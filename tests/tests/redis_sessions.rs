@@ -511,10 +511,27 @@ fn redis_enterprise_oss_cluster() {
         assert!(n > 0, "node {i} holds none of the keys");
     }
     assert_eq!(connect(&["DBSIZE"]).trim(), "5");
+    // redis-cli --scan walks every shard.
+    let out = connect(&["--scan"]);
+    let mut keys: Vec<&str> = out.lines().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a", "b", "c", "d", "e"], "{out}");
     let out = connect(&["-3", "HELLO", "3"]);
     assert!(out.contains("proto 3"), "{out}");
     let out = connect(&["MULTI"]);
     assert!(out.contains("ERR Teleport: "), "{out}");
+    // Recorded as Teleport's db.session.query.failed.
+    let failed = poll(Duration::from_secs(20), "failed query events", || {
+        let f = events_of(&w, "db.session.query.failed");
+        f.iter().any(|e| e["db_query"] == "MULTI").then_some(f)
+    })
+    .unwrap();
+    assert!(
+        failed.iter().any(|e| e["code"] == "TDB02W"
+            && e["user"] == "alice"
+            && e["error"] == "MULTI is not supported in cluster mode"),
+        "{failed:?}"
+    );
     let out = connect(&["AUTH", "admin", "x"]);
     assert!(
         out.contains("ERR Teleport: this session is for database user \"default\""),

@@ -33,12 +33,13 @@ pub struct AppCertResponse {
 }
 
 /// Audit events agents may record.
-pub const AGENT_EVENTS: [&str; 6] = [
+pub const AGENT_EVENTS: [&str; 7] = [
     "app.session.start",
     "app.session.request",
     "app.session.end",
     "db.session.start",
     "db.session.query",
+    "db.session.query.failed",
     "db.session.end",
 ];
 

@@ -613,6 +613,25 @@ app_service:
     }
 
     #[test]
+    fn every_example_configuration_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text.lines().any(|l| l == "version: v3") {
+                continue; // not a teleport.yaml (token, emulator fixture)
+            }
+            let cfg = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.ends_with("teleport-ha.yaml") {
+                assert_eq!(cfg.teleport.worker_threads, Some(4));
+            }
+            seen += 1;
+        }
+        assert!(seen >= 3, "{seen} example configurations");
+    }
+
+    #[test]
     fn yes_is_true() {
         let cfg = parse("version: v3\nssh_service:\n  enabled: yes\n", "x").unwrap();
         assert!(cfg.ssh_service.enabled);

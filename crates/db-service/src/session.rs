@@ -7,8 +7,9 @@
 //! as they are now (`db_labels`, `db_users`, and Azure's `default`-only rule);
 //! records `db.session.start` (TDB00I, or TDB00W when refused); runs the Redis
 //! engine, which authenticates to the server with the agent's own credentials
-//! and records one `db.session.query` (TDB02I) per command; then records
-//! `db.session.end` (TDB01I).
+//! and records one `db.session.query` (TDB02I) per command, or
+//! `db.session.query.failed` (TDB02W) for a command the engine refused
+//! itself; then records `db.session.end` (TDB01I).
 //!
 //! Audit events are batched off the session path by [`AuditSink`]: a session
 //! never waits for the auth service.
@@ -576,8 +577,17 @@ impl DbSessions {
             serde_json::json!({"event": "db.session.query", "code": "TDB02I"}),
         ))
         .into();
-        let on_command = |cmd: redis_proxy::CommandEvent| {
-            audit.emit_query(&query_prefix, bounded_query(cmd.query()));
+        let on_command = |cmd: redis_proxy::CommandEvent| match &cmd.refused {
+            // Refused by the engine (never reached Redis): Teleport's
+            // db.session.query.failed, on its own.
+            Some(why) => audit.emit(with(
+                base.clone(),
+                serde_json::json!({
+                    "event": "db.session.query.failed", "code": "TDB02W",
+                    "db_query": bounded_query(cmd.query()), "error": why,
+                }),
+            )),
+            None => audit.emit_query(&query_prefix, bounded_query(cmd.query())),
         };
         let opts = SessionOptions {
             db_user: Some(db_user),

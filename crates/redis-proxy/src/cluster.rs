@@ -30,9 +30,14 @@
 //! * Cluster-wide: `DBSIZE` (sum), `KEYS` (concatenation), `FLUSHALL` and
 //!   `FLUSHDB` (`+OK` when every master agrees), `SCRIPT LOAD|FLUSH` and
 //!   `FUNCTION LOAD|DELETE|FLUSH|RESTORE` go to every master.
+//! * `SCAN` walks the masters one after another: the cursor the client sees
+//!   is the node's cursor shifted left by 10 bits plus the node's position,
+//!   so it stays a number (redis-cli `--scan` and client libraries parse
+//!   it), and `MATCH`/`COUNT`/`TYPE` pass through. Teleport refuses `SCAN`
+//!   in cluster mode (its issue #34842).
 //! * Refused with `-ERR Teleport: <command> is not supported in cluster
 //!   mode`: transactions (`MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`),
-//!   pub/sub subscriptions, `MONITOR`, `SCAN`, `RESET`, `CLIENT REPLY`,
+//!   pub/sub subscriptions, `MONITOR`, `RESET`, `CLIENT REPLY`,
 //!   `CLIENT TRACKING`, `SYNC`/`PSYNC`, `MIGRATE`, `MOVE`, `SWAPDB`,
 //!   `ASKING`, `SELECT` of a database other than 0, `CLUSTER` subcommands
 //!   other than `INFO`, `SLOTS`, `SHARDS`, `NODES`, `KEYSLOT` and `MYID`.
@@ -173,6 +178,36 @@ enum Merge {
     First,
     /// For each key of the client's command: (part, index in that part's reply).
     Mget(Vec<(u32, u32)>),
+    /// A `SCAN` sent to master `pos` of `masters`: the node's cursor in the
+    /// reply becomes the session's cursor ([`scan_cursor`]).
+    Scan {
+        pos: u64,
+        masters: u64,
+    },
+}
+
+/// Bits of a cluster-mode `SCAN` cursor naming the master being scanned.
+const SCAN_NODE_BITS: u32 = 10;
+
+/// The client's `SCAN` cursor for `pos` (index among the session's masters,
+/// in the order the session learnt them) and that node's cursor: `node_cursor << 10 | pos`. Numeric, as
+/// redis-cli and client libraries require; a scan starts at master 0
+/// (cursor 0) and moves to the next master when a node's cursor returns to
+/// 0, ending with 0 after the last. `None` when the node's cursor does not
+/// fit (a hash table of more than 2^54 buckets).
+fn scan_cursor(pos: u64, node_cursor: u64) -> Option<u64> {
+    if node_cursor >> (64 - SCAN_NODE_BITS) != 0 || pos >> SCAN_NODE_BITS != 0 {
+        return None;
+    }
+    Some(node_cursor << SCAN_NODE_BITS | pos)
+}
+
+/// (master position, node cursor) of a client's cluster-mode `SCAN` cursor.
+fn split_scan_cursor(cursor: u64) -> (u64, u64) {
+    (
+        cursor & ((1 << SCAN_NODE_BITS) - 1),
+        cursor >> SCAN_NODE_BITS,
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -180,6 +215,8 @@ enum Route {
     Keys(KeySpec, Split),
     Any,
     Masters(Merge),
+    /// `SCAN` over every master in turn ([`scan_cursor`]).
+    Scan,
     Local(Bytes),
     Hello,
     Quit,
@@ -218,10 +255,8 @@ fn classify(name: &str, args: &[&[u8]]) -> Route {
         "HELLO" => Route::Hello,
         "QUIT" => Route::Quit,
         "MULTI" | "EXEC" | "DISCARD" | "WATCH" | "UNWATCH" | "SUBSCRIBE" | "PSUBSCRIBE"
-        | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" | "MONITOR" | "SCAN"
-        | "RESET" | "SYNC" | "PSYNC" | "MIGRATE" | "MOVE" | "SWAPDB" | "ASKING" => {
-            unsupported(name)
-        }
+        | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE" | "MONITOR" | "RESET"
+        | "SYNC" | "PSYNC" | "MIGRATE" | "MOVE" | "SWAPDB" | "ASKING" => unsupported(name),
         "SELECT" => {
             if args == [b"0"] {
                 Route::Local(Bytes::from_static(b"+OK\r\n"))
@@ -238,6 +273,7 @@ fn classify(name: &str, args: &[&[u8]]) -> Route {
             sub => unsupported(format!("CLUSTER {sub}").trim_end()),
         },
         "DBSIZE" => Route::Masters(Merge::Sum),
+        "SCAN" => Route::Scan,
         "KEYS" => Route::Masters(Merge::Concat),
         "FLUSHALL" | "FLUSHDB" => Route::Masters(Merge::AllOk),
         "SCRIPT" => match upper(args.first()).as_str() {
@@ -1012,11 +1048,48 @@ impl Pool {
                     .collect();
                 Expect::Many(parts, merge)
             }
+            Route::Scan => self.scan(args),
             Route::Hello => self.hello(args, chunk),
             Route::Keys(spec, split) => self.keyed(name, args, chunk, spec, split),
         };
         out.push(Pending { expect, cost });
         true
+    }
+
+    /// `SCAN cursor [options]`: the master the cursor names, with that
+    /// node's own cursor; the reply's cursor is rewritten in
+    /// [`merge_replies`].
+    fn scan(&mut self, args: &[&[u8]]) -> Expect {
+        let Some(cursor) = args
+            .first()
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<u64>().ok())
+        else {
+            return Expect::Local(Bytes::from_static(b"-ERR invalid cursor\r\n"));
+        };
+        let masters = self.masters();
+        let (pos, node_cursor) = split_scan_cursor(cursor);
+        let Some(&idx) = usize::try_from(pos).ok().and_then(|p| masters.get(p)) else {
+            return Expect::Local(Bytes::from(teleport_error(
+                "invalid cursor: it names no node of this cluster (did the cluster change during the scan?)",
+            )));
+        };
+        let node_cursor = node_cursor.to_string();
+        let mut bytes = Vec::new();
+        let sub = [b"SCAN".as_slice(), node_cursor.as_bytes()]
+            .into_iter()
+            .chain(args.iter().skip(1).copied());
+        let sub: Vec<&[u8]> = sub.collect();
+        encode_command(sub.into_iter(), &mut bytes);
+        let cmd = Bytes::from(bytes);
+        let part = self.enqueue(idx, &cmd, cmd.clone());
+        Expect::Many(
+            vec![part],
+            Merge::Scan {
+                pos,
+                masters: masters.len() as u64,
+            },
+        )
     }
 
     fn hello(&mut self, args: &[&[u8]], chunk: &Bytes) -> Expect {
@@ -1160,6 +1233,37 @@ fn merge_replies(merge: &Merge, replies: &[Bytes], limits: &Limits) -> Bytes {
                 all.push(item.clone());
             }
             Frame::Array(all)
+        }
+        Merge::Scan { pos, masters } => {
+            let [Frame::Array(items)] = frames.as_slice() else {
+                return invalid();
+            };
+            let [Frame::Bulk(cursor), keys] = items.as_slice() else {
+                return invalid();
+            };
+            let Some(node_cursor) = std::str::from_utf8(cursor)
+                .ok()
+                .and_then(|c| c.parse::<u64>().ok())
+            else {
+                return invalid();
+            };
+            let next = if node_cursor != 0 {
+                scan_cursor(*pos, node_cursor)
+            } else if pos + 1 < *masters {
+                // This node is done: the next one from its start.
+                scan_cursor(pos + 1, 0)
+            } else {
+                Some(0)
+            };
+            let Some(next) = next else {
+                return Bytes::from(teleport_error(
+                    "a cluster node's SCAN cursor is too large to combine with a node number",
+                ));
+            };
+            Frame::Array(vec![
+                Frame::Bulk(Bytes::from(next.to_string())),
+                keys.clone(),
+            ])
         }
         Merge::First | Merge::AllOk => return invalid(),
     };
@@ -1456,8 +1560,17 @@ where
                         continue; // the parser refuses empty commands
                     };
                     let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                    audit(audit_event(&name, rest));
-                    if !pool.dispatch(&name, rest, &chunk, &mut pending) {
+                    let more = pool.dispatch(&name, rest, &chunk, &mut pending);
+                    let mut event = audit_event(&name, rest);
+                    if let Some(Pending {
+                        expect: Expect::Local(reply),
+                        ..
+                    }) = pending.last()
+                    {
+                        event.refused = crate::refusal(reply);
+                    }
+                    audit(event);
+                    if !more {
                         end = Some(Ok(()));
                         break;
                     }

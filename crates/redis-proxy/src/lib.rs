@@ -29,7 +29,8 @@
 //!   garbage) or that exceeds [`Limits`] ends the session with
 //!   `-ERR Teleport: Protocol error: ...`.
 //! * `audit` is called once per client command, before it is forwarded, with
-//!   the command name and its arguments; secrets (`AUTH`, `HELLO ... AUTH`,
+//!   the command name and its arguments (and the refusal, for commands the
+//!   engine refuses itself); secrets (`AUTH`, `HELLO ... AUTH`,
 //!   `MIGRATE ... AUTH/AUTH2`, `CONFIG SET requirepass/masterauth`) are
 //!   replaced by `******`. Session start/end events are the caller's.
 //!
@@ -42,8 +43,9 @@
 //! on first use and verified against the configured host's TLS name),
 //! pipelines keep their depth, `MOVED`/`ASK` are followed, `MGET` and
 //! `DEL`/`EXISTS`/`UNLINK`/`TOUCH`/`MSET` across slots are split and merged,
-//! `DBSIZE`/`KEYS`/`FLUSHALL` run on every master, and what cannot work on
-//! one pinned connection (`MULTI`, subscriptions, `MONITOR`, `SCAN`, ...) is
+//! `DBSIZE`/`KEYS`/`FLUSHALL` run on every master, `SCAN` walks the masters
+//! in turn, and what cannot work on
+//! one pinned connection (`MULTI`, subscriptions, `MONITOR`, ...) is
 //! refused with `-ERR Teleport: ... is not supported in cluster mode`.
 
 pub mod backend;
@@ -114,6 +116,10 @@ pub struct CommandEvent {
     pub name: String,
     /// The arguments after the name (lossy UTF-8, secrets as `******`).
     pub args: Vec<String>,
+    /// Why the engine refused the command itself (it never reached Redis):
+    /// the text after `ERR Teleport: `. Teleport records such commands as
+    /// `db.session.query.failed`.
+    pub refused: Option<String>,
 }
 
 impl CommandEvent {
@@ -167,7 +173,15 @@ pub(crate) fn audit_event(name: &str, args: &[&[u8]]) -> CommandEvent {
     CommandEvent {
         name: name.to_string(),
         args: out,
+        refused: None,
     }
+}
+
+/// The refusal text of an engine-generated error reply (`-ERR Teleport: ...`).
+pub(crate) fn refusal(reply: &[u8]) -> Option<String> {
+    let text = reply.strip_prefix(b"-ERR Teleport: ")?;
+    let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+    Some(String::from_utf8_lossy(text).into_owned())
 }
 
 /// What the engine does with one client command.
@@ -451,8 +465,13 @@ where
                     continue; // the parser refuses empty commands
                 };
                 let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                audit(audit_event(&name, rest));
-                match decide(&name, rest, db_user.as_deref()) {
+                let action = decide(&name, rest, db_user.as_deref());
+                let mut event = audit_event(&name, rest);
+                if let Action::Local(reply) = &action {
+                    event.refused = refusal(reply);
+                }
+                audit(event);
+                match action {
                     Action::Forward {
                         counted,
                         uncounted_after,

@@ -366,7 +366,6 @@ async fn unsupported_commands_are_refused() {
         (&["WATCH", "k"], "WATCH"),
         (&["SUBSCRIBE", "news"], "SUBSCRIBE"),
         (&["MONITOR"], "MONITOR"),
-        (&["SCAN", "0"], "SCAN"),
         (&["RESET"], "RESET"),
         (&["SELECT", "1"], "SELECT of a database other than 0"),
         (&["CLIENT", "REPLY", "OFF"], "CLIENT REPLY"),
@@ -751,4 +750,71 @@ async fn redis_benchmark_direct_vs_cluster_mode() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn scan_walks_every_master() {
+    let (cluster, _creds, proxy) = setup().await;
+    let mut c = proxy.conn().await;
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let key = format!("scan:{i}");
+        assert_eq!(c.call(&["SET", &key, "v"]).await, simple("OK"));
+        want.insert(key);
+    }
+    assert_eq!(c.call(&["SET", "other", "v"]).await, simple("OK"));
+    for i in 0..3 {
+        assert!(int(&cluster.call(i, &["DBSIZE"]).await) > 50, "node {i}");
+    }
+    // redis-cli --scan follows the cursor to its end.
+    let out = proxy.cli(&["--scan", "--pattern", "scan:*"]).await;
+    let got: std::collections::BTreeSet<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(got, want);
+    // By hand, with COUNT: cursors are numbers, the last is 0, every
+    // master is visited (its position is in the low bits).
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut positions = std::collections::BTreeSet::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 10_000, "scan did not end");
+        let Frame::Array(items) = c
+            .call(&["SCAN", &cursor, "MATCH", "scan:*", "COUNT", "50"])
+            .await
+        else {
+            panic!("SCAN reply is not an array");
+        };
+        let [Frame::Bulk(next), Frame::Array(keys)] = items.as_slice() else {
+            panic!("unexpected SCAN reply {items:?}");
+        };
+        for k in keys {
+            let Frame::Bulk(k) = k else {
+                panic!("key {k:?}")
+            };
+            seen.insert(String::from_utf8(k.to_vec()).unwrap());
+        }
+        cursor = String::from_utf8(next.to_vec()).unwrap();
+        let n: u64 = cursor.parse().unwrap();
+        if n == 0 {
+            break;
+        }
+        positions.insert(n & 1023);
+    }
+    assert_eq!(seen, want);
+    assert!(positions.len() >= 2, "{positions:?}");
+    // A cursor naming no node, and one that is not a number.
+    let bad = (1u64 << 10 | 7).to_string();
+    match c.call(&["SCAN", &bad]).await {
+        Frame::Error(e) => assert!(
+            String::from_utf8_lossy(&e).contains("Teleport: invalid cursor"),
+            "{e:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.call(&["SCAN", "x"]).await,
+        Frame::Error("ERR invalid cursor".into())
+    );
+    assert_eq!(c.call(&["PING"]).await, simple("PONG"));
 }

@@ -333,6 +333,21 @@ async fn auth_is_local_and_redacted_in_order() {
     assert_eq!(c.call(&["CLIENT", "GETNAME"]).await, bulk("me"));
 
     let events = proxy.events();
+    // Only the engine's own refusals are marked refused.
+    let refused: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| e.refused.clone().map(|r| (e.query(), r)))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("RESET".to_string(), "RESET is not supported".to_string()),
+            (
+                "CLIENT REPLY OFF".to_string(),
+                "CLIENT REPLY is not supported".to_string()
+            )
+        ]
+    );
     let queries: Vec<String> = events.iter().map(|e| e.query()).collect();
     assert!(
         queries.iter().all(|q| !q.contains("hunter2")),
