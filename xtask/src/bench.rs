@@ -471,6 +471,7 @@ fn redis_chain(dir: &Path) -> Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    let tick_hz = ticks_per_sec();
     let n = 200_000;
     let mut results = Vec::new();
     // Three rounds, the targets interleaved in each, medians reported: single
@@ -483,13 +484,9 @@ fn redis_chain(dir: &Path) -> Result<()> {
         for _ in 0..3 {
             for (i, (name, t)) in targets.iter().enumerate() {
                 let chain = *name == "Teleport chain";
-                let before = if chain {
-                    cpu_ticks(&procs)?
-                } else {
-                    Vec::new()
-                };
+                let before = chain.then(|| cpu_ticks(&procs)).transpose()?;
                 runs[i].push(redis_benchmark(t, p, c, n)?);
-                if chain {
+                if let Some(before) = before {
                     for (k, (b, a)) in before.iter().zip(cpu_ticks(&procs)?).enumerate() {
                         ticks[k] += a.saturating_sub(*b);
                     }
@@ -501,7 +498,7 @@ fn redis_chain(dir: &Path) -> Result<()> {
         let cpu: Vec<(&str, f64)> = procs
             .iter()
             .zip(&ticks)
-            .map(|((name, _), t)| (*name, *t as f64 * 1e6 / ticks_per_sec() / requests))
+            .map(|((name, _), t)| (*name, *t as f64 * 1e6 / tick_hz / requests))
             .collect();
         let row = targets
             .iter()

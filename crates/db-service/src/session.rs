@@ -75,9 +75,10 @@ impl CredentialSource for NoCredentials {
 /// Sends audit events to the cluster in batches, in order, off the session
 /// path. Events wait in memory while the auth service is unreachable and are
 /// retried; none is dropped while the agent runs. Events travel as JSON text:
-/// a session serializes its common fields once, and consecutive commands of
-/// one session go as one grouped event (`db_queries`), which the audit log
-/// reads back as one `db.session.query` per command.
+/// a session serializes its common fields once, and all commands of one
+/// session in a batch go as one grouped event (`db_queries`, see
+/// [`encode_batch`]), which the audit log reads back as one
+/// `db.session.query` per command.
 ///
 /// A batch leaves [`AUDIT_DELAY`] after its first event (at once when the
 /// queue is behind). While more than the backlog limit waits, sessions

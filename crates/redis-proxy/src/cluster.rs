@@ -190,11 +190,12 @@ enum Merge {
 const SCAN_NODE_BITS: u32 = 10;
 
 /// The client's `SCAN` cursor for `pos` (index among the session's masters,
-/// in the order the session learnt them) and that node's cursor: `node_cursor << 10 | pos`. Numeric, as
-/// redis-cli and client libraries require; a scan starts at master 0
-/// (cursor 0) and moves to the next master when a node's cursor returns to
-/// 0, ending with 0 after the last. `None` when the node's cursor does not
-/// fit (a hash table of more than 2^54 buckets).
+/// in the order the session learnt them) and that node's cursor:
+/// `node_cursor << 10 | pos`. Numeric, as redis-cli and client libraries
+/// require; a scan starts at master 0 (cursor 0) and moves to the next
+/// master when a node's cursor returns to 0, ending with 0 after the last.
+/// `None` when the node's cursor does not fit (a hash table of more than
+/// 2^54 buckets).
 fn scan_cursor(pos: u64, node_cursor: u64) -> Option<u64> {
     if node_cursor >> (64 - SCAN_NODE_BITS) != 0 || pos >> SCAN_NODE_BITS != 0 {
         return None;
@@ -227,8 +228,13 @@ fn upper(arg: Option<&&[u8]>) -> String {
         .unwrap_or_default()
 }
 
+/// A decimal argument or reply field.
+fn number<T: std::str::FromStr>(text: &[u8]) -> Option<T> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 fn count(arg: Option<&&[u8]>) -> Option<usize> {
-    std::str::from_utf8(arg?).ok()?.parse().ok()
+    number(arg?)
 }
 
 fn unsupported(what: &str) -> Route {
@@ -1060,11 +1066,7 @@ impl Pool {
     /// node's own cursor; the reply's cursor is rewritten in
     /// [`merge_replies`].
     fn scan(&mut self, args: &[&[u8]]) -> Expect {
-        let Some(cursor) = args
-            .first()
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse::<u64>().ok())
-        else {
+        let Some(cursor) = args.first().and_then(|c| number(c)) else {
             return Expect::Local(Bytes::from_static(b"-ERR invalid cursor\r\n"));
         };
         let masters = self.masters();
@@ -1241,10 +1243,7 @@ fn merge_replies(merge: &Merge, replies: &[Bytes], limits: &Limits) -> Bytes {
             let [Frame::Bulk(cursor), keys] = items.as_slice() else {
                 return invalid();
             };
-            let Some(node_cursor) = std::str::from_utf8(cursor)
-                .ok()
-                .and_then(|c| c.parse::<u64>().ok())
-            else {
+            let Some(node_cursor) = number(cursor) else {
                 return invalid();
             };
             let next = if node_cursor != 0 {
