@@ -265,6 +265,8 @@ fn guide_walk_with_redis_cli() {
     let reply = junk.reply();
     assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
     assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+    drop(t);
+    sessions_with_and_without_multiplexing(&alice);
 
     // Logout removes the certificate; connect logs in again.
     let out = stdout_of(tsh(&alice, &["db", "logout", "my-azure-redis"], None).unwrap());
@@ -312,6 +314,62 @@ fn guide_walk_with_redis_cli() {
         out.contains("Logged out of database my-azure-redis"),
         "{out}"
     );
+}
+
+/// tsh's local proxy carries its connections as streams of one
+/// multiplexed connection to the proxy; a client that offers only one TLS
+/// connection per session (an older tsh) is served as well.
+fn sessions_with_and_without_multiplexing(home: &Path) {
+    use client::db::{DbDialer, LocalTunnel, ALPN_REDIS, ALPN_REDIS_MUX};
+    let store = client::ProfileStore::at(home);
+    let (profile, creds) = store.current().unwrap();
+    let db = store
+        .load_db(&profile, "my-azure-redis", &creds.ca_pems)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for multiplex in [true, false] {
+        let dialer =
+            DbDialer::with_protocols(&profile.web_proxy_addr, &db, true, multiplex).unwrap();
+        let probe = dialer.clone();
+        let chosen = rt.block_on(async move {
+            let tls = probe.dial().await.unwrap();
+            tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+        });
+        let want = if multiplex {
+            ALPN_REDIS_MUX
+        } else {
+            ALPN_REDIS
+        };
+        assert_eq!(chosen.as_deref(), Some(want));
+        let local = rt.block_on(LocalTunnel::start(dialer, 0)).unwrap();
+        // Several sessions at once, each with its own state (SELECT) and
+        // its own replies.
+        let port = local.addr().port();
+        let mut sessions: Vec<Raw> = (0..8).map(|_| Raw::connect(port)).collect();
+        for (i, s) in sessions.iter_mut().enumerate() {
+            assert_eq!(s.call(&["SELECT", &(i % 4).to_string()]), "+OK");
+            assert_eq!(
+                s.call(&["SET", &format!("mux-{multiplex}-{i}"), "v"]),
+                "+OK"
+            );
+        }
+        for (i, s) in sessions.iter_mut().enumerate() {
+            let visible = s.call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 4) % 8)]);
+            // Sessions i and i+4 share database i % 4.
+            assert_eq!(visible, ":1", "session {i}");
+            let other = s.call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 1) % 8)]);
+            assert_eq!(other, ":0", "session {i}");
+        }
+        for (i, s) in sessions.iter_mut().enumerate() {
+            assert_eq!(s.call(&["DEL", &format!("mux-{multiplex}-{i}")]), ":1");
+        }
+        drop(sessions);
+        drop(local);
+    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Database sessions on the client: the database certificate under the
 //! profile and the local proxy that carries a Redis client's connections to
-//! the cluster (mutual TLS with the database certificate on ALPN
-//! `teleport-redis`, one TLS connection per client connection).
+//! the cluster: mutual TLS with the database certificate, all local
+//! connections as streams of one connection on ALPN `teleport-redis-mux`
+//! (up to [`MUX_MAX_STREAMS`] each), or one TLS connection per local
+//! connection on ALPN `teleport-redis` when the proxy does not multiplex.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +15,13 @@ use crate::{ClientError, Credentials, Profile, ProfileStore, Result};
 
 /// ALPN protocol of Redis sessions at the proxy.
 pub const ALPN_REDIS: &[u8] = b"teleport-redis";
+
+/// ALPN protocol of multiplexed Redis sessions at the proxy, preferred.
+pub const ALPN_REDIS_MUX: &[u8] = b"teleport-redis-mux";
+
+/// Sessions carried by one multiplexed connection; the proxy allows as many
+/// (its `DB_MUX_MAX_STREAMS`). A further local connection opens another.
+pub const MUX_MAX_STREAMS: usize = 1000;
 
 /// Where a database session's files live:
 /// `keys/<proxy>/<user>-db/<cluster>/<db>.{crt,key}`.
@@ -114,8 +123,26 @@ pub struct DbDialer {
 }
 
 impl DbDialer {
-    /// A dialer for the proxy at `proxy_addr` (`host:port`).
+    /// A dialer for the proxy at `proxy_addr` (`host:port`) that asks for
+    /// multiplexed sessions.
     pub fn new(proxy_addr: &str, db: &Credentials, insecure: bool) -> Result<DbDialer> {
+        Self::with_protocols(proxy_addr, db, insecure, true)
+    }
+
+    /// A dialer that asks for multiplexed sessions only if `multiplex`,
+    /// else for one TLS connection per session (as a client that predates
+    /// multiplexing does).
+    pub fn with_protocols(
+        proxy_addr: &str,
+        db: &Credentials,
+        insecure: bool,
+        multiplex: bool,
+    ) -> Result<DbDialer> {
+        let alpn: &[&[u8]] = if multiplex {
+            &[ALPN_REDIS_MUX, ALPN_REDIS]
+        } else {
+            &[ALPN_REDIS]
+        };
         let mut roots = crate::system_roots();
         roots.extend(db.ca_pems.iter().cloned());
         let tls = pki::tls::client_config(
@@ -123,7 +150,7 @@ impl DbDialer {
             Some(&db.key_pem),
             &roots,
             insecure,
-            &[ALPN_REDIS],
+            alpn,
         )
         .map_err(|e| ClientError::Local(format!("TLS setup failed: {e}")))?;
         let base = crate::base_url(proxy_addr);
@@ -158,8 +185,57 @@ impl DbDialer {
     }
 }
 
+/// Where a local connection goes: a stream of a multiplexed connection, or
+/// a TLS connection of its own.
+enum Upstream {
+    Mux(tunnel::TunnelStream),
+    Direct(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The connections to the proxy that local connections share.
+struct Carrier {
+    dialer: DbDialer,
+    /// Multiplexed connections, oldest first; closed ones are dropped on
+    /// the next connect.
+    muxes: tokio::sync::Mutex<Vec<tunnel::MuxClient>>,
+}
+
+impl Carrier {
+    /// A session for one local connection: a stream on the first
+    /// multiplexed connection with room, else a new connection (which is
+    /// multiplexed when the proxy chose `teleport-redis-mux`).
+    async fn connect(&self) -> Result<Upstream> {
+        // Held across the dial, so that a burst of connections opens one
+        // multiplexed connection rather than one each.
+        let mut muxes = self.muxes.lock().await;
+        muxes.retain(|m| !m.is_closed());
+        for m in muxes.iter() {
+            if let Ok(Some(stream)) = m.try_open().await {
+                return Ok(Upstream::Mux(stream));
+            }
+        }
+        let tls = self.dialer.dial().await?;
+        if tls.get_ref().1.alpn_protocol() != Some(ALPN_REDIS_MUX) {
+            return Ok(Upstream::Direct(Box::new(tls)));
+        }
+        let cfg = tunnel::TunnelConfig {
+            max_streams: MUX_MAX_STREAMS,
+            ..tunnel::TunnelConfig::default()
+        };
+        let mux = tunnel::MuxClient::start(tls, &cfg);
+        let stream = mux
+            .try_open()
+            .await
+            .map_err(|e| ClientError::Local(format!("connection to the proxy: {e}")))?
+            .ok_or_else(|| ClientError::Local("connection to the proxy has no room".into()))?;
+        muxes.push(mux);
+        Ok(Upstream::Mux(stream))
+    }
+}
+
 /// A local authenticated tunnel: plain TCP on a loopback port, each
-/// connection carried to the proxy with the database certificate.
+/// connection carried to the proxy with the database certificate (see the
+/// module documentation for how).
 pub struct LocalTunnel {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -174,17 +250,24 @@ impl LocalTunnel {
         let addr = listener
             .local_addr()
             .map_err(|e| ClientError::Local(e.to_string()))?;
+        let carrier = Arc::new(Carrier {
+            dialer,
+            muxes: tokio::sync::Mutex::new(Vec::new()),
+        });
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut local, peer)) = listener.accept().await else {
                     continue;
                 };
                 let _ = local.set_nodelay(true);
-                let dialer = dialer.clone();
+                let carrier = carrier.clone();
                 tokio::spawn(async move {
-                    match dialer.dial().await {
-                        Ok(mut remote) => {
-                            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                    let copied = match carrier.connect().await {
+                        Ok(Upstream::Mux(mut remote)) => {
+                            tokio::io::copy_bidirectional(&mut local, &mut remote).await
+                        }
+                        Ok(Upstream::Direct(mut remote)) => {
+                            tokio::io::copy_bidirectional(&mut local, &mut *remote).await
                         }
                         Err(e) => {
                             use tokio::io::AsyncWriteExt;
@@ -193,7 +276,11 @@ impl LocalTunnel {
                             let _ = local
                                 .write_all(format!("-ERR Teleport: {msg}\r\n").as_bytes())
                                 .await;
+                            return;
                         }
+                    };
+                    if let Err(e) = copied {
+                        tracing::debug!(%peer, error = %e, "database tunnel connection ended");
                     }
                 });
             }

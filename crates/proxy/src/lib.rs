@@ -47,6 +47,12 @@ pub const ALPN_APP: &[u8] = b"teleport-app";
 /// connection, with a database certificate, is spliced to the database's
 /// agent through its tunnel.
 pub const ALPN_REDIS: &[u8] = b"teleport-redis";
+/// ALPN of multiplexed Redis sessions: one connection with a database
+/// certificate carries many sessions as yamux streams
+/// ([`tunnel::serve_mux`]), each spliced to the agent like a
+/// [`ALPN_REDIS`] connection. Preferred over [`ALPN_REDIS`] when a client
+/// offers both.
+pub const ALPN_REDIS_MUX: &[u8] = b"teleport-redis-mux";
 /// ALPN of agents' HTTP calls, served with the host-CA certificate that
 /// agents verify through `teleport.ca_pin`.
 pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
@@ -77,13 +83,65 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     if list.iter().any(|p| p.as_slice() == ALPN_APP) {
         return Route::App;
     }
-    if list.iter().any(|p| p.as_slice() == ALPN_REDIS) {
+    if list
+        .iter()
+        .any(|p| p.as_slice() == ALPN_REDIS || p.as_slice() == ALPN_REDIS_MUX)
+    {
         return Route::Db;
     }
     if list.iter().any(|p| HTTP_PROTOCOLS.contains(&p.as_slice())) {
         return Route::Http;
     }
     Route::Unsupported(String::from_utf8_lossy(&list[0]).to_string())
+}
+
+/// Sessions one multiplexed database connection may carry at once; the
+/// client opens another connection beyond that.
+pub const DB_MUX_MAX_STREAMS: usize = 1000;
+
+/// What a database connection's certificate allows.
+struct DbSession {
+    cert_der: Vec<u8>,
+    db: String,
+    expires: time::OffsetDateTime,
+}
+
+impl DbSession {
+    fn of(conn: &rustls::ServerConnection) -> Result<DbSession, String> {
+        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
+            return Err(
+                "a database session needs a database certificate: run tsh db login <db>".into(),
+            );
+        };
+        let Some(route) = id.route_to_database.as_ref() else {
+            return Err("this certificate is not for a database: run tsh db login <db>".into());
+        };
+        Ok(DbSession {
+            cert_der: peer_cert(conn)?,
+            db: route.service_name.clone(),
+            expires: id.expires,
+        })
+    }
+
+    /// Refuses new sessions once the certificate has expired (the TLS
+    /// handshake checked it only when the connection was made).
+    fn check_current(&self) -> Result<(), String> {
+        if time::OffsetDateTime::now_utc() >= self.expires {
+            return Err(format!(
+                "the database certificate expired at {}: run tsh db login {}",
+                self.expires, self.db
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The client's certificate (DER) on a connection.
+fn peer_cert(conn: &rustls::ServerConnection) -> Result<Vec<u8>, String> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| "no client certificate".to_string())
 }
 
 /// Aborts a task when dropped.
@@ -117,7 +175,13 @@ impl Proxy {
             &cfg.key_pem,
             &client_cas,
             pki::tls::ClientAuth::Optional,
-            &[HTTP_PROTOCOLS[0], HTTP_PROTOCOLS[1], ALPN_APP, ALPN_REDIS],
+            &[
+                HTTP_PROTOCOLS[0],
+                HTTP_PROTOCOLS[1],
+                ALPN_APP,
+                ALPN_REDIS_MUX,
+                ALPN_REDIS,
+            ],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let host = cfg
@@ -227,6 +291,8 @@ impl Proxy {
                     tokio::spawn(self.clone().serve_app(tls, peer));
                 } else if alpn.as_deref() == Some(ALPN_REDIS) {
                     tokio::spawn(self.clone().serve_db(tls, peer));
+                } else if alpn.as_deref() == Some(ALPN_REDIS_MUX) {
+                    tokio::spawn(self.clone().serve_db_mux(tls, peer));
                 } else {
                     let router = self.router.clone();
                     tokio::spawn(auth::serve::serve_connection(tls, router, peer));
@@ -275,7 +341,8 @@ impl Proxy {
         let Some(route) = id.route_to_app.as_ref() else {
             return Err("this certificate is not for an app: run tsh apps login <app>".into());
         };
-        self.dial_session(conn, "app", &route.name).await
+        self.dial_session(peer_cert(conn)?, "app", &route.name)
+            .await
     }
 
     /// Opens a session stream (`kind` `app` or `db`) for the client of
@@ -283,16 +350,11 @@ impl Proxy {
     /// this proxy's tunnels, passing the client's certificate along.
     async fn dial_session(
         &self,
-        conn: &rustls::ServerConnection,
+        cert_der: Vec<u8>,
         kind: &str,
         name: &str,
     ) -> Result<tunnel::TunnelStream, String> {
         use base64::Engine;
-        let cert_der = conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.as_ref().to_vec())
-            .ok_or("no client certificate")?;
         let what = if kind == "db" { "database" } else { kind };
         let agents: Vec<String> = self
             .auth
@@ -363,16 +425,62 @@ impl Proxy {
         &self,
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     ) -> Result<tunnel::TunnelStream, String> {
-        let conn = tls.get_ref().1;
-        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
-            return Err(
-                "a database session needs a database certificate: run tsh db login <db>".into(),
-            );
+        let session = DbSession::of(tls.get_ref().1)?;
+        self.dial_session(session.cert_der, "db", &session.db).await
+    }
+
+    /// Multiplexed database sessions: the certificate is checked once for
+    /// the connection, then every stream the client opens is a session of
+    /// its own, spliced to the agent like [`Proxy::serve_db`]'s connection.
+    /// A stream opened after the certificate expired is refused.
+    async fn serve_db_mux(
+        self: Arc<Self>,
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        peer: SocketAddr,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        // A refused certificate refuses every session on the connection,
+        // each with the reason as a Redis error.
+        let session: Arc<Result<DbSession, String>> = Arc::new(DbSession::of(tls.get_ref().1));
+        let cfg = tunnel::TunnelConfig {
+            max_streams: DB_MUX_MAX_STREAMS,
+            ..tunnel::TunnelConfig::default()
         };
-        let Some(route) = id.route_to_database.as_ref() else {
-            return Err("this certificate is not for a database: run tsh db login <db>".into());
-        };
-        self.dial_session(conn, "db", &route.service_name).await
+        let proxy = self.clone();
+        let result = tunnel::serve_mux(tls, &cfg, move |mut stream| {
+            let proxy = proxy.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                let opened = match session.as_ref() {
+                    Ok(s) => match s.check_current() {
+                        Ok(()) => proxy.dial_session(s.cert_der.clone(), "db", &s.db).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
+                match opened {
+                    Ok(mut upstream) => {
+                        if let Err(e) =
+                            tokio::io::copy_bidirectional(&mut stream, &mut upstream).await
+                        {
+                            tracing::debug!(%peer, error = %e, "database session ended");
+                        }
+                    }
+                    Err(msg) => {
+                        tracing::info!(%peer, error = %msg, "database session refused");
+                        let clean: String = msg.replace(['\r', '\n'], " ");
+                        let _ = stream
+                            .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
+                            .await;
+                        let _ = stream.shutdown().await;
+                    }
+                }
+            });
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "multiplexed database connection ended");
+        }
     }
 
     /// The reverse tunnel server: agents connected to this proxy.
@@ -449,6 +557,7 @@ mod tests {
             Route::Db
         );
         assert_eq!(route(Some(vec![ALPN_REDIS.to_vec()])), Route::Db);
+        assert_eq!(route(Some(vec![ALPN_REDIS_MUX.to_vec()])), Route::Db);
         assert_eq!(
             route(Some(vec![b"teleport-postgres".to_vec()])),
             Route::Unsupported("teleport-postgres".into())

@@ -52,6 +52,7 @@
 mod agent;
 mod mux;
 mod server;
+mod session;
 
 use std::io;
 use std::pin::Pin;
@@ -67,6 +68,7 @@ pub use agent::{
     StreamHandler, TunnelState,
 };
 pub use server::TunnelServer;
+pub use session::{serve_mux, MuxClient};
 
 /// The ALPN protocol the proxy routes to the tunnel server.
 pub const ALPN: &[u8] = b"teleport-reversetunnel";

@@ -42,6 +42,11 @@ impl MuxHandle {
         self.tx.send(tx).await.map_err(|_| TunnelError::Closed)?;
         rx.await.map_err(|_| TunnelError::Closed)?
     }
+
+    /// Whether the driver has stopped taking requests.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// Bytes buffered before a write waits for the socket.

@@ -1,0 +1,221 @@
+//! Client sessions multiplexed over one connection: `tsh` carries all the
+//! local connections of a database tunnel to the proxy as streams of one
+//! yamux connection (the client is the yamux client), instead of one TLS
+//! connection each. The frames of every session that became ready together
+//! leave in one write and arrive in one read (see [`crate::mux`]), so 50
+//! busy clients cost the proxy a few system calls per round, not 100.
+//!
+//! Unlike the reverse tunnel, streams carry no target header: the
+//! connection's client certificate says where every stream goes. The server
+//! never opens streams; any it receives from the client beyond
+//! [`TunnelConfig::max_streams`] end the connection (yamux's rule), so
+//! [`MuxClient`] never opens more.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+
+use crate::mux::{self, MuxHandle};
+use crate::{TunnelConfig, TunnelError, TunnelStream};
+
+/// The client end of a multiplexed connection. Cheap to clone; clones open
+/// streams on the same connection. Dropping the last clone closes the
+/// connection, with any streams still open on it.
+#[derive(Clone)]
+pub struct MuxClient {
+    open: MuxHandle,
+    streams: Arc<Semaphore>,
+    _alive: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MuxClient {
+    /// Takes over `io` (an established connection, TLS done) and drives it
+    /// on a spawned task until the connection closes.
+    pub fn start<S>(io: S, cfg: &TunnelConfig) -> MuxClient
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (open, mux) = mux::new(io, cfg, yamux::Mode::Client);
+        let streams = Arc::new(Semaphore::new(cfg.max_streams.max(1)));
+        let on_close = streams.clone();
+        let (alive, dropped) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::select! {
+                // The server opens no streams: reset any it tries.
+                r = mux.drive(drop) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "multiplexed connection ended");
+                    }
+                }
+                _ = dropped => {}
+            }
+            // Nothing more can be opened here.
+            on_close.close();
+        });
+        MuxClient {
+            open,
+            streams,
+            _alive: Arc::new(alive),
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.streams.is_closed() || self.open.is_closed()
+    }
+
+    /// Opens a stream if the connection has a free slot: `Ok(None)` when
+    /// all [`TunnelConfig::max_streams`] are in use, an error when the
+    /// connection has ended.
+    pub async fn try_open(&self) -> Result<Option<TunnelStream>, TunnelError> {
+        let permit = match self.streams.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Ok(None),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(TunnelError::Closed),
+        };
+        let stream = self.open.open().await?;
+        Ok(Some(TunnelStream::new(stream, Some(permit))))
+    }
+}
+
+/// Serves the server end of a multiplexed connection until it closes:
+/// every stream the client opens goes to `on_stream`, which must not block
+/// (spawn the session).
+pub async fn serve_mux<S>(
+    io: S,
+    cfg: &TunnelConfig,
+    mut on_stream: impl FnMut(TunnelStream),
+) -> Result<(), TunnelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (open, mux) = mux::new(io, cfg, yamux::Mode::Server);
+    let result = mux
+        .drive(|stream| on_stream(TunnelStream::new(stream, None)))
+        .await;
+    drop(open);
+    result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn cfg(max_streams: usize) -> TunnelConfig {
+        TunnelConfig {
+            max_streams,
+            ..TunnelConfig::default()
+        }
+    }
+
+    /// An echo server behind `serve_mux`.
+    fn echo_server(io: tokio::io::DuplexStream, max: usize) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let _ = serve_mux(io, &cfg(max), |mut s| {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = s.shutdown().await;
+                });
+            })
+            .await;
+        })
+    }
+
+    #[tokio::test]
+    async fn many_sessions_share_one_connection_and_keep_their_bytes_apart() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, 64);
+        let client = MuxClient::start(a, &cfg(64));
+        let mut tasks = Vec::new();
+        for i in 0..40u32 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = client.try_open().await.unwrap().unwrap();
+                // Large enough to cross several frames and window updates.
+                let msg: Vec<u8> = (0..300_000u32).map(|k| (k * 7 + i) as u8).collect();
+                let (mut r, mut w) = tokio::io::split(&mut s);
+                let send = async {
+                    w.write_all(&msg).await.unwrap();
+                    w.shutdown().await.unwrap();
+                };
+                let mut back = Vec::new();
+                let recv = r.read_to_end(&mut back);
+                let ((), got) = tokio::join!(send, recv);
+                got.unwrap();
+                assert_eq!(back, msg, "session {i} got another session's bytes");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(!client.is_closed());
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_connection_says_so_instead_of_breaking() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, 2);
+        let client = MuxClient::start(a, &cfg(2));
+        let mut one = client.try_open().await.unwrap().unwrap();
+        let two = client.try_open().await.unwrap().unwrap();
+        assert!(client.try_open().await.unwrap().is_none());
+        // Freeing a slot lets the next session in, and the connection
+        // still carries the open ones.
+        drop(two);
+        let mut three = client.try_open().await.unwrap().unwrap();
+        for s in [&mut one, &mut three] {
+            s.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping");
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_refuses_new_sessions() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let client = MuxClient::start(a, &cfg(8));
+        drop(b);
+        // The driver notices the peer is gone.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !client.is_closed() {
+            assert!(tokio::time::Instant::now() < deadline, "close not noticed");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(matches!(client.try_open().await, Err(TunnelError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_client_closes_the_connection() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, 8);
+        let client = MuxClient::start(a, &cfg(8));
+        let mut s = client.try_open().await.unwrap().unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).await.unwrap();
+        drop(client);
+        // The server sees the connection end, and so does the stream.
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut rest = Vec::new();
+        assert!(matches!(s.read_to_end(&mut rest).await, Ok(0) | Err(_)));
+    }
+}
