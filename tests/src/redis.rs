@@ -239,23 +239,32 @@ impl RedisCluster {
                 return Err(format!("CLUSTER ADDSLOTSRANGE: {out}"));
             }
         }
-        for i in 1..3 {
-            let (port, bus) = (tls[i].to_string(), bus[i].to_string());
-            let out = cluster.node_cli(0, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])?;
-            if !out.contains("OK") {
-                return Err(format!("CLUSTER MEET: {out}"));
+        // MEET again every few seconds until the nodes know each other: on
+        // a busy machine a handshake may time out, and Redis does not retry
+        // it by itself.
+        let started = std::time::Instant::now();
+        let formed = loop {
+            for i in 1..3 {
+                let (port, bus) = (tls[i].to_string(), bus[i].to_string());
+                let out = cluster.node_cli(0, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])?;
+                if !out.contains("OK") {
+                    return Err(format!("CLUSTER MEET: {out}"));
+                }
             }
-        }
-        poll(Duration::from_secs(30), "the cluster to form", || {
-            (0..3)
-                .all(|i| {
-                    cluster.node_cli(i, &["CLUSTER", "INFO"]).is_ok_and(|t| {
-                        t.contains("cluster_state:ok") && t.contains("cluster_known_nodes:3")
+            let round = poll(Duration::from_secs(5), "the cluster to form", || {
+                (0..3)
+                    .all(|i| {
+                        cluster.node_cli(i, &["CLUSTER", "INFO"]).is_ok_and(|t| {
+                            t.contains("cluster_state:ok") && t.contains("cluster_known_nodes:3")
+                        })
                     })
-                })
-                .then_some(())
-        })
-        .map_err(|e| {
+                    .then_some(())
+            });
+            if round.is_ok() || started.elapsed() > Duration::from_secs(60) {
+                break round;
+            }
+        };
+        formed.map_err(|e| {
             let logs: Vec<String> = (0..3)
                 .map(|i| {
                     std::fs::read_to_string(path.join(format!("node-{i}.log"))).unwrap_or_default()

@@ -337,6 +337,9 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         let probe = dialer.clone();
         let chosen = rt.block_on(async move {
             let tls = probe.dial().await.unwrap();
+            // A long-lived connection must notice a vanished proxy.
+            let sock = socket2::SockRef::from(tls.get_ref().0);
+            assert!(sock.keepalive().unwrap());
             tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
         });
         let want = if multiplex {

@@ -439,6 +439,13 @@ impl Proxy {
         peer: SocketAddr,
     ) {
         use tokio::io::AsyncWriteExt;
+        // A client that vanished without closing is noticed (TCP keepalive:
+        // 15 s, then probes every 5 s), ending its sessions.
+        let _ = socket2::SockRef::from(tls.get_ref().0).set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(std::time::Duration::from_secs(15))
+                .with_interval(std::time::Duration::from_secs(5)),
+        );
         // A refused certificate refuses every session on the connection,
         // each with the reason as a Redis error.
         let session: Arc<Result<DbSession, String>> = Arc::new(DbSession::of(tls.get_ref().1));

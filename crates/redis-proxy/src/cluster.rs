@@ -31,7 +31,9 @@
 //!   `FLUSHDB` (`+OK` when every master agrees), `SCRIPT LOAD|FLUSH` and
 //!   `FUNCTION LOAD|DELETE|FLUSH|RESTORE` go to every master.
 //! * `SCAN` walks the masters one after another: the cursor the client sees
-//!   is the node's cursor shifted left by 10 bits plus the node's position,
+//!   is the node's cursor shifted left by 10 bits plus the node's position
+//!   among the masters ordered by their lowest slot (the same in every
+//!   session, so a client that reconnects can go on with its cursor),
 //!   so it stays a number (redis-cli `--scan` and client libraries parse
 //!   it), and `MATCH`/`COUNT`/`TYPE` pass through. Teleport refuses `SCAN`
 //!   in cluster mode (its issue #34842).
@@ -189,8 +191,8 @@ enum Merge {
 /// Bits of a cluster-mode `SCAN` cursor naming the master being scanned.
 const SCAN_NODE_BITS: u32 = 10;
 
-/// The client's `SCAN` cursor for `pos` (index among the session's masters,
-/// in the order the session learnt them) and that node's cursor:
+/// The client's `SCAN` cursor for `pos` (index among the masters in slot
+/// order, [`masters_in_slot_order`]) and that node's cursor:
 /// `node_cursor << 10 | pos`. Numeric, as redis-cli and client libraries
 /// require; a scan starts at master 0 (cursor 0) and moves to the next
 /// master when a node's cursor returns to 0, ending with 0 after the last.
@@ -201,6 +203,30 @@ fn scan_cursor(pos: u64, node_cursor: u64) -> Option<u64> {
         return None;
     }
     Some(node_cursor << SCAN_NODE_BITS | pos)
+}
+
+/// The nodes (indices below `nodes`) that serve a slot of `slots`, ordered
+/// by the lowest slot each serves, so that every session with the same slot
+/// map numbers the masters alike whatever order it met them in: a `SCAN`
+/// cursor stays valid across sessions (a client that reconnects mid-scan).
+/// The seed (0) alone when no slot is known.
+fn masters_in_slot_order(slots: &[u16], nodes: usize) -> Vec<usize> {
+    let mut seen = vec![false; nodes];
+    let mut out = Vec::new();
+    for &s in slots {
+        let i = usize::from(s);
+        if let Some(x) = seen.get_mut(i) {
+            if !*x {
+                *x = true;
+                out.push(i);
+            }
+        }
+    }
+    if out.is_empty() {
+        vec![0]
+    } else {
+        out
+    }
 }
 
 /// (master position, node cursor) of a client's cluster-mode `SCAN` cursor.
@@ -920,20 +946,10 @@ impl Pool {
         }
     }
 
-    /// The nodes serving slots (or the seed when none is known).
+    /// The nodes serving slots (or the seed when none is known), by the
+    /// lowest slot each serves ([`masters_in_slot_order`]).
     fn masters(&self) -> Vec<usize> {
-        let mut seen = vec![false; self.nodes.len()];
-        for &s in &self.slots {
-            if let Some(x) = seen.get_mut(usize::from(s)) {
-                *x = true;
-            }
-        }
-        let out: Vec<usize> = (0..self.nodes.len()).filter(|&i| seen[i]).collect();
-        if out.is_empty() {
-            vec![0]
-        } else {
-            out
-        }
+        masters_in_slot_order(&self.slots, self.nodes.len())
     }
 
     /// A live connection handle for node `idx` (a new one when there is none
@@ -1603,6 +1619,34 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masters_are_numbered_by_their_lowest_slot() {
+        // Two sessions that met the same three masters in different orders.
+        let mut a = vec![NO_NODE; SLOTS];
+        let mut b = vec![NO_NODE; SLOTS];
+        for (range, na, nb) in [
+            (0..5461, 2u16, 1u16),
+            (5461..10923, 1, 3),
+            (10923..SLOTS, 3, 2),
+        ] {
+            for s in range {
+                a[s] = na;
+                b[s] = nb;
+            }
+        }
+        assert_eq!(masters_in_slot_order(&a, 4), [2, 1, 3]);
+        assert_eq!(masters_in_slot_order(&b, 4), [1, 3, 2]);
+        // Slots that moved: a master serving slots 0-9 and 100-199 comes
+        // first; unknown slots and out-of-range indices are ignored.
+        let mut c = vec![NO_NODE; SLOTS];
+        c[100..200].fill(1);
+        c[0..10].fill(1);
+        c[50] = 2;
+        c[60] = 9;
+        assert_eq!(masters_in_slot_order(&c, 3), [1, 2]);
+        assert_eq!(masters_in_slot_order(&vec![NO_NODE; SLOTS], 3), [0]);
+    }
 
     #[test]
     fn crc16_and_slots_match_the_specification() {

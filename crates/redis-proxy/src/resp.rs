@@ -635,6 +635,35 @@ impl Frame {
         }
     }
 
+    /// The frame as a RESP2 connection would have received it (what Redis
+    /// sends in RESP2 for each RESP3 type): push frames and sets become
+    /// arrays, maps flat arrays of keys and values, null a null bulk string,
+    /// booleans 1 or 0, doubles and big numbers bulk strings, verbatim
+    /// strings their text, blob errors errors. Attributes have no RESP2 form
+    /// (`None`).
+    pub fn into_resp2(self) -> Option<Frame> {
+        let list = |items: Vec<Frame>| {
+            Frame::Array(items.into_iter().filter_map(Frame::into_resp2).collect())
+        };
+        Some(match self {
+            Frame::Push(items) | Frame::Set(items) | Frame::Array(items) => list(items),
+            Frame::Map(kv) => list(kv.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+            Frame::Attribute(_) => return None,
+            Frame::Null => Frame::NullBulk,
+            Frame::Boolean(b) => Frame::Integer(i64::from(b)),
+            Frame::Double(d) => {
+                let mut text = Frame::Double(d).to_bytes();
+                // `,<text>\r\n`
+                text.truncate(text.len().saturating_sub(2));
+                Frame::Bulk(Bytes::copy_from_slice(text.get(1..).unwrap_or_default()))
+            }
+            Frame::BigNumber(b) => Frame::Bulk(b),
+            Frame::Verbatim { data, .. } => Frame::Bulk(data),
+            Frame::BlobError(b) => Frame::Error(b),
+            other => other,
+        })
+    }
+
     /// The wire form of the frame.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -660,6 +689,52 @@ impl Frame {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resp3_frames_in_resp2_form() {
+        let b = |t: &str| Frame::Bulk(Bytes::copy_from_slice(t.as_bytes()));
+        let push = Frame::Push(vec![b("message"), b("news"), b("hi")]);
+        assert_eq!(
+            push.into_resp2(),
+            Some(Frame::Array(vec![b("message"), b("news"), b("hi")]))
+        );
+        let map = Frame::Map(vec![
+            (b("a"), Frame::Boolean(true)),
+            (b("b"), Frame::Set(vec![Frame::Null, Frame::Double(1.5)])),
+        ]);
+        assert_eq!(
+            map.into_resp2(),
+            Some(Frame::Array(vec![
+                b("a"),
+                Frame::Integer(1),
+                b("b"),
+                Frame::Array(vec![Frame::NullBulk, b("1.5")]),
+            ]))
+        );
+        assert_eq!(
+            Frame::Verbatim {
+                format: *b"txt",
+                data: Bytes::from_static(b"text")
+            }
+            .into_resp2(),
+            Some(b("text"))
+        );
+        assert_eq!(
+            Frame::BlobError(Bytes::from_static(b"ERR x")).into_resp2(),
+            Some(Frame::Error(Bytes::from_static(b"ERR x")))
+        );
+        assert_eq!(Frame::Attribute(vec![]).into_resp2(), None);
+        // Attributes inside an aggregate are dropped; RESP2 values stay.
+        let arr = Frame::Array(vec![
+            Frame::Attribute(vec![]),
+            Frame::Integer(7),
+            Frame::NullArray,
+        ]);
+        assert_eq!(
+            arr.into_resp2(),
+            Some(Frame::Array(vec![Frame::Integer(7), Frame::NullArray]))
+        );
+    }
     use proptest::prelude::*;
 
     fn lim() -> Limits {

@@ -476,6 +476,136 @@ fn auth_calls(info: &Frame) -> u64 {
         .unwrap_or(0)
 }
 
+/// `CLIENT LIST` lines of the connections subscribed to something.
+async fn subscribed_clients(admin: &mut Conn) -> Vec<String> {
+    let Frame::Bulk(list) = admin.call(&["CLIENT", "LIST"]).await else {
+        panic!("CLIENT LIST")
+    };
+    String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|l| l.contains(" sub=1 "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn subscribers_are_renewed_in_resp2_and_resp3() {
+    let server = RedisServer::start_tls(PW);
+    let admin_proxy = Proxy::start(
+        server.backend(TestCreds::new(PW)),
+        SessionOptions::default(),
+    )
+    .await;
+    let mut admin = admin_proxy.conn().await;
+    assert_eq!(
+        admin
+            .call(&[
+                "ACL",
+                "SETUSER",
+                "entra-object-id",
+                "on",
+                "nopass",
+                "~*",
+                "&*",
+                "+@all"
+            ])
+            .await,
+        simple("OK")
+    );
+    let creds = std::sync::Arc::new(ExpiringCreds {
+        calls: Default::default(),
+        valid_for: std::time::Duration::from_millis(1200),
+    });
+    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+
+    // A RESP2 subscriber (Redis refuses AUTH on such a connection, so the
+    // engine switches the backend to RESP3 and translates).
+    let mut sub = proxy.conn().await;
+    sub.send(&["SUBSCRIBE", "news"]).await;
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("subscribe"), bulk("news"), Frame::Integer(1)])
+    );
+    // RESP2's rules for a subscribed connection still hold.
+    assert_eq!(
+        sub.call(&["PING"]).await,
+        Frame::Array(vec![bulk("pong"), bulk("")])
+    );
+    assert_eq!(
+        sub.call(&["PING", "hi"]).await,
+        Frame::Array(vec![bulk("pong"), bulk("hi")])
+    );
+    let e = error_text(&sub.call(&["GET", "k"]).await);
+    assert!(e.starts_with("ERR Can't execute 'get'"), "{e}");
+    // A RESP3 subscriber.
+    let mut sub3 = proxy.conn().await;
+    assert!(matches!(sub3.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    sub3.send(&["SUBSCRIBE", "news"]).await;
+    assert_eq!(
+        sub3.read().await,
+        Frame::Push(vec![bulk("subscribe"), bulk("news"), Frame::Integer(1)])
+    );
+
+    // Both subscribed connections send AUTH again before the credentials
+    // expire (AUTH becomes their last command).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let subscribed = subscribed_clients(&mut admin).await;
+        assert_eq!(subscribed.len(), 2, "{subscribed:?}");
+        if subscribed.iter().all(|l| l.contains(" cmd=auth ")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscribers not re-authenticated: {subscribed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Messages still arrive in each protocol's shape, and no reply to the
+    // engine's AUTH reached a client.
+    assert_eq!(
+        admin.call(&["PUBLISH", "news", "later"]).await,
+        Frame::Integer(2)
+    );
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("message"), bulk("news"), bulk("later")])
+    );
+    assert_eq!(
+        sub3.read().await,
+        Frame::Push(vec![bulk("message"), bulk("news"), bulk("later")])
+    );
+    assert_eq!(
+        sub.call(&["PING"]).await,
+        Frame::Array(vec![bulk("pong"), bulk("")])
+    );
+    assert_eq!(sub3.call(&["PING"]).await, simple("PONG"));
+    assert_eq!(sub3.call(&["ACL", "WHOAMI"]).await, bulk("entra-object-id"));
+
+    // The last UNSUBSCRIBE takes the RESP2 session back to plain RESP2.
+    sub.send(&["UNSUBSCRIBE"]).await;
+    assert_eq!(
+        sub.read().await,
+        Frame::Array(vec![bulk("unsubscribe"), bulk("news"), Frame::Integer(0)])
+    );
+    assert_eq!(
+        admin.call(&["HSET", "h", "f", "v"]).await,
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        sub.call(&["HGETALL", "h"]).await,
+        Frame::Array(vec![bulk("f"), bulk("v")])
+    );
+    assert_eq!(sub.call(&["PING"]).await, simple("PONG"));
+    // The engine's protocol switches and AUTHs are not the user's commands:
+    // the one HELLO audited is the RESP3 client's.
+    let events = proxy.events();
+    assert!(events.iter().all(|e| e.name != "AUTH"));
+    let hellos: Vec<_> = events.iter().filter(|e| e.name == "HELLO").collect();
+    assert_eq!(hellos.len(), 1, "{hellos:?}");
+}
+
 #[tokio::test]
 async fn expiring_credentials_are_renewed_on_open_connections() {
     let server = RedisServer::start_tls(PW);

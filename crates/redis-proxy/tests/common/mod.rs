@@ -15,6 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const WAIT: Duration = Duration::from_secs(15);
+/// How long a test cluster may take to form (two cores shared with other
+/// tests).
+pub const FORM_WAIT: Duration = Duration::from_secs(60);
 
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -443,39 +446,54 @@ impl RedisCluster {
                 .await;
             assert_eq!(r, simple("OK"));
         }
-        for (port, bus) in cluster.ports.iter().zip(&buses).skip(1) {
-            let (port, bus) = (port.to_string(), bus.to_string());
-            let r = cluster
-                .call(0, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])
-                .await;
-            assert_eq!(r, simple("OK"));
+        // MEET again every few seconds until the nodes know each other: on
+        // a busy machine a handshake may time out, and Redis does not retry
+        // it by itself.
+        let deadline = Instant::now() + FORM_WAIT;
+        loop {
+            for (port, bus) in cluster.ports.iter().zip(&buses).skip(1) {
+                let (port, bus) = (port.to_string(), bus.to_string());
+                let r = cluster
+                    .call(0, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus])
+                    .await;
+                assert_eq!(r, simple("OK"));
+            }
+            let round = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < round && !cluster.is_ok().await {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if cluster.is_ok().await {
+                return cluster;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not form");
         }
-        cluster.wait_ok().await;
-        cluster
     }
 
     /// Polls until every node reports `cluster_state:ok` and knows all
     /// three masters.
     pub async fn wait_ok(&self) {
         let deadline = Instant::now() + WAIT;
-        loop {
-            let mut ok = true;
-            for i in 0..3 {
-                let info = self.call(i, &["CLUSTER", "INFO"]).await;
-                let text = text(&info);
-                ok &= text.contains("cluster_state:ok") && text.contains("cluster_known_nodes:3");
-                if let Frame::Array(ranges) = self.call(i, &["CLUSTER", "SLOTS"]).await {
-                    ok &= ranges.len() == 3;
-                } else {
-                    ok = false;
-                }
-            }
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the cluster did not form");
+        while !self.is_ok().await {
+            assert!(Instant::now() < deadline, "the cluster is not ok");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether every node reports `cluster_state:ok` and knows all three
+    /// masters.
+    async fn is_ok(&self) -> bool {
+        let mut ok = true;
+        for i in 0..3 {
+            let info = self.call(i, &["CLUSTER", "INFO"]).await;
+            let text = text(&info);
+            ok &= text.contains("cluster_state:ok") && text.contains("cluster_known_nodes:3");
+            if let Frame::Array(ranges) = self.call(i, &["CLUSTER", "SLOTS"]).await {
+                ok &= ranges.len() == 3;
+            } else {
+                ok = false;
+            }
+        }
+        ok
     }
 
     /// The engine's seed: the first node, by host name.
