@@ -356,18 +356,11 @@ fn is_subscribe(name: &str) -> bool {
 /// engine when it has switched the backend to RESP3 for that client (Redis
 /// itself would run anything on a RESP3 connection). `None`: decide as
 /// usual.
-fn resp2_subscribed(name: &str, first: &[u8], args: &[&[u8]]) -> Option<Action> {
+fn resp2_subscribed(name: &str, first: &[u8]) -> Option<Action> {
     match name {
+        // PING's reply is reshaped on its way back ([`ReplyFix::Pong`]).
         "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "UNSUBSCRIBE" | "PUNSUBSCRIBE"
-        | "SUNSUBSCRIBE" | "QUIT" | "RESET" => None,
-        // RESP2's answer in this mode is an array, not +PONG.
-        "PING" if args.len() <= 1 => {
-            let msg: &[u8] = args.first().copied().unwrap_or(b"");
-            Some(Action::Local(
-                Frame::command([b"pong".as_slice(), msg]).to_bytes(),
-            ))
-        }
-        "PING" => None,
+        | "SUNSUBSCRIBE" | "PING" | "QUIT" | "RESET" => None,
         _ => Some(Action::Local(
             format!(
                 "-ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
@@ -375,6 +368,29 @@ fn resp2_subscribed(name: &str, first: &[u8], args: &[&[u8]]) -> Option<Action> 
             )
             .into_bytes(),
         )),
+    }
+}
+
+/// How a translated reply (RESP3 backend, RESP2 client) is reshaped beyond
+/// the type mapping: one per counted command while translating, in order.
+#[derive(Clone, Copy, PartialEq)]
+enum ReplyFix {
+    AsIs,
+    /// `PING [message]` on a subscribed RESP2 connection answers
+    /// `*2 pong <message or "">`, where RESP3 answers `+PONG` or the message.
+    Pong,
+}
+
+impl ReplyFix {
+    fn apply(self, reply: Frame) -> Frame {
+        let pong = || Frame::Bulk(bytes::Bytes::from_static(b"pong"));
+        match (self, reply) {
+            (ReplyFix::Pong, Frame::Simple(_)) => {
+                Frame::Array(vec![pong(), Frame::Bulk(bytes::Bytes::new())])
+            }
+            (ReplyFix::Pong, Frame::Bulk(msg)) => Frame::Array(vec![pong(), Frame::Bulk(msg)]),
+            (_, other) => other,
+        }
     }
 }
 
@@ -505,6 +521,8 @@ where
     // connection in subscribed mode).
     let translate = std::sync::atomic::AtomicBool::new(false);
     let translate_ref = &translate;
+    let fixes: std::sync::Mutex<std::collections::VecDeque<ReplyFix>> = Default::default();
+    let fixes_ref = &fixes;
 
     // Client -> backend.
     let progress_ref = &progress;
@@ -620,7 +638,7 @@ where
                     }
                 }
                 let action = if translated && subs.active() {
-                    resp2_subscribed(&name, first, rest)
+                    resp2_subscribed(&name, first)
                 } else {
                     None
                 }
@@ -647,13 +665,29 @@ where
                         out.extend_from_slice(&chunk);
                         if counted {
                             sent += 1;
+                            if translated {
+                                let fix = if name == "PING" && rest.len() <= 1 && subs.active() {
+                                    ReplyFix::Pong
+                                } else {
+                                    ReplyFix::AsIs
+                                };
+                                if let Ok(mut q) = fixes_ref.lock() {
+                                    q.push_back(fix);
+                                }
+                            }
                         }
                         if uncounted_after {
                             counting = false;
                         }
                         subs.apply(&name, rest);
                         // The last subscription is gone: back to RESP2.
-                        if translated && !subs.active() {
+                        if translated
+                            && !subs.active()
+                            && matches!(
+                                name.as_str(),
+                                "UNSUBSCRIBE" | "PUNSUBSCRIBE" | "SUNSUBSCRIBE"
+                            )
+                        {
                             flush_to(&mut server_w, &mut out).await?;
                             progress_ref.wait_for(sent).await;
                             let reply = match engine_call(
@@ -676,6 +710,11 @@ where
                     Action::Rewrite(bytes) => {
                         out.extend_from_slice(&bytes);
                         sent += 1;
+                        if translated {
+                            if let Ok(mut q) = fixes_ref.lock() {
+                                q.push_back(ReplyFix::AsIs);
+                            }
+                        }
                     }
                     Action::Local(reply) => {
                         if !out.is_empty() {
@@ -782,6 +821,15 @@ where
                                     continue;
                                 }
                                 replies += 1;
+                                let fix = fixes_ref
+                                    .lock()
+                                    .ok()
+                                    .and_then(|mut q| q.pop_front())
+                                    .unwrap_or(ReplyFix::AsIs);
+                                if let Some(f) = fix.apply(frame).into_resp2() {
+                                    f.encode(&mut out);
+                                }
+                                continue;
                             }
                             if let Some(f) = frame.into_resp2() {
                                 f.encode(&mut out);

@@ -519,13 +519,16 @@ async fn subscribers_are_renewed_in_resp2_and_resp3() {
     let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
 
     // A RESP2 subscriber (Redis refuses AUTH on such a connection, so the
-    // engine switches the backend to RESP3 and translates).
+    // engine switches the backend to RESP3 and translates). Replies keep
+    // their order in a pipeline.
     let mut sub = proxy.conn().await;
-    sub.send(&["SUBSCRIBE", "news"]).await;
+    sub.raw(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n*1\r\n$4\r\nPING\r\n")
+        .await;
     assert_eq!(
         sub.read().await,
         Frame::Array(vec![bulk("subscribe"), bulk("news"), Frame::Integer(1)])
     );
+    assert_eq!(sub.read().await, Frame::Array(vec![bulk("pong"), bulk("")]));
     // RESP2's rules for a subscribed connection still hold.
     assert_eq!(
         sub.call(&["PING"]).await,

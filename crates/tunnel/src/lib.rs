@@ -185,14 +185,22 @@ pub struct TunnelStream {
     // Declared before the permit: the stream is dropped (and its slot freed
     // in the multiplexer) before another dial may take the permit.
     inner: Compat<yamux::Stream>,
+    /// Bytes of the caller's buffer offered to the next read (see
+    /// `poll_read`).
+    read_offer: usize,
     _permit: Option<OwnedSemaphorePermit>,
 }
+
+/// Smallest and largest read offer of a [`TunnelStream`].
+const READ_OFFER_MIN: usize = 4 * 1024;
+const READ_OFFER_MAX: usize = 1024 * 1024;
 
 impl TunnelStream {
     pub(crate) fn new(stream: yamux::Stream, permit: Option<OwnedSemaphorePermit>) -> Self {
         use tokio_util::compat::FuturesAsyncReadCompatExt;
         TunnelStream {
             inner: stream.compat(),
+            read_offer: READ_OFFER_MIN,
             _permit: permit,
         }
     }
@@ -206,13 +214,28 @@ impl std::fmt::Debug for TunnelStream {
     }
 }
 
+/// yamux reads into initialised memory, so a read into a fresh buffer (a
+/// `BytesMut` with room reserved, as `read_buf` gives) zeroes all the room
+/// it is offered first: 16 KiB for a 40-byte command. The offer therefore
+/// follows what reads return: it doubles when a read fills it and halves
+/// when a read uses under a quarter of it, between 4 KiB and 1 MiB.
 impl AsyncRead for TunnelStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let offer = buf.remaining().min(self.read_offer);
+        let mut part = ReadBuf::new(buf.initialize_unfilled_to(offer));
+        std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut part))?;
+        let n = part.filled().len();
+        buf.advance(n);
+        if n == offer && offer == self.read_offer {
+            self.read_offer = (self.read_offer * 2).min(READ_OFFER_MAX);
+        } else if n < self.read_offer / 4 {
+            self.read_offer = (self.read_offer / 2).max(READ_OFFER_MIN);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -201,6 +201,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn read_offers_follow_what_reads_return() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, 8);
+        let client = MuxClient::start(a, &cfg(8));
+        let mut s = client.try_open().await.unwrap().unwrap();
+        // Reads into fresh, uninitialised room (as the Redis engine does).
+        async fn round(s: &mut TunnelStream, msg: &[u8]) {
+            let (mut r, mut w) = tokio::io::split(s);
+            let send = async { w.write_all(msg).await.unwrap() };
+            let recv = async {
+                let mut got: Vec<u8> = Vec::new();
+                while got.len() < msg.len() {
+                    got.reserve(16 * 1024);
+                    assert!(r.read_buf(&mut got).await.unwrap() > 0);
+                }
+                got
+            };
+            let ((), got) = tokio::join!(send, recv);
+            assert_eq!(got, msg);
+        }
+        let small = b"*1\r\n$4\r\nPING\r\n".to_vec();
+        round(&mut s, &small).await;
+        assert_eq!(s.read_offer, crate::READ_OFFER_MIN);
+        let big: Vec<u8> = (0..3_000_000u32).map(|k| k as u8).collect();
+        round(&mut s, &big).await;
+        assert!(s.read_offer > crate::READ_OFFER_MIN, "{}", s.read_offer);
+        for _ in 0..12 {
+            round(&mut s, &small).await;
+        }
+        assert_eq!(s.read_offer, crate::READ_OFFER_MIN);
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn dropping_the_client_closes_the_connection() {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let server = echo_server(b, 8);
