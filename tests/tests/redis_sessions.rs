@@ -373,6 +373,38 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         drop(sessions);
         drop(local);
     }
+
+    // A proxy that never answers: connections queued behind a dial share
+    // its failure instead of each waiting out a timeout of its own.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in silent.incoming().flatten() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(c);
+            }
+        });
+    }
+    let dialer = DbDialer::with_protocols(&silent_addr, &db, true, true)
+        .unwrap()
+        .with_timeout(Duration::from_millis(500));
+    let local = rt.block_on(LocalTunnel::start(dialer, 0)).unwrap();
+    let mut waiting: Vec<Raw> = (0..5).map(|_| Raw::connect(local.addr().port())).collect();
+    for c in waiting.iter_mut() {
+        c.send(&["PING"]);
+    }
+    for c in waiting.iter_mut() {
+        let reply = c.reply();
+        assert!(
+            reply.starts_with("-ERR Teleport: connecting to the proxy at"),
+            "{reply}"
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[test]

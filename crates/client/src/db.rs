@@ -128,6 +128,7 @@ pub struct DbDialer {
     addr: String,
     server_name: rustls::pki_types::ServerName<'static>,
     connector: tokio_rustls::TlsConnector,
+    timeout: std::time::Duration,
 }
 
 impl DbDialer {
@@ -173,27 +174,41 @@ impl DbDialer {
             addr,
             server_name,
             connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            timeout: std::time::Duration::from_secs(10),
         })
+    }
+
+    /// How long a dial (TCP and TLS) may take; 10 s unless set.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> DbDialer {
+        self.timeout = timeout;
+        self
     }
 
     /// One TLS connection to the proxy.
     pub async fn dial(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        let tcp = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            TcpStream::connect(&self.addr),
-        )
-        .await
-        .map_err(|_| ClientError::Local(format!("connecting to {}: timed out", self.addr)))?
-        .map_err(|e| ClientError::Local(format!("connecting to {}: {e}", self.addr)))?;
-        let _ = tcp.set_nodelay(true);
-        // One connection carries every session of a local tunnel for as
-        // long as it runs: notice a peer that vanished (a laptop changing
-        // networks) within about a minute, so new sessions dial again.
-        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&tcp_keepalive());
-        self.connector
-            .connect(self.server_name.clone(), tcp)
+        let dial = async {
+            let tcp = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| ClientError::Local(format!("connecting to {}: {e}", self.addr)))?;
+            let _ = tcp.set_nodelay(true);
+            // One connection carries every session of a local tunnel for as
+            // long as it runs: notice a peer that vanished (a laptop
+            // changing networks) within about a minute, so new sessions
+            // dial again.
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&tcp_keepalive());
+            self.connector
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .map_err(|e| ClientError::Local(format!("TLS to the proxy failed: {e}")))
+        };
+        tokio::time::timeout(self.timeout, dial)
             .await
-            .map_err(|e| ClientError::Local(format!("TLS to the proxy failed: {e}")))
+            .map_err(|_| {
+                ClientError::Local(format!(
+                    "connecting to the proxy at {}: no answer within {:?}",
+                    self.addr, self.timeout
+                ))
+            })?
     }
 }
 
@@ -207,10 +222,21 @@ enum Upstream {
 /// The connections to the proxy that local connections share.
 struct Carrier {
     dialer: DbDialer,
+    state: tokio::sync::Mutex<CarrierState>,
+}
+
+#[derive(Default)]
+struct CarrierState {
     /// Multiplexed connections, oldest first; closed ones are dropped on
     /// the next connect.
-    muxes: tokio::sync::Mutex<Vec<tunnel::MuxClient>>,
+    muxes: Vec<tunnel::MuxClient>,
+    /// The last failed dial: connections that waited for it fail with its
+    /// error instead of each dialing (and timing out) in turn.
+    failed: Option<(tokio::time::Instant, String)>,
 }
+
+/// How long a failed dial answers the connections that queued behind it.
+const FAILED_DIAL_SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Carrier {
     /// A session for one local connection: a stream on the first
@@ -219,14 +245,28 @@ impl Carrier {
     async fn connect(&self) -> Result<Upstream> {
         // Held across the dial, so that a burst of connections opens one
         // multiplexed connection rather than one each.
-        let mut muxes = self.muxes.lock().await;
-        muxes.retain(|m| !m.is_closed());
-        for m in muxes.iter() {
+        let mut state = self.state.lock().await;
+        state.muxes.retain(|m| !m.is_closed());
+        for m in state.muxes.iter() {
             if let Ok(Some(stream)) = m.try_open().await {
                 return Ok(Upstream::Mux(stream));
             }
         }
-        let tls = self.dialer.dial().await?;
+        if let Some((at, e)) = &state.failed {
+            if at.elapsed() < FAILED_DIAL_SHARED_FOR {
+                return Err(ClientError::Local(e.clone()));
+            }
+        }
+        let tls = match self.dialer.dial().await {
+            Ok(t) => {
+                state.failed = None;
+                t
+            }
+            Err(e) => {
+                state.failed = Some((tokio::time::Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        };
         if tls.get_ref().1.alpn_protocol() != Some(ALPN_REDIS_MUX) {
             return Ok(Upstream::Direct(Box::new(tls)));
         }
@@ -240,7 +280,7 @@ impl Carrier {
             .await
             .map_err(|e| ClientError::Local(format!("connection to the proxy: {e}")))?
             .ok_or_else(|| ClientError::Local("connection to the proxy has no room".into()))?;
-        muxes.push(mux);
+        state.muxes.push(mux);
         Ok(Upstream::Mux(stream))
     }
 }
@@ -264,7 +304,7 @@ impl LocalTunnel {
             .map_err(|e| ClientError::Local(e.to_string()))?;
         let carrier = Arc::new(Carrier {
             dialer,
-            muxes: tokio::sync::Mutex::new(Vec::new()),
+            state: Default::default(),
         });
         let task = tokio::spawn(async move {
             loop {
