@@ -20,8 +20,9 @@
 //!   RESP2 connection, replies can no longer be counted, so local answers
 //!   are then written at once.
 //! * Credentials that expire (Microsoft Entra tokens) are renewed with `AUTH`
-//!   on the open connection between replies, subscribed connections
-//!   included. Redis refuses `AUTH` on a subscribed RESP2 connection, so
+//!   on the open connection between replies and outside `MULTI` ... `EXEC`
+//!   (it would be queued into the client's transaction), subscribed
+//!   connections included. Redis refuses `AUTH` on a subscribed RESP2 connection, so
 //!   when a RESP2 client subscribes on such a session the engine first
 //!   switches the backend connection to RESP3 (`HELLO 3`) and translates
 //!   its replies back to RESP2 (push frames become arrays), applies RESP2's
@@ -537,6 +538,9 @@ where
         // The engine switched the backend to RESP3 for this RESP2 client.
         let mut translated = false;
         let mut subs = Subscriptions::default();
+        // Inside MULTI ... EXEC: a command the engine sent would be queued
+        // into the client's transaction.
+        let mut in_multi = false;
         let mut parser = resp::CommandParser::default();
         let drain = |sent: u64| async move {
             let _ = tokio::time::timeout(opts.drain_timeout, progress_ref.wait_for(sent)).await;
@@ -554,6 +558,12 @@ where
                 biased;
                 () = reauth_due, if counting => {
                     let Some(r) = reauth.as_mut() else { continue };
+                    // Not inside a transaction: AUTH would be queued in it
+                    // (and its result added to EXEC's reply).
+                    if in_multi {
+                        r.at = tokio::time::Instant::now() + REAUTH_WAIT;
+                        continue;
+                    }
                     // Between replies only: the next reply is then AUTH's.
                     if tokio::time::timeout(REAUTH_WAIT, progress_ref.wait_for(sent)).await.is_err() {
                         r.at = tokio::time::Instant::now() + REAUTH_WAIT;
@@ -613,6 +623,7 @@ where
                     && counting
                     && !client_resp3
                     && !translated
+                    && !in_multi
                     && reauth.is_some()
                 {
                     flush_to(&mut server_w, &mut out).await?;
@@ -645,6 +656,11 @@ where
                 .unwrap_or_else(|| {
                     decide(&name, rest, db_user.as_deref(), client_resp3 || translated)
                 });
+                match name.as_str() {
+                    "MULTI" => in_multi = true,
+                    "EXEC" | "DISCARD" => in_multi = false,
+                    _ => {}
+                }
                 if name == "HELLO" {
                     match rest.first().copied() {
                         Some(b"3") => client_resp3 = true,

@@ -476,6 +476,57 @@ fn auth_calls(info: &Frame) -> u64 {
         .unwrap_or(0)
 }
 
+#[tokio::test]
+async fn renewal_waits_for_an_open_transaction() {
+    let server = RedisServer::start_tls(PW);
+    let admin_proxy = Proxy::start(
+        server.backend(TestCreds::new(PW)),
+        SessionOptions::default(),
+    )
+    .await;
+    let mut admin = admin_proxy.conn().await;
+    assert_eq!(
+        admin
+            .call(&[
+                "ACL",
+                "SETUSER",
+                "entra-object-id",
+                "on",
+                "nopass",
+                "~*",
+                "&*",
+                "+@all"
+            ])
+            .await,
+        simple("OK")
+    );
+    let creds = std::sync::Arc::new(ExpiringCreds {
+        calls: Default::default(),
+        valid_for: std::time::Duration::from_millis(1200),
+    });
+    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["MULTI"]).await, simple("OK"));
+    let fetched = creds.calls.load(std::sync::atomic::Ordering::SeqCst);
+    // Let the renewal come due (at 900 ms) while the transaction is open: a
+    // time-based behaviour, so the test waits out the time.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_eq!(c.call(&["SET", "tx", "1"]).await, simple("QUEUED"));
+    // EXEC answers for the client's commands only (an engine AUTH queued in
+    // the transaction would add its own +OK).
+    assert_eq!(c.call(&["EXEC"]).await, Frame::Array(vec![simple("OK")]));
+    // Renewed once the transaction is over.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while creds.calls.load(std::sync::atomic::Ordering::SeqCst) == fetched {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not renewed after EXEC"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.call(&["GET", "tx"]).await, bulk("1"));
+}
+
 /// `CLIENT LIST` lines of the connections subscribed to something.
 async fn subscribed_clients(admin: &mut Conn) -> Vec<String> {
     let Frame::Bulk(list) = admin.call(&["CLIENT", "LIST"]).await else {
