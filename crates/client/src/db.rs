@@ -114,14 +114,6 @@ impl ProfileStore {
     }
 }
 
-/// TCP keepalive of connections to the proxy: first probe after 15 s of
-/// silence, then every 5 s (the system's probe count, 9 on Linux).
-pub fn tcp_keepalive() -> socket2::TcpKeepalive {
-    socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(15))
-        .with_interval(std::time::Duration::from_secs(5))
-}
-
 /// Opens TLS connections to the proxy with a database certificate.
 #[derive(Clone)]
 pub struct DbDialer {
@@ -195,7 +187,7 @@ impl DbDialer {
             // long as it runs: notice a peer that vanished (a laptop
             // changing networks) within about a minute, so new sessions
             // dial again.
-            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&tcp_keepalive());
+            let _ = tunnel::set_keepalive(&tcp);
             self.connector
                 .connect(self.server_name.clone(), tcp)
                 .await

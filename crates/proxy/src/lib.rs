@@ -136,6 +136,30 @@ impl DbSession {
     }
 }
 
+/// Splices a database client (a connection or a stream of a multiplexed
+/// one) to the agent's tunnel stream, or refuses it with a Redis error.
+async fn splice_db<S>(mut client: S, opened: Result<tunnel::TunnelStream, String>, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    match opened {
+        Ok(mut upstream) => {
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%peer, error = %e, "database session ended");
+            }
+        }
+        Err(msg) => {
+            tracing::info!(%peer, error = %msg, "database session refused");
+            let clean: String = msg.replace(['\r', '\n'], " ");
+            let _ = client
+                .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
+                .await;
+            let _ = client.shutdown().await;
+        }
+    }
+}
+
 /// The client's certificate (DER) on a connection.
 fn peer_cert(conn: &rustls::ServerConnection) -> Result<Vec<u8>, String> {
     conn.peer_certificates()
@@ -400,25 +424,11 @@ impl Proxy {
     /// connection to it. Refusals reach the client as a Redis error.
     async fn serve_db(
         self: Arc<Self>,
-        mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
         peer: SocketAddr,
     ) {
-        use tokio::io::AsyncWriteExt;
-        match self.open_db_stream(&tls).await {
-            Ok(mut upstream) => {
-                if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await {
-                    tracing::debug!(%peer, error = %e, "database session ended");
-                }
-            }
-            Err(msg) => {
-                tracing::info!(%peer, error = %msg, "database session refused");
-                let clean: String = msg.replace(['\r', '\n'], " ");
-                let _ = tls
-                    .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
-                    .await;
-                let _ = tls.shutdown().await;
-            }
-        }
+        let opened = self.open_db_stream(&tls).await;
+        splice_db(tls, opened, peer).await;
     }
 
     async fn open_db_stream(
@@ -438,14 +448,9 @@ impl Proxy {
         tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
         peer: SocketAddr,
     ) {
-        use tokio::io::AsyncWriteExt;
-        // A client that vanished without closing is noticed (TCP keepalive:
-        // 15 s, then probes every 5 s), ending its sessions.
-        let _ = socket2::SockRef::from(tls.get_ref().0).set_tcp_keepalive(
-            &socket2::TcpKeepalive::new()
-                .with_time(std::time::Duration::from_secs(15))
-                .with_interval(std::time::Duration::from_secs(5)),
-        );
+        // A client that vanished without closing is noticed, ending its
+        // sessions.
+        let _ = tunnel::set_keepalive(tls.get_ref().0);
         // A refused certificate refuses every session on the connection,
         // each with the reason as a Redis error.
         let session: Arc<Result<DbSession, String>> = Arc::new(DbSession::of(tls.get_ref().1));
@@ -454,7 +459,7 @@ impl Proxy {
             ..tunnel::TunnelConfig::default()
         };
         let proxy = self.clone();
-        let result = tunnel::serve_mux(tls, &cfg, move |mut stream| {
+        let result = tunnel::serve_mux(tls, &cfg, move |stream| {
             let proxy = proxy.clone();
             let session = session.clone();
             tokio::spawn(async move {
@@ -465,23 +470,7 @@ impl Proxy {
                     },
                     Err(e) => Err(e.clone()),
                 };
-                match opened {
-                    Ok(mut upstream) => {
-                        if let Err(e) =
-                            tokio::io::copy_bidirectional(&mut stream, &mut upstream).await
-                        {
-                            tracing::debug!(%peer, error = %e, "database session ended");
-                        }
-                    }
-                    Err(msg) => {
-                        tracing::info!(%peer, error = %msg, "database session refused");
-                        let clean: String = msg.replace(['\r', '\n'], " ");
-                        let _ = stream
-                            .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
-                            .await;
-                        let _ = stream.shutdown().await;
-                    }
-                }
+                splice_db(stream, opened, peer).await;
             });
         })
         .await;

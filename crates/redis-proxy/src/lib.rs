@@ -413,6 +413,14 @@ struct Progress {
 }
 
 impl Progress {
+    /// Counts `n` more replies delivered.
+    fn add(&self, n: u64) {
+        if n > 0 {
+            self.replies.fetch_add(n, Ordering::Release);
+            self.changed.notify_waiters();
+        }
+    }
+
     async fn wait_for(&self, sent: u64) {
         loop {
             let notified = self.changed.notified();
@@ -569,15 +577,12 @@ where
                         r.at = tokio::time::Instant::now() + REAUTH_WAIT;
                         continue;
                     }
-                    match reauthenticate(r.backend, &mut server_w, engine_auth_ref).await {
-                        Ok(next) => match next {
-                            Some(at) => r.at = at,
-                            None => reauth = None,
-                        },
-                        Err(e) => {
-                            let _ = local_tx.send(teleport_error(&e.to_string()));
-                            return Err(e);
-                        }
+                    match reauthenticate(r.backend, &mut server_w, engine_auth_ref)
+                        .await
+                        .map_err(|e| told(&local_tx, e))?
+                    {
+                        Some(at) => r.at = at,
+                        None => reauth = None,
                     }
                     continue;
                 }
@@ -596,11 +601,7 @@ where
                 let parsed = match parser.parse(&buf, &limits) {
                     Ok(p) => p,
                     Err(e) => {
-                        server_w
-                            .write_all(&out)
-                            .await
-                            .map_err(EngineError::Backend)?;
-                        server_w.flush().await.map_err(EngineError::Backend)?;
+                        flush_to(&mut server_w, &mut out).await?;
                         if counting {
                             drain(sent).await;
                         }
@@ -628,20 +629,9 @@ where
                 {
                     flush_to(&mut server_w, &mut out).await?;
                     progress_ref.wait_for(sent).await;
-                    let reply = match engine_call(
-                        &mut server_w,
-                        engine_auth_ref,
-                        HELLO_3,
-                        Some(true),
-                    )
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = local_tx.send(teleport_error(&e.to_string()));
-                            return Err(e);
-                        }
-                    };
+                    let reply = engine_call(&mut server_w, engine_auth_ref, HELLO_3, Some(true))
+                        .await
+                        .map_err(|e| told(&local_tx, e))?;
                     if is_error(&reply) {
                         tracing::warn!(reply = ?reply, "the database refused RESP3: a RESP2 subscriber will not be re-authenticated");
                     } else {
@@ -706,20 +696,10 @@ where
                         {
                             flush_to(&mut server_w, &mut out).await?;
                             progress_ref.wait_for(sent).await;
-                            let reply = match engine_call(
-                                &mut server_w,
-                                engine_auth_ref,
-                                HELLO_2,
-                                Some(false),
-                            )
-                            .await
-                            {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    let _ = local_tx.send(teleport_error(&e.to_string()));
-                                    return Err(e);
-                                }
-                            };
+                            let reply =
+                                engine_call(&mut server_w, engine_auth_ref, HELLO_2, Some(false))
+                                    .await
+                                    .map_err(|e| told(&local_tx, e))?;
                             translated = is_error(&reply);
                         }
                     }
@@ -733,14 +713,7 @@ where
                         }
                     }
                     Action::Local(reply) => {
-                        if !out.is_empty() {
-                            server_w
-                                .write_all(&out)
-                                .await
-                                .map_err(EngineError::Backend)?;
-                            server_w.flush().await.map_err(EngineError::Backend)?;
-                            out.clear();
-                        }
+                        flush_to(&mut server_w, &mut out).await?;
                         if counting {
                             progress_ref.wait_for(sent).await;
                         }
@@ -748,14 +721,7 @@ where
                     }
                 }
             }
-            if !out.is_empty() {
-                server_w
-                    .write_all(&out)
-                    .await
-                    .map_err(EngineError::Backend)?;
-                server_w.flush().await.map_err(EngineError::Backend)?;
-                out.clear();
-            }
+            flush_to(&mut server_w, &mut out).await?;
         }
     };
 
@@ -804,12 +770,7 @@ where
                                 continue;
                             }
                             buf.advance(n);
-                            if let Some(call) = engine_auth_ref.lock().ok().and_then(|mut g| g.take()) {
-                                if let (Some(t), false) = (call.translate_after, is_error(&frame)) {
-                                    translate_ref.store(t, Ordering::Release);
-                                }
-                                let _ = call.reply.send(frame);
-                            }
+                            let _ = hand_over(engine_auth_ref, translate_ref, frame);
                             break;
                         }
                         if awaiting_engine_auth(engine_auth_ref) || buf.is_empty() {
@@ -827,26 +788,20 @@ where
                                 .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
                             let Some((frame, n)) = parsed else { break };
                             buf.advance(n);
-                            let push = matches!(frame, Frame::Push(_) | Frame::Attribute(_));
-                            if !push {
-                                if let Some(call) = engine_auth_ref.lock().ok().and_then(|mut g| g.take()) {
-                                    if let (Some(t), false) = (call.translate_after, is_error(&frame)) {
-                                        translate_ref.store(t, Ordering::Release);
-                                    }
-                                    let _ = call.reply.send(frame);
+                            let frame = if matches!(frame, Frame::Push(_) | Frame::Attribute(_)) {
+                                frame
+                            } else {
+                                let Some(frame) = hand_over(engine_auth_ref, translate_ref, frame) else {
                                     continue;
-                                }
+                                };
                                 replies += 1;
                                 let fix = fixes_ref
                                     .lock()
                                     .ok()
                                     .and_then(|mut q| q.pop_front())
                                     .unwrap_or(ReplyFix::AsIs);
-                                if let Some(f) = fix.apply(frame).into_resp2() {
-                                    f.encode(&mut out);
-                                }
-                                continue;
-                            }
+                                fix.apply(frame)
+                            };
                             if let Some(f) = frame.into_resp2() {
                                 f.encode(&mut out);
                             }
@@ -855,10 +810,7 @@ where
                             client_w.write_all(&out).await.map_err(EngineError::Client)?;
                             client_w.flush().await.map_err(EngineError::Client)?;
                         }
-                        if replies > 0 {
-                            progress.replies.fetch_add(replies, Ordering::Release);
-                            progress.changed.notify_waiters();
-                        }
+                        progress.add(replies);
                         // Translation ended mid-buffer: the rest goes through
                         // the scanner.
                         if translate_ref.load(Ordering::Acquire) || buf.is_empty() {
@@ -873,10 +825,7 @@ where
                         client_w.flush().await.map_err(EngineError::Client)?;
                         buf.advance(scanned.consumed);
                     }
-                    if scanned.replies > 0 {
-                        progress.replies.fetch_add(scanned.replies, Ordering::Release);
-                        progress.changed.notify_waiters();
-                    }
+                    progress.add(scanned.replies);
                 }
             }
         }
@@ -906,6 +855,30 @@ fn awaiting_engine_auth(slot: &EngineSlot) -> bool {
 /// `HELLO 3` / `HELLO 2`, sent by the engine to switch protocols.
 const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 const HELLO_2: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
+
+/// Gives `frame` to the pending engine call, if there is one (switching
+/// translation as it asked unless the reply is an error); returns the frame
+/// when no call is pending.
+fn hand_over(
+    slot: &EngineSlot,
+    translate: &std::sync::atomic::AtomicBool,
+    frame: Frame,
+) -> Option<Frame> {
+    let Some(call) = slot.lock().ok().and_then(|mut g| g.take()) else {
+        return Some(frame);
+    };
+    if let (Some(t), false) = (call.translate_after, is_error(&frame)) {
+        translate.store(t, Ordering::Release);
+    }
+    let _ = call.reply.send(frame);
+    None
+}
+
+/// `e`, after telling the client about it (`-ERR Teleport: ...`).
+fn told(local_tx: &mpsc::UnboundedSender<Vec<u8>>, e: EngineError) -> EngineError {
+    let _ = local_tx.send(teleport_error(&e.to_string()));
+    e
+}
 
 fn is_error(f: &Frame) -> bool {
     matches!(f, Frame::Error(_) | Frame::BlobError(_))

@@ -476,35 +476,66 @@ fn auth_calls(info: &Frame) -> u64 {
         .unwrap_or(0)
 }
 
+/// A TLS redis-server with an "Entra" user that takes any token (the
+/// server cannot check JWTs), an admin session with the server's password,
+/// and a proxy whose credentials are tokens valid for 1.2 s.
+struct Entra {
+    _server: RedisServer,
+    _admin_proxy: Proxy,
+    admin: Conn,
+    creds: std::sync::Arc<ExpiringCreds>,
+    proxy: Proxy,
+}
+
+impl Entra {
+    async fn start() -> Entra {
+        let server = RedisServer::start_tls(PW);
+        let admin_proxy = Proxy::start(
+            server.backend(TestCreds::new(PW)),
+            SessionOptions::default(),
+        )
+        .await;
+        let mut admin = admin_proxy.conn().await;
+        assert_eq!(
+            admin
+                .call(&[
+                    "ACL",
+                    "SETUSER",
+                    "entra-object-id",
+                    "on",
+                    "nopass",
+                    "~*",
+                    "&*",
+                    "+@all"
+                ])
+                .await,
+            simple("OK")
+        );
+        let creds = std::sync::Arc::new(ExpiringCreds {
+            calls: Default::default(),
+            valid_for: std::time::Duration::from_millis(1200),
+        });
+        let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+        Entra {
+            _server: server,
+            _admin_proxy: admin_proxy,
+            admin,
+            creds,
+            proxy,
+        }
+    }
+}
+
 #[tokio::test]
 async fn renewal_waits_for_an_open_transaction() {
-    let server = RedisServer::start_tls(PW);
-    let admin_proxy = Proxy::start(
-        server.backend(TestCreds::new(PW)),
-        SessionOptions::default(),
-    )
-    .await;
-    let mut admin = admin_proxy.conn().await;
-    assert_eq!(
-        admin
-            .call(&[
-                "ACL",
-                "SETUSER",
-                "entra-object-id",
-                "on",
-                "nopass",
-                "~*",
-                "&*",
-                "+@all"
-            ])
-            .await,
-        simple("OK")
-    );
-    let creds = std::sync::Arc::new(ExpiringCreds {
-        calls: Default::default(),
-        valid_for: std::time::Duration::from_millis(1200),
-    });
-    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    // The server and the admin proxy stay bound: they live for the test.
+    let Entra {
+        _server,
+        _admin_proxy,
+        admin: _,
+        creds,
+        proxy,
+    } = Entra::start().await;
     let mut c = proxy.conn().await;
     assert_eq!(c.call(&["MULTI"]).await, simple("OK"));
     let fetched = creds.calls.load(std::sync::atomic::Ordering::SeqCst);
@@ -541,33 +572,14 @@ async fn subscribed_clients(admin: &mut Conn) -> Vec<String> {
 
 #[tokio::test]
 async fn subscribers_are_renewed_in_resp2_and_resp3() {
-    let server = RedisServer::start_tls(PW);
-    let admin_proxy = Proxy::start(
-        server.backend(TestCreds::new(PW)),
-        SessionOptions::default(),
-    )
-    .await;
-    let mut admin = admin_proxy.conn().await;
-    assert_eq!(
-        admin
-            .call(&[
-                "ACL",
-                "SETUSER",
-                "entra-object-id",
-                "on",
-                "nopass",
-                "~*",
-                "&*",
-                "+@all"
-            ])
-            .await,
-        simple("OK")
-    );
-    let creds = std::sync::Arc::new(ExpiringCreds {
-        calls: Default::default(),
-        valid_for: std::time::Duration::from_millis(1200),
-    });
-    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    // The server and the admin proxy stay bound: they live for the test.
+    let Entra {
+        _server,
+        _admin_proxy,
+        mut admin,
+        creds: _,
+        proxy,
+    } = Entra::start().await;
 
     // A RESP2 subscriber (Redis refuses AUTH on such a connection, so the
     // engine switches the backend to RESP3 and translates). Replies keep
@@ -662,36 +674,14 @@ async fn subscribers_are_renewed_in_resp2_and_resp3() {
 
 #[tokio::test]
 async fn expiring_credentials_are_renewed_on_open_connections() {
-    let server = RedisServer::start_tls(PW);
-    let admin_proxy = Proxy::start(
-        server.backend(TestCreds::new(PW)),
-        SessionOptions::default(),
-    )
-    .await;
-    let mut admin = {
-        let mut c = admin_proxy.conn().await;
-        // The "Entra" user takes any token (the server cannot check JWTs).
-        assert_eq!(
-            c.call(&[
-                "ACL",
-                "SETUSER",
-                "entra-object-id",
-                "on",
-                "nopass",
-                "~*",
-                "&*",
-                "+@all"
-            ])
-            .await,
-            simple("OK")
-        );
-        c
-    };
-    let creds = std::sync::Arc::new(ExpiringCreds {
-        calls: Default::default(),
-        valid_for: std::time::Duration::from_millis(1200),
-    });
-    let proxy = Proxy::start(server.backend(creds.clone()), SessionOptions::default()).await;
+    // The server and the admin proxy stay bound: they live for the test.
+    let Entra {
+        _server,
+        _admin_proxy,
+        mut admin,
+        creds,
+        proxy,
+    } = Entra::start().await;
     let mut c = proxy.conn().await;
     assert_eq!(c.call(&["SET", "k", "0"]).await, simple("OK"));
     let before = auth_calls(&admin.call(&["INFO", "commandstats"]).await);

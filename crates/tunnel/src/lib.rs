@@ -68,7 +68,7 @@ pub use agent::{
     StreamHandler, TunnelState,
 };
 pub use server::TunnelServer;
-pub use session::{serve_mux, MuxClient};
+pub use session::{serve_mux, set_keepalive, MuxClient};
 
 /// The ALPN protocol the proxy routes to the tunnel server.
 pub const ALPN: &[u8] = b"teleport-reversetunnel";
