@@ -230,10 +230,16 @@ fn guide_walk_with_redis_cli() {
     let (new_primary, _) = c.emu.rotate_redis_keys("my-redis").unwrap();
     c.redis.set_password(&new_primary).unwrap();
     assert_eq!(open.call(&["GET", "k"]), "before");
-    // A new connection: the agent's cached key is refused (WRONGPASS), it
-    // fetches the new one and retries.
+    // A new session's key commands go over the agent's shared Redis
+    // connection, authenticated before the rotation.
+    let listed = c.emu.request_count("my-redis/listKeys");
     let mut fresh = Raw::connect(t.port);
     assert_eq!(fresh.call(&["SET", "k", "after"]), "+OK");
+    assert_eq!(c.emu.request_count("my-redis/listKeys"), listed);
+    // SELECT needs a Redis connection of the session's own: the agent's
+    // cached key is refused (WRONGPASS), it fetches the new one and retries.
+    assert_eq!(fresh.call(&["SELECT", "0"]), "+OK");
+    assert_eq!(c.emu.request_count("my-redis/listKeys"), listed + 1);
     assert_eq!(open.call(&["GET", "k"]), "after");
     // A pipeline through the tunnel keeps its order.
     let mut p = String::new();
@@ -340,6 +346,10 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
             // A long-lived connection must notice a vanished proxy.
             let sock = socket2::SockRef::from(tls.get_ref().0);
             assert!(sock.keepalive().unwrap());
+            assert_eq!(
+                sock.tcp_user_timeout().unwrap(),
+                Some(Duration::from_secs(30))
+            );
             tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
         });
         let want = if multiplex {
@@ -405,6 +415,84 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         );
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A multiplexed connection that has heard nothing for a while takes no
+    // new sessions: a path that went dead without closing (here a relay
+    // that stops passing bytes) does not swallow them.
+    let relay = Relay::start(&profile.web_proxy_addr);
+    let dialer = DbDialer::with_protocols(&relay.addr, &db, true, true)
+        .unwrap()
+        .with_reuse_silent(Duration::from_millis(300));
+    let local = rt.block_on(LocalTunnel::start(dialer, 0)).unwrap();
+    let port = local.addr().port();
+    let mut first = Raw::connect(port);
+    assert_eq!(first.call(&["PING"]), "+PONG");
+    let mut second = Raw::connect(port);
+    assert_eq!(second.call(&["PING"]), "+PONG");
+    assert_eq!(relay.connections(), 1, "a busy connection is shared");
+    relay.freeze();
+    // Longer than the connection may be silent and still take sessions.
+    std::thread::sleep(Duration::from_millis(400));
+    let mut third = Raw::connect(port);
+    assert_eq!(third.call(&["PING"]), "+PONG");
+    assert_eq!(relay.connections(), 2);
+}
+
+/// A TCP relay whose connections can be made to stop passing bytes while
+/// staying open (a path that died without closing).
+struct Relay {
+    addr: String,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    flags: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl Relay {
+    fn start(target: &str) -> Relay {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let flags: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let target = target.to_string();
+        let (c, f) = (count.clone(), flags.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let frozen = Arc::new(AtomicBool::new(false));
+                f.lock().unwrap().push(frozen.clone());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let frozen = frozen.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if !frozen.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Relay { addr, count, flags }
+    }
+
+    fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The connections so far stop passing bytes.
+    fn freeze(&self) {
+        for f in self.flags.lock().unwrap().iter() {
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 #[test]

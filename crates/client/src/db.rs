@@ -121,6 +121,7 @@ pub struct DbDialer {
     server_name: rustls::pki_types::ServerName<'static>,
     connector: tokio_rustls::TlsConnector,
     timeout: std::time::Duration,
+    reuse_silent: std::time::Duration,
 }
 
 impl DbDialer {
@@ -167,7 +168,15 @@ impl DbDialer {
             server_name,
             connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             timeout: std::time::Duration::from_secs(10),
+            reuse_silent: MUX_REUSE_SILENT,
         })
+    }
+
+    /// How long a multiplexed connection may have received nothing and
+    /// still take new sessions ([`MUX_REUSE_SILENT`] unless set).
+    pub fn with_reuse_silent(mut self, silent: std::time::Duration) -> DbDialer {
+        self.reuse_silent = silent;
+        self
     }
 
     /// How long a dial (TCP and TLS) may take; 10 s unless set.
@@ -204,10 +213,19 @@ impl DbDialer {
     }
 }
 
-/// Where a local connection goes: a stream of a multiplexed connection, or
-/// a TLS connection of its own.
+/// A multiplexed connection that has received nothing for this long takes
+/// no new sessions: they go over a new connection (one TLS handshake, what
+/// every session costs without multiplexing), while the sessions already on
+/// it stay there. A connection that silently leads nowhere (a laptop that
+/// changed networks, a hung proxy) would otherwise swallow new sessions
+/// until TCP gives up on it. Connections in use hear replies all the time.
+pub const MUX_REUSE_SILENT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where a local connection goes: a stream of a multiplexed connection
+/// (kept open by the handle for as long as the stream is), or a TLS
+/// connection of its own.
 enum Upstream {
-    Mux(tunnel::TunnelStream),
+    Mux(tunnel::TunnelStream, tunnel::MuxClient),
     Direct(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -219,8 +237,10 @@ struct Carrier {
 
 #[derive(Default)]
 struct CarrierState {
-    /// Multiplexed connections, oldest first; closed ones are dropped on
-    /// the next connect.
+    /// Multiplexed connections that take new sessions, oldest first.
+    /// Closed ones, and ones silent for longer than the dialer's
+    /// `reuse_silent`, are dropped on the next connect (their sessions keep
+    /// them open).
     muxes: Vec<tunnel::MuxClient>,
     /// The last failed dial: connections that waited for it fail with its
     /// error instead of each dialing (and timing out) in turn.
@@ -238,10 +258,13 @@ impl Carrier {
         // Held across the dial, so that a burst of connections opens one
         // multiplexed connection rather than one each.
         let mut state = self.state.lock().await;
-        state.muxes.retain(|m| !m.is_closed());
+        let fresh = self.dialer.reuse_silent;
+        state
+            .muxes
+            .retain(|m| !m.is_closed() && m.silent_for() <= fresh);
         for m in state.muxes.iter() {
             if let Ok(Some(stream)) = m.try_open().await {
-                return Ok(Upstream::Mux(stream));
+                return Ok(Upstream::Mux(stream, m.clone()));
             }
         }
         if let Some((at, e)) = &state.failed {
@@ -272,8 +295,8 @@ impl Carrier {
             .await
             .map_err(|e| ClientError::Local(format!("connection to the proxy: {e}")))?
             .ok_or_else(|| ClientError::Local("connection to the proxy has no room".into()))?;
-        state.muxes.push(mux);
-        Ok(Upstream::Mux(stream))
+        state.muxes.push(mux.clone());
+        Ok(Upstream::Mux(stream, mux))
     }
 }
 
@@ -307,7 +330,7 @@ impl LocalTunnel {
                 let carrier = carrier.clone();
                 tokio::spawn(async move {
                     let copied = match carrier.connect().await {
-                        Ok(Upstream::Mux(mut remote)) => {
+                        Ok(Upstream::Mux(mut remote, _connection)) => {
                             tokio::io::copy_bidirectional(&mut local, &mut remote).await
                         }
                         Ok(Upstream::Direct(mut remote)) => {

@@ -136,6 +136,9 @@ pub struct Backend {
     tls: Option<Arc<rustls::ClientConfig>>,
     credentials: Arc<dyn CredentialProvider>,
     connect_timeout: Duration,
+    /// The connection sessions share (see [`crate::shared`]); clones share
+    /// it too.
+    pub(crate) shared: Arc<crate::shared::SharedSlot>,
 }
 
 /// rustls client configuration trusting `roots` (aws-lc-rs provider).
@@ -166,6 +169,7 @@ impl Backend {
             tls,
             credentials,
             connect_timeout: Duration::from_secs(10),
+            shared: Arc::default(),
         }
     }
 
@@ -178,6 +182,7 @@ impl Backend {
         Backend {
             host: host.to_string(),
             port,
+            shared: Arc::default(),
             ..self.clone()
         }
     }

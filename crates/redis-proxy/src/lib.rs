@@ -4,6 +4,10 @@
 //!
 //! # Behaviour
 //!
+//! * A session starts on the connection the sessions of its backend share
+//!   ([`shared`]) for plain key commands, and moves to a connection of its
+//!   own at its first other command; what follows describes that
+//!   connection of its own.
 //! * The engine authenticates to Redis itself (`AUTH [user] password` from a
 //!   [`CredentialProvider`], asked again and retried once after `WRONGPASS`),
 //!   so the client needs no `AUTH`. A client `AUTH` is answered `+OK` locally
@@ -63,6 +67,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod resp;
+pub mod shared;
 
 pub use backend::{
     reauth_deadline, tls_config, Backend, BackendStream, Connected, CredentialProvider,
@@ -109,6 +114,10 @@ pub struct SessionOptions {
     /// The database user the session is for (from the user's certificate).
     /// A client `AUTH` naming another user is refused; `None` accepts any.
     pub db_user: Option<String>,
+    /// Start sessions on the database's shared connection (see
+    /// [`shared`]); `false` gives every session a connection of its own
+    /// from the start. Cluster sessions never share.
+    pub share_backend: bool,
 }
 
 impl Default for SessionOptions {
@@ -117,6 +126,7 @@ impl Default for SessionOptions {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(5),
             db_user: None,
+            share_backend: true,
         }
     }
 }
@@ -451,14 +461,51 @@ where
     C: AsyncRead + AsyncWrite,
     A: FnMut(CommandEvent),
 {
-    let (client_r, mut client_w) = tokio::io::split(client);
-    let connected = match backend.connect_authenticated().await {
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let mut audit = audit;
+    let mut unread = BytesMut::new();
+    let mut own = None;
+    if opts.share_backend {
+        match backend.shared.start(backend).await {
+            Ok(shared::Start::Shared(handle)) => {
+                match shared::serve(
+                    &mut client_r,
+                    &mut client_w,
+                    handle,
+                    backend,
+                    &opts,
+                    &mut audit,
+                )
+                .await
+                {
+                    shared::Outcome::Done(r) => return r,
+                    shared::Outcome::Own(rest) => unread = rest,
+                }
+            }
+            Ok(shared::Start::Own(c)) => own = Some(c),
+            Ok(shared::Start::Unshared) => {}
+            Err(e) => {
+                let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
+                let _ = client_w.flush().await;
+                return Err(e);
+            }
+        }
+    }
+    let connected = match own {
+        Some(c) => Ok(c),
+        None => backend.connect_authenticated().await,
+    };
+    let connected = match connected {
         Ok(s) => s,
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
             let _ = client_w.flush().await;
             return Err(e);
         }
+    };
+    let client_r = Unread {
+        unread,
+        inner: client_r,
     };
     let reauth = connected.reauth_at.map(|at| Reauth { backend, at });
     if let Some(r) = &reauth {
@@ -470,6 +517,29 @@ where
         );
     }
     run_inner(client_r, client_w, connected.stream, opts, audit, reauth).await
+}
+
+/// A client stream with bytes already read from it put back in front.
+struct Unread<R> {
+    unread: BytesMut,
+    inner: R,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Unread<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
 }
 
 /// Re-authentication of an open backend connection whose credentials

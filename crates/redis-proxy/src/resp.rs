@@ -473,8 +473,22 @@ impl Scanner {
 
     /// Scans `buf` (the bytes after what earlier calls consumed).
     pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Scanned, ProtocolError> {
+        self.scan_upto(buf, limits, u64::MAX)
+    }
+
+    /// Like [`Scanner::scan`], stopping after `max_replies` replies (the
+    /// bytes of frames after them are left unconsumed).
+    pub fn scan_upto(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        max_replies: u64,
+    ) -> Result<Scanned, ProtocolError> {
         let mut out = Scanned::default();
         loop {
+            if out.replies >= max_replies {
+                return Ok(out);
+            }
             let pos = out.consumed;
             let Some(&ty) = buf.get(pos) else {
                 return Ok(out);
@@ -1034,6 +1048,27 @@ mod tests {
             prop_assert!(sc.at_boundary());
             prop_assert_eq!(got_frames, frames.len() as u64);
             prop_assert_eq!(got_replies, replies);
+        }
+
+        #[test]
+        fn scan_upto_stops_after_the_replies_asked_for(frames in proptest::collection::vec(frame(), 1..8), max in 0u64..5) {
+            let mut bytes = Vec::new();
+            let mut ends = Vec::new();
+            for f in &frames {
+                f.encode(&mut bytes);
+                if !matches!(f, Frame::Push(_) | Frame::Attribute(_)) {
+                    ends.push(bytes.len());
+                }
+            }
+            let r = Scanner::default().scan_upto(&bytes, &lim(), max).unwrap();
+            prop_assert_eq!(r.replies, max.min(ends.len() as u64));
+            if max > 0 && max as usize <= ends.len() {
+                // Up to the end of the last reply asked for, not beyond.
+                prop_assert_eq!(r.consumed, ends[max as usize - 1]);
+            }
+            if max == 0 {
+                prop_assert_eq!(r.consumed, 0);
+            }
         }
 
         #[test]

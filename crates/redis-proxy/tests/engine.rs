@@ -33,8 +33,8 @@ async fn redis_cli_set_get_over_tls_backend() {
     assert_eq!(out.trim(), "hello world");
     assert_eq!(
         creds.calls(),
-        3,
-        "one credential lookup per backend connection"
+        1,
+        "the three sessions' key commands share one backend connection"
     );
     let events = proxy.events();
     let set = events.iter().find(|e| e.name == "SET").unwrap();
@@ -42,6 +42,132 @@ async fn redis_cli_set_get_over_tls_backend() {
     assert!(events
         .iter()
         .any(|e| e.name == "AUTH" && e.args == ["******"]));
+}
+
+fn pipeline(cmds: &[&[&str]]) -> Vec<u8> {
+    cmds.iter()
+        .flat_map(|c| Frame::command(*c).to_bytes())
+        .collect()
+}
+
+/// `CLIENT LIST` lines (asked through `admin`, which this moves to a
+/// connection of its own).
+async fn client_list(admin: &mut Conn) -> Vec<String> {
+    let Frame::Bulk(list) = admin.call(&["CLIENT", "LIST"]).await else {
+        panic!("CLIENT LIST")
+    };
+    String::from_utf8_lossy(&list)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Key commands of every session go over one backend connection; the first
+/// command that needs per-connection state moves its session to a
+/// connection of its own, after the replies before it and with nothing
+/// lost or reordered.
+#[tokio::test]
+async fn sessions_share_a_connection_until_they_need_their_own() {
+    let (_server, creds, proxy) = setup().await;
+    let mut a = proxy.conn().await;
+    let mut b = proxy.conn().await;
+    // Two pipelines at once: each session gets its own replies, in order.
+    let incrs = |key: &str| pipeline(&vec![&["INCR", key][..]; 500]);
+    a.raw(&incrs("a")).await;
+    b.raw(&incrs("b")).await;
+    for i in 1..=500 {
+        assert_eq!(a.read().await, Frame::Integer(i));
+        assert_eq!(b.read().await, Frame::Integer(i));
+    }
+    assert_eq!(creds.calls(), 1, "one shared connection");
+    // One write: shared commands, a local AUTH, then SELECT and more.
+    a.raw(&pipeline(&[
+        &["SET", "x", "1"],
+        &["AUTH", "whatever"],
+        &["SELECT", "1"],
+        &["GET", "x"],
+        &["SET", "x", "2"],
+        &["SELECT", "0"],
+        &["GET", "x"],
+    ]))
+    .await;
+    for want in [
+        simple("OK"),
+        simple("OK"),
+        simple("OK"),
+        Frame::NullBulk,
+        simple("OK"),
+        simple("OK"),
+        bulk("1"),
+    ] {
+        assert_eq!(a.read().await, want);
+    }
+    assert_eq!(creds.calls(), 2, "a connection of its own for a");
+    // b is still on the shared connection and sees a's writes.
+    assert_eq!(b.call(&["GET", "x"]).await, bulk("1"));
+    let mut admin = proxy.conn().await;
+    let clients = client_list(&mut admin).await;
+    assert_eq!(clients.len(), 3, "shared, a's and admin's: {clients:#?}");
+    // MULTI moves b; its transaction works as on any connection.
+    assert_eq!(b.call(&["MULTI"]).await, simple("OK"));
+    assert_eq!(b.call(&["INCR", "b"]).await, simple("QUEUED"));
+    assert_eq!(
+        b.call(&["EXEC"]).await,
+        Frame::Array(vec![Frame::Integer(501)])
+    );
+    assert_eq!(client_list(&mut admin).await.len(), 4);
+    // Bytes that are not a command are the session engine's to refuse.
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["GET", "x"]).await, bulk("1"));
+    c.raw(b"GET x\r\n").await;
+    assert!(error_text(&c.read().await).starts_with("ERR Teleport: Protocol error"));
+    assert_eq!(c.try_read().await, None);
+    // Every command was audited once, in order.
+    let names: Vec<String> = proxy
+        .events()
+        .into_iter()
+        .filter(|e| e.args.first().map(String::as_str) == Some("x"))
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["SET", "GET", "SET", "GET", "GET", "GET"]);
+}
+
+/// When the shared connection fails, a session with nothing outstanding on
+/// it goes on over a new one.
+#[tokio::test]
+async fn sessions_go_on_after_the_shared_connection_fails() {
+    let (_server, creds, proxy) = setup().await;
+    let mut idle = proxy.conn().await;
+    assert_eq!(idle.call(&["SET", "k", "v"]).await, simple("OK"));
+    let mut admin = proxy.conn().await;
+    assert_eq!(
+        admin
+            .call(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .await,
+        Frame::Integer(1),
+        "the shared connection"
+    );
+    // Sessions started before the engine noticed may end with an error
+    // (as on a connection of their own); a later one works.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut fresh = proxy.conn().await;
+        fresh.send(&["GET", "k"]).await;
+        match fresh.read().await {
+            Frame::Bulk(v) if v == "v" => break,
+            Frame::Error(e) => assert!(
+                String::from_utf8_lossy(&e).starts_with("ERR Teleport: database connection error"),
+                "{e:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new shared connection"
+        );
+    }
+    assert_eq!(idle.call(&["GET", "k"]).await, bulk("v"));
+    assert_eq!(creds.calls(), 3, "first, admin's own, second shared");
 }
 
 #[tokio::test]
@@ -210,6 +336,12 @@ async fn wrongpass_after_rotation_is_retried_transparently() {
     *creds.stale.lock().unwrap() = Some(PW.into());
     let before = creds.calls();
     let mut fresh = proxy.conn().await;
+    // On the shared connection, authenticated before the rotation.
+    assert_eq!(fresh.call(&["GET", "k"]).await, bulk("v"));
+    assert_eq!(creds.calls(), before);
+    // SELECT needs a connection of the session's own: a new AUTH, refused
+    // once.
+    assert_eq!(fresh.call(&["SELECT", "0"]).await, simple("OK"));
     assert_eq!(fresh.call(&["GET", "k"]).await, bulk("v"));
     assert_eq!(creds.calls() - before, 2, "asked again after WRONGPASS");
     // The open session goes on.
@@ -222,9 +354,11 @@ async fn wrongpass_after_rotation_is_retried_transparently() {
         .unwrap();
     assert_eq!(config.args, ["SET", "requirepass", "******"]);
 
-    // Wrong twice: a Teleport error, then the session ends.
+    // Wrong twice: a Teleport error when the session needs a connection,
+    // then the session ends.
     *creds.current.lock().unwrap() = "wrong".into();
     let mut denied = proxy.conn().await;
+    denied.send(&["SELECT", "0"]).await;
     let e = error_text(&denied.read().await);
     assert!(
         e.starts_with("ERR Teleport: database authentication failed: WRONGPASS"),

@@ -11,9 +11,12 @@
 //! [`TunnelConfig::max_streams`] end the connection (yamux's rule), so
 //! [`MuxClient`] never opens more.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::mux::{self, MuxHandle};
@@ -23,12 +26,23 @@ use crate::{TunnelConfig, TunnelError, TunnelStream};
 /// connection: first probe after 15 s of silence, then every 5 s (the
 /// system's probe count, 9 on Linux), so a peer that vanished without
 /// closing (a laptop changing networks) is noticed within about a minute.
+/// On Linux, data left unacknowledged for [`UNACKED_TIMEOUT`] also ends the
+/// connection (`TCP_USER_TIMEOUT`), instead of the kernel's retransmissions
+/// for a quarter of an hour with a session waiting.
 pub fn set_keepalive(tcp: &tokio::net::TcpStream) -> std::io::Result<()> {
     let params = socket2::TcpKeepalive::new()
         .with_time(std::time::Duration::from_secs(15))
         .with_interval(std::time::Duration::from_secs(5));
-    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
+    let sock = socket2::SockRef::from(tcp);
+    sock.set_tcp_keepalive(&params)?;
+    #[cfg(target_os = "linux")]
+    sock.set_tcp_user_timeout(Some(UNACKED_TIMEOUT))?;
+    Ok(())
 }
+
+/// How long sent data may stay unacknowledged before a long-lived
+/// connection is given up (see [`set_keepalive`]).
+pub const UNACKED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The client end of a multiplexed connection. Cheap to clone; clones open
 /// streams on the same connection. Dropping the last clone closes the
@@ -37,7 +51,73 @@ pub fn set_keepalive(tcp: &tokio::net::TcpStream) -> std::io::Result<()> {
 pub struct MuxClient {
     open: MuxHandle,
     streams: Arc<Semaphore>,
+    heard: Arc<LastHeard>,
     _alive: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// When a connection last received something.
+struct LastHeard {
+    since: tokio::time::Instant,
+    /// Milliseconds after `since`.
+    at_ms: AtomicU64,
+}
+
+impl LastHeard {
+    fn now(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
+    }
+}
+
+/// A connection that notes when it last read something.
+struct Heard<S> {
+    io: S,
+    heard: Arc<LastHeard>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let now = self.heard.now();
+            self.heard.at_ms.store(now, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 impl MuxClient {
@@ -47,6 +127,14 @@ impl MuxClient {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let heard = Arc::new(LastHeard {
+            since: tokio::time::Instant::now(),
+            at_ms: AtomicU64::new(0),
+        });
+        let io = Heard {
+            io,
+            heard: heard.clone(),
+        };
         let (open, mux) = mux::new(io, cfg, yamux::Mode::Client);
         let streams = Arc::new(Semaphore::new(cfg.max_streams.max(1)));
         let on_close = streams.clone();
@@ -67,8 +155,20 @@ impl MuxClient {
         MuxClient {
             open,
             streams,
+            heard,
             _alive: Arc::new(alive),
         }
+    }
+
+    /// How long the connection has received nothing (counted from its
+    /// start when nothing came yet). A connection silent for a while may
+    /// lead nowhere (a laptop that changed networks, a proxy that hangs)
+    /// without having closed: callers can open a new one for new sessions
+    /// rather than find out with a user waiting.
+    pub fn silent_for(&self) -> std::time::Duration {
+        let now = self.heard.now();
+        let at = self.heard.at_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(now.saturating_sub(at))
     }
 
     /// Whether the connection has ended.
@@ -243,6 +343,26 @@ mod tests {
         }
         assert_eq!(s.read_offer, crate::READ_OFFER_MIN);
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn silence_is_measured_from_the_last_bytes_received() {
+        use std::time::Duration;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, 8);
+        let client = MuxClient::start(a, &cfg(8));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(client.silent_for() >= Duration::from_millis(100));
+        let mut s = client.try_open().await.unwrap().unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).await.unwrap();
+        assert!(client.silent_for() < Duration::from_millis(100));
+        // Sending is not hearing.
+        server.abort();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let _ = s.write_all(b"y").await;
+        assert!(client.silent_for() >= Duration::from_millis(150));
     }
 
     #[tokio::test]
