@@ -267,13 +267,16 @@ pub async fn run(
         let creds: Arc<dyn db_service::session::CredentialSource> = Arc::new(
             db_service::credentials::AzureCredentialSource::new(arm.clone(), chain.clone()),
         );
-        services.db = Some(Arc::new(db_service::session::DbSessions::new(
-            dbs.clone(),
-            cluster,
-            sink,
-            creds,
-            identity.read().await.host_id.clone(),
-        )));
+        services.db = Some(Arc::new(
+            db_service::session::DbSessions::new(
+                dbs.clone(),
+                cluster,
+                sink,
+                creds,
+                identity.read().await.host_id.clone(),
+            )
+            .with_connection_sharing(cfg.db_service.redis_connection_sharing),
+        ));
         let identity = identity.clone();
         let proxy = proxy.clone();
         let mut stop = stop_rx.clone();

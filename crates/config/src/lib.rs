@@ -344,7 +344,7 @@ pub struct CommandLabelConfig {
 }
 
 /// `db_service`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DbService {
     /// Whether the database service runs.
     #[serde(default, deserialize_with = "de_flag")]
@@ -355,9 +355,35 @@ pub struct DbService {
     /// Azure matchers.
     #[serde(default)]
     pub azure: Vec<AzureMatcher>,
+    /// `redis_connection_sharing` (default yes): the plain key commands of
+    /// every session of a Redis database go over one shared connection
+    /// until a session needs per-connection state; `no` gives every
+    /// session a Redis connection of its own, as Teleport does.
+    #[serde(
+        default = "yes",
+        deserialize_with = "de_flag",
+        rename = "redis_connection_sharing"
+    )]
+    pub redis_connection_sharing: bool,
     /// Any other key.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DbService {
+    fn default() -> Self {
+        DbService {
+            enabled: false,
+            databases: Vec::new(),
+            azure: Vec::new(),
+            redis_connection_sharing: true,
+            other: BTreeMap::new(),
+        }
+    }
 }
 
 /// One database of `db_service.databases`.
@@ -635,6 +661,24 @@ app_service:
     fn yes_is_true() {
         let cfg = parse("version: v3\nssh_service:\n  enabled: yes\n", "x").unwrap();
         assert!(cfg.ssh_service.enabled);
+    }
+
+    #[test]
+    fn redis_connection_sharing_is_on_unless_turned_off() {
+        let on = parse("version: v3\ndb_service:\n  enabled: yes\n", "x").unwrap();
+        assert!(on.db_service.redis_connection_sharing);
+        let off = parse(
+            "version: v3\ndb_service:\n  enabled: yes\n  redis_connection_sharing: no\n",
+            "x",
+        )
+        .unwrap();
+        assert!(!off.db_service.redis_connection_sharing);
+        let err = parse(
+            "version: v3\ndb_service:\n  redis_connection_sharing: sometimes\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("expected a boolean"), "{err}");
     }
 
     #[test]

@@ -378,6 +378,7 @@ pub struct DbSessions {
     backends: Mutex<HashMap<String, (Database, Backend)>>,
     roles: app_service::roles::RoleCache,
     server_id: String,
+    share_connections: bool,
 }
 
 fn teleport_error(msg: &str) -> Vec<u8> {
@@ -444,7 +445,16 @@ impl DbSessions {
             backends: Mutex::new(HashMap::new()),
             roles: app_service::roles::RoleCache::default(),
             server_id,
+            share_connections: true,
         }
+    }
+
+    /// Whether sessions of a Redis database start on its shared connection
+    /// (`db_service.redis_connection_sharing`, on unless set; see
+    /// `redis_proxy::shared`).
+    pub fn with_connection_sharing(mut self, share: bool) -> DbSessions {
+        self.share_connections = share;
+        self
     }
 
     async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, String> {
@@ -592,6 +602,7 @@ impl DbSessions {
         };
         let opts = SessionOptions {
             db_user: Some(db_user),
+            share_backend: self.share_connections,
             ..SessionOptions::default()
         };
         // Commands are read only while the audit backlog has room.

@@ -132,6 +132,27 @@ async fn sessions_share_a_connection_until_they_need_their_own() {
     assert_eq!(names, ["SET", "GET", "SET", "GET", "GET", "GET"]);
 }
 
+/// Without sharing, every session has a connection of its own from the
+/// start, as in Teleport.
+#[tokio::test]
+async fn sessions_without_sharing_have_connections_of_their_own() {
+    let server = RedisServer::start_tls(PW);
+    let creds = TestCreds::new(PW);
+    let opts = SessionOptions {
+        share_backend: false,
+        ..SessionOptions::default()
+    };
+    let proxy = Proxy::start(server.backend(creds.clone()), opts).await;
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let mut c = proxy.conn().await;
+        assert_eq!(c.call(&["SET", &format!("k{i}"), "v"]).await, simple("OK"));
+        sessions.push(c);
+    }
+    assert_eq!(creds.calls(), 3);
+    assert_eq!(client_list(&mut sessions[0]).await.len(), 3);
+}
+
 /// When the shared connection fails, a session with nothing outstanding on
 /// it goes on over a new one.
 #[tokio::test]
