@@ -51,6 +51,15 @@ async fn redis_benchmark_direct_vs_proxied() {
         SessionOptions::default(),
     )
     .await;
+    // One backend connection per session from the start (as Teleport).
+    let own = Proxy::start(
+        server.backend(TestCreds::new(PW)),
+        SessionOptions {
+            share_backend: false,
+            ..SessionOptions::default()
+        },
+    )
+    .await;
     let ca = server
         .dir
         .path()
@@ -71,14 +80,19 @@ async fn redis_benchmark_direct_vs_proxied() {
     ];
     let pport = proxy.port.to_string();
     let proxied = ["-h", "127.0.0.1", "-p", &pport];
+    let oport = own.port.to_string();
+    let unshared = ["-h", "127.0.0.1", "-p", &oport];
     for (c, p) in [(1, 1), (50, 1), (50, 16)] {
         let d = benchmark(&direct, c, p).await;
         let x = benchmark(&proxied, c, p).await;
-        for ((name, drps, dp50), (_, xrps, xp50)) in d.iter().zip(&x) {
+        let o = benchmark(&unshared, c, p).await;
+        for (((name, drps, dp50), (_, xrps, xp50)), (_, orps, op50)) in d.iter().zip(&x).zip(&o) {
             println!(
-                "-c {c:>2} -P {p:>2} {name}: direct TLS {drps:.0} rps p50 {dp50:.3} ms | proxied {xrps:.0} rps p50 {xp50:.3} ms | ratio {:.2}, p50 added {:.0} us",
+                "-c {c:>2} -P {p:>2} {name}: direct TLS {drps:.0} rps p50 {dp50:.3} ms | shared {xrps:.0} rps ({:.2}), p50 +{:.0} us | own connections {orps:.0} rps ({:.2}), p50 +{:.0} us",
                 xrps / drps,
-                (xp50 - dp50) * 1000.0
+                (xp50 - dp50) * 1000.0,
+                orps / drps,
+                (op50 - dp50) * 1000.0
             );
         }
     }
