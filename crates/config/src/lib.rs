@@ -359,11 +359,7 @@ pub struct DbService {
     /// every session of a Redis database go over one shared connection
     /// until a session needs per-connection state; `no` gives every
     /// session a Redis connection of its own, as Teleport does.
-    #[serde(
-        default = "yes",
-        deserialize_with = "de_flag",
-        rename = "redis_connection_sharing"
-    )]
+    #[serde(default = "yes", deserialize_with = "de_flag")]
     pub redis_connection_sharing: bool,
     /// Any other key.
     #[serde(flatten)]

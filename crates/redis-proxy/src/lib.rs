@@ -464,35 +464,32 @@ where
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let mut audit = audit;
     let mut unread = BytesMut::new();
+    // A connection of the session's own, when one is already at hand (or
+    // could not be had).
     let mut own = None;
     if opts.share_backend {
         match backend.shared.start(backend).await {
-            Ok(shared::Start::Shared(handle)) => {
-                match shared::serve(
+            Ok(shared::Start::Shared(conn)) => {
+                let served = shared::serve(
                     &mut client_r,
                     &mut client_w,
-                    handle,
+                    conn,
                     backend,
                     &opts,
                     &mut audit,
-                )
-                .await
-                {
+                );
+                match served.await {
                     shared::Outcome::Done(r) => return r,
                     shared::Outcome::Own(rest) => unread = rest,
                 }
             }
-            Ok(shared::Start::Own(c)) => own = Some(c),
+            Ok(shared::Start::Own(c)) => own = Some(Ok(c)),
             Ok(shared::Start::Unshared) => {}
-            Err(e) => {
-                let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
-                let _ = client_w.flush().await;
-                return Err(e);
-            }
+            Err(e) => own = Some(Err(e)),
         }
     }
     let connected = match own {
-        Some(c) => Ok(c),
+        Some(r) => r,
         None => backend.connect_authenticated().await,
     };
     let connected = match connected {
@@ -503,10 +500,8 @@ where
             return Err(e);
         }
     };
-    let client_r = Unread {
-        unread,
-        inner: client_r,
-    };
+    // Bytes the shared mode read but did not handle come first.
+    let client_r = AsyncReadExt::chain(std::io::Cursor::new(unread), client_r);
     let reauth = connected.reauth_at.map(|at| Reauth { backend, at });
     if let Some(r) = &reauth {
         tracing::debug!(
@@ -517,29 +512,6 @@ where
         );
     }
     run_inner(client_r, client_w, connected.stream, opts, audit, reauth).await
-}
-
-/// A client stream with bytes already read from it put back in front.
-struct Unread<R> {
-    unread: BytesMut,
-    inner: R,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Unread<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if !this.unread.is_empty() {
-            let n = this.unread.len().min(buf.remaining());
-            buf.put_slice(&this.unread[..n]);
-            this.unread.advance(n);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
 }
 
 /// Re-authentication of an open backend connection whose credentials

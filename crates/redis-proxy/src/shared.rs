@@ -143,7 +143,7 @@ enum Delivery {
 
 /// A handle on a running shared connection.
 #[derive(Clone)]
-struct SharedConn {
+pub(crate) struct SharedConn {
     tx: mpsc::UnboundedSender<Submission>,
 }
 
@@ -165,41 +165,27 @@ enum SlotState {
 /// Where a new session's commands go.
 pub(crate) enum Start {
     /// To the shared connection ([`serve`]).
-    Shared(SharedHandle),
+    Shared(SharedConn),
     /// To this connection, of the session's own.
     Own(Connected),
     /// To a connection of the session's own, still to be opened.
     Unshared,
 }
 
-/// A session's way to the shared connection.
-pub(crate) struct SharedHandle(SharedConn);
-
 impl SharedSlot {
     /// The open shared connection, else a new one (or, when the database's
     /// credentials expire, that connection for the session alone).
     pub(crate) async fn start(&self, backend: &Backend) -> Result<Start, EngineError> {
-        Ok(match self.conn(backend).await? {
-            Ok(c) => Start::Shared(SharedHandle(c)),
-            Err(Some(own)) => Start::Own(own),
-            Err(None) => Start::Unshared,
-        })
-    }
-
-    async fn conn(
-        &self,
-        backend: &Backend,
-    ) -> Result<Result<SharedConn, Option<Connected>>, EngineError> {
         let mut state = self.state.lock().await;
         match &*state {
-            SlotState::Open(c) if !c.tx.is_closed() => return Ok(Ok(c.clone())),
-            SlotState::Unshared => return Ok(Err(None)),
+            SlotState::Open(c) if !c.tx.is_closed() => return Ok(Start::Shared(c.clone())),
+            SlotState::Unshared => return Ok(Start::Unshared),
             _ => {}
         }
         let connected = backend.connect_authenticated().await?;
         if connected.reauth_at.is_some() {
             *state = SlotState::Unshared;
-            return Ok(Err(Some(connected)));
+            return Ok(Start::Own(connected));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = Limits::default();
@@ -211,7 +197,7 @@ impl SharedSlot {
         });
         let conn = SharedConn { tx };
         *state = SlotState::Open(conn.clone());
-        Ok(Ok(conn))
+        Ok(Start::Shared(conn))
     }
 }
 
@@ -328,7 +314,7 @@ pub(crate) enum Outcome {
 pub(crate) async fn serve<CR, CW, A>(
     client_r: &mut CR,
     client_w: &mut CW,
-    handle: SharedHandle,
+    mut conn: SharedConn,
     backend: &Backend,
     opts: &crate::SessionOptions,
     audit: &mut A,
@@ -338,7 +324,6 @@ where
     CW: AsyncWrite + Unpin,
     A: FnMut(CommandEvent),
 {
-    let mut conn = handle.0;
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let progress = Progress {
         replies: AtomicU64::new(0),
@@ -347,9 +332,6 @@ where
     let progress = &progress;
     let limits = opts.limits;
     let db_user = opts.db_user.as_deref();
-    // Replies expected from the shared connection.
-    let sent_total = AtomicU64::new(0);
-    let sent_r = &sent_total;
 
     enum ReadEnd {
         Eof,
@@ -361,6 +343,7 @@ where
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut parser = resp::CommandParser::default();
+        // Replies the client is owed (from the connection, and local ones).
         let mut sent: u64 = 0;
         loop {
             // Back-pressure: a client that does not read its replies.
@@ -370,10 +353,10 @@ where
             buf.reserve(16 * 1024);
             let n = match client_r.read_buf(&mut buf).await {
                 Ok(n) => n,
-                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf),
+                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf, sent),
             };
             if n == 0 {
-                return (ReadEnd::Eof, buf);
+                return (ReadEnd::Eof, buf, sent);
             }
             let mut batch: u64 = 0;
             let mut end = None;
@@ -401,18 +384,16 @@ where
                     event.refused = refusal(&reply);
                     audit(event);
                     buf.advance(len);
-                    if let Err(e) =
-                        submit(&mut conn, backend, &mut out, batch, &tx, progress, sent).await
-                    {
-                        return (ReadEnd::Failed(e), buf);
+                    let submitted = submit(
+                        &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
+                    );
+                    if let Err(e) = submitted.await {
+                        return (ReadEnd::Failed(e), buf, sent);
                     }
-                    sent += batch;
-                    batch = 0;
                     progress.wait_for(sent).await;
                     // Counted like a reply from the connection, so that the
                     // session moves or ends only once it is written.
                     sent += 1;
-                    sent_r.store(sent, Ordering::Release);
                     let _ = tx.send(Delivery::Bytes(Bytes::from(reply), 1));
                     continue;
                 }
@@ -425,13 +406,14 @@ where
                 buf.advance(len);
                 batch += 1;
             }
-            if let Err(e) = submit(&mut conn, backend, &mut out, batch, &tx, progress, sent).await {
-                return (ReadEnd::Failed(e), buf);
+            let submitted = submit(
+                &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
+            );
+            if let Err(e) = submitted.await {
+                return (ReadEnd::Failed(e), buf, sent);
             }
-            sent += batch;
-            sent_r.store(sent, Ordering::Release);
             if let Some(end) = end {
-                return (end, buf);
+                return (end, buf, sent);
             }
         }
     };
@@ -464,13 +446,12 @@ where
 
     tokio::pin!(reader);
     tokio::pin!(writer);
-    let (end, buf) = tokio::select! {
+    let (end, buf, all) = tokio::select! {
         r = &mut reader => r,
         r = &mut writer => return Outcome::Done(r),
     };
     // Every reply from the shared connection reaches the client before the
     // session ends or moves.
-    let all = sent_total.load(Ordering::Acquire);
     let delivered = async {
         tokio::select! {
             () = progress.wait_for(all) => Ok(()),
@@ -492,46 +473,42 @@ where
     }
 }
 
-/// Sends `out` (`replies` whole commands) to the shared connection. One
-/// that has closed is replaced when all `sent` replies of the session have
-/// been delivered (else its failure is on its way to the session).
-#[allow(clippy::too_many_arguments)]
+/// Sends `out` (`batch` whole commands) to the shared connection and adds
+/// them to the `sent` replies. A connection that has closed is replaced when
+/// every reply sent before has been delivered (else its failure is on its
+/// way to the session).
 async fn submit(
     conn: &mut SharedConn,
     backend: &Backend,
     out: &mut Vec<u8>,
-    replies: u64,
+    batch: &mut u64,
+    sent: &mut u64,
     to: &mpsc::UnboundedSender<Delivery>,
     progress: &Progress,
-    sent: u64,
 ) -> Result<(), EngineError> {
-    if replies == 0 {
+    if *batch == 0 {
         return Ok(());
     }
-    let sub = Submission {
-        bytes: std::mem::take(out),
-        replies,
-        to: to.clone(),
-    };
-    let Err(mpsc::error::SendError(sub)) = conn.tx.send(sub) else {
-        return Ok(());
-    };
-    if progress.replies.load(Ordering::Acquire) < sent {
-        return Err(EngineError::Backend(std::io::Error::other(
-            "the shared database connection closed",
-        )));
-    }
-    match backend.shared.conn(backend).await? {
-        Ok(c) => *conn = c,
-        Err(_) => {
-            return Err(EngineError::Backend(std::io::Error::other(
-                "the shared database connection closed",
-            )))
-        }
-    }
-    conn.tx.send(sub).map_err(|_| {
+    let closed = || {
         EngineError::Backend(std::io::Error::other(
             "the shared database connection closed",
         ))
-    })
+    };
+    let sub = Submission {
+        bytes: std::mem::take(out),
+        replies: *batch,
+        to: to.clone(),
+    };
+    if let Err(mpsc::error::SendError(sub)) = conn.tx.send(sub) {
+        if progress.replies.load(Ordering::Acquire) < *sent {
+            return Err(closed());
+        }
+        let Start::Shared(new) = backend.shared.start(backend).await? else {
+            return Err(closed());
+        };
+        *conn = new;
+        conn.tx.send(sub).map_err(|_| closed())?;
+    }
+    *sent += std::mem::take(batch);
+    Ok(())
 }
