@@ -264,14 +264,15 @@ fn agents_reconnect_when_the_proxy_comes_back() {
             let fresh = v.as_array().unwrap().iter().any(|e| {
                 e["server_id"] == host_id.trim()
                     && time_since(e["last_seen"].as_str().unwrap_or(""))
-                        < since.elapsed().as_secs_f64() + 0.5
+                        < since.elapsed().as_secs_f64() + 0.05
             });
-            fresh.then_some(())
+            // A record from just before the restart can look fresh: the
+            // agent's second connection must be there too.
+            (fresh && agent.log().contains("Connected(2)")).then_some(())
         },
     )
     .map_err(|e| format!("{e}\n{}", agent.log()))
     .unwrap();
-    assert!(agent.log().contains("Connected(2)"), "{}", agent.log());
 }
 
 /// Seconds since an RFC 3339 time, via `date`.

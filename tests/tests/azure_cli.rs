@@ -346,25 +346,27 @@ fn azure_cli_through_teleport() {
     assert!(!sdk.contains("other-vm"), "{sdk}");
     drop(proxy);
 
-    // Every request was audited.
-    let events = ok(node
-        .tctl(&[
-            "events",
-            "ls",
-            "--type=app.session.request",
-            "--format=json",
-        ])
-        .unwrap())
+    // Every request was audited (off the request path, so poll).
+    let list = poll(Duration::from_secs(20), "app request events", || {
+        let events = ok(node
+            .tctl(&[
+                "events",
+                "ls",
+                "--type=app.session.request",
+                "--format=json",
+            ])
+            .unwrap())
+        .unwrap();
+        let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+        let list = events.as_array().cloned().unwrap_or_default();
+        list.iter()
+            .any(|e| {
+                e["path"].as_str().unwrap_or("").contains("virtualMachines")
+                    && e["status_code"] == 200
+            })
+            .then_some(list)
+    })
     .unwrap();
-    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
-    let list = events.as_array().unwrap();
-    assert!(
-        list.iter().any(
-            |e| e["path"].as_str().unwrap_or("").contains("virtualMachines")
-                && e["status_code"] == 200
-        ),
-        "{events}"
-    );
     assert!(list.iter().all(|e| e["user"] == "teleport-user"));
 
     // An identity the app service's VM does not hold: a clear error.
