@@ -271,6 +271,47 @@ fn guide_walk_with_redis_cli() {
     let reply = junk.reply();
     assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
     assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+
+    // A client library as applications use it: redis-py (in RESP2, the
+    // default before redis-py 8) names itself with CLIENT SETINFO on every
+    // connection, here with a client name too, and its sessions still share
+    // the agent's Redis connection instead of opening one each.
+    let before = connections_received(&c.redis);
+    let script = "import redis, sys\n\
+        port = int(sys.argv[1])\n\
+        clients = [redis.Redis(host='127.0.0.1', port=port, protocol=2, client_name=f'app-{i}') for i in range(4)]\n\
+        for i, r in enumerate(clients):\n    r.set(f'py-{i}', i)\n\
+        print(','.join(r.get(f'py-{i}').decode() + r.client_getname() for i, r in enumerate(clients)))\n";
+    let out = Command::new(python())
+        .args(["-c", script, &t.port.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0app-0,1app-1,2app-2,3app-3",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The second count's own redis-cli connection, and at most a new
+    // shared one (four of the session's own without sharing).
+    let opened = connections_received(&c.redis) - before;
+    assert!(opened <= 2, "{opened} connections for 4 redis-py sessions");
+    poll(
+        Duration::from_secs(20),
+        "redis-py's SETINFO audited",
+        || {
+            c.events("db.session.query")
+                .iter()
+                .any(|e| {
+                    e["user"] == "alice"
+                        && e["db_query"]
+                            .as_str()
+                            .is_some_and(|q| q.starts_with("CLIENT SETINFO LIB-NAME redis-py"))
+                })
+                .then_some(())
+        },
+    )
+    .unwrap();
     drop(t);
     sessions_with_and_without_multiplexing(&alice);
 
@@ -567,6 +608,31 @@ fn refusals() {
         },
     )
     .unwrap();
+}
+
+/// Connections the server has accepted since it started (`INFO stats`).
+fn connections_received(server: &e2e::redis::RedisTls) -> u64 {
+    let out = stdout_of(server.cli(&["INFO", "stats"]).unwrap());
+    out.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_connections_received in {out}"))
+}
+
+/// The Python of the az CLI's virtualenv, where `cargo xtask test`
+/// installs redis-py too.
+fn python() -> PathBuf {
+    let az = match std::env::var_os("AZ_CLI") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/az-venv/bin/az"),
+    };
+    let p = az.parent().unwrap().join("python");
+    assert!(
+        p.exists(),
+        "Python with redis-py is missing: cargo xtask test installs it ({})",
+        p.display()
+    );
+    p
 }
 
 /// Calls of AUTH the server has seen (`INFO commandstats`).

@@ -119,10 +119,11 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
     let venv = root.join("target").join("az-venv");
     let az = venv.join("bin").join("az");
     let python = venv.join("bin").join("python");
-    // The Azure SDK for Python is the tests' second client.
+    // The Azure SDK for Python is the tests' second Azure client; redis-py
+    // a Redis client library as applications use it.
     let has_sdk = || {
         Command::new(&python)
-            .args(["-c", "import azure.identity, azure.mgmt.compute"])
+            .args(["-c", "import azure.identity, azure.mgmt.compute, redis"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -135,6 +136,7 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
                 "install",
                 "-q",
                 "azure-identity",
+                "redis",
             ]))?;
         }
         return Ok(az);
@@ -151,6 +153,7 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
         "-q",
         "azure-cli",
         "azure-identity",
+        "redis",
     ]))?;
     if !az.exists() {
         bail!("pip installed azure-cli but {} is missing", az.display());

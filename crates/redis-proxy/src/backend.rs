@@ -295,7 +295,7 @@ pub fn reauth_deadline(valid_for: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + valid_for.saturating_sub(margin)
 }
 
-async fn read_frame<S: AsyncRead + Unpin>(
+pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Frame, EngineError> {

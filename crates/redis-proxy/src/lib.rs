@@ -464,6 +464,8 @@ where
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let mut audit = audit;
     let mut unread = BytesMut::new();
+    // Settings the session made on the shared connection, for its own.
+    let mut setup = None;
     // A connection of the session's own, when one is already at hand (or
     // could not be had).
     let mut own = None;
@@ -480,7 +482,10 @@ where
                 );
                 match served.await {
                     shared::Outcome::Done(r) => return r,
-                    shared::Outcome::Own(rest) => unread = rest,
+                    shared::Outcome::Own(rest, made) => {
+                        unread = rest;
+                        setup = Some(made);
+                    }
                 }
             }
             Ok(shared::Start::Own(c)) => own = Some(Ok(c)),
@@ -493,7 +498,14 @@ where
         None => backend.connect_authenticated().await,
     };
     let connected = match connected {
-        Ok(s) => s,
+        Ok(mut c) => match &setup {
+            Some(setup) => replay_setup(&mut c.stream, setup).await.map(|()| c),
+            None => Ok(c),
+        },
+        Err(e) => Err(e),
+    };
+    let connected = match connected {
+        Ok(c) => c,
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
             let _ = client_w.flush().await;
@@ -512,6 +524,31 @@ where
         );
     }
     run_inner(client_r, client_w, connected.stream, opts, audit, reauth).await
+}
+
+/// Gives a session's new connection the settings it made on the shared
+/// one (its name, its library); their replies were given already, so the
+/// server's are read and dropped.
+async fn replay_setup(
+    stream: &mut backend::BackendStream,
+    setup: &shared::Setup,
+) -> Result<(), EngineError> {
+    let (cmds, n) = setup.replay();
+    if n == 0 {
+        return Ok(());
+    }
+    stream
+        .write_all(&cmds)
+        .await
+        .map_err(EngineError::Backend)?;
+    stream.flush().await.map_err(EngineError::Backend)?;
+    let mut buf = BytesMut::new();
+    for _ in 0..n {
+        if let Frame::Error(e) = backend::read_frame(stream, &mut buf).await? {
+            tracing::debug!(error = %String::from_utf8_lossy(&e), "replaying a session's settings");
+        }
+    }
+    Ok(())
 }
 
 /// Re-authentication of an open backend connection whose credentials

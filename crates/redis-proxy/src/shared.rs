@@ -12,12 +12,18 @@
 //!   that neither block nor depend on per-connection state); `AUTH` is
 //!   answered locally, in its place in the reply order, as on a connection
 //!   of the session's own;
+//! * what client libraries send when they connect is answered here too:
+//!   `CLIENT SETNAME` and `CLIENT GETNAME`, and `CLIENT SETINFO` as the
+//!   server would answer it (probed once per shared connection: `+OK` from
+//!   Redis 7.2, the server's own unknown-subcommand error before); the
+//!   session's settings are replayed on its own connection if it moves;
 //! * the first other command (`SELECT`, `HELLO`, `MULTI`, `SUBSCRIBE`,
-//!   `CLIENT ...`, blocking pops, anything unknown, or bytes that do not
-//!   parse) moves the session to a connection of its own for the rest of
-//!   its life: once every reply from the shared connection has been
-//!   delivered, that command and everything after it go through the
-//!   per-session engine ([`crate::run`]).
+//!   other `CLIENT ...` calls, blocking pops, anything unknown, or bytes
+//!   that do not parse, and the calls above when they are not well formed)
+//!   moves the session to a connection of its own for the rest of its
+//!   life: once every reply from the shared connection has been delivered,
+//!   that command and everything after it go through the per-session
+//!   engine ([`crate::run`]).
 //!
 //! Credentials that expire (Microsoft Entra tokens) are not shared: their
 //! sessions use connections of their own from the start, renewed in place.
@@ -35,8 +41,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-use crate::backend::{Backend, BackendStream, Connected};
+use crate::backend::{read_frame, Backend, BackendStream, Connected};
 use crate::resp::{self, Limits};
+use crate::Frame;
 use crate::{audit_event, local_auth, refusal, CommandEvent, EngineError, Progress};
 
 /// Whether a session on the shared connection may send `name` there:
@@ -145,6 +152,148 @@ enum Delivery {
 #[derive(Clone)]
 pub(crate) struct SharedConn {
     tx: mpsc::UnboundedSender<Submission>,
+    setinfo: SetInfo,
+}
+
+/// Whether the server knows `CLIENT SETINFO` (Redis 7.2 and later), as
+/// probed when the shared connection was opened.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SetInfo {
+    Supported,
+    /// The server's error text for it (without `-` and CRLF), naming the
+    /// subcommand as the probe spelled it.
+    Unsupported(Bytes),
+    /// Neither (an ACL without `CLIENT`, say): sessions that send it move
+    /// to connections of their own, where the server answers.
+    Unknown,
+}
+
+/// The probe: names the shared connection in `CLIENT LIST` on servers that
+/// know `SETINFO`, and tells which kind of server this is.
+const SETINFO_PROBE: &[u8] =
+    b"*4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nLIB-NAME\r\n$8\r\nteleport\r\n";
+
+/// Sends [`SETINFO_PROBE`] on a new connection and reads its answer.
+async fn probe_setinfo(stream: &mut BackendStream) -> Result<SetInfo, EngineError> {
+    stream
+        .write_all(SETINFO_PROBE)
+        .await
+        .map_err(EngineError::Backend)?;
+    stream.flush().await.map_err(EngineError::Backend)?;
+    let mut buf = BytesMut::new();
+    Ok(match read_frame(stream, &mut buf).await? {
+        Frame::Simple(_) => SetInfo::Supported,
+        Frame::Error(e) if find_ignore_case(&e, b"SETINFO").is_some() => SetInfo::Unsupported(e),
+        _ => SetInfo::Unknown,
+    })
+}
+
+/// Where `needle` first occurs in `hay`, ignoring ASCII case.
+fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Whether a client name or library attribute is one Redis accepts: no
+/// spaces, newlines or other bytes outside `!`..`~`.
+fn printable(v: &[u8]) -> bool {
+    v.iter().all(|b| (b'!'..=b'~').contains(b))
+}
+
+/// The connection settings a session made while on the shared connection:
+/// answered here, and replayed on a connection of its own if it moves.
+#[derive(Default, Debug)]
+pub(crate) struct Setup {
+    name: Option<Vec<u8>>,
+    lib_name: Option<Vec<u8>>,
+    lib_ver: Option<Vec<u8>>,
+}
+
+impl Setup {
+    /// The reply to `CLIENT <args>` when it can be given here, `None` when
+    /// only a connection of the session's own can answer (other
+    /// subcommands, wrong arguments, values the server would refuse: its
+    /// own error text then reaches the client).
+    fn answer(&mut self, args: &[&[u8]], setinfo: &SetInfo) -> Option<Vec<u8>> {
+        let sub = *args.first()?;
+        if sub.eq_ignore_ascii_case(b"GETNAME") && args.len() == 1 {
+            return Some(match &self.name {
+                Some(n) => {
+                    let mut out = format!("${}\r\n", n.len()).into_bytes();
+                    out.extend_from_slice(n);
+                    out.extend_from_slice(b"\r\n");
+                    out
+                }
+                None => b"$-1\r\n".to_vec(),
+            });
+        }
+        if sub.eq_ignore_ascii_case(b"SETNAME") && args.len() == 2 {
+            let name = args[1];
+            if !printable(name) {
+                return None;
+            }
+            // An empty name clears it.
+            self.name = (!name.is_empty()).then(|| name.to_vec());
+            return Some(b"+OK\r\n".to_vec());
+        }
+        if sub.eq_ignore_ascii_case(b"SETINFO") && args.len() == 3 {
+            let (attr, value) = (args[1], args[2]);
+            if value.is_empty() || !printable(value) {
+                return None;
+            }
+            let slot = if attr.eq_ignore_ascii_case(b"LIB-NAME") {
+                &mut self.lib_name
+            } else if attr.eq_ignore_ascii_case(b"LIB-VER") {
+                &mut self.lib_ver
+            } else {
+                return None;
+            };
+            return match setinfo {
+                SetInfo::Supported => {
+                    *slot = Some(value.to_vec());
+                    Some(b"+OK\r\n".to_vec())
+                }
+                SetInfo::Unsupported(err) => {
+                    let mut text = err.to_vec();
+                    // The server names the subcommand as it was sent: as
+                    // this client spelled it, not as the probe did.
+                    if let Some(at) = find_ignore_case(&text, b"SETINFO") {
+                        if &text[at..at + 7] == b"SETINFO" {
+                            text[at..at + 7].copy_from_slice(sub);
+                        }
+                    }
+                    let mut out = Vec::with_capacity(text.len() + 3);
+                    out.push(b'-');
+                    out.extend_from_slice(&text);
+                    out.extend_from_slice(b"\r\n");
+                    Some(out)
+                }
+                SetInfo::Unknown => None,
+            };
+        }
+        None
+    }
+
+    /// The commands that give a new connection these settings, and how
+    /// many there are.
+    pub(crate) fn replay(&self) -> (Vec<u8>, usize) {
+        let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
+        if let Some(name) = &self.name {
+            cmds.push(vec![&b"CLIENT"[..], b"SETNAME", name]);
+        }
+        if let Some(v) = &self.lib_name {
+            cmds.push(vec![&b"CLIENT"[..], b"SETINFO", b"LIB-NAME", v]);
+        }
+        if let Some(v) = &self.lib_ver {
+            cmds.push(vec![&b"CLIENT"[..], b"SETINFO", b"LIB-VER", v]);
+        }
+        let n = cmds.len();
+        let out = cmds
+            .into_iter()
+            .flat_map(|c| Frame::command(c).to_bytes())
+            .collect();
+        (out, n)
+    }
 }
 
 /// The shared connection of one [`Backend`] (shared by its clones).
@@ -182,11 +331,12 @@ impl SharedSlot {
             SlotState::Unshared => return Ok(Start::Unshared),
             _ => {}
         }
-        let connected = backend.connect_authenticated().await?;
+        let mut connected = backend.connect_authenticated().await?;
         if connected.reauth_at.is_some() {
             *state = SlotState::Unshared;
             return Ok(Start::Own(connected));
         }
+        let setinfo = probe_setinfo(&mut connected.stream).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = Limits::default();
         let host = backend.host().to_string();
@@ -195,7 +345,7 @@ impl SharedSlot {
                 tracing::debug!(%host, error = %e, "shared database connection ended");
             }
         });
-        let conn = SharedConn { tx };
+        let conn = SharedConn { tx, setinfo };
         *state = SlotState::Open(conn.clone());
         Ok(Start::Shared(conn))
     }
@@ -305,8 +455,8 @@ pub(crate) enum Outcome {
     /// The session is over.
     Done(Result<(), EngineError>),
     /// The session goes on on a connection of its own, starting with these
-    /// unprocessed client bytes.
-    Own(BytesMut),
+    /// unprocessed client bytes, once it has the session's settings.
+    Own(BytesMut, Setup),
 }
 
 /// Serves a session on the shared connection until it ends or needs a
@@ -343,6 +493,7 @@ where
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut parser = resp::CommandParser::default();
+        let mut setup = Setup::default();
         // Replies the client is owed (from the connection, and local ones).
         let mut sent: u64 = 0;
         loop {
@@ -353,10 +504,10 @@ where
             buf.reserve(16 * 1024);
             let n = match client_r.read_buf(&mut buf).await {
                 Ok(n) => n,
-                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf, sent),
+                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf, sent, setup),
             };
             if n == 0 {
-                return (ReadEnd::Eof, buf, sent);
+                return (ReadEnd::Eof, buf, sent, setup);
             }
             let mut batch: u64 = 0;
             let mut end = None;
@@ -377,18 +528,31 @@ where
                     break;
                 };
                 let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                if name == "AUTH" {
+                let local = match name.as_str() {
+                    "AUTH" => {
+                        let reply = local_auth(rest, db_user);
+                        let mut event = audit_event(&name, rest);
+                        event.refused = refusal(&reply);
+                        Some((reply, event))
+                    }
+                    "CLIENT" => match setup.answer(rest, &conn.setinfo) {
+                        Some(reply) => Some((reply, audit_event(&name, rest))),
+                        None => {
+                            end = Some(ReadEnd::Own);
+                            break;
+                        }
+                    },
+                    _ => None,
+                };
+                if let Some((reply, event)) = local {
                     // Answered here, after the replies before it.
-                    let reply = local_auth(rest, db_user);
-                    let mut event = audit_event(&name, rest);
-                    event.refused = refusal(&reply);
                     audit(event);
                     buf.advance(len);
                     let submitted = submit(
                         &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
                     );
                     if let Err(e) = submitted.await {
-                        return (ReadEnd::Failed(e), buf, sent);
+                        return (ReadEnd::Failed(e), buf, sent, setup);
                     }
                     progress.wait_for(sent).await;
                     // Counted like a reply from the connection, so that the
@@ -410,10 +574,10 @@ where
                 &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
             );
             if let Err(e) = submitted.await {
-                return (ReadEnd::Failed(e), buf, sent);
+                return (ReadEnd::Failed(e), buf, sent, setup);
             }
             if let Some(end) = end {
-                return (end, buf, sent);
+                return (end, buf, sent, setup);
             }
         }
     };
@@ -446,7 +610,7 @@ where
 
     tokio::pin!(reader);
     tokio::pin!(writer);
-    let (end, buf, all) = tokio::select! {
+    let (end, buf, all, setup) = tokio::select! {
         r = &mut reader => r,
         r = &mut writer => return Outcome::Done(r),
     };
@@ -469,7 +633,7 @@ where
         (_, Err(e)) => Outcome::Done(Err(e)),
         (ReadEnd::Failed(e), _) => Outcome::Done(Err(e)),
         (ReadEnd::Eof, _) => Outcome::Done(Ok(())),
-        (ReadEnd::Own, _) => Outcome::Own(buf),
+        (ReadEnd::Own, _) => Outcome::Own(buf, setup),
     }
 }
 
@@ -511,4 +675,102 @@ async fn submit(
     }
     *sent += std::mem::take(batch);
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn answer(setup: &mut Setup, args: &[&str], setinfo: &SetInfo) -> Option<String> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        setup
+            .answer(&args, setinfo)
+            .map(|r| String::from_utf8(r).unwrap())
+    }
+
+    #[test]
+    fn setup_commands_are_answered_as_the_server_would() {
+        let mut s = Setup::default();
+        let on = SetInfo::Supported;
+        assert_eq!(
+            answer(&mut s, &["GETNAME"], &on).as_deref(),
+            Some("$-1\r\n")
+        );
+        assert_eq!(
+            answer(&mut s, &["setname", "a"], &on).as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(
+            answer(&mut s, &["GetName"], &on).as_deref(),
+            Some("$1\r\na\r\n")
+        );
+        assert_eq!(
+            answer(&mut s, &["SETINFO", "lib-name", "x"], &on).as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(
+            answer(&mut s, &["SETINFO", "LIB-VER", "1.2"], &on).as_deref(),
+            Some("+OK\r\n")
+        );
+        // Whatever the server would refuse or only it knows goes to it.
+        for args in [
+            &["SETNAME", "a b"][..],
+            &["SETNAME", "a\nb"],
+            &["SETNAME"],
+            &["SETNAME", "a", "b"],
+            &["GETNAME", "x"],
+            &["SETINFO", "lib-name", "a b"],
+            &["SETINFO", "lib-name", ""],
+            &["SETINFO", "other", "x"],
+            &["SETINFO", "lib-name"],
+            &["ID"],
+            &["LIST"],
+            &[],
+        ] {
+            assert_eq!(answer(&mut s, args, &on), None, "{args:?}");
+        }
+        assert_eq!(
+            answer(&mut s, &["SETINFO", "lib-ver", "2"], &SetInfo::Unknown),
+            None
+        );
+        let (cmds, n) = s.replay();
+        assert_eq!(n, 3);
+        assert_eq!(
+            String::from_utf8(cmds).unwrap(),
+            "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\na\r\n\
+             *4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nLIB-NAME\r\n$1\r\nx\r\n\
+             *4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$7\r\nLIB-VER\r\n$3\r\n1.2\r\n"
+        );
+        // An empty name clears it: nothing to replay.
+        assert_eq!(
+            answer(&mut s, &["SETNAME", ""], &on).as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(
+            answer(&mut s, &["GETNAME"], &on).as_deref(),
+            Some("$-1\r\n")
+        );
+        assert_eq!(s.replay().1, 2);
+    }
+
+    #[test]
+    fn an_unsupported_setinfo_gets_the_servers_error_with_the_clients_spelling() {
+        let mut s = Setup::default();
+        let old = SetInfo::Unsupported(Bytes::from_static(
+            b"ERR unknown subcommand 'SETINFO'. Try CLIENT HELP.",
+        ));
+        assert_eq!(
+            answer(&mut s, &["setInfo", "LIB-NAME", "redis-py"], &old).as_deref(),
+            Some("-ERR unknown subcommand 'setInfo'. Try CLIENT HELP.\r\n")
+        );
+        // A server that spells it its own way is quoted as it is.
+        let lower = SetInfo::Unsupported(Bytes::from_static(b"ERR no such 'setinfo'"));
+        assert_eq!(
+            answer(&mut s, &["SETINFO", "LIB-NAME", "x"], &lower).as_deref(),
+            Some("-ERR no such 'setinfo'\r\n")
+        );
+        // Nothing is kept for a server that does not know it.
+        assert_eq!(s.replay().1, 0);
+    }
 }

@@ -132,6 +132,83 @@ async fn sessions_share_a_connection_until_they_need_their_own() {
     assert_eq!(names, ["SET", "GET", "SET", "GET", "GET", "GET"]);
 }
 
+/// What client libraries send when they connect (redis-py, Jedis and
+/// node-redis name themselves with `CLIENT SETINFO`) is answered on the
+/// shared connection as the server itself answers it, so their sessions
+/// keep sharing; a session that moves takes its settings along.
+#[tokio::test]
+async fn connection_setup_commands_keep_sessions_shared() {
+    let (server, creds, proxy) = setup().await;
+    // The server's own answers, through a session of its own.
+    let own = SessionOptions {
+        share_backend: false,
+        ..SessionOptions::default()
+    };
+    let direct = Proxy::start(server.backend(TestCreds::new(PW)), own).await;
+    let mut d = direct.conn().await;
+    let lib_name = &["client", "setinfo", "lib-name", "redis-py"][..];
+    let lib_ver = &["CLIENT", "SETINFO", "LIB-VER", "5.0.1"][..];
+    let bad_name = &["CLIENT", "SETNAME", "two words"][..];
+    let want_name = d.call(lib_name).await;
+    let want_ver = d.call(lib_ver).await;
+    let want_bad = d.call(bad_name).await;
+    assert!(
+        matches!(want_bad, Frame::Error(_)),
+        "redis-server refuses spaces: {want_bad:?}"
+    );
+
+    let mut a = proxy.conn().await;
+    let mut b = proxy.conn().await;
+    for s in [&mut a, &mut b] {
+        assert_eq!(s.call(lib_name).await, want_name);
+        assert_eq!(s.call(lib_ver).await, want_ver);
+    }
+    a.raw(&pipeline(&[
+        &["CLIENT", "SETNAME", "app-a"],
+        &["SET", "k", "1"],
+        &["client", "getname"],
+        &["GET", "k"],
+    ]))
+    .await;
+    for want in [simple("OK"), simple("OK"), bulk("app-a"), bulk("1")] {
+        assert_eq!(a.read().await, want);
+    }
+    assert_eq!(b.call(&["CLIENT", "GETNAME"]).await, Frame::NullBulk);
+    assert_eq!(creds.calls(), 1, "both sessions still share");
+    // A name the server refuses: its own error, from a connection of the
+    // session's own.
+    assert_eq!(b.call(bad_name).await, want_bad);
+    assert_eq!(creds.calls(), 2);
+    // A session that moves has its name (and library) on its own
+    // connection: now the server answers GETNAME.
+    assert_eq!(a.call(&["SELECT", "0"]).await, simple("OK"));
+    assert_eq!(creds.calls(), 3);
+    assert_eq!(a.call(&["CLIENT", "GETNAME"]).await, bulk("app-a"));
+    let clients = client_list(&mut a).await;
+    let mine: Vec<&String> = clients
+        .iter()
+        .filter(|l| l.contains(" name=app-a "))
+        .collect();
+    assert_eq!(mine.len(), 1, "{clients:#?}");
+    if want_name == simple("OK") {
+        // Redis 7.2 and later keep the library too.
+        assert!(mine[0].contains("lib-name=redis-py"), "{clients:#?}");
+        assert!(mine[0].contains("lib-ver=5.0.1"), "{clients:#?}");
+    }
+    // The answered commands are audited like the others.
+    let events = proxy.events();
+    assert!(events
+        .iter()
+        .any(|e| e.name == "CLIENT" && e.query() == "CLIENT SETNAME app-a"));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.name == "CLIENT" && e.args.first().map(String::as_str) == Some("setinfo"))
+            .count(),
+        2
+    );
+}
+
 /// Without sharing, every session has a connection of its own from the
 /// start, as in Teleport.
 #[tokio::test]
