@@ -234,7 +234,9 @@ fn agents_reconnect_when_the_proxy_comes_back() {
     )
     .unwrap();
     let host_id = poll(Duration::from_secs(30), "the agent's host id", || {
-        std::fs::read_to_string(tmp.path().join("agent/data/host_uuid")).ok()
+        std::fs::read_to_string(tmp.path().join("agent/data/host_uuid"))
+            .ok()
+            .filter(|id| !id.trim().is_empty())
     })
     .unwrap();
     let listed = |node: &Node| {

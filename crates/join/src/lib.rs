@@ -173,7 +173,8 @@ pub fn host_id(data_dir: &Path) -> Result<String> {
     );
     std::fs::create_dir_all(data_dir)
         .map_err(|e| JoinError::Local(format!("creating {}: {e}", data_dir.display())))?;
-    std::fs::write(&path, &id)
+    // Whole or not at all: a reader (or a crash) never sees an empty ID.
+    client::profile::write_private(&path, id.as_bytes())
         .map_err(|e| JoinError::Local(format!("writing {}: {e}", path.display())))?;
     Ok(id)
 }

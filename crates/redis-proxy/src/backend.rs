@@ -299,13 +299,20 @@ pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Frame, EngineError> {
+    read_reply(stream, buf).await.map(|(f, _)| f)
+}
+
+/// Reads one reply: parsed, and as the bytes that carried it.
+pub(crate) async fn read_reply<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<(Frame, bytes::Bytes), EngineError> {
     let limits = Limits::default();
     loop {
         if let Some((f, n)) =
             resp::parse(buf, &limits).map_err(|e| EngineError::BackendProtocol(e.to_string()))?
         {
-            let _ = buf.split_to(n);
-            return Ok(f);
+            return Ok((f, buf.split_to(n).freeze()));
         }
         if stream.read_buf(buf).await.map_err(EngineError::Backend)? == 0 {
             return Err(EngineError::Backend(

@@ -470,7 +470,7 @@ where
     // could not be had).
     let mut own = None;
     if opts.share_backend {
-        match backend.shared.start(backend).await {
+        match backend.shared.start(backend, false).await {
             Ok(shared::Start::Shared(conn)) => {
                 let served = shared::serve(
                     &mut client_r,
@@ -523,7 +523,17 @@ where
             "credentials expire: re-authentication scheduled"
         );
     }
-    run_inner(client_r, client_w, connected.stream, opts, audit, reauth).await
+    let resp3 = setup.as_ref().is_some_and(|s| s.resp3);
+    run_inner(
+        client_r,
+        client_w,
+        connected.stream,
+        opts,
+        audit,
+        reauth,
+        resp3,
+    )
+    .await
 }
 
 /// Gives a session's new connection the settings it made on the shared
@@ -574,7 +584,7 @@ where
     S: AsyncRead + AsyncWrite,
     A: FnMut(CommandEvent),
 {
-    run_inner(client_r, client_w, server, opts, audit, None).await
+    run_inner(client_r, client_w, server, opts, audit, None, false).await
 }
 
 async fn run_inner<CR, CW, S, A>(
@@ -584,6 +594,8 @@ async fn run_inner<CR, CW, S, A>(
     opts: SessionOptions,
     mut audit: A,
     mut reauth: Option<Reauth<'_>>,
+    // The client has switched to RESP3 already (on the shared connection).
+    resp3: bool,
 ) -> Result<(), EngineError>
 where
     CR: AsyncRead + Unpin,
@@ -621,7 +633,7 @@ where
         let mut sent: u64 = 0;
         let mut counting = true;
         // The client asked for RESP3 (HELLO 3).
-        let mut client_resp3 = false;
+        let mut client_resp3 = resp3;
         // The engine switched the backend to RESP3 for this RESP2 client.
         let mut translated = false;
         let mut subs = Subscriptions::default();

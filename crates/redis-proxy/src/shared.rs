@@ -13,10 +13,15 @@
 //!   answered locally, in its place in the reply order, as on a connection
 //!   of the session's own;
 //! * what client libraries send when they connect is answered here too:
-//!   `CLIENT SETNAME` and `CLIENT GETNAME`, and `CLIENT SETINFO` as the
-//!   server would answer it (probed once per shared connection: `+OK` from
-//!   Redis 7.2, the server's own unknown-subcommand error before); the
-//!   session's settings are replayed on its own connection if it moves;
+//!   `CLIENT SETNAME` and `CLIENT GETNAME`; `CLIENT SETINFO` and `CLIENT
+//!   MAINT_NOTIFICATIONS` as the server would answer them (probed once per
+//!   shared connection: `SETINFO` is `+OK` from Redis 7.2, and where the
+//!   server does not know a subcommand its own unknown-subcommand error is
+//!   returned; maintenance notifications where they exist need a
+//!   connection of the session's own); `HELLO 3` moves the session to the
+//!   database's RESP3 shared connection (one per protocol) and gets that
+//!   connection's `HELLO` reply; the session's protocol and settings are
+//!   replayed on its own connection if it moves;
 //! * the first other command (`SELECT`, `HELLO`, `MULTI`, `SUBSCRIBE`,
 //!   other `CLIENT ...` calls, blocking pops, anything unknown, or bytes
 //!   that do not parse, and the calls above when they are not well formed)
@@ -41,14 +46,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-use crate::backend::{read_frame, Backend, BackendStream, Connected};
+use crate::backend::{read_frame, read_reply, Backend, BackendStream, Connected};
 use crate::resp::{self, Limits};
 use crate::Frame;
 use crate::{audit_event, local_auth, refusal, CommandEvent, EngineError, Progress};
 
 /// Whether a session on the shared connection may send `name` there:
 /// key reads and writes that never block and whose result depends only on
-/// their arguments and the data (database 0, RESP2), and `PING`/`ECHO`.
+/// their arguments and the data (database 0, and the protocol, which is the
+/// shared connection's own), and `PING`/`ECHO`.
 pub fn shareable(name: &str) -> bool {
     matches!(
         name,
@@ -152,39 +158,110 @@ enum Delivery {
 #[derive(Clone)]
 pub(crate) struct SharedConn {
     tx: mpsc::UnboundedSender<Submission>,
-    setinfo: SetInfo,
+    known: Known,
+    /// On a RESP3 connection, the server's reply to its `HELLO 3`: the
+    /// sessions' `HELLO 3` gets it.
+    hello: Option<Bytes>,
 }
 
-/// Whether the server knows `CLIENT SETINFO` (Redis 7.2 and later), as
-/// probed when the shared connection was opened.
+/// `HELLO 3`.
+const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
+/// Switches a new connection to RESP3; the server's reply, or `None` when
+/// it refuses (a server before Redis 6).
+async fn hello3(stream: &mut BackendStream) -> Result<Option<Bytes>, EngineError> {
+    stream
+        .write_all(HELLO_3)
+        .await
+        .map_err(EngineError::Backend)?;
+    stream.flush().await.map_err(EngineError::Backend)?;
+    let mut buf = BytesMut::new();
+    Ok(match read_reply(stream, &mut buf).await? {
+        (Frame::Error(_) | Frame::BlobError(_), _) => None,
+        (_, raw) => Some(raw),
+    })
+}
+
+/// What the server says to a `CLIENT` subcommand that not every server
+/// knows, as probed when the shared connection was opened.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum SetInfo {
+pub(crate) enum Probe {
     Supported,
-    /// The server's error text for it (without `-` and CRLF), naming the
-    /// subcommand as the probe spelled it.
+    /// The server's unknown-subcommand error (without `-` and CRLF),
+    /// naming the subcommand as the probe spelled it (upper case).
     Unsupported(Bytes),
     /// Neither (an ACL without `CLIENT`, say): sessions that send it move
     /// to connections of their own, where the server answers.
     Unknown,
 }
 
-/// The probe: names the shared connection in `CLIENT LIST` on servers that
-/// know `SETINFO`, and tells which kind of server this is.
-const SETINFO_PROBE: &[u8] =
-    b"*4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nLIB-NAME\r\n$8\r\nteleport\r\n";
+impl Probe {
+    /// The server's error for subcommand `sub`, as a client spelled it:
+    /// the server names the subcommand as it was sent.
+    fn error_for(err: &[u8], sub: &[u8]) -> Vec<u8> {
+        let mut text = err.to_vec();
+        let upper = sub.to_ascii_uppercase();
+        if let Some(at) = find_ignore_case(&text, &upper) {
+            if text[at..at + upper.len()] == upper[..] {
+                text[at..at + upper.len()].copy_from_slice(sub);
+            }
+        }
+        let mut out = Vec::with_capacity(text.len() + 3);
+        out.push(b'-');
+        out.extend_from_slice(&text);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
 
-/// Sends [`SETINFO_PROBE`] on a new connection and reads its answer.
-async fn probe_setinfo(stream: &mut BackendStream) -> Result<SetInfo, EngineError> {
-    stream
-        .write_all(SETINFO_PROBE)
-        .await
-        .map_err(EngineError::Backend)?;
+/// What a shared connection's server knows of the `CLIENT` subcommands
+/// libraries send on connecting.
+#[derive(Clone, Debug)]
+pub(crate) struct Known {
+    /// `CLIENT SETINFO` (Redis 7.2 and later): answered here when known.
+    setinfo: Probe,
+    /// `CLIENT MAINT_NOTIFICATIONS` (Redis Enterprise, Azure Managed
+    /// Redis; redis-py 8 asks for it on RESP3 connections): its
+    /// notifications are per connection, so sessions that turn it on where
+    /// it exists move to connections of their own.
+    maint: Probe,
+}
+
+/// The probes: `SETINFO` also names the shared connection in `CLIENT LIST`
+/// (`lib-name=teleport`) on servers that know it; `MAINT_NOTIFICATIONS
+/// OFF` is what a connection has anyway.
+const PROBES: [(&[u8], &[u8]); 2] = [
+    (
+        b"SETINFO",
+        b"*4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$8\r\nLIB-NAME\r\n$8\r\nteleport\r\n",
+    ),
+    (
+        b"MAINT_NOTIFICATIONS",
+        b"*3\r\n$6\r\nCLIENT\r\n$19\r\nMAINT_NOTIFICATIONS\r\n$3\r\nOFF\r\n",
+    ),
+];
+
+/// Sends [`PROBES`] on a new connection and reads their answers.
+async fn probe(stream: &mut BackendStream) -> Result<Known, EngineError> {
+    let all: Vec<u8> = PROBES
+        .iter()
+        .flat_map(|(_, cmd)| cmd.iter().copied())
+        .collect();
+    stream.write_all(&all).await.map_err(EngineError::Backend)?;
     stream.flush().await.map_err(EngineError::Backend)?;
     let mut buf = BytesMut::new();
-    Ok(match read_frame(stream, &mut buf).await? {
-        Frame::Simple(_) => SetInfo::Supported,
-        Frame::Error(e) if find_ignore_case(&e, b"SETINFO").is_some() => SetInfo::Unsupported(e),
-        _ => SetInfo::Unknown,
+    let mut found = Vec::with_capacity(PROBES.len());
+    for (sub, _) in PROBES {
+        found.push(match read_frame(stream, &mut buf).await? {
+            Frame::Simple(_) => Probe::Supported,
+            Frame::Error(e) if find_ignore_case(&e, sub).is_some() => Probe::Unsupported(e),
+            _ => Probe::Unknown,
+        });
+    }
+    let mut found = found.into_iter();
+    Ok(Known {
+        setinfo: found.next().unwrap_or(Probe::Unknown),
+        maint: found.next().unwrap_or(Probe::Unknown),
     })
 }
 
@@ -204,6 +281,8 @@ fn printable(v: &[u8]) -> bool {
 /// answered here, and replayed on a connection of its own if it moves.
 #[derive(Default, Debug)]
 pub(crate) struct Setup {
+    /// The session switched to RESP3 (`HELLO 3`).
+    pub(crate) resp3: bool,
     name: Option<Vec<u8>>,
     lib_name: Option<Vec<u8>>,
     lib_ver: Option<Vec<u8>>,
@@ -214,7 +293,7 @@ impl Setup {
     /// only a connection of the session's own can answer (other
     /// subcommands, wrong arguments, values the server would refuse: its
     /// own error text then reaches the client).
-    fn answer(&mut self, args: &[&[u8]], setinfo: &SetInfo) -> Option<Vec<u8>> {
+    fn answer(&mut self, args: &[&[u8]], known: &Known) -> Option<Vec<u8>> {
         let sub = *args.first()?;
         if sub.eq_ignore_ascii_case(b"GETNAME") && args.len() == 1 {
             return Some(match &self.name {
@@ -224,6 +303,7 @@ impl Setup {
                     out.extend_from_slice(b"\r\n");
                     out
                 }
+                None if self.resp3 => b"_\r\n".to_vec(),
                 None => b"$-1\r\n".to_vec(),
             });
         }
@@ -248,27 +328,19 @@ impl Setup {
             } else {
                 return None;
             };
-            return match setinfo {
-                SetInfo::Supported => {
+            return match &known.setinfo {
+                Probe::Supported => {
                     *slot = Some(value.to_vec());
                     Some(b"+OK\r\n".to_vec())
                 }
-                SetInfo::Unsupported(err) => {
-                    let mut text = err.to_vec();
-                    // The server names the subcommand as it was sent: as
-                    // this client spelled it, not as the probe did.
-                    if let Some(at) = find_ignore_case(&text, b"SETINFO") {
-                        if &text[at..at + 7] == b"SETINFO" {
-                            text[at..at + 7].copy_from_slice(sub);
-                        }
-                    }
-                    let mut out = Vec::with_capacity(text.len() + 3);
-                    out.push(b'-');
-                    out.extend_from_slice(&text);
-                    out.extend_from_slice(b"\r\n");
-                    Some(out)
-                }
-                SetInfo::Unknown => None,
+                Probe::Unsupported(err) => Some(Probe::error_for(err, sub)),
+                Probe::Unknown => None,
+            };
+        }
+        if sub.eq_ignore_ascii_case(b"MAINT_NOTIFICATIONS") {
+            return match &known.maint {
+                Probe::Unsupported(err) => Some(Probe::error_for(err, sub)),
+                _ => None,
             };
         }
         None
@@ -278,6 +350,9 @@ impl Setup {
     /// many there are.
     pub(crate) fn replay(&self) -> (Vec<u8>, usize) {
         let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
+        if self.resp3 {
+            cmds.push(vec![&b"HELLO"[..], b"3"]);
+        }
         if let Some(name) = &self.name {
             cmds.push(vec![&b"CLIENT"[..], b"SETNAME", name]);
         }
@@ -296,10 +371,12 @@ impl Setup {
     }
 }
 
-/// The shared connection of one [`Backend`] (shared by its clones).
+/// The shared connections of one [`Backend`] (shared by its clones): one
+/// for RESP2 sessions, one for RESP3 sessions.
 #[derive(Default)]
 pub(crate) struct SharedSlot {
-    state: tokio::sync::Mutex<SlotState>,
+    resp2: tokio::sync::Mutex<SlotState>,
+    resp3: tokio::sync::Mutex<SlotState>,
 }
 
 #[derive(Default)]
@@ -307,7 +384,8 @@ enum SlotState {
     #[default]
     Closed,
     Open(SharedConn),
-    /// The credentials expire: sessions use connections of their own.
+    /// The credentials expire (or, for RESP3, the server does not speak
+    /// it): sessions use connections of their own.
     Unshared,
 }
 
@@ -322,10 +400,12 @@ pub(crate) enum Start {
 }
 
 impl SharedSlot {
-    /// The open shared connection, else a new one (or, when the database's
-    /// credentials expire, that connection for the session alone).
-    pub(crate) async fn start(&self, backend: &Backend) -> Result<Start, EngineError> {
-        let mut state = self.state.lock().await;
+    /// The open shared connection for RESP2 or RESP3 sessions, else a new
+    /// one (or, when the database's credentials expire, that connection for
+    /// the session alone).
+    pub(crate) async fn start(&self, backend: &Backend, resp3: bool) -> Result<Start, EngineError> {
+        let slot = if resp3 { &self.resp3 } else { &self.resp2 };
+        let mut state = slot.lock().await;
         match &*state {
             SlotState::Open(c) if !c.tx.is_closed() => return Ok(Start::Shared(c.clone())),
             SlotState::Unshared => return Ok(Start::Unshared),
@@ -336,7 +416,18 @@ impl SharedSlot {
             *state = SlotState::Unshared;
             return Ok(Start::Own(connected));
         }
-        let setinfo = probe_setinfo(&mut connected.stream).await?;
+        let hello = if resp3 {
+            match hello3(&mut connected.stream).await? {
+                Some(reply) => Some(reply),
+                None => {
+                    *state = SlotState::Unshared;
+                    return Ok(Start::Unshared);
+                }
+            }
+        } else {
+            None
+        };
+        let known = probe(&mut connected.stream).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = Limits::default();
         let host = backend.host().to_string();
@@ -345,7 +436,7 @@ impl SharedSlot {
                 tracing::debug!(%host, error = %e, "shared database connection ended");
             }
         });
-        let conn = SharedConn { tx, setinfo };
+        let conn = SharedConn { tx, known, hello };
         *state = SlotState::Open(conn.clone());
         Ok(Start::Shared(conn))
     }
@@ -494,6 +585,8 @@ where
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut parser = resp::CommandParser::default();
         let mut setup = Setup::default();
+        // The shared connection a local reply moves the session to.
+        let mut switch_to: Option<SharedConn> = None;
         // Replies the client is owed (from the connection, and local ones).
         let mut sent: u64 = 0;
         loop {
@@ -535,13 +628,35 @@ where
                         event.refused = refusal(&reply);
                         Some((reply, event))
                     }
-                    "CLIENT" => match setup.answer(rest, &conn.setinfo) {
+                    "CLIENT" => match setup.answer(rest, &conn.known) {
                         Some(reply) => Some((reply, audit_event(&name, rest))),
                         None => {
                             end = Some(ReadEnd::Own);
                             break;
                         }
                     },
+                    // RESP3: the session goes on on the RESP3 shared
+                    // connection, and gets that connection's HELLO reply.
+                    "HELLO" if rest == [b"3"] => {
+                        let next = match &conn.hello {
+                            Some(_) => Some(conn.clone()),
+                            None => match backend.shared.start(backend, true).await {
+                                Ok(Start::Shared(c)) => Some(c),
+                                _ => None,
+                            },
+                        };
+                        match next {
+                            Some(c) => {
+                                let reply = c.hello.clone().unwrap_or_default().to_vec();
+                                switch_to = Some(c);
+                                Some((reply, audit_event(&name, rest)))
+                            }
+                            None => {
+                                end = Some(ReadEnd::Own);
+                                break;
+                            }
+                        }
+                    }
                     _ => None,
                 };
                 if let Some((reply, event)) = local {
@@ -555,6 +670,11 @@ where
                         return (ReadEnd::Failed(e), buf, sent, setup);
                     }
                     progress.wait_for(sent).await;
+                    // Nothing is outstanding on the old connection.
+                    if let Some(c) = switch_to.take() {
+                        conn = c;
+                        setup.resp3 = true;
+                    }
                     // Counted like a reply from the connection, so that the
                     // session moves or ends only once it is written.
                     sent += 1;
@@ -667,7 +787,8 @@ async fn submit(
         if progress.replies.load(Ordering::Acquire) < *sent {
             return Err(closed());
         }
-        let Start::Shared(new) = backend.shared.start(backend).await? else {
+        let resp3 = conn.hello.is_some();
+        let Start::Shared(new) = backend.shared.start(backend, resp3).await? else {
             return Err(closed());
         };
         *conn = new;
@@ -682,17 +803,24 @@ async fn submit(
 mod tests {
     use super::*;
 
-    fn answer(setup: &mut Setup, args: &[&str], setinfo: &SetInfo) -> Option<String> {
+    fn known(setinfo: Probe) -> Known {
+        Known {
+            setinfo,
+            maint: Probe::Unknown,
+        }
+    }
+
+    fn answer(setup: &mut Setup, args: &[&str], known: &Known) -> Option<String> {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         setup
-            .answer(&args, setinfo)
+            .answer(&args, known)
             .map(|r| String::from_utf8(r).unwrap())
     }
 
     #[test]
     fn setup_commands_are_answered_as_the_server_would() {
         let mut s = Setup::default();
-        let on = SetInfo::Supported;
+        let on = known(Probe::Supported);
         assert_eq!(
             answer(&mut s, &["GETNAME"], &on).as_deref(),
             Some("$-1\r\n")
@@ -731,7 +859,7 @@ mod tests {
             assert_eq!(answer(&mut s, args, &on), None, "{args:?}");
         }
         assert_eq!(
-            answer(&mut s, &["SETINFO", "lib-ver", "2"], &SetInfo::Unknown),
+            answer(&mut s, &["SETINFO", "lib-ver", "2"], &known(Probe::Unknown)),
             None
         );
         let (cmds, n) = s.replay();
@@ -755,22 +883,73 @@ mod tests {
     }
 
     #[test]
+    fn a_resp3_session_gets_resp3_nulls_and_replays_hello_first() {
+        let mut s = Setup {
+            resp3: true,
+            ..Setup::default()
+        };
+        let on = known(Probe::Supported);
+        assert_eq!(answer(&mut s, &["GETNAME"], &on).as_deref(), Some("_\r\n"));
+        assert_eq!(
+            answer(&mut s, &["SETNAME", "n"], &on).as_deref(),
+            Some("+OK\r\n")
+        );
+        let (cmds, n) = s.replay();
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(cmds).unwrap(),
+            "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n"
+        );
+    }
+
+    #[test]
     fn an_unsupported_setinfo_gets_the_servers_error_with_the_clients_spelling() {
         let mut s = Setup::default();
-        let old = SetInfo::Unsupported(Bytes::from_static(
-            b"ERR unknown subcommand 'SETINFO'. Try CLIENT HELP.",
-        ));
+        let old = Known {
+            setinfo: Probe::Unsupported(Bytes::from_static(
+                b"ERR unknown subcommand 'SETINFO'. Try CLIENT HELP.",
+            )),
+            maint: Probe::Unsupported(Bytes::from_static(
+                b"ERR unknown subcommand 'MAINT_NOTIFICATIONS'. Try CLIENT HELP.",
+            )),
+        };
         assert_eq!(
             answer(&mut s, &["setInfo", "LIB-NAME", "redis-py"], &old).as_deref(),
             Some("-ERR unknown subcommand 'setInfo'. Try CLIENT HELP.\r\n")
         );
         // A server that spells it its own way is quoted as it is.
-        let lower = SetInfo::Unsupported(Bytes::from_static(b"ERR no such 'setinfo'"));
+        let lower = known(Probe::Unsupported(Bytes::from_static(
+            b"ERR no such 'setinfo'",
+        )));
         assert_eq!(
             answer(&mut s, &["SETINFO", "LIB-NAME", "x"], &lower).as_deref(),
             Some("-ERR no such 'setinfo'\r\n")
         );
         // Nothing is kept for a server that does not know it.
         assert_eq!(s.replay().1, 0);
+        // Maintenance notifications: the server's error where it does not
+        // know them, a connection of the session's own where it does.
+        assert_eq!(
+            answer(
+                &mut s,
+                &[
+                    "maint_notifications",
+                    "ON",
+                    "moving-endpoint-type",
+                    "internal-ip"
+                ],
+                &old
+            )
+            .as_deref(),
+            Some("-ERR unknown subcommand 'maint_notifications'. Try CLIENT HELP.\r\n")
+        );
+        let enterprise = Known {
+            setinfo: Probe::Supported,
+            maint: Probe::Supported,
+        };
+        assert_eq!(
+            answer(&mut s, &["MAINT_NOTIFICATIONS", "ON"], &enterprise),
+            None
+        );
     }
 }

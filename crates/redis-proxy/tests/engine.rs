@@ -149,6 +149,16 @@ async fn connection_setup_commands_keep_sessions_shared() {
     let lib_name = &["client", "setinfo", "lib-name", "redis-py"][..];
     let lib_ver = &["CLIENT", "SETINFO", "LIB-VER", "5.0.1"][..];
     let bad_name = &["CLIENT", "SETNAME", "two words"][..];
+    // What redis-py 8 asks of RESP3 connections (known to Redis Enterprise
+    // and Azure Managed Redis, not to redis-server 7).
+    let maint = &[
+        "client",
+        "maint_notifications",
+        "ON",
+        "moving-endpoint-type",
+        "internal-ip",
+    ][..];
+    let want_maint = d.call(maint).await;
     let want_name = d.call(lib_name).await;
     let want_ver = d.call(lib_ver).await;
     let want_bad = d.call(bad_name).await;
@@ -162,6 +172,7 @@ async fn connection_setup_commands_keep_sessions_shared() {
     for s in [&mut a, &mut b] {
         assert_eq!(s.call(lib_name).await, want_name);
         assert_eq!(s.call(lib_ver).await, want_ver);
+        assert_eq!(s.call(maint).await, want_maint);
     }
     a.raw(&pipeline(&[
         &["CLIENT", "SETNAME", "app-a"],
@@ -207,6 +218,67 @@ async fn connection_setup_commands_keep_sessions_shared() {
             .count(),
         2
     );
+}
+
+/// Sessions that switch to RESP3 with `HELLO 3` (redis-py 8, go-redis 9,
+/// Lettuce do on connecting) share a RESP3 connection; each session gets
+/// replies in its own protocol, in order, and keeps RESP3 when it moves to
+/// a connection of its own.
+#[tokio::test]
+async fn resp3_sessions_share_a_resp3_connection() {
+    let (_server, creds, proxy) = setup().await;
+    let mut two = proxy.conn().await;
+    assert_eq!(
+        two.call(&["ZADD", "z", "1.5", "m"]).await,
+        Frame::Integer(1)
+    );
+    let is_hello3 = |f: &Frame| match f {
+        Frame::Map(pairs) => pairs.contains(&(bulk("proto"), Frame::Integer(3))),
+        _ => false,
+    };
+    let mut three = proxy.conn().await;
+    let mut other = proxy.conn().await;
+    for s in [&mut three, &mut other] {
+        let hello = s.call(&["HELLO", "3"]).await;
+        assert!(is_hello3(&hello), "{hello:?}");
+    }
+    // The same command, each session in its protocol.
+    assert_eq!(two.call(&["ZSCORE", "z", "m"]).await, bulk("1.5"));
+    assert_eq!(three.call(&["ZSCORE", "z", "m"]).await, Frame::Double(1.5));
+    assert_eq!(other.call(&["ZSCORE", "z", "m"]).await, Frame::Double(1.5));
+    assert_eq!(three.call(&["CLIENT", "GETNAME"]).await, Frame::Null);
+    assert_eq!(two.call(&["CLIENT", "GETNAME"]).await, Frame::NullBulk);
+    assert_eq!(
+        creds.calls(),
+        2,
+        "one shared connection per protocol for three sessions"
+    );
+    // HELLO 3 inside a pipeline: the replies before it in RESP2, after it
+    // in RESP3.
+    let mut p = proxy.conn().await;
+    p.raw(&pipeline(&[
+        &["ZSCORE", "z", "m"],
+        &["HELLO", "3"],
+        &["ZSCORE", "z", "m"],
+        &["HELLO", "3"],
+    ]))
+    .await;
+    assert_eq!(p.read().await, bulk("1.5"));
+    assert!(is_hello3(&p.read().await));
+    assert_eq!(p.read().await, Frame::Double(1.5));
+    assert!(is_hello3(&p.read().await));
+    assert_eq!(creds.calls(), 2);
+    // A RESP3 session that moves keeps RESP3 and its name.
+    assert_eq!(three.call(&["CLIENT", "SETNAME", "r3"]).await, simple("OK"));
+    assert_eq!(three.call(&["SELECT", "0"]).await, simple("OK"));
+    assert_eq!(creds.calls(), 3);
+    assert_eq!(three.call(&["ZSCORE", "z", "m"]).await, Frame::Double(1.5));
+    assert_eq!(three.call(&["CLIENT", "GETNAME"]).await, bulk("r3"));
+    // HELLO 2 (or HELLO with options) is the server's to answer.
+    let hello2 = other.call(&["HELLO", "2"]).await;
+    assert!(matches!(hello2, Frame::Array(_)), "{hello2:?}");
+    assert_eq!(other.call(&["ZSCORE", "z", "m"]).await, bulk("1.5"));
+    assert_eq!(creds.calls(), 4);
 }
 
 /// Without sharing, every session has a connection of its own from the
