@@ -265,6 +265,29 @@ async fn probe(stream: &mut BackendStream) -> Result<Known, EngineError> {
     })
 }
 
+/// The options of `HELLO 3 [AUTH user password] [SETNAME name]` that the
+/// shared connection can honour: the name to set, if any (`AUTH` is the
+/// engine's, dropped as on a connection of the session's own); `None` for
+/// anything else, which the server must answer.
+fn hello_options<'a>(opts: &[&'a [u8]]) -> Option<Option<&'a [u8]>> {
+    let mut name = None;
+    let mut i = 0;
+    while i < opts.len() {
+        if opts[i].eq_ignore_ascii_case(b"AUTH") && opts.len() >= i + 3 {
+            i += 3;
+        } else if opts[i].eq_ignore_ascii_case(b"SETNAME")
+            && opts.len() >= i + 2
+            && printable(opts[i + 1])
+        {
+            name = Some(opts[i + 1]);
+            i += 2;
+        } else {
+            return None;
+        }
+    }
+    Some(name)
+}
+
 /// Where `needle` first occurs in `hay`, ignoring ASCII case.
 fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len())
@@ -312,8 +335,7 @@ impl Setup {
             if !printable(name) {
                 return None;
             }
-            // An empty name clears it.
-            self.name = (!name.is_empty()).then(|| name.to_vec());
+            self.set_name(name);
             return Some(b"+OK\r\n".to_vec());
         }
         if sub.eq_ignore_ascii_case(b"SETINFO") && args.len() == 3 {
@@ -344,6 +366,11 @@ impl Setup {
             };
         }
         None
+    }
+
+    /// Sets the client name (an empty one clears it).
+    fn set_name(&mut self, name: &[u8]) {
+        self.name = (!name.is_empty()).then(|| name.to_vec());
     }
 
     /// The commands that give a new connection these settings, and how
@@ -637,7 +664,10 @@ where
                     },
                     // RESP3: the session goes on on the RESP3 shared
                     // connection, and gets that connection's HELLO reply.
-                    "HELLO" if rest == [b"3"] => {
+                    "HELLO"
+                        if rest.first() == Some(&&b"3"[..])
+                            && hello_options(&rest[1..]).is_some() =>
+                    {
                         let next = match &conn.hello {
                             Some(_) => Some(conn.clone()),
                             None => match backend.shared.start(backend, true).await {
@@ -648,6 +678,9 @@ where
                         match next {
                             Some(c) => {
                                 let reply = c.hello.clone().unwrap_or_default().to_vec();
+                                if let Some(Some(name)) = hello_options(&rest[1..]) {
+                                    setup.set_name(name);
+                                }
                                 switch_to = Some(c);
                                 Some((reply, audit_event(&name, rest)))
                             }
@@ -900,6 +933,27 @@ mod tests {
             String::from_utf8(cmds).unwrap(),
             "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nn\r\n"
         );
+    }
+
+    #[test]
+    fn hello_options_the_shared_connection_honours() {
+        let opts =
+            |a: &[&'static str]| -> Vec<&'static [u8]> { a.iter().map(|x| x.as_bytes()).collect() };
+        assert_eq!(hello_options(&opts(&[])), Some(None));
+        assert_eq!(
+            hello_options(&opts(&["auth", "u", "p", "SETNAME", "n"])),
+            Some(Some(&b"n"[..]))
+        );
+        assert_eq!(hello_options(&opts(&["AUTH", "u", "p"])), Some(None));
+        for bad in [
+            &["AUTH", "u"][..],
+            &["SETNAME"],
+            &["SETNAME", "a b"],
+            &["OTHER"],
+            &["AUTH", "u", "p", "x"],
+        ] {
+            assert_eq!(hello_options(&opts(bad)), None, "{bad:?}");
+        }
     }
 
     #[test]

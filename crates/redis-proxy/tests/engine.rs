@@ -268,6 +268,14 @@ async fn resp3_sessions_share_a_resp3_connection() {
     assert_eq!(p.read().await, Frame::Double(1.5));
     assert!(is_hello3(&p.read().await));
     assert_eq!(creds.calls(), 2);
+    // go-redis sends its name (and a password, when given one) in HELLO.
+    let mut named = proxy.conn().await;
+    let hello = named
+        .call(&["HELLO", "3", "AUTH", "default", "anything", "SETNAME", "n3"])
+        .await;
+    assert!(is_hello3(&hello), "{hello:?}");
+    assert_eq!(named.call(&["CLIENT", "GETNAME"]).await, bulk("n3"));
+    assert_eq!(creds.calls(), 2);
     // A RESP3 session that moves keeps RESP3 and its name.
     assert_eq!(three.call(&["CLIENT", "SETNAME", "r3"]).await, simple("OK"));
     assert_eq!(three.call(&["SELECT", "0"]).await, simple("OK"));
