@@ -289,6 +289,117 @@ async fn resp3_sessions_share_a_resp3_connection() {
     assert_eq!(creds.calls(), 4);
 }
 
+/// Differential: random sessions of key commands, connection settings,
+/// protocol switches and commands that need a connection of the session's
+/// own, as pipelines or one at a time, get the same replies through the
+/// shared connection as through connections of their own (each run on keys
+/// of its own; `HELLO` replies compared without the connection `id`).
+#[tokio::test]
+async fn shared_sessions_answer_as_sessions_of_their_own() {
+    let (server, _creds, shared) = setup().await;
+    let own = SessionOptions {
+        share_backend: false,
+        ..SessionOptions::default()
+    };
+    let alone = Proxy::start(server.backend(TestCreds::new(PW)), own).await;
+    const POOL: &[&[&str]] = &[
+        &["SET", "K", "v"],
+        &["GET", "K"],
+        &["INCR", "C"],
+        &["DEL", "K"],
+        &["ZADD", "Z", "1.5", "m"],
+        &["ZSCORE", "Z", "m"],
+        &["PING"],
+        &["ECHO", "hi"],
+        &["CLIENT", "SETNAME", "n1"],
+        &["client", "getname"],
+        &["CLIENT", "SETINFO", "LIB-NAME", "lib"],
+        &["CLIENT", "SETNAME", "bad name"],
+        &[
+            "CLIENT",
+            "MAINT_NOTIFICATIONS",
+            "ON",
+            "moving-endpoint-type",
+            "none",
+        ],
+        &["HELLO", "3"],
+        &["HELLO", "3", "SETNAME", "n2"],
+        &["AUTH", "default", "x"],
+        &["SELECT", "0"],
+        &["HELLO", "2"],
+    ];
+    // Connection ids differ by design; everything else must not.
+    fn normalized(f: Frame) -> Frame {
+        match f {
+            Frame::Map(pairs) => Frame::Map(
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| *k != bulk("id"))
+                    .collect(),
+            ),
+            // HELLO in RESP2: a flat list of names and values.
+            Frame::Array(mut items) if items.first() == Some(&bulk("server")) => {
+                if let Some(at) = (0..items.len())
+                    .step_by(2)
+                    .find(|&i| items[i] == bulk("id"))
+                {
+                    items.drain(at..(at + 2).min(items.len()));
+                }
+                Frame::Array(items)
+            }
+            other => other,
+        }
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % n
+    };
+    for round in 0..300 {
+        let len = 1 + next(12);
+        let cmds: Vec<&[&str]> = (0..len).map(|_| POOL[next(POOL.len())]).collect();
+        let pipelined = next(2) == 0;
+        let mut replies = Vec::new();
+        for (proxy, prefix) in [(&shared, "s"), (&alone, "o")] {
+            let mut c = proxy.conn().await;
+            let keyed: Vec<Vec<String>> = cmds
+                .iter()
+                .map(|cmd| {
+                    cmd.iter()
+                        .map(|a| match *a {
+                            "K" | "C" | "Z" => format!("{prefix}{round}:{a}"),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut got = Vec::new();
+            if pipelined {
+                let mut bytes = Vec::new();
+                for cmd in &keyed {
+                    bytes.extend_from_slice(&Frame::command(cmd).to_bytes());
+                }
+                c.raw(&bytes).await;
+                for _ in &keyed {
+                    got.push(normalized(c.read().await));
+                }
+            } else {
+                for cmd in &keyed {
+                    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                    got.push(normalized(c.call(&args).await));
+                }
+            }
+            replies.push(got);
+        }
+        assert_eq!(
+            replies[0], replies[1],
+            "round {round}, pipelined {pipelined}: {cmds:?}"
+        );
+    }
+}
+
 /// Without sharing, every session has a connection of its own from the
 /// start, as in Teleport.
 #[tokio::test]
