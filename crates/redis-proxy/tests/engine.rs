@@ -400,6 +400,66 @@ async fn shared_sessions_answer_as_sessions_of_their_own() {
     }
 }
 
+/// Hostile input on the shared path: random mixes of valid commands,
+/// connection-setup calls, protocol switches, truncated and malformed
+/// frames never crash or hang the engine, never produce a partial reply,
+/// and leave it serving the next session.
+#[tokio::test]
+async fn hostile_bytes_on_the_shared_path() {
+    let (_server, _creds, proxy) = setup().await;
+    let pieces: Vec<Vec<u8>> = vec![
+        Frame::command(["SET", "h", "v"]).to_bytes(),
+        Frame::command(["GET", "h"]).to_bytes(),
+        Frame::command(["HELLO", "3"]).to_bytes(),
+        Frame::command(["HELLO", "3", "SETNAME"]).to_bytes(),
+        Frame::command(["HELLO", "3", "AUTH", "u"]).to_bytes(),
+        Frame::command(["CLIENT", "SETNAME", "x"]).to_bytes(),
+        Frame::command(["CLIENT", "SETINFO", "LIB-VER"]).to_bytes(),
+        Frame::command(["CLIENT"]).to_bytes(),
+        Frame::command(["AUTH"]).to_bytes(),
+        b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$-1\r\n".to_vec(),
+        b"*2\r\n$5\r\nHELLO\r\n:3\r\n".to_vec(),
+        b"*-1\r\n".to_vec(),
+        b"*1\r\n$0\r\n\r\n".to_vec(),
+        b"*0\r\n".to_vec(),
+        b"HELLO 3\r\n".to_vec(),
+        b"$99999999999\r\n".to_vec(),
+        b"*2\r\n$3\r\nGET\r\n$5\r\nab".to_vec(),
+        b"\r\n\r\n".to_vec(),
+        vec![0xff, 0x00, b'*', b'-', b'2', b'\r'],
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed as usize) % n
+    };
+    for round in 0..150 {
+        let mut input = Vec::new();
+        for _ in 0..1 + next(6) {
+            input.extend_from_slice(&pieces[next(pieces.len())]);
+        }
+        let mut c = proxy.conn().await;
+        c.raw(&input).await;
+        c.stream.shutdown().await.unwrap();
+        // Whole replies, then the end: try_read fails on a partial frame
+        // and on silence.
+        let mut replies = 0;
+        while c.try_read().await.is_some() {
+            replies += 1;
+            assert!(replies < 100, "round {round}: endless replies");
+        }
+        let mut fresh = proxy.conn().await;
+        assert_eq!(
+            fresh.call(&["PING"]).await,
+            simple("PONG"),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
+
 /// Without sharing, every session has a connection of its own from the
 /// start, as in Teleport.
 #[tokio::test]
