@@ -463,6 +463,12 @@ fn redis_chain(dir: &Path) -> Result<()> {
         ),
         ("redis-server", w.redis.pid()),
     ];
+    // The processes serving each target, for CPU time per request beside
+    // the chain's.
+    let redis_only: Vec<(&str, u32)> = vec![("redis-server", w.redis.pid())];
+    let twem_procs: Vec<(&str, u32)> =
+        vec![("twemproxy", _twem.0.id()), ("redis-server", w.redis.pid())];
+    let served_by = [&redis_only, &redis_only, &twem_procs, &procs];
     // XTASK_BENCH_HOLD=<file>: print the chain's ports and processes and
     // wait while <file> exists (time for a profiler), then measure.
     if let Some(hold) = std::env::var_os("XTASK_BENCH_HOLD") {
@@ -479,26 +485,28 @@ fn redis_chain(dir: &Path) -> Result<()> {
     for (p, c) in [(1, 50), (16, 50), (1, 1)] {
         let n = if c == 1 { 20_000 } else { n };
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
-        // CPU ticks each chain process spent in the chain runs.
-        let mut ticks = vec![0u64; procs.len()];
+        // CPU ticks each target's processes spent in its runs.
+        let mut ticks: Vec<Vec<u64>> = served_by.iter().map(|ps| vec![0; ps.len()]).collect();
         for _ in 0..3 {
-            for (i, (name, t)) in targets.iter().enumerate() {
-                let chain = *name == "Teleport chain";
-                let before = chain.then(|| cpu_ticks(&procs)).transpose()?;
+            for (i, (_, t)) in targets.iter().enumerate() {
+                let before = cpu_ticks(served_by[i])?;
                 runs[i].push(redis_benchmark(t, p, c, n)?);
-                if let Some(before) = before {
-                    for (k, (b, a)) in before.iter().zip(cpu_ticks(&procs)?).enumerate() {
-                        ticks[k] += a.saturating_sub(*b);
-                    }
+                for (k, (b, a)) in before.iter().zip(cpu_ticks(served_by[i])?).enumerate() {
+                    ticks[i][k] += a.saturating_sub(*b);
                 }
             }
         }
         // Two commands (SET and GET) of n requests each, three rounds.
         let requests = (3 * 2 * n) as f64;
-        let cpu: Vec<(&str, f64)> = procs
+        let cpu: Vec<Vec<(&str, f64)>> = served_by
             .iter()
             .zip(&ticks)
-            .map(|((name, _), t)| (*name, *t as f64 * 1e6 / tick_hz / requests))
+            .map(|(ps, ts)| {
+                ps.iter()
+                    .zip(ts)
+                    .map(|((name, _), t)| (*name, *t as f64 * 1e6 / tick_hz / requests))
+                    .collect()
+            })
             .collect();
         let row = targets
             .iter()
@@ -536,15 +544,17 @@ fn redis_chain(dir: &Path) -> Result<()> {
                 (p50 - plain_p50) * 1e3
             );
         }
-        let total: f64 = cpu.iter().map(|(_, us)| us).sum();
-        let parts: Vec<String> = cpu
-            .iter()
-            .map(|(name, us)| format!("{name} {us:.1}"))
-            .collect();
-        println!(
-            "    chain CPU per request: {total:.1} us ({})",
-            parts.join(", ")
-        );
+        for ((name, _), parts) in targets.iter().zip(cpu) {
+            let total: f64 = parts.iter().map(|(_, us)| us).sum();
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|(name, us)| format!("{name} {us:.1}"))
+                .collect();
+            println!(
+                "    CPU per request, {name:<22} {total:>5.1} us ({})",
+                parts.join(", ")
+            );
+        }
     }
     println!(
         "  targets: -P 16 -c 50 chain >= 0.35 of direct TLS; -P 1 median latency added <= 150 us"
