@@ -821,11 +821,22 @@ async fn submit(
             return Err(closed());
         }
         let resp3 = conn.hello.is_some();
-        let Start::Shared(new) = backend.shared.start(backend, resp3).await? else {
-            return Err(closed());
+        let new = match backend.shared.start(backend, resp3).await {
+            Ok(Start::Shared(new)) => Ok(new),
+            Ok(_) => Err(closed()),
+            Err(e) => Err(e),
         };
-        *conn = new;
-        conn.tx.send(sub).map_err(|_| closed())?;
+        let sent_to = new.and_then(|new| {
+            *conn = new;
+            conn.tx.send(sub).map_err(|_| closed())
+        });
+        if let Err(e) = sent_to {
+            // Nothing is outstanding: the failure is the client's next
+            // reply, counted so that the session ends once it is written.
+            let _ = to.send(Delivery::Failed(e.to_string()));
+            *sent += 1;
+            return Err(e);
+        }
     }
     *sent += std::mem::take(batch);
     Ok(())

@@ -517,6 +517,40 @@ async fn sessions_go_on_after_the_shared_connection_fails() {
     }
     assert_eq!(idle.call(&["GET", "k"]).await, bulk("v"));
     assert_eq!(creds.calls(), 3, "first, admin's own, second shared");
+
+    // When no new shared connection can be had, a session hears why
+    // instead of being hung up on.
+    assert_eq!(
+        admin
+            .call(&["CONFIG", "SET", "requirepass", "rotated"])
+            .await,
+        simple("OK")
+    );
+    assert_eq!(
+        admin
+            .call(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .await,
+        Frame::Integer(1)
+    );
+    // Once the engine has seen the shared connection go (new sessions
+    // then fail to connect), the idle session's next command needs a new
+    // one.
+    loop {
+        let mut fresh = proxy.conn().await;
+        fresh.send(&["PING"]).await;
+        if let Frame::Error(_) = fresh.read().await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the engine did not notice"
+        );
+    }
+    let e = error_text(&idle.call(&["GET", "k"]).await);
+    assert!(
+        e.starts_with("ERR Teleport: database connection error"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
