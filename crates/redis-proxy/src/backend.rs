@@ -224,6 +224,11 @@ impl Backend {
         Ok(BackendStream::Tls(Box::new(tls)))
     }
 
+    /// The provider of this backend's credentials.
+    pub(crate) fn credential_provider(&self) -> Arc<dyn CredentialProvider> {
+        self.credentials.clone()
+    }
+
     /// The credentials for a new AUTH (asks the provider).
     pub async fn credentials(&self) -> Result<Credentials, EngineError> {
         self.credentials

@@ -466,9 +466,8 @@ where
     let mut unread = BytesMut::new();
     // Settings the session made on the shared connection, for its own.
     let mut setup = None;
-    // A connection of the session's own, when one is already at hand (or
-    // could not be had).
-    let mut own = None;
+    // Why the shared connection could not be had.
+    let mut failed = None;
     if opts.share_backend {
         match backend.shared.start(backend, false).await {
             Ok(shared::Start::Shared(conn)) => {
@@ -488,13 +487,12 @@ where
                     }
                 }
             }
-            Ok(shared::Start::Own(c)) => own = Some(Ok(c)),
             Ok(shared::Start::Unshared) => {}
-            Err(e) => own = Some(Err(e)),
+            Err(e) => failed = Some(e),
         }
     }
-    let connected = match own {
-        Some(r) => r,
+    let connected = match failed {
+        Some(e) => Err(e),
         None => backend.connect_authenticated().await,
     };
     let connected = match connected {

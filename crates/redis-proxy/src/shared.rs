@@ -30,12 +30,13 @@
 //!   that command and everything after it go through the per-session
 //!   engine ([`crate::run`]).
 //!
-//! Credentials that expire (Microsoft Entra tokens) are not shared: their
-//! sessions use connections of their own from the start, renewed in place.
-//! When the shared connection fails, sessions waiting on it get
-//! `-ERR Teleport: database connection error ...` and end, as they would
-//! on a connection of their own; sessions with nothing outstanding go on
-//! on a new one.
+//! Credentials that expire (Microsoft Entra tokens) are renewed on the
+//! shared connection as on a session's own: `AUTH` with a fresh token goes
+//! out between batches before the old one runs out, and its reply is the
+//! engine's. When the shared connection fails (or a renewal is refused),
+//! sessions waiting on it get `-ERR Teleport: database connection error
+//! ...` and end, as they would on a connection of their own; sessions with
+//! nothing outstanding go on on a new one, or hear why none can be had.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +47,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-use crate::backend::{read_frame, read_reply, Backend, BackendStream, Connected};
+use crate::backend::{read_frame, read_reply, Backend, BackendStream};
 use crate::resp::{self, Limits};
 use crate::Frame;
 use crate::{audit_event, local_auth, refusal, CommandEvent, EngineError, Progress};
@@ -411,8 +412,8 @@ enum SlotState {
     #[default]
     Closed,
     Open(SharedConn),
-    /// The credentials expire (or, for RESP3, the server does not speak
-    /// it): sessions use connections of their own.
+    /// The server does not speak RESP3: RESP3 sessions use connections of
+    /// their own.
     Unshared,
 }
 
@@ -420,16 +421,13 @@ enum SlotState {
 pub(crate) enum Start {
     /// To the shared connection ([`serve`]).
     Shared(SharedConn),
-    /// To this connection, of the session's own.
-    Own(Connected),
     /// To a connection of the session's own, still to be opened.
     Unshared,
 }
 
 impl SharedSlot {
     /// The open shared connection for RESP2 or RESP3 sessions, else a new
-    /// one (or, when the database's credentials expire, that connection for
-    /// the session alone).
+    /// one (`Unshared` for RESP3 on a server that does not speak it).
     pub(crate) async fn start(&self, backend: &Backend, resp3: bool) -> Result<Start, EngineError> {
         let slot = if resp3 { &self.resp3 } else { &self.resp2 };
         let mut state = slot.lock().await;
@@ -439,10 +437,6 @@ impl SharedSlot {
             _ => {}
         }
         let mut connected = backend.connect_authenticated().await?;
-        if connected.reauth_at.is_some() {
-            *state = SlotState::Unshared;
-            return Ok(Start::Own(connected));
-        }
         let hello = if resp3 {
             match hello3(&mut connected.stream).await? {
                 Some(reply) => Some(reply),
@@ -458,8 +452,14 @@ impl SharedSlot {
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = Limits::default();
         let host = backend.host().to_string();
+        // Credentials that expire (Entra tokens) are renewed on the shared
+        // connection as on a session's own.
+        let renew = connected.reauth_at.map(|at| Renew {
+            provider: backend.credential_provider(),
+            at,
+        });
         tokio::spawn(async move {
-            if let Err(e) = run_conn(connected.stream, rx, limits).await {
+            if let Err(e) = run_conn(connected.stream, rx, limits, renew).await {
                 tracing::debug!(%host, error = %e, "shared database connection ended");
             }
         });
@@ -469,37 +469,74 @@ impl SharedSlot {
     }
 }
 
+/// Renewal of a shared connection's expiring credentials.
+struct Renew {
+    provider: std::sync::Arc<dyn crate::CredentialProvider>,
+    /// When to send the next `AUTH`.
+    at: tokio::time::Instant,
+}
+
+/// Where replies on the shared connection go: a session, or (`None`) the
+/// engine, for its own `AUTH`.
+type ReplyTo = Option<mpsc::UnboundedSender<Delivery>>;
+
 /// Drives one shared connection: writes the sessions' batches in the order
-/// they came, hands each session its replies. Ends when the connection
-/// fails (every session with replies outstanding is told) or has been idle
-/// for [`IDLE_CLOSE`].
+/// they came, hands each session its replies, and sends `AUTH` with fresh
+/// credentials before expiring ones run out (between batches, its reply
+/// checked here). Ends when the connection fails or renewal is refused
+/// (every session with replies outstanding is told), or when it has been
+/// idle for [`IDLE_CLOSE`].
 async fn run_conn(
     stream: BackendStream,
     mut rx: mpsc::UnboundedReceiver<Submission>,
     limits: Limits,
+    mut renew: Option<Renew>,
 ) -> Result<(), EngineError> {
     let (mut r, mut w) = tokio::io::split(stream);
     // Sessions in the order their commands were written, with the replies
     // each still expects.
-    let pending: Mutex<VecDeque<(u64, mpsc::UnboundedSender<Delivery>)>> = Mutex::default();
+    let pending: Mutex<VecDeque<(u64, ReplyTo)>> = Mutex::default();
     let pending = &pending;
     let writer = async {
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut last_used = tokio::time::Instant::now();
         loop {
             let idle = pending.lock().map(|q| q.is_empty()).unwrap_or(false);
-            let first = if idle {
-                match tokio::time::timeout(IDLE_CLOSE, rx.recv()).await {
-                    Ok(s) => s,
-                    Err(_) => return Ok(()),
+            let renew_at = renew.as_ref().map(|r| r.at);
+            let first = tokio::select! {
+                biased;
+                () = async {
+                    match renew_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some(r) = renew.as_mut() else { continue };
+                    let creds = r.provider.credentials().await.map_err(EngineError::Credentials)?;
+                    let Some(cmd) = creds.auth_command() else {
+                        renew = None;
+                        continue;
+                    };
+                    if let Ok(mut q) = pending.lock() {
+                        q.push_back((1, None));
+                    }
+                    w.write_all(&cmd).await.map_err(EngineError::Backend)?;
+                    w.flush().await.map_err(EngineError::Backend)?;
+                    match creds.valid_for {
+                        Some(v) => r.at = crate::backend::reauth_deadline(v),
+                        None => renew = None,
+                    }
+                    continue;
                 }
-            } else {
-                rx.recv().await
+                () = tokio::time::sleep_until(last_used + IDLE_CLOSE), if idle => return Ok(()),
+                s = rx.recv() => s,
             };
             let Some(first) = first else { return Ok(()) };
+            last_used = tokio::time::Instant::now();
             let mut next = Some(first);
             while let Some(s) = next {
                 if let Ok(mut q) = pending.lock() {
-                    q.push_back((s.replies, s.to));
+                    q.push_back((s.replies, Some(s.to)));
                 }
                 out.extend_from_slice(&s.bytes);
                 next = rx.try_recv().ok();
@@ -512,6 +549,8 @@ async fn run_conn(
     let reader = async {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut scanner = resp::Scanner::default();
+        // The reply to the engine's AUTH, as it arrives.
+        let mut auth_reply: Vec<u8> = Vec::new();
         loop {
             buf.reserve(16 * 1024);
             if r.read_buf(&mut buf).await.map_err(EngineError::Backend)? == 0 {
@@ -534,12 +573,35 @@ async fn run_conn(
                 }
                 if scanned.frames != scanned.replies {
                     return Err(EngineError::BackendProtocol(
-                        "a push frame on a shared RESP2 connection".into(),
+                        "an out-of-band push frame on a shared connection".into(),
                     ));
                 }
                 let chunk = buf.split_to(scanned.consumed).freeze();
-                // A session that ended still has its replies read.
-                let _ = to.send(Delivery::Bytes(chunk, scanned.replies));
+                match to {
+                    // A session that ended still has its replies read.
+                    Some(to) => {
+                        let _ = to.send(Delivery::Bytes(chunk, scanned.replies));
+                    }
+                    None => {
+                        auth_reply.extend_from_slice(&chunk);
+                        if auth_reply.len() > 64 * 1024 {
+                            return Err(EngineError::BackendProtocol(
+                                "an oversized answer to AUTH".into(),
+                            ));
+                        }
+                        if scanned.replies == 1 {
+                            let reply = std::mem::take(&mut auth_reply);
+                            if !reply.starts_with(b"+") {
+                                let text = String::from_utf8_lossy(&reply);
+                                return Err(EngineError::Auth(format!(
+                                    "re-authentication refused: {}",
+                                    text.trim_start_matches('-').trim_end()
+                                )));
+                            }
+                            tracing::debug!("re-authenticated the shared database connection");
+                        }
+                    }
+                }
                 *left -= scanned.replies;
                 if *left == 0 {
                     q.pop_front();
@@ -557,7 +619,7 @@ async fn run_conn(
         Err(e) => e.to_string(),
     };
     if let Ok(mut q) = pending.lock() {
-        for (_, to) in q.drain(..) {
+        for (_, to) in q.drain(..).filter_map(|(n, to)| to.map(|t| (n, t))) {
             let _ = to.send(Delivery::Failed(why.clone()));
         }
     }

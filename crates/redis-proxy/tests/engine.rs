@@ -1189,6 +1189,85 @@ async fn subscribers_are_renewed_in_resp2_and_resp3() {
     assert_eq!(hellos.len(), 1, "{hellos:?}");
 }
 
+/// Sessions of a cache reached with Entra tokens share one connection too:
+/// the engine renews its token in place, between batches, and a refused
+/// renewal reaches the sessions as an error.
+#[tokio::test]
+async fn expiring_credentials_are_renewed_on_the_shared_connection() {
+    // The server and the admin proxy stay bound: they live for the test.
+    let Entra {
+        _server,
+        _admin_proxy,
+        mut admin,
+        creds,
+        proxy,
+    } = Entra::start().await;
+    // The ids of the connections logged in with tokens.
+    async fn token_connections(admin: &mut Conn) -> Vec<String> {
+        let Frame::Bulk(list) = admin.call(&["CLIENT", "LIST"]).await else {
+            panic!("CLIENT LIST")
+        };
+        String::from_utf8_lossy(&list)
+            .lines()
+            .filter(|l| l.contains(" user=entra-object-id "))
+            .filter_map(|l| l.split(' ').next().map(str::to_string))
+            .collect()
+    }
+    let mut a = proxy.conn().await;
+    let mut b = proxy.conn().await;
+    assert_eq!(a.call(&["SET", "k", "0"]).await, simple("OK"));
+    assert_eq!(b.call(&["GET", "k"]).await, bulk("0"));
+    let shared = token_connections(&mut admin).await;
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    let before = auth_calls(&admin.call(&["INFO", "commandstats"]).await);
+    // Both sessions busy through several token lifetimes (1.2 s each).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut n = 0;
+    while creds.calls.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        for s in [&mut a, &mut b] {
+            let mut batch = Vec::new();
+            for _ in 0..20 {
+                batch.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n");
+            }
+            s.raw(&batch).await;
+            for _ in 0..20 {
+                n += 1;
+                assert_eq!(s.read().await, Frame::Integer(n));
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no renewal");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Still that one connection, renewed in place (no reply to the
+    // engine's AUTH reached a session: the counts above are exact).
+    assert_eq!(token_connections(&mut admin).await, shared);
+    let after = auth_calls(&admin.call(&["INFO", "commandstats"]).await);
+    assert!(
+        after >= before + 3,
+        "AUTH on the shared connection: {before} -> {after}"
+    );
+    assert!(proxy.events().iter().all(|e| e.name != "AUTH"));
+    // A refused renewal: the sessions hear it.
+    assert_eq!(
+        admin
+            .call(&["ACL", "SETUSER", "entra-object-id", "off"])
+            .await,
+        simple("OK")
+    );
+    let e = loop {
+        a.send(&["GET", "k"]).await;
+        match a.read().await {
+            Frame::Bulk(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            other => break error_text(&other),
+        }
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
+    };
+    assert!(
+        e.starts_with("ERR Teleport: database connection error"),
+        "{e}"
+    );
+}
+
 #[tokio::test]
 async fn expiring_credentials_are_renewed_on_open_connections() {
     // The server and the admin proxy stay bound: they live for the test.
