@@ -44,6 +44,16 @@ async fn redis_cli_set_get_over_tls_backend() {
         .any(|e| e.name == "AUTH" && e.args == ["******"]));
 }
 
+/// A proxy for `server` whose sessions have connections of their own (no
+/// sharing): what the server itself answers.
+async fn unshared(server: &RedisServer) -> Proxy {
+    let own = SessionOptions {
+        share_backend: false,
+        ..SessionOptions::default()
+    };
+    Proxy::start(server.backend(TestCreds::new(PW)), own).await
+}
+
 fn pipeline(cmds: &[&[&str]]) -> Vec<u8> {
     cmds.iter()
         .flat_map(|c| Frame::command(*c).to_bytes())
@@ -140,11 +150,7 @@ async fn sessions_share_a_connection_until_they_need_their_own() {
 async fn connection_setup_commands_keep_sessions_shared() {
     let (server, creds, proxy) = setup().await;
     // The server's own answers, through a session of its own.
-    let own = SessionOptions {
-        share_backend: false,
-        ..SessionOptions::default()
-    };
-    let direct = Proxy::start(server.backend(TestCreds::new(PW)), own).await;
+    let direct = unshared(&server).await;
     let mut d = direct.conn().await;
     let lib_name = &["client", "setinfo", "lib-name", "redis-py"][..];
     let lib_ver = &["CLIENT", "SETINFO", "LIB-VER", "5.0.1"][..];
@@ -297,11 +303,7 @@ async fn resp3_sessions_share_a_resp3_connection() {
 #[tokio::test]
 async fn shared_sessions_answer_as_sessions_of_their_own() {
     let (server, _creds, shared) = setup().await;
-    let own = SessionOptions {
-        share_backend: false,
-        ..SessionOptions::default()
-    };
-    let alone = Proxy::start(server.backend(TestCreds::new(PW)), own).await;
+    let alone = unshared(&server).await;
     const POOL: &[&[&str]] = &[
         &["SET", "K", "v"],
         &["GET", "K"],
@@ -1248,20 +1250,7 @@ async fn expiring_credentials_are_renewed_on_the_shared_connection() {
     );
     assert!(proxy.events().iter().all(|e| e.name != "AUTH"));
     // A refused renewal: the sessions hear it.
-    assert_eq!(
-        admin
-            .call(&["ACL", "SETUSER", "entra-object-id", "off"])
-            .await,
-        simple("OK")
-    );
-    let e = loop {
-        a.send(&["GET", "k"]).await;
-        match a.read().await {
-            Frame::Bulk(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            other => break error_text(&other),
-        }
-        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
-    };
+    let e = first_error_once_tokens_are_refused(&mut admin, &mut a, &["GET", "k"]).await;
     assert!(
         e.starts_with("ERR Teleport: database connection error"),
         "{e}"
@@ -1322,21 +1311,32 @@ async fn expiring_credentials_are_renewed_on_open_connections() {
     assert!(proxy.events().iter().all(|e| e.name != "AUTH"));
 
     // A refused renewal ends the session with a Teleport error.
+    let e = first_error_once_tokens_are_refused(&mut admin, &mut c, &["PING"]).await;
+    assert!(e.starts_with("ERR Teleport: "), "{e}");
+}
+
+/// Turns the token user off, then sends `cmd` on `c` until the answer is
+/// an error (a renewal was refused, the next comes within a token's life);
+/// that error's text.
+async fn first_error_once_tokens_are_refused(
+    admin: &mut Conn,
+    c: &mut Conn,
+    cmd: &[&str],
+) -> String {
     assert_eq!(
         admin
             .call(&["ACL", "SETUSER", "entra-object-id", "off"])
             .await,
         simple("OK")
     );
-    let e = loop {
-        c.send(&["PING"]).await;
-        match c.read().await {
-            Frame::Simple(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            other => break error_text(&other),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match c.call(cmd).await {
+            f @ Frame::Error(_) => return error_text(&f),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
-        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
-    };
-    assert!(e.starts_with("ERR Teleport: "), "{e}");
+        assert!(std::time::Instant::now() < deadline, "no refusal");
+    }
 }
 
 #[tokio::test]
