@@ -528,7 +528,14 @@ async fn run_conn(
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(last_used + IDLE_CLOSE), if idle => return Ok(()),
+                // A timer only while idle (none made per batch otherwise).
+                () = async {
+                    if idle {
+                        tokio::time::sleep_until(last_used + IDLE_CLOSE).await
+                    } else {
+                        std::future::pending().await
+                    }
+                } => return Ok(()),
                 s = rx.recv() => s,
             };
             let Some(first) = first else { return Ok(()) };
