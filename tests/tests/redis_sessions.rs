@@ -363,6 +363,49 @@ fn guide_walk_with_redis_cli() {
         out.contains("Logged out of database my-azure-redis"),
         "{out}"
     );
+
+    // The proxy sees a certificate when a multiplexed connection is made;
+    // a session opened on it after the certificate expired is refused by
+    // the agent.
+    let short = c.tmp().join("short.pem");
+    ok(c.node
+        .tctl(&[
+            "auth",
+            "sign",
+            "--user=alice",
+            "--out",
+            short.to_str().unwrap(),
+            "--ttl=5s",
+        ])
+        .unwrap())
+    .unwrap();
+    let short_home = c.tmp().join("short-home");
+    let short_global = [
+        "-i",
+        short.to_str().unwrap(),
+        "--proxy",
+        c.node.web_addr.as_str(),
+        "--insecure",
+    ];
+    let mut login = short_global.to_vec();
+    login.extend_from_slice(&["db", "login", "my-azure-redis"]);
+    let out = stdout_of(tsh(&short_home, &login, None).unwrap());
+    assert!(out.contains("has been saved"), "{out}");
+    let t = tunnel_with(&short_home, &short_global, "my-azure-redis");
+    assert_eq!(Raw::connect(t.port).call(&["PING"]), "+PONG");
+    let refused = poll(
+        Duration::from_secs(30),
+        "the expired certificate refused",
+        || {
+            let reply = Raw::connect(t.port).call(&["PING"]);
+            (reply != "+PONG").then_some(reply)
+        },
+    )
+    .unwrap();
+    assert!(
+        refused.contains("ERR Teleport: the database certificate expired at"),
+        "{refused}"
+    );
 }
 
 /// tsh's local proxy carries its connections as streams of one

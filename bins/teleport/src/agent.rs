@@ -526,6 +526,38 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
         }
         return;
     }
+    if kind == "db-mux" {
+        // A user's whole multiplexed connection (see `proxy::ALPN_REDIS_MUX`):
+        // every stream the client opens on it is a session of that
+        // certificate's.
+        let cert = target["cert"]
+            .as_str()
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+        let cfg = tunnel::TunnelConfig {
+            max_streams: proxy::DB_MUX_MAX_STREAMS,
+            ..tunnel::TunnelConfig::default()
+        };
+        let db = services.db.clone();
+        let result = tunnel::serve_mux(stream, &cfg, move |mut session| {
+            let (db, cert) = (db.clone(), cert.clone());
+            tokio::spawn(async move {
+                match (db, cert) {
+                    (Some(db), Some(cert)) => db.serve(cert, session).await,
+                    _ => {
+                        let _ = session
+                            .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
+                            .await;
+                        let _ = session.shutdown().await;
+                    }
+                }
+            });
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "multiplexed database connection ended");
+        }
+        return;
+    }
     if kind == "db" {
         let cert = target["cert"]
             .as_str()

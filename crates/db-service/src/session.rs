@@ -479,6 +479,15 @@ impl DbSessions {
             .route_to_database
             .as_ref()
             .ok_or("this certificate is not for a database: run tsh db login <db>")?;
+        // The proxy checked the certificate when the connection was made;
+        // sessions opened later on a multiplexed connection are checked
+        // here.
+        if identity.expires <= time::OffsetDateTime::now_utc() {
+            return Err(format!(
+                "the database certificate expired at {}: run tsh db login {}",
+                identity.expires, route.service_name
+            ));
+        }
         let db = self
             .dbs
             .read()

@@ -49,9 +49,9 @@ pub const ALPN_APP: &[u8] = b"teleport-app";
 pub const ALPN_REDIS: &[u8] = b"teleport-redis";
 /// ALPN of multiplexed Redis sessions: one connection with a database
 /// certificate carries many sessions as yamux streams
-/// ([`tunnel::serve_mux`]), each spliced to the agent like a
-/// [`ALPN_REDIS`] connection. Preferred over [`ALPN_REDIS`] when a client
-/// offers both.
+/// ([`tunnel::serve_mux`]); the proxy relays it to the agent as one tunnel
+/// stream, which the agent takes apart. Preferred over [`ALPN_REDIS`] when
+/// a client offers both.
 pub const ALPN_REDIS_MUX: &[u8] = b"teleport-redis-mux";
 /// ALPN of agents' HTTP calls, served with the host-CA certificate that
 /// agents verify through `teleport.ca_pin`.
@@ -369,7 +369,7 @@ impl Proxy {
             .await
     }
 
-    /// Opens a session stream (`kind` `app` or `db`) for the client of
+    /// Opens a session stream (`kind` `app`, `db` or `db-mux`) for the client of
     /// `conn` to the first agent serving `name` that is reachable through
     /// this proxy's tunnels, passing the client's certificate along.
     async fn dial_session(
@@ -379,10 +379,12 @@ impl Proxy {
         name: &str,
     ) -> Result<tunnel::TunnelStream, String> {
         use base64::Engine;
-        let what = if kind == "db" { "database" } else { kind };
+        // A multiplexed database connection goes to a database agent.
+        let served_by = if kind == "db-mux" { "db" } else { kind };
+        let what = if served_by == "db" { "database" } else { kind };
         let agents: Vec<String> = self
             .auth
-            .servers(kind)
+            .servers(served_by)
             .await
             .map_err(|e| format!("listing {what} servers: {e}"))?
             .into_iter()
@@ -440,9 +442,12 @@ impl Proxy {
     }
 
     /// Multiplexed database sessions: the certificate is checked once for
-    /// the connection, then every stream the client opens is a session of
-    /// its own, spliced to the agent like [`Proxy::serve_db`]'s connection.
-    /// A stream opened after the certificate expired is refused.
+    /// the connection, which then goes to an agent of the database as one
+    /// tunnel stream (`db-mux`; the agent checks every session it carries,
+    /// expiry included). Without a reachable agent, every stream the client
+    /// opens is a session of its own, spliced like [`Proxy::serve_db`]'s
+    /// connection or refused with the reason; a stream opened after the
+    /// certificate expired is refused.
     async fn serve_db_mux(
         self: Arc<Self>,
         tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
@@ -451,9 +456,33 @@ impl Proxy {
         // A client that vanished without closing is noticed, ending its
         // sessions.
         let _ = tunnel::set_keepalive(tls.get_ref().0);
+        let session = DbSession::of(tls.get_ref().1);
+        // The whole connection goes to one agent as one tunnel stream: the
+        // agent takes the sessions apart (and checks each against the
+        // certificate), the proxy relays bytes in batches instead of
+        // handling every session's frames on both sides.
+        if let Ok(s) = &session {
+            if s.check_current().is_ok() {
+                match self.dial_session(s.cert_der.clone(), "db-mux", &s.db).await {
+                    Ok(mut upstream) => {
+                        let mut tls = tls;
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await
+                        {
+                            tracing::debug!(%peer, error = %e, "multiplexed database connection ended");
+                        }
+                        return;
+                    }
+                    // Served below, session by session: each gets the
+                    // reason, and later ones try again.
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "no agent for a multiplexed database connection")
+                    }
+                }
+            }
+        }
         // A refused certificate refuses every session on the connection,
         // each with the reason as a Redis error.
-        let session: Arc<Result<DbSession, String>> = Arc::new(DbSession::of(tls.get_ref().1));
+        let session: Arc<Result<DbSession, String>> = Arc::new(session);
         let cfg = tunnel::TunnelConfig {
             max_streams: DB_MUX_MAX_STREAMS,
             ..tunnel::TunnelConfig::default()
