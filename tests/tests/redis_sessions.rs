@@ -38,6 +38,31 @@ impl Cluster {
     fn tmp(&self) -> &Path {
         &self.w.dir
     }
+
+    /// An identity file for alice from `tctl auth sign --ttl=<ttl>`, as the
+    /// tsh flags that use it.
+    fn signed_identity(&self, file: &str, ttl: &str) -> Vec<String> {
+        let path = self.tmp().join(file);
+        ok(self
+            .node
+            .tctl(&[
+                "auth",
+                "sign",
+                "--user=alice",
+                "--out",
+                path.to_str().unwrap(),
+                &format!("--ttl={ttl}"),
+            ])
+            .unwrap())
+        .unwrap();
+        vec![
+            "-i".into(),
+            path.display().to_string(),
+            "--proxy".into(),
+            self.node.web_addr.clone(),
+            "--insecure".into(),
+        ]
+    }
 }
 
 fn cluster() -> Cluster {
@@ -326,26 +351,9 @@ fn guide_walk_with_redis_cli() {
     assert!(connect(&alice, &["GET", "k"]).contains("after"));
 
     // Everything again with an identity file made by tctl auth sign.
-    let id_file = c.tmp().join("alice.pem");
-    ok(c.node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=alice",
-            "--out",
-            id_file.to_str().unwrap(),
-            "--ttl=1h",
-        ])
-        .unwrap())
-    .unwrap();
     let bot = c.tmp().join("bot-home");
-    let global = [
-        "-i",
-        id_file.to_str().unwrap(),
-        "--proxy",
-        c.node.web_addr.as_str(),
-        "--insecure",
-    ];
+    let flags = c.signed_identity("alice.pem", "1h");
+    let global: Vec<&str> = flags.iter().map(String::as_str).collect();
     let with_id = |args: &[&str]| {
         let mut all = global.to_vec();
         all.extend_from_slice(args);
@@ -367,27 +375,10 @@ fn guide_walk_with_redis_cli() {
     // The proxy sees a certificate when a multiplexed connection is made;
     // a session opened on it after the certificate expired is refused by
     // the agent.
-    let short = c.tmp().join("short.pem");
-    ok(c.node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=alice",
-            "--out",
-            short.to_str().unwrap(),
-            "--ttl=5s",
-        ])
-        .unwrap())
-    .unwrap();
     let short_home = c.tmp().join("short-home");
-    let short_global = [
-        "-i",
-        short.to_str().unwrap(),
-        "--proxy",
-        c.node.web_addr.as_str(),
-        "--insecure",
-    ];
-    let mut login = short_global.to_vec();
+    let short_flags = c.signed_identity("short.pem", "5s");
+    let short_global: Vec<&str> = short_flags.iter().map(String::as_str).collect();
+    let mut login = short_global.clone();
     login.extend_from_slice(&["db", "login", "my-azure-redis"]);
     let out = stdout_of(tsh(&short_home, &login, None).unwrap());
     assert!(out.contains("has been saved"), "{out}");

@@ -440,6 +440,26 @@ struct Services {
     db: Option<Arc<db_service::session::DbSessions>>,
 }
 
+/// One database session, or its refusal when this agent serves no
+/// databases (or the proxy sent no certificate).
+async fn serve_db_session(
+    db: Option<Arc<db_service::session::DbSessions>>,
+    cert: Option<Vec<u8>>,
+    mut stream: tunnel::TunnelStream,
+) {
+    use tokio::io::AsyncWriteExt;
+    match (db, cert) {
+        (Some(db), Some(cert)) => db.serve(cert, stream).await,
+        _ => {
+            tracing::warn!("the proxy asked for a database session this agent does not serve");
+            let _ = stream
+                .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
 /// The auth service as the Azure handler needs it, through the proxy.
 struct AgentCluster {
     proxy: String,
@@ -512,11 +532,12 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
     use tokio::io::AsyncWriteExt;
     let target: serde_json::Value = serde_json::from_slice(&target).unwrap_or_default();
     let kind = target["kind"].as_str().unwrap_or_default().to_string();
+    // The user's certificate, for app and database sessions.
+    let cert = target["cert"]
+        .as_str()
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
     if kind == "app" {
         let name = target["name"].as_str().unwrap_or_default();
-        let cert = target["cert"]
-            .as_str()
-            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
         match (services.azure.get(name), cert) {
             (Some(handler), Some(cert)) => handler.clone().serve(cert, stream).await,
             _ => {
@@ -530,27 +551,9 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
         // A user's whole multiplexed connection (see `proxy::ALPN_REDIS_MUX`):
         // every stream the client opens on it is a session of that
         // certificate's.
-        let cert = target["cert"]
-            .as_str()
-            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
-        let cfg = tunnel::TunnelConfig {
-            max_streams: proxy::DB_MUX_MAX_STREAMS,
-            ..tunnel::TunnelConfig::default()
-        };
         let db = services.db.clone();
-        let result = tunnel::serve_mux(stream, &cfg, move |mut session| {
-            let (db, cert) = (db.clone(), cert.clone());
-            tokio::spawn(async move {
-                match (db, cert) {
-                    (Some(db), Some(cert)) => db.serve(cert, session).await,
-                    _ => {
-                        let _ = session
-                            .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
-                            .await;
-                        let _ = session.shutdown().await;
-                    }
-                }
-            });
+        let result = tunnel::serve_mux(stream, &proxy::db_mux_config(), move |session| {
+            tokio::spawn(serve_db_session(db.clone(), cert.clone(), session));
         })
         .await;
         if let Err(e) = result {
@@ -559,19 +562,7 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
         return;
     }
     if kind == "db" {
-        let cert = target["cert"]
-            .as_str()
-            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
-        match (&services.db, cert) {
-            (Some(db), Some(cert)) => db.clone().serve(cert, stream).await,
-            _ => {
-                tracing::warn!("the proxy asked for a database session this agent does not serve");
-                let _ = stream
-                    .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-            }
-        }
+        serve_db_session(services.db.clone(), cert, stream).await;
         return;
     }
     match kind.as_str() {

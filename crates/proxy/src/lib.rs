@@ -99,6 +99,15 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
 /// client opens another connection beyond that.
 pub const DB_MUX_MAX_STREAMS: usize = 1000;
 
+/// The multiplexing settings of a database connection, at both ends (the
+/// proxy's fallback and the agent that takes a relayed one apart).
+pub fn db_mux_config() -> tunnel::TunnelConfig {
+    tunnel::TunnelConfig {
+        max_streams: DB_MUX_MAX_STREAMS,
+        ..tunnel::TunnelConfig::default()
+    }
+}
+
 /// What a database connection's certificate allows.
 struct DbSession {
     cert_der: Vec<u8>,
@@ -483,12 +492,8 @@ impl Proxy {
         // A refused certificate refuses every session on the connection,
         // each with the reason as a Redis error.
         let session: Arc<Result<DbSession, String>> = Arc::new(session);
-        let cfg = tunnel::TunnelConfig {
-            max_streams: DB_MUX_MAX_STREAMS,
-            ..tunnel::TunnelConfig::default()
-        };
         let proxy = self.clone();
-        let result = tunnel::serve_mux(tls, &cfg, move |stream| {
+        let result = tunnel::serve_mux(tls, &db_mux_config(), move |stream| {
             let proxy = proxy.clone();
             let session = session.clone();
             tokio::spawn(async move {

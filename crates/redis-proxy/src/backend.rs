@@ -300,15 +300,33 @@ pub fn reauth_deadline(valid_for: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + valid_for.saturating_sub(margin)
 }
 
-pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
+async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Frame, EngineError> {
     read_reply(stream, buf).await.map(|(f, _)| f)
 }
 
+/// Sends `cmds` (`n` whole commands) on a connection with nothing else
+/// outstanding and reads their `n` replies: each parsed, and as the bytes
+/// that carried it.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    cmds: &[u8],
+    n: usize,
+) -> Result<Vec<(Frame, bytes::Bytes)>, EngineError> {
+    stream.write_all(cmds).await.map_err(EngineError::Backend)?;
+    stream.flush().await.map_err(EngineError::Backend)?;
+    let mut buf = BytesMut::new();
+    let mut replies = Vec::with_capacity(n);
+    for _ in 0..n {
+        replies.push(read_reply(stream, &mut buf).await?);
+    }
+    Ok(replies)
+}
+
 /// Reads one reply: parsed, and as the bytes that carried it.
-pub(crate) async fn read_reply<S: AsyncRead + Unpin>(
+async fn read_reply<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<(Frame, bytes::Bytes), EngineError> {

@@ -491,18 +491,17 @@ where
             Err(e) => failed = Some(e),
         }
     }
-    let connected = match failed {
-        Some(e) => Err(e),
-        None => backend.connect_authenticated().await,
+    let connected = async {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let mut c = backend.connect_authenticated().await?;
+        if let Some(setup) = &setup {
+            replay_setup(&mut c.stream, setup).await?;
+        }
+        Ok(c)
     };
-    let connected = match connected {
-        Ok(mut c) => match &setup {
-            Some(setup) => replay_setup(&mut c.stream, setup).await.map(|()| c),
-            None => Ok(c),
-        },
-        Err(e) => Err(e),
-    };
-    let connected = match connected {
+    let connected = match connected.await {
         Ok(c) => c,
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
@@ -545,14 +544,8 @@ async fn replay_setup(
     if n == 0 {
         return Ok(());
     }
-    stream
-        .write_all(&cmds)
-        .await
-        .map_err(EngineError::Backend)?;
-    stream.flush().await.map_err(EngineError::Backend)?;
-    let mut buf = BytesMut::new();
-    for _ in 0..n {
-        if let Frame::Error(e) = backend::read_frame(stream, &mut buf).await? {
+    for (reply, _) in backend::exchange(stream, &cmds, n).await? {
+        if let Frame::Error(e) = reply {
             tracing::debug!(error = %String::from_utf8_lossy(&e), "replaying a session's settings");
         }
     }
@@ -942,7 +935,7 @@ fn awaiting_engine_auth(slot: &EngineSlot) -> bool {
 }
 
 /// `HELLO 3` / `HELLO 2`, sent by the engine to switch protocols.
-const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+pub(crate) const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 const HELLO_2: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
 
 /// Gives `frame` to the pending engine call, if there is one (switching

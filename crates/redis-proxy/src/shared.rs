@@ -47,7 +47,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-use crate::backend::{read_frame, read_reply, Backend, BackendStream};
+use crate::backend::{exchange, Backend, BackendStream};
 use crate::resp::{self, Limits};
 use crate::Frame;
 use crate::{audit_event, local_auth, refusal, CommandEvent, EngineError, Progress};
@@ -165,21 +165,12 @@ pub(crate) struct SharedConn {
     hello: Option<Bytes>,
 }
 
-/// `HELLO 3`.
-const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
-
 /// Switches a new connection to RESP3; the server's reply, or `None` when
 /// it refuses (a server before Redis 6).
 async fn hello3(stream: &mut BackendStream) -> Result<Option<Bytes>, EngineError> {
-    stream
-        .write_all(HELLO_3)
-        .await
-        .map_err(EngineError::Backend)?;
-    stream.flush().await.map_err(EngineError::Backend)?;
-    let mut buf = BytesMut::new();
-    Ok(match read_reply(stream, &mut buf).await? {
-        (Frame::Error(_) | Frame::BlobError(_), _) => None,
-        (_, raw) => Some(raw),
+    Ok(match exchange(stream, crate::HELLO_3, 1).await?.pop() {
+        Some((Frame::Error(_) | Frame::BlobError(_), _)) | None => None,
+        Some((_, raw)) => Some(raw),
     })
 }
 
@@ -207,11 +198,7 @@ impl Probe {
                 text[at..at + upper.len()].copy_from_slice(sub);
             }
         }
-        let mut out = Vec::with_capacity(text.len() + 3);
-        out.push(b'-');
-        out.extend_from_slice(&text);
-        out.extend_from_slice(b"\r\n");
-        out
+        Frame::Error(text.into()).to_bytes()
     }
 }
 
@@ -244,33 +231,31 @@ const PROBES: [(&[u8], &[u8]); 2] = [
 
 /// Sends [`PROBES`] on a new connection and reads their answers.
 async fn probe(stream: &mut BackendStream) -> Result<Known, EngineError> {
-    let all: Vec<u8> = PROBES
+    let all: Vec<u8> = PROBES.iter().flat_map(|(_, cmd)| cmd.to_vec()).collect();
+    let replies = exchange(stream, &all, PROBES.len()).await?;
+    let mut found = PROBES
         .iter()
-        .flat_map(|(_, cmd)| cmd.iter().copied())
-        .collect();
-    stream.write_all(&all).await.map_err(EngineError::Backend)?;
-    stream.flush().await.map_err(EngineError::Backend)?;
-    let mut buf = BytesMut::new();
-    let mut found = Vec::with_capacity(PROBES.len());
-    for (sub, _) in PROBES {
-        found.push(match read_frame(stream, &mut buf).await? {
+        .zip(replies)
+        .map(|((sub, _), (reply, _))| match reply {
             Frame::Simple(_) => Probe::Supported,
             Frame::Error(e) if find_ignore_case(&e, sub).is_some() => Probe::Unsupported(e),
             _ => Probe::Unknown,
         });
-    }
-    let mut found = found.into_iter();
     Ok(Known {
         setinfo: found.next().unwrap_or(Probe::Unknown),
         maint: found.next().unwrap_or(Probe::Unknown),
     })
 }
 
-/// The options of `HELLO 3 [AUTH user password] [SETNAME name]` that the
+/// The arguments of `HELLO 3 [AUTH user password] [SETNAME name]` that the
 /// shared connection can honour: the name to set, if any (`AUTH` is the
 /// engine's, dropped as on a connection of the session's own); `None` for
-/// anything else, which the server must answer.
-fn hello_options<'a>(opts: &[&'a [u8]]) -> Option<Option<&'a [u8]>> {
+/// anything else (`HELLO 2`, other options), which the server must answer.
+fn hello3_options<'a>(args: &[&'a [u8]]) -> Option<Option<&'a [u8]>> {
+    let (version, opts) = args.split_first()?;
+    if *version != b"3" {
+        return None;
+    }
     let mut name = None;
     let mut i = 0;
     while i < opts.len() {
@@ -320,16 +305,12 @@ impl Setup {
     fn answer(&mut self, args: &[&[u8]], known: &Known) -> Option<Vec<u8>> {
         let sub = *args.first()?;
         if sub.eq_ignore_ascii_case(b"GETNAME") && args.len() == 1 {
-            return Some(match &self.name {
-                Some(n) => {
-                    let mut out = format!("${}\r\n", n.len()).into_bytes();
-                    out.extend_from_slice(n);
-                    out.extend_from_slice(b"\r\n");
-                    out
-                }
-                None if self.resp3 => b"_\r\n".to_vec(),
-                None => b"$-1\r\n".to_vec(),
-            });
+            let name = match &self.name {
+                Some(n) => Frame::Bulk(Bytes::copy_from_slice(n)),
+                None if self.resp3 => Frame::Null,
+                None => Frame::NullBulk,
+            };
+            return Some(name.to_bytes());
         }
         if sub.eq_ignore_ascii_case(b"SETNAME") && args.len() == 2 {
             let name = args[1];
@@ -626,7 +607,7 @@ async fn run_conn(
         Err(e) => e.to_string(),
     };
     if let Ok(mut q) = pending.lock() {
-        for (_, to) in q.drain(..).filter_map(|(n, to)| to.map(|t| (n, t))) {
+        for to in q.drain(..).filter_map(|(_, to)| to) {
             let _ = to.send(Delivery::Failed(why.clone()));
         }
     }
@@ -733,10 +714,11 @@ where
                     },
                     // RESP3: the session goes on on the RESP3 shared
                     // connection, and gets that connection's HELLO reply.
-                    "HELLO"
-                        if rest.first() == Some(&&b"3"[..])
-                            && hello_options(&rest[1..]).is_some() =>
-                    {
+                    "HELLO" => {
+                        let Some(new_name) = hello3_options(rest) else {
+                            end = Some(ReadEnd::Own);
+                            break;
+                        };
                         let next = match &conn.hello {
                             Some(_) => Some(conn.clone()),
                             None => match backend.shared.start(backend, true).await {
@@ -744,20 +726,16 @@ where
                                 _ => None,
                             },
                         };
-                        match next {
-                            Some(c) => {
-                                let reply = c.hello.clone().unwrap_or_default().to_vec();
-                                if let Some(Some(name)) = hello_options(&rest[1..]) {
-                                    setup.set_name(name);
-                                }
-                                switch_to = Some(c);
-                                Some((reply, audit_event(&name, rest)))
-                            }
-                            None => {
-                                end = Some(ReadEnd::Own);
-                                break;
-                            }
+                        let Some(c) = next else {
+                            end = Some(ReadEnd::Own);
+                            break;
+                        };
+                        if let Some(n) = new_name {
+                            setup.set_name(n);
                         }
+                        let reply = c.hello.as_deref().unwrap_or_default().to_vec();
+                        switch_to = Some(c);
+                        Some((reply, audit_event(&name, rest)))
                     }
                     _ => None,
                 };
@@ -1017,14 +995,18 @@ mod tests {
 
     #[test]
     fn hello_options_the_shared_connection_honours() {
-        let opts =
-            |a: &[&'static str]| -> Vec<&'static [u8]> { a.iter().map(|x| x.as_bytes()).collect() };
-        assert_eq!(hello_options(&opts(&[])), Some(None));
+        let opts = |a: &[&'static str]| -> Vec<&'static [u8]> {
+            std::iter::once("3")
+                .chain(a.iter().copied())
+                .map(str::as_bytes)
+                .collect()
+        };
+        assert_eq!(hello3_options(&opts(&[])), Some(None));
         assert_eq!(
-            hello_options(&opts(&["auth", "u", "p", "SETNAME", "n"])),
+            hello3_options(&opts(&["auth", "u", "p", "SETNAME", "n"])),
             Some(Some(&b"n"[..]))
         );
-        assert_eq!(hello_options(&opts(&["AUTH", "u", "p"])), Some(None));
+        assert_eq!(hello3_options(&opts(&["AUTH", "u", "p"])), Some(None));
         for bad in [
             &["AUTH", "u"][..],
             &["SETNAME"],
@@ -1032,8 +1014,10 @@ mod tests {
             &["OTHER"],
             &["AUTH", "u", "p", "x"],
         ] {
-            assert_eq!(hello_options(&opts(bad)), None, "{bad:?}");
+            assert_eq!(hello3_options(&opts(bad)), None, "{bad:?}");
         }
+        assert_eq!(hello3_options(&[b"2"]), None);
+        assert_eq!(hello3_options(&[]), None);
     }
 
     #[test]
