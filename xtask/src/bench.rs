@@ -360,35 +360,18 @@ fn redis_chain(dir: &Path) -> Result<()> {
     w.wait_listed(&home).map_err(e)?;
     let pw = e2e::redis::MY_REDIS_PRIMARY;
     let plain = w.redis.plain_port.ok_or_else(|| anyhow!("no plain port"))?;
-    // twemproxy in front of the plain port.
+    // twemproxy in front of the plain port, and, as the floor of any
+    // three-hop chain on this machine, three twemproxies in series (each
+    // checks the password and authenticates to the next): the Teleport
+    // chain has three processes in the path too (tsh, proxy, agent).
     let twem_port = e2e::free_port();
-    let twem_conf = dir.join("nutcracker.yml");
-    std::fs::write(
-        &twem_conf,
-        format!(
-            "bench:\n  listen: 127.0.0.1:{twem_port}\n  redis: true\n  redis_auth: {pw}\n  hash: fnv1a_64\n  distribution: ketama\n  auto_eject_hosts: false\n  server_connections: 1\n  servers:\n   - 127.0.0.1:{plain}:1\n"
-        ),
-    )?;
-    let nut = if Path::new("/usr/sbin/nutcracker").exists() {
-        "/usr/sbin/nutcracker"
-    } else {
-        "nutcracker"
-    };
-    // Its own stats port (the default 22222 may be taken) and a log.
-    let stats_port = e2e::free_port();
-    let twem_log = dir.join("nutcracker.log");
-    let _twem = Killed(
-        Command::new(nut)
-            .arg("-c")
-            .arg(&twem_conf)
-            .args(["-s", &stats_port.to_string()])
-            .arg("-o")
-            .arg(&twem_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nutcracker")?,
-    );
+    let _twem = twemproxy(dir, "twem", twem_port, plain, pw)?;
+    let series: Vec<u16> = (0..3).map(|_| e2e::free_port()).collect();
+    let _series = [
+        twemproxy(dir, "series3", series[2], plain, pw)?,
+        twemproxy(dir, "series2", series[1], series[2], pw)?,
+        twemproxy(dir, "series1", series[0], series[1], pw)?,
+    ];
     let mut tunnel = Killed(
         Command::new(e2e::bin("tsh").map_err(e)?)
             .env("TELEPORT_HOME", &home)
@@ -409,19 +392,22 @@ fn redis_chain(dir: &Path) -> Result<()> {
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| anyhow!("tsh proxy db printed {first:?}"))?;
-    e2e::poll(Duration::from_secs(10), "twemproxy", || {
-        std::net::TcpStream::connect(("127.0.0.1", twem_port)).ok()
-    })
-    .map_err(|err| {
-        anyhow!(
-            "{err}\n{}",
-            std::fs::read_to_string(&twem_log).unwrap_or_default()
-        )
-    })?;
-    let (tls_port, plain_s, twem_s, tun_s) = (
+    for (port, log) in [(twem_port, "twem"), (series[0], "series1")] {
+        e2e::poll(Duration::from_secs(10), "twemproxy", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .map_err(|err| {
+            anyhow!(
+                "{err}\n{}",
+                std::fs::read_to_string(dir.join(format!("{log}.log"))).unwrap_or_default()
+            )
+        })?;
+    }
+    let (tls_port, plain_s, twem_s, series_s, tun_s) = (
         w.redis.port.to_string(),
         plain.to_string(),
         twem_port.to_string(),
+        series[0].to_string(),
         tport.to_string(),
     );
     let ca = w.redis.ca_path.display().to_string();
@@ -439,11 +425,13 @@ fn redis_chain(dir: &Path) -> Result<()> {
     let direct_plain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &plain_s, "-a", pw];
     // twemproxy checks clients against redis_auth and authenticates to the server itself.
     let via_twem: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &twem_s, "-a", pw];
+    let via_series: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &series_s, "-a", pw];
     let via_chain: Vec<&str> = vec!["-h", "127.0.0.1", "-p", &tun_s];
     let targets = [
         ("direct TLS", &direct_tls),
         ("direct plaintext", &direct_plain),
         ("twemproxy (plaintext)", &via_twem),
+        ("3 twemproxies, series", &via_series),
         ("Teleport chain", &via_chain),
     ];
     // Warm-up: connections, the agent's key fetch, caches.
@@ -468,7 +456,13 @@ fn redis_chain(dir: &Path) -> Result<()> {
     let redis_only: Vec<(&str, u32)> = vec![("redis-server", w.redis.pid())];
     let twem_procs: Vec<(&str, u32)> =
         vec![("twemproxy", _twem.0.id()), ("redis-server", w.redis.pid())];
-    let served_by = [&redis_only, &redis_only, &twem_procs, &procs];
+    let series_procs: Vec<(&str, u32)> = vec![
+        ("twemproxy 1", _series[2].0.id()),
+        ("twemproxy 2", _series[1].0.id()),
+        ("twemproxy 3", _series[0].0.id()),
+        ("redis-server", w.redis.pid()),
+    ];
+    let served_by = [&redis_only, &redis_only, &twem_procs, &series_procs, &procs];
     // XTASK_BENCH_HOLD=<file>: print the chain's ports and processes and
     // wait while <file> exists (time for a profiler), then measure.
     if let Some(hold) = std::env::var_os("XTASK_BENCH_HOLD") {
@@ -530,6 +524,7 @@ fn redis_chain(dir: &Path) -> Result<()> {
     drop(tunnel);
     drop(tunnel_out);
     drop(_twem);
+    drop(_series);
     println!("\nAzure Redis through Teleport (release build; redis-benchmark -t set,get; medians of 3 interleaved rounds; all on this machine, same run; every command through the chain is audited):");
     for ((p, c), row, cpu) in &results {
         let (tls_rps, tls_p50) = row[0].1;
@@ -599,6 +594,39 @@ fn ticks_per_sec() -> f64 {
 }
 
 /// A child process killed and reaped when dropped (also on early returns).
+/// A twemproxy (Debian's nutcracker) on 127.0.0.1:`port` in front of the
+/// Redis server (or twemproxy) on `upstream`, with one connection to it;
+/// it checks clients' `AUTH` against `pw` and sends `AUTH pw` upstream. Its
+/// log is `<name>.log` in `dir`.
+fn twemproxy(dir: &Path, name: &str, port: u16, upstream: u16, pw: &str) -> Result<Killed> {
+    let conf = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &conf,
+        format!(
+            "{name}:\n  listen: 127.0.0.1:{port}\n  redis: true\n  redis_auth: {pw}\n  hash: fnv1a_64\n  distribution: ketama\n  auto_eject_hosts: false\n  server_connections: 1\n  servers:\n   - 127.0.0.1:{upstream}:1\n"
+        ),
+    )?;
+    let nut = if Path::new("/usr/sbin/nutcracker").exists() {
+        "/usr/sbin/nutcracker"
+    } else {
+        "nutcracker"
+    };
+    // Its own stats port (the default 22222 may be taken) and a log.
+    let stats_port = e2e::free_port();
+    Ok(Killed(
+        Command::new(nut)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-s", &stats_port.to_string()])
+            .arg("-o")
+            .arg(dir.join(format!("{name}.log")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nutcracker")?,
+    ))
+}
+
 struct Killed(std::process::Child);
 
 impl Drop for Killed {

@@ -199,6 +199,7 @@ pub async fn heartbeat_once(
             kind: "app".into(),
             app: Some(app.clone()),
             db: None,
+            features: Vec::new(),
         };
         let _: serde_json::Value = api.post("/v1/auth/heartbeat", &hb).await?;
     }

@@ -28,7 +28,20 @@ pub struct Heartbeat {
     /// The database (for `db`).
     #[serde(default)]
     pub db: Option<Database>,
+    /// What the agent can do beyond the basics of its kind, so that a
+    /// proxy newer than the agent uses only what the agent knows (agents
+    /// from before a feature announce nothing): [`FEATURE_DB_MUX`].
+    #[serde(default)]
+    pub features: Vec<String>,
 }
+
+/// A database agent that takes a client's whole multiplexed connection as
+/// one tunnel stream (`db-mux`) and serves each session on it.
+pub const FEATURE_DB_MUX: &str = "db-mux";
+
+/// Most features a heartbeat may announce, and the longest name of one.
+const MAX_FEATURES: usize = 32;
+const MAX_FEATURE_LEN: usize = 64;
 
 /// A registered server: a resource and the agent serving it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +56,16 @@ pub struct ServerEntry {
     /// The database, for database servers.
     #[serde(default)]
     pub db: Option<Database>,
+    /// What the agent announced it can do ([`Heartbeat::features`]).
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+impl ServerEntry {
+    /// Whether the agent announced `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
 }
 
 fn safe_name(s: &str) -> bool {
@@ -216,6 +239,17 @@ impl AuthServer {
                 "only agents may send heartbeats".into(),
             ));
         };
+        if hb.features.len() > MAX_FEATURES
+            || hb
+                .features
+                .iter()
+                .any(|f| f.is_empty() || f.len() > MAX_FEATURE_LEN)
+        {
+            return Err(AuthError::BadParameter(format!(
+                "a heartbeat announces at most {MAX_FEATURES} features, each of 1 to {MAX_FEATURE_LEN} bytes"
+            )));
+        }
+        let features = hb.features;
         let (prefix, role, name, entry) = match (hb.kind.as_str(), hb.app, hb.db) {
             ("app", Some(app), _) => {
                 app.validate()
@@ -230,6 +264,7 @@ impl AuthServer {
                         hostname: id.username.clone(),
                         app: Some(app),
                         db: None,
+                        features,
                     },
                 )
             }
@@ -246,6 +281,7 @@ impl AuthServer {
                         hostname: id.username.clone(),
                         app: None,
                         db: Some(db),
+                        features,
                     },
                 )
             }

@@ -268,3 +268,47 @@ async fn admin_identity_is_a_host_certificate_with_the_admin_role() {
         Identity::from_cert_pem(&pem[pem.find("-----BEGIN CERTIFICATE").unwrap()..]).unwrap();
     assert!(matches!(Caller::from_identity(ident), Caller::Admin));
 }
+
+#[tokio::test]
+async fn heartbeats_carry_the_agents_features() {
+    use base64::Engine;
+    let auth = server().await;
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .issue_host_certs(
+            "db-host",
+            "db-host",
+            vec!["Db".into()],
+            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            &[],
+        )
+        .unwrap();
+    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let db = resources::Database::new("cache", "redis", "rediss://cache:6380");
+    let hb = |features: Vec<String>| agents::Heartbeat {
+        kind: "db".into(),
+        app: None,
+        db: Some(db.clone()),
+        features,
+    };
+    auth.heartbeat(&agent, hb(vec![agents::FEATURE_DB_MUX.into()]))
+        .await
+        .unwrap();
+    let servers = auth.servers("db").await.unwrap();
+    assert_eq!(servers.len(), 1);
+    assert!(servers[0].has_feature(agents::FEATURE_DB_MUX));
+    assert!(!servers[0].has_feature("something-else"));
+    // Bad announcements are refused and leave the entry as it was.
+    for bad in [
+        vec![String::new()],
+        vec!["x".repeat(65)],
+        vec!["f".into(); 33],
+    ] {
+        let err = auth.heartbeat(&agent, hb(bad)).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
+    }
+    assert!(auth.servers("db").await.unwrap()[0].has_feature(agents::FEATURE_DB_MUX));
+    // An agent from before features announces none.
+    auth.heartbeat(&agent, hb(Vec::new())).await.unwrap();
+    assert!(auth.servers("db").await.unwrap()[0].features.is_empty());
+}

@@ -95,6 +95,7 @@ pub async fn heartbeat_once(
             kind: "db".into(),
             app: None,
             db: Some(db.clone()),
+            features: vec![auth::agents::FEATURE_DB_MUX.into()],
         };
         let _: serde_json::Value = api.post("/v1/auth/heartbeat", &hb).await?;
     }

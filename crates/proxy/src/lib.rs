@@ -145,6 +145,48 @@ impl DbSession {
     }
 }
 
+/// The agents to dial for a session stream of `kind` (`app`, `db` or
+/// `db-mux`) to the app or database `name`, from the registered servers of
+/// its kind. A multiplexed connection (`db-mux`) goes only to agents that
+/// announced they take one: an agent older than this proxy would drop the
+/// stream, and with it every session on the connection, so without such an
+/// agent the caller serves the connection session by session instead.
+fn agents_for(
+    servers: Vec<auth::agents::ServerEntry>,
+    kind: &str,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let what = if kind == "app" { "app" } else { "database" };
+    let serving: Vec<auth::agents::ServerEntry> = servers
+        .into_iter()
+        .filter(|s| {
+            let served = match (&s.app, &s.db) {
+                (Some(a), _) => &a.metadata.name,
+                (None, Some(d)) => &d.metadata.name,
+                (None, None) => return false,
+            };
+            served == name
+        })
+        .collect();
+    if serving.is_empty() {
+        return Err(format!("{what} {name:?} is not served by any agent"));
+    }
+    if kind != "db-mux" {
+        return Ok(serving.into_iter().map(|s| s.host_id).collect());
+    }
+    let capable: Vec<String> = serving
+        .iter()
+        .filter(|s| s.has_feature(auth::agents::FEATURE_DB_MUX))
+        .map(|s| s.host_id.clone())
+        .collect();
+    if capable.is_empty() {
+        return Err(format!(
+            "no agent serving {what} {name:?} takes multiplexed connections (agents older than this proxy)"
+        ));
+    }
+    Ok(capable)
+}
+
 /// Splices a database client (a connection or a stream of a multiplexed
 /// one) to the agent's tunnel stream, or refuses it with a Redis error.
 async fn splice_db<S>(mut client: S, opened: Result<tunnel::TunnelStream, String>, peer: SocketAddr)
@@ -391,25 +433,12 @@ impl Proxy {
         // A multiplexed database connection goes to a database agent.
         let served_by = if kind == "db-mux" { "db" } else { kind };
         let what = if served_by == "db" { "database" } else { kind };
-        let agents: Vec<String> = self
+        let servers = self
             .auth
             .servers(served_by)
             .await
-            .map_err(|e| format!("listing {what} servers: {e}"))?
-            .into_iter()
-            .filter(|s| {
-                let served = match (&s.app, &s.db) {
-                    (Some(a), _) => &a.metadata.name,
-                    (None, Some(d)) => &d.metadata.name,
-                    (None, None) => return false,
-                };
-                served == name
-            })
-            .map(|s| s.host_id)
-            .collect();
-        if agents.is_empty() {
-            return Err(format!("{what} {name:?} is not served by any agent"));
-        }
+            .map_err(|e| format!("listing {what} servers: {e}"))?;
+        let agents = agents_for(servers, kind, name)?;
         let target = serde_json::json!({
             "kind": kind,
             "name": name,
@@ -575,6 +604,7 @@ impl Proxy {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -597,5 +627,60 @@ mod tests {
             Route::Cluster
         );
         assert_eq!(route(Some(vec![ALPN_APP.to_vec()])), Route::App);
+    }
+
+    fn entry(host: &str, db: &str, features: &[&str]) -> auth::agents::ServerEntry {
+        auth::agents::ServerEntry {
+            host_id: host.into(),
+            hostname: host.into(),
+            app: None,
+            db: Some(resources::Database::new(db, "redis", "rediss://x:6380")),
+            features: features.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn multiplexed_connections_go_only_to_agents_that_announce_them() {
+        let mux = auth::agents::FEATURE_DB_MUX;
+        // An upgraded agent and one from before multiplexing serve the same
+        // database: single sessions may go to either, a multiplexed
+        // connection only to the upgraded one.
+        let servers = vec![
+            entry("old", "cache", &[]),
+            entry("new", "cache", &[mux]),
+            entry("other", "elsewhere", &[mux]),
+        ];
+        assert_eq!(
+            agents_for(servers.clone(), "db", "cache").unwrap(),
+            vec!["old".to_string(), "new".to_string()]
+        );
+        assert_eq!(
+            agents_for(servers.clone(), "db-mux", "cache").unwrap(),
+            vec!["new".to_string()]
+        );
+        // Only old agents: the caller falls back to single sessions.
+        let old_only = vec![
+            entry("old", "cache", &[]),
+            entry("new", "elsewhere", &[mux]),
+        ];
+        let err = agents_for(old_only.clone(), "db-mux", "cache").unwrap_err();
+        assert!(err.contains("multiplexed"), "{err}");
+        assert_eq!(
+            agents_for(old_only, "db", "cache").unwrap(),
+            vec!["old".to_string()]
+        );
+        let err = agents_for(servers, "db-mux", "missing").unwrap_err();
+        assert_eq!(err, "database \"missing\" is not served by any agent");
+    }
+
+    #[test]
+    fn an_old_agents_heartbeat_announces_no_features() {
+        // What an agent from before `features` sends.
+        let hb: auth::agents::Heartbeat = serde_json::from_value(serde_json::json!({
+            "kind": "db",
+            "db": resources::Database::new("cache", "redis", "rediss://x:6380"),
+        }))
+        .unwrap();
+        assert!(hb.features.is_empty());
     }
 }
