@@ -408,3 +408,91 @@ fn agents_keep_a_tunnel_to_every_proxy() {
         "{proxies:?}"
     );
 }
+
+/// Posts a token join request with a bogus token: the status the proxy
+/// answers (the token's refusal, or 429 when rate-limited) and its message.
+fn bogus_join(rt: &tokio::runtime::Runtime, api: &client::ApiClient) -> (u16, String) {
+    let body = serde_json::json!({
+        "token": "no-such-token",
+        "host_id": "flooder",
+        "node_name": "flooder",
+        "roles": ["App"],
+        "public_key": "",
+    });
+    match rt.block_on(api.post::<serde_json::Value, _>("/v1/webapi/host/credentials", &body)) {
+        Ok(v) => panic!("a bogus token joined: {v}"),
+        Err(e) => (e.status().unwrap_or(0), e.to_string()),
+    }
+}
+
+#[test]
+fn a_join_flood_is_rate_limited_and_agents_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node =
+        Node::start(&tmp.path().join("node"), "flood.example", &Storage::Sqlite).unwrap();
+    // 10 join requests at once, then one per 20 s: slow enough that no
+    // request refills while the test floods or the agent starts.
+    let text = std::fs::read_to_string(&node.config).unwrap().replace(
+        "proxy_service:\n",
+        "proxy_service:\n  join_rate_limit:\n    burst: 10\n    average: 1\n    period: 20s\n",
+    );
+    std::fs::write(&node.config, text).unwrap();
+    node.restart().unwrap();
+    let rt = runtime().unwrap();
+    let api = client::ApiClient::new(&node.web_addr, None, true).unwrap();
+    // A flood from one address: the first requests are judged (bad token),
+    // then the proxy refuses them before they reach the auth service.
+    let started = std::time::Instant::now();
+    let answers: Vec<(u16, String)> = (0..25).map(|_| bogus_join(&rt, &api)).collect();
+    let refills = (started.elapsed().as_secs_f64() / 20.0).floor() as usize;
+    assert!(
+        answers.iter().all(|(s, _)| (400..500).contains(s)),
+        "{answers:?}"
+    );
+    let judged = answers.iter().filter(|(s, _)| *s != 429).count();
+    assert!(
+        (10..=10 + refills).contains(&judged),
+        "{judged} judged: {answers:?}"
+    );
+    // The first refusal comes right after the burst.
+    let (status, message) = &answers[10];
+    assert_eq!(*status, 429, "{message}");
+    assert!(
+        message.starts_with("too many join requests from 127.0.0.1: try again in "),
+        "{message}"
+    );
+    // Refused requests never reached the auth service: one audited
+    // refusal per judged request.
+    let events = ok(node
+        .tctl(&["events", "ls", "--type=instance.join", "--format=json"])
+        .unwrap())
+    .unwrap();
+    assert_eq!(events.matches("TJ002E").count(), judged, "{events}");
+
+    // An agent joining from the same address now is refused, waits and
+    // tries again, and joins once the address's next request is due.
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let label_file = tmp.path().join("arch");
+    std::fs::write(&label_file, "x86_64\n").unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let agent = Agent::start(
+        &tmp.path().join("agent"),
+        &agent_config(&node, &pin, &token_file, &label_file),
+    )
+    .unwrap();
+    poll(Duration::from_secs(90), "the agent's join", || {
+        agent.log().contains("Joined cluster").then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}", agent.log()))
+    .unwrap();
+    let log = agent.log();
+    assert!(
+        log.contains("the proxy is rate-limiting join requests; trying again"),
+        "{log}"
+    );
+}

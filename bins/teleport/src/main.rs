@@ -391,9 +391,24 @@ async fn start(
                 pki::self_signed_server_cert(&[host, "localhost".into(), nodename.clone()])?
             }
         };
+        let join_limit = match &cfg.proxy_service.join_rate_limit {
+            None => proxy::limit::Limit::JOIN_DEFAULT,
+            Some(l) => {
+                let period = resources::parse_go_duration(&l.period)
+                    .map_err(|e| anyhow!("proxy_service.join_rate_limit.period: {e}"))?;
+                if period.is_zero() {
+                    bail!("proxy_service.join_rate_limit.period must be more than zero");
+                }
+                proxy::limit::Limit {
+                    burst: l.burst,
+                    per_sec: f64::from(l.average) / period.as_secs_f64(),
+                }
+            }
+        };
         let proxy = Arc::new(proxy::Proxy::new(
             auth.clone(),
             proxy::ProxyConfig {
+                join_limit,
                 public_addr: public.clone(),
                 cert_pem,
                 key_pem,

@@ -278,9 +278,31 @@ pub struct ProxyService {
     /// ACME settings, accepted and reported as unsupported.
     #[serde(default)]
     pub acme: Option<serde_yaml_ng::Value>,
+    /// Rate limit of the join routes per client address (default: a burst
+    /// of 50, then 5 a second).
+    #[serde(default)]
+    pub join_rate_limit: Option<JoinRateLimit>,
     /// Any other key.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `proxy_service.join_rate_limit`: join requests (token joins, Azure
+/// challenges and joins) a client address may make: `burst` at once, then
+/// `average` per `period` (a Go duration, default `1s`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct JoinRateLimit {
+    /// Requests at once.
+    pub burst: u32,
+    /// Requests per `period` after the burst.
+    pub average: u32,
+    /// The period of `average`.
+    #[serde(default = "one_second")]
+    pub period: String,
+}
+
+fn one_second() -> String {
+    "1s".to_string()
 }
 
 /// One `https_keypairs` entry.
@@ -517,6 +539,13 @@ impl FileConfig {
                 }
             }
         }
+        if let Some(l) = &self.proxy_service.join_rate_limit {
+            if l.burst == 0 || l.average == 0 {
+                return Err(ConfigError::Invalid(
+                    "proxy_service.join_rate_limit: burst and average must be at least 1".into(),
+                ));
+            }
+        }
         for t in &self.auth_service.tokens {
             if !t.contains(':') {
                 return Err(ConfigError::Invalid(format!(
@@ -623,6 +652,37 @@ app_service:
         assert!(cfg.app_service.enabled);
         assert_eq!(cfg.app_service.apps[0].cloud.as_deref(), Some("Azure"));
         assert_eq!(cfg.teleport.join_params.unwrap().token_name, "/tmp/token");
+    }
+
+    #[test]
+    fn join_rate_limit_is_read_and_checked() {
+        assert!(parse(GUIDE, "guide")
+            .unwrap()
+            .proxy_service
+            .join_rate_limit
+            .is_none());
+        let cfg = parse(
+            "version: v3\nproxy_service:\n  join_rate_limit:\n    burst: 10\n    average: 1\n    period: 20s\n",
+            "x",
+        )
+        .unwrap();
+        let l = cfg.proxy_service.join_rate_limit.unwrap();
+        assert_eq!((l.burst, l.average, l.period.as_str()), (10, 1, "20s"));
+        let l = parse(
+            "version: v3\nproxy_service:\n  join_rate_limit: {burst: 3, average: 2}\n",
+            "x",
+        )
+        .unwrap()
+        .proxy_service
+        .join_rate_limit
+        .unwrap();
+        assert_eq!(l.period, "1s");
+        let err = parse(
+            "version: v3\nproxy_service:\n  join_rate_limit: {burst: 0, average: 2}\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("join_rate_limit"), "{err}");
     }
 
     #[test]

@@ -693,10 +693,13 @@ pub async fn join_with_azure(
 ) -> crate::Result<crate::AgentIdentity> {
     use crate::JoinError;
     let api = crate::cluster_client(proxy, trust, None)?;
-    let challenge: api::join::AzureChallenge = api
-        .post("/v1/webapi/host/azure/challenge", &serde_json::json!({}))
-        .await
-        .map_err(|e| JoinError::Cluster(format!("getting an Azure join challenge failed: {e}")))?;
+    let challenge: api::join::AzureChallenge = crate::post_join(
+        &api,
+        "/v1/webapi/host/azure/challenge",
+        &serde_json::json!({}),
+    )
+    .await
+    .map_err(|e| JoinError::Cluster(format!("getting an Azure join challenge failed: {e}")))?;
     let http = azure_mint::http::HttpConfig::from_env();
     let imds = azure_mint::imds::ImdsClient::new(&http)
         .map_err(|e| JoinError::Local(format!("IMDS client: {e}")))?;
@@ -750,14 +753,14 @@ pub async fn join_with_azure(
         intermediates: intermediates.iter().map(|c| b64.encode(c)).collect(),
         access_token: token.access_token,
     };
-    let certs: api::join::HostCerts = api
-        .post("/v1/webapi/host/azure/credentials", &req)
-        .await
-        .map_err(|e| {
-            JoinError::Cluster(format!(
-                "joining the cluster with the Azure method failed: {e}"
-            ))
-        })?;
+    let certs: api::join::HostCerts =
+        crate::post_join(&api, "/v1/webapi/host/azure/credentials", &req)
+            .await
+            .map_err(|e| {
+                JoinError::Cluster(format!(
+                    "joining the cluster with the Azure method failed: {e}"
+                ))
+            })?;
     Ok(crate::identity_from(
         host_id,
         key.private_key_pem,

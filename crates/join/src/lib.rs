@@ -180,6 +180,40 @@ pub fn host_id(data_dir: &Path) -> Result<String> {
 }
 
 /// Join with a provision token: certify a fresh key for `roles`.
+/// How long a join request keeps trying while the proxy rate-limits join
+/// requests from this address.
+const JOIN_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Posts a join request; while the proxy answers 429 (too many join
+/// requests from this address: a scale set behind one NAT joining at
+/// once), waits with backoff and jitter and tries again, for up to
+/// [`JOIN_RETRY_FOR`]. Other answers are returned as they are.
+pub(crate) async fn post_join<T, B>(api: &ApiClient, path: &str, body: &B) -> client::Result<T>
+where
+    T: serde::de::DeserializeOwned,
+    B: Serialize,
+{
+    let deadline = tokio::time::Instant::now() + JOIN_RETRY_FOR;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match api.post(path, body).await {
+            Err(e) if e.status() == Some(429) => {
+                // Half the backoff fixed, half random, so agents refused
+                // together do not come back together.
+                let jitter = rand::random_range(0..=backoff.as_millis() as u64 / 2);
+                let wait = backoff / 2 + Duration::from_millis(jitter);
+                if tokio::time::Instant::now() + wait > deadline {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, ?wait, "the proxy is rate-limiting join requests; trying again");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(Duration::from_secs(16));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub async fn join_with_token(
     proxy: &str,
     trust: &ClusterTrust,
@@ -198,8 +232,7 @@ pub async fn join_with_token(
         public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
         dns_names: vec![],
     };
-    let certs: api::join::HostCerts = api
-        .post("/v1/webapi/host/credentials", &req)
+    let certs: api::join::HostCerts = post_join(&api, "/v1/webapi/host/credentials", &req)
         .await
         .map_err(|e| JoinError::Cluster(format!("joining the cluster failed: {e}")))?;
     Ok(identity_from(host_id, key.private_key_pem, certs, roles))

@@ -7,6 +7,7 @@
 //! `teleport-redis`, ...) are refused with a log line until they exist.
 
 pub mod install;
+pub mod limit;
 pub mod web;
 
 use std::future::Future;
@@ -36,6 +37,9 @@ pub struct ProxyConfig {
     pub key_pem: String,
     /// Directory of the binaries the install script serves (the proxy's own).
     pub binaries_dir: Option<std::path::PathBuf>,
+    /// Rate limit of the join routes per client address
+    /// (`proxy_service.join_rate_limit`).
+    pub join_limit: limit::Limit,
 }
 
 /// ALPN protocols served as HTTP with the web certificate.
@@ -275,7 +279,7 @@ impl Proxy {
             &[ALPN_CLUSTER, tunnel::ALPN],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
-        let router = web::router(auth.clone(), cfg.public_addr.clone())
+        let router = web::router(auth.clone(), cfg.public_addr.clone(), cfg.join_limit)
             .merge(install::router(
                 cfg.binaries_dir.clone(),
                 cfg.public_addr.clone(),

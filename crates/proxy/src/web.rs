@@ -11,15 +11,40 @@ use axum::routing::get;
 use axum::{Extension, Form, Json, Router};
 use serde::Deserialize;
 
+use crate::limit::{Limit, RateLimiter};
+
+/// Counts a join request from `peer`; refused with 429 and how long to wait
+/// when the address is over its limit.
+fn limit_join(web: &Web, peer: &PeerAddr) -> Result<(), AuthError> {
+    web.join_limit
+        .check(peer.0.ip(), std::time::Instant::now())
+        .map_err(|wait| {
+            tracing::warn!(peer = %peer.0, "join request refused: rate limit");
+            AuthError::LimitExceeded(format!(
+                "too many join requests from {}: try again in {} s",
+                peer.0.ip(),
+                wait.as_secs() + 1
+            ))
+        })
+}
+
 #[derive(Clone)]
 struct Web {
     auth: Arc<AuthServer>,
     public_addr: String,
+    join_limit: Arc<RateLimiter>,
 }
 
-/// Routes of the public web API.
-pub fn router(auth: Arc<AuthServer>, public_addr: String) -> Router {
-    let state = Web { auth, public_addr };
+/// Routes of the public web API. The join routes need no credentials and
+/// each request writes to the backend or signs, so they are rate-limited
+/// per client address (`join_limit`), and a flood is refused with 429
+/// before it reaches storage.
+pub fn router(auth: Arc<AuthServer>, public_addr: String, join_limit: Limit) -> Router {
+    let state = Web {
+        auth,
+        public_addr,
+        join_limit: Arc::new(RateLimiter::new(join_limit.burst, join_limit.per_sec)),
+    };
     Router::new()
         .route("/webapi/ping", get(ping))
         .route("/v1/webapi/ping", get(ping))
@@ -119,6 +144,7 @@ async fn host_credentials(
     Extension(peer): Extension<PeerAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<auth::agents::HostCerts>, AuthError> {
+    limit_join(&web, &peer)?;
     let req: auth::agents::RegisterRequest = serde_json::from_slice(&body)
         .map_err(|e| AuthError::BadParameter(format!("bad join request: {e}")))?;
     Ok(Json(
@@ -130,7 +156,9 @@ async fn host_credentials(
 
 async fn azure_challenge(
     State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
 ) -> Result<Json<api::join::AzureChallenge>, AuthError> {
+    limit_join(&web, &peer)?;
     Ok(Json(web.auth.create_azure_challenge().await?))
 }
 
@@ -139,6 +167,7 @@ async fn azure_credentials(
     Extension(peer): Extension<PeerAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<auth::agents::HostCerts>, AuthError> {
+    limit_join(&web, &peer)?;
     let req: api::join::AzureRegisterRequest = serde_json::from_slice(&body)
         .map_err(|e| AuthError::BadParameter(format!("bad Azure join request: {e}")))?;
     Ok(Json(

@@ -89,62 +89,79 @@ impl RedisServer {
     fn start(password: &str, tls: bool) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let (ca_pem, ca_der) = write_certs(dir.path());
-        let port = free_port();
-        let mut cmd = Command::new("/usr/bin/redis-server");
-        cmd.args([
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ]);
-        cmd.arg("--dir").arg(dir.path());
-        if tls {
-            let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
-            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+        let deadline = Instant::now() + WAIT;
+        // Parallel tests may be handed the same free port; the loser's
+        // redis-server exits, so a port answering proves nothing. Ready is
+        // our own server's log line; a server that exited is tried again
+        // on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = dir.path().join(format!("redis-{port}.log"));
+            let mut cmd = Command::new("/usr/bin/redis-server");
             cmd.args([
-                "--tls-cert-file",
-                &p("server.pem"),
-                "--tls-key-file",
-                &p("server.key"),
-            ]);
-            cmd.args([
-                "--tls-ca-cert-file",
-                &p("ca.pem"),
-                "--tls-auth-clients",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
                 "no",
             ]);
-        } else {
-            cmd.args(["--port", &port.to_string()]);
+            cmd.arg("--dir").arg(dir.path());
+            cmd.arg("--logfile").arg(&log);
+            if tls {
+                let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+                cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+                cmd.args([
+                    "--tls-cert-file",
+                    &p("server.pem"),
+                    "--tls-key-file",
+                    &p("server.key"),
+                ]);
+                cmd.args([
+                    "--tls-ca-cert-file",
+                    &p("ca.pem"),
+                    "--tls-auth-clients",
+                    "no",
+                ]);
+            } else {
+                cmd.args(["--port", &port.to_string()]);
+            }
+            if !password.is_empty() {
+                cmd.args(["--requirepass", password]);
+            }
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            loop {
+                if std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("Ready to accept connections")
+                {
+                    return RedisServer {
+                        child,
+                        port,
+                        tls,
+                        ca_pem,
+                        ca_der,
+                        dir,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server did not start on {port}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
-        if !password.is_empty() {
-            cmd.args(["--requirepass", password]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = RedisServer {
-            child,
-            port,
-            tls,
-            ca_pem,
-            ca_der,
-            dir,
-        };
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
+        panic!("redis-server could not take any of five free ports");
     }
 
     pub fn backend(&self, creds: Arc<dyn CredentialProvider>) -> Backend {
