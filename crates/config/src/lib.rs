@@ -707,6 +707,8 @@ app_service:
             let cfg = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if path.ends_with("teleport-ha.yaml") {
                 assert_eq!(cfg.teleport.worker_threads, Some(4));
+                let l = cfg.proxy_service.join_rate_limit.as_ref().unwrap();
+                assert_eq!((l.burst, l.average, l.period.as_str()), (200, 20, "1s"));
             }
             seen += 1;
         }
