@@ -91,6 +91,45 @@ fn wrong_passwords_are_refused_audited_and_lock_the_account() {
 }
 
 #[test]
+fn password_requests_are_rate_limited_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&tmp.path().join("node"), "rate.example", &Storage::Sqlite).unwrap();
+    // 4 password requests at once, then one a minute.
+    let text = std::fs::read_to_string(&node.config).unwrap().replace(
+        "proxy_service:\n",
+        "proxy_service:\n  login_rate_limit: {burst: 4, average: 1, period: 1m}\n",
+    );
+    std::fs::write(&node.config, text).unwrap();
+    node.restart().unwrap();
+    // Setting bob's password is one.
+    add_user(&node, "bob", "access", PASSWORD).unwrap();
+    let home = tmp.path().join("home");
+    // Guesses at many user names (no account locks): three are judged...
+    for user in ["carol", "dave", "erin"] {
+        let err = fails(login(&node, &home, user, "guess")).unwrap();
+        assert!(err.contains("invalid user name or password"), "{err}");
+    }
+    // ...then the address is refused, the right password too, before any
+    // password is hashed or attempt recorded.
+    for user in ["frank", "bob"] {
+        let pw = if user == "bob" { PASSWORD } else { "guess" };
+        let err = fails(login(&node, &home, user, pw)).unwrap();
+        assert!(
+            err.contains("too many login requests from 127.0.0.1: try again in"),
+            "{err}"
+        );
+    }
+    let events: serde_json::Value = serde_json::from_str(
+        &ok(node
+            .tctl(&["events", "ls", "--type=user.login", "--format=json"])
+            .unwrap())
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 3, "{events}");
+}
+
+#[test]
 fn resources_create_get_and_remove() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&tmp.path().join("node"), "res.example", &Storage::Sqlite).unwrap();

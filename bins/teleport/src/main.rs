@@ -260,6 +260,26 @@ fn public_addr(cfg: &config::FileConfig, bound: std::net::SocketAddr) -> String 
     }
 }
 
+/// `proxy_service.<key>` as a rate, or `default` when it is not set.
+fn rate_limit(
+    key: &str,
+    configured: Option<&config::RateLimit>,
+    default: proxy::limit::Limit,
+) -> Result<proxy::limit::Limit> {
+    let Some(l) = configured else {
+        return Ok(default);
+    };
+    let period = resources::parse_go_duration(&l.period)
+        .map_err(|e| anyhow!("proxy_service.{key}.period: {e}"))?;
+    if period.is_zero() {
+        bail!("proxy_service.{key}.period must be more than zero");
+    }
+    Ok(proxy::limit::Limit {
+        burst: l.burst,
+        per_sec: f64::from(l.average) / period.as_secs_f64(),
+    })
+}
+
 /// Most event-loop threads `teleport.worker_threads` may ask for.
 const MAX_WORKER_THREADS: usize = 256;
 
@@ -391,24 +411,21 @@ async fn start(
                 pki::self_signed_server_cert(&[host, "localhost".into(), nodename.clone()])?
             }
         };
-        let join_limit = match &cfg.proxy_service.join_rate_limit {
-            None => proxy::limit::Limit::JOIN_DEFAULT,
-            Some(l) => {
-                let period = resources::parse_go_duration(&l.period)
-                    .map_err(|e| anyhow!("proxy_service.join_rate_limit.period: {e}"))?;
-                if period.is_zero() {
-                    bail!("proxy_service.join_rate_limit.period must be more than zero");
-                }
-                proxy::limit::Limit {
-                    burst: l.burst,
-                    per_sec: f64::from(l.average) / period.as_secs_f64(),
-                }
-            }
-        };
+        let join_limit = rate_limit(
+            "join_rate_limit",
+            cfg.proxy_service.join_rate_limit.as_ref(),
+            proxy::limit::Limit::JOIN_DEFAULT,
+        )?;
+        let login_limit = rate_limit(
+            "login_rate_limit",
+            cfg.proxy_service.login_rate_limit.as_ref(),
+            proxy::limit::Limit::LOGIN_DEFAULT,
+        )?;
         let proxy = Arc::new(proxy::Proxy::new(
             auth.clone(),
             proxy::ProxyConfig {
                 join_limit,
+                login_limit,
                 public_addr: public.clone(),
                 cert_pem,
                 key_pem,

@@ -281,17 +281,22 @@ pub struct ProxyService {
     /// Rate limit of the join routes per client address (default: a burst
     /// of 50, then 5 a second).
     #[serde(default)]
-    pub join_rate_limit: Option<JoinRateLimit>,
+    pub join_rate_limit: Option<RateLimit>,
+    /// Rate limit of password logins and password setting per client
+    /// address (default: a burst of 30, then 1 a second).
+    #[serde(default)]
+    pub login_rate_limit: Option<RateLimit>,
     /// Any other key.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
-/// `proxy_service.join_rate_limit`: join requests (token joins, Azure
-/// challenges and joins) a client address may make: `burst` at once, then
+/// `proxy_service.join_rate_limit` (token joins, Azure challenges and
+/// joins) and `proxy_service.login_rate_limit` (password logins, setting a
+/// password): requests a client address may make: `burst` at once, then
 /// `average` per `period` (a Go duration, default `1s`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct JoinRateLimit {
+pub struct RateLimit {
     /// Requests at once.
     pub burst: u32,
     /// Requests per `period` after the burst.
@@ -539,11 +544,17 @@ impl FileConfig {
                 }
             }
         }
-        if let Some(l) = &self.proxy_service.join_rate_limit {
-            if l.burst == 0 || l.average == 0 {
-                return Err(ConfigError::Invalid(
-                    "proxy_service.join_rate_limit: burst and average must be at least 1".into(),
-                ));
+        for (key, limit) in [
+            ("join_rate_limit", &self.proxy_service.join_rate_limit),
+            ("login_rate_limit", &self.proxy_service.login_rate_limit),
+        ] {
+            if limit
+                .as_ref()
+                .is_some_and(|l| l.burst == 0 || l.average == 0)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "proxy_service.{key}: burst and average must be at least 1"
+                )));
             }
         }
         for t in &self.auth_service.tokens {
@@ -683,6 +694,12 @@ app_service:
         )
         .unwrap_err();
         assert!(err.to_string().contains("join_rate_limit"), "{err}");
+        let err = parse(
+            "version: v3\nproxy_service:\n  login_rate_limit: {burst: 3, average: 0}\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("login_rate_limit"), "{err}");
     }
 
     #[test]
@@ -709,6 +726,8 @@ app_service:
                 assert_eq!(cfg.teleport.worker_threads, Some(4));
                 let l = cfg.proxy_service.join_rate_limit.as_ref().unwrap();
                 assert_eq!((l.burst, l.average, l.period.as_str()), (200, 20, "1s"));
+                let l = cfg.proxy_service.login_rate_limit.as_ref().unwrap();
+                assert_eq!((l.burst, l.average, l.period.as_str()), (100, 5, "1s"));
             }
             seen += 1;
         }

@@ -40,6 +40,9 @@ pub struct ProxyConfig {
     /// Rate limit of the join routes per client address
     /// (`proxy_service.join_rate_limit`).
     pub join_limit: limit::Limit,
+    /// Rate limit of password logins and password setting per client
+    /// address (`proxy_service.login_rate_limit`).
+    pub login_limit: limit::Limit,
 }
 
 /// ALPN protocols served as HTTP with the web certificate.
@@ -279,12 +282,17 @@ impl Proxy {
             &[ALPN_CLUSTER, tunnel::ALPN],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
-        let router = web::router(auth.clone(), cfg.public_addr.clone(), cfg.join_limit)
-            .merge(install::router(
-                cfg.binaries_dir.clone(),
-                cfg.public_addr.clone(),
-            ))
-            .merge(auth::http::router(auth.clone()));
+        let router = web::router(
+            auth.clone(),
+            cfg.public_addr.clone(),
+            cfg.join_limit,
+            cfg.login_limit,
+        )
+        .merge(install::router(
+            cfg.binaries_dir.clone(),
+            cfg.public_addr.clone(),
+        ))
+        .merge(auth::http::router(auth.clone()));
         Ok(Proxy {
             http_tls: Arc::new(http_tls),
             cluster_tls: Arc::new(cluster_tls),

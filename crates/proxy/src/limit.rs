@@ -1,5 +1,6 @@
 //! A per-address rate limit for the unauthenticated routes that write to
-//! the backend or sign certificates (the join routes): each client address
+//! the backend, hash passwords or sign certificates (joins, password
+//! logins, setting a password): each client address
 //! gets a bucket of `burst` requests that refills at `per_sec`. IPv6
 //! addresses count by their /64, the block a single host usually holds.
 //! Memory is bounded: at most [`MAX_TRACKED`] addresses are remembered
@@ -31,6 +32,15 @@ impl Limit {
     pub const JOIN_DEFAULT: Limit = Limit {
         burst: 50,
         per_sec: 5.0,
+    };
+
+    /// The password routes' default (logins, setting a password): each
+    /// request costs a password hash and, when it fails, a backend write;
+    /// accounts lock after failed attempts, but requests naming many users
+    /// would not. People log in a few times a day.
+    pub const LOGIN_DEFAULT: Limit = Limit {
+        burst: 30,
+        per_sec: 1.0,
     };
 }
 

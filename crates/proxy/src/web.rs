@@ -13,19 +13,28 @@ use serde::Deserialize;
 
 use crate::limit::{Limit, RateLimiter};
 
-/// Counts a join request from `peer`; refused with 429 and how long to wait
-/// when the address is over its limit.
-fn limit_join(web: &Web, peer: &PeerAddr) -> Result<(), AuthError> {
-    web.join_limit
+/// Counts a request of `what` kind (`join`, `login`) from `peer` against
+/// `limiter`; refused with 429 and how long to wait when the address is
+/// over its limit.
+fn limit(limiter: &RateLimiter, what: &str, peer: &PeerAddr) -> Result<(), AuthError> {
+    limiter
         .check(peer.0.ip(), std::time::Instant::now())
         .map_err(|wait| {
-            tracing::warn!(peer = %peer.0, "join request refused: rate limit");
+            tracing::warn!(peer = %peer.0, "{what} request refused: rate limit");
             AuthError::LimitExceeded(format!(
-                "too many join requests from {}: try again in {} s",
+                "too many {what} requests from {}: try again in {} s",
                 peer.0.ip(),
                 wait.as_secs() + 1
             ))
         })
+}
+
+fn limit_join(web: &Web, peer: &PeerAddr) -> Result<(), AuthError> {
+    limit(&web.join_limit, "join", peer)
+}
+
+fn limit_login(web: &Web, peer: &PeerAddr) -> Result<(), AuthError> {
+    limit(&web.login_limit, "login", peer)
 }
 
 #[derive(Clone)]
@@ -33,17 +42,25 @@ struct Web {
     auth: Arc<AuthServer>,
     public_addr: String,
     join_limit: Arc<RateLimiter>,
+    login_limit: Arc<RateLimiter>,
 }
 
-/// Routes of the public web API. The join routes need no credentials and
-/// each request writes to the backend or signs, so they are rate-limited
-/// per client address (`join_limit`), and a flood is refused with 429
-/// before it reaches storage.
-pub fn router(auth: Arc<AuthServer>, public_addr: String, join_limit: Limit) -> Router {
+/// Routes of the public web API. The join and password routes need no
+/// credentials and each request writes to the backend, hashes a password
+/// or signs, so they are rate-limited per client address (`join_limit`,
+/// `login_limit`), and a flood is refused with 429 before it reaches the
+/// auth service.
+pub fn router(
+    auth: Arc<AuthServer>,
+    public_addr: String,
+    join_limit: Limit,
+    login_limit: Limit,
+) -> Router {
     let state = Web {
         auth,
         public_addr,
         join_limit: Arc::new(RateLimiter::new(join_limit.burst, join_limit.per_sec)),
+        login_limit: Arc::new(RateLimiter::new(login_limit.burst, login_limit.per_sec)),
     };
     Router::new()
         .route("/webapi/ping", get(ping))
@@ -134,6 +151,7 @@ async fn login(
     Extension(peer): Extension<PeerAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<api::CertsResponse>, AuthError> {
+    limit_login(&web, &peer)?;
     let req: api::LoginRequest = serde_json::from_slice(&body)
         .map_err(|e| AuthError::BadParameter(format!("bad login request: {e}")))?;
     Ok(Json(web.auth.login(&req, &peer.0.to_string()).await?))
@@ -179,8 +197,10 @@ async fn azure_credentials(
 
 async fn set_password_json(
     State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, AuthError> {
+    limit_login(&web, &peer)?;
     let req: api::SetPasswordRequest = serde_json::from_slice(&body)
         .map_err(|e| AuthError::BadParameter(format!("bad request: {e}")))?;
     let user = web
@@ -233,11 +253,27 @@ struct InviteForm {
     password_confirm: Option<String>,
 }
 
+/// The invite page's answer when the password could not be set.
+fn password_not_set(e: AuthError) -> Response {
+    (
+        e.status(),
+        page(
+            "Could not set the password",
+            &format!("<p>{}</p>", escape(&e.to_string())),
+        ),
+    )
+        .into_response()
+}
+
 async fn invite_form(
     State(web): State<Web>,
+    Extension(peer): Extension<PeerAddr>,
     Path(token): Path<String>,
     Form(form): Form<InviteForm>,
 ) -> Response {
+    if let Err(e) = limit_login(&web, &peer) {
+        return password_not_set(e);
+    }
     if form
         .password_confirm
         .as_deref()
@@ -263,10 +299,6 @@ async fn invite_form(
             ),
         )
         .into_response(),
-        Err(e) => (
-            e.status(),
-            page("Could not set the password", &format!("<p>{}</p>", escape(&e.to_string()))),
-        )
-            .into_response(),
+        Err(e) => password_not_set(e),
     }
 }
