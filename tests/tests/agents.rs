@@ -55,6 +55,25 @@ app_service:
     )
 }
 
+/// Starts an app agent in `dir/agent` that joins `node` with a fresh app
+/// token; its `arch` dynamic label reads `dir/arch`, written with `arch`.
+fn start_app_agent(node: &Node, dir: &std::path::Path, arch: &str) -> Agent {
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{}\n", token.trim())).unwrap();
+    let label_file = dir.join("arch");
+    std::fs::write(&label_file, format!("{arch}\n")).unwrap();
+    let pin = ca_pin(node).unwrap();
+    Agent::start(
+        &dir.join("agent"),
+        &agent_config(node, &pin, &token_file, &label_file),
+    )
+    .unwrap()
+}
+
 fn apps_ls(home: &std::path::Path) -> String {
     ok(tsh(home, &["apps", "ls"], None).unwrap()).unwrap()
 }
@@ -63,20 +82,8 @@ fn apps_ls(home: &std::path::Path) -> String {
 fn token_join_registers_apps_filtered_by_rbac() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&tmp.path().join("node"), "agents.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, format!("{}\n", token.trim())).unwrap();
+    let agent = start_app_agent(&node, tmp.path(), "x86_64");
     let label_file = tmp.path().join("arch");
-    std::fs::write(&label_file, "x86_64\n").unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file, &label_file),
-    )
-    .unwrap();
 
     // The seed's role: metrics apps except production ones.
     let role = tmp.path().join("dev.yaml");
@@ -219,20 +226,7 @@ fn agents_reconnect_when_the_proxy_comes_back() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node =
         Node::start(&tmp.path().join("node"), "tunnel.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let label_file = tmp.path().join("arch");
-    std::fs::write(&label_file, "x\n").unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file, &label_file),
-    )
-    .unwrap();
+    let agent = start_app_agent(&node, tmp.path(), "x");
     let host_id = poll(Duration::from_secs(30), "the agent's host id", || {
         std::fs::read_to_string(tmp.path().join("agent/data/host_uuid"))
             .ok()
@@ -373,21 +367,8 @@ fn agents_keep_a_tunnel_to_every_proxy() {
     let storage = Storage::Postgres(db.conn_string.clone());
     let a = Node::start(&tmp.path().join("a"), "many.example", &storage).unwrap();
     let b = Node::start(&tmp.path().join("b"), "many.example", &storage).unwrap();
-    let token = ok(a
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let label_file = tmp.path().join("arch");
-    std::fs::write(&label_file, "x\n").unwrap();
-    let pin = ca_pin(&a).unwrap();
     // The agent only knows proxy A; it finds B through the cluster.
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&a, &pin, &token_file, &label_file),
-    )
-    .unwrap();
+    let agent = start_app_agent(&a, tmp.path(), "x");
     let proxies = poll(Duration::from_secs(60), "tunnels to both proxies", || {
         let out = ok(b.tctl(&["inventory", "ls", "--format=json"]).unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -471,20 +452,7 @@ fn a_join_flood_is_rate_limited_and_agents_retry() {
 
     // An agent joining from the same address now is refused, waits and
     // tries again, and joins once the address's next request is due.
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let label_file = tmp.path().join("arch");
-    std::fs::write(&label_file, "x86_64\n").unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file, &label_file),
-    )
-    .unwrap();
+    let agent = start_app_agent(&node, tmp.path(), "x86_64");
     poll(Duration::from_secs(90), "the agent's join", || {
         agent.log().contains("Joined cluster").then_some(())
     })

@@ -19,6 +19,15 @@ fn login(node: &Node, home: &std::path::Path, user: &str, password: &str) -> std
     .unwrap()
 }
 
+/// The audited `user.login` events, from `tctl events ls`.
+fn login_events(node: &Node) -> Vec<serde_json::Value> {
+    let out = ok(node
+        .tctl(&["events", "ls", "--type=user.login", "--format=json"])
+        .unwrap())
+    .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
 #[test]
 fn login_status_and_logout() {
     let tmp = tempfile::tempdir().unwrap();
@@ -76,14 +85,7 @@ fn wrong_passwords_are_refused_audited_and_lock_the_account() {
     }
     let err = fails(login(&node, &home, "bob", PASSWORD)).unwrap();
     assert!(err.contains("locked until"), "{err}");
-    let events: serde_json::Value = serde_json::from_str(
-        &ok(node
-            .tctl(&["events", "ls", "--type=user.login", "--format=json"])
-            .unwrap())
-        .unwrap(),
-    )
-    .unwrap();
-    let events = events.as_array().unwrap();
+    let events = login_events(&node);
     assert_eq!(events.len(), 6, "{events:?}");
     assert!(events
         .iter()
@@ -119,14 +121,8 @@ fn password_requests_are_rate_limited_per_address() {
             "{err}"
         );
     }
-    let events: serde_json::Value = serde_json::from_str(
-        &ok(node
-            .tctl(&["events", "ls", "--type=user.login", "--format=json"])
-            .unwrap())
-        .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(events.as_array().unwrap().len(), 3, "{events}");
+    let events = login_events(&node);
+    assert_eq!(events.len(), 3, "{events:?}");
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! gets a bucket of `burst` requests that refills at `per_sec`. IPv6
 //! addresses count by their /64, the block a single host usually holds.
 //! Memory is bounded: at most [`MAX_TRACKED`] addresses are remembered
-//! (those whose bucket is full again are forgotten first), and addresses
-//! beyond that share one bucket, so a flood from many addresses slows the
-//! flood down, not the addresses already known.
+//! (those whose bucket is full again are forgotten, looked for at most once
+//! a second), and addresses beyond that share one bucket, so a flood from
+//! many addresses slows the flood down, not the addresses already known.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Most client addresses remembered at once.
 pub const MAX_TRACKED: usize = 10_000;
+
+/// Least time between two walks of a full map for buckets to forget.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// A rate limit: `burst` requests at once, then `per_sec` a second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +83,9 @@ struct Buckets {
     by_addr: HashMap<IpAddr, Bucket>,
     /// Shared by addresses that arrive while [`MAX_TRACKED`] are remembered.
     overflow: Bucket,
+    /// When full buckets were last forgotten: at most once a second, so a
+    /// flood from many addresses does not make every request walk the map.
+    pruned: Option<Instant>,
 }
 
 /// Per-address token buckets (see the module documentation).
@@ -120,6 +126,7 @@ impl RateLimiter {
             buckets: Mutex::new(Buckets {
                 by_addr: HashMap::new(),
                 overflow: Bucket::full(burst, now),
+                pruned: None,
             }),
         }
     }
@@ -135,7 +142,12 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let addr = key(ip);
-        if !g.by_addr.contains_key(&addr) && g.by_addr.len() >= MAX_TRACKED {
+        if !g.by_addr.contains_key(&addr)
+            && g.by_addr.len() >= MAX_TRACKED
+            && g.pruned
+                .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
+        {
+            g.pruned = Some(now);
             g.by_addr.retain(|_, b| {
                 let mut b = *b;
                 b.refill(now, per_sec, burst);
@@ -232,5 +244,27 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         l.check(ip("12.0.0.1"), later).unwrap();
         assert!(l.tracked() < 10);
+    }
+
+    #[test]
+    fn a_full_map_is_walked_at_most_once_a_second() {
+        let l = RateLimiter::new(1, 10.0);
+        let t0 = Instant::now();
+        for i in 0..(MAX_TRACKED as u32 + 1) {
+            let _ = l.check(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), t0);
+        }
+        // The last one found the map full, walked it (nothing to forget)
+        // and took the shared bucket.
+        assert_eq!(l.tracked(), MAX_TRACKED);
+        // Half a second on, every bucket is full again, but the map was
+        // walked less than a second ago: a new address shares the (full
+        // again) shared bucket instead of a walk.
+        let t1 = t0 + Duration::from_millis(500);
+        l.check(ip("12.0.0.1"), t1).unwrap();
+        assert_eq!(l.tracked(), MAX_TRACKED);
+        // A second after the walk, full buckets are forgotten.
+        let t2 = t0 + Duration::from_millis(1100);
+        l.check(ip("12.0.0.2"), t2).unwrap();
+        assert_eq!(l.tracked(), 1);
     }
 }
