@@ -165,7 +165,8 @@ impl RateLimiter {
     }
 
     /// Addresses remembered now.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
