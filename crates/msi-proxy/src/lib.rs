@@ -2,7 +2,13 @@
 //!
 //! # Bird's-eye view
 //!
-//! [`MsiProxy::start`] listens on a loopback address and speaks HTTP/1.1 as a forward proxy:
+//! [`MsiProxy::start`] listens on a loopback address and speaks HTTP/1.1 as a forward proxy.
+//! Any local process of any user can reach that port, so every way to a token proves the
+//! session's secret ([`MsiProxy::secret`], compared in constant time): proxy use (`CONNECT`,
+//! absolute-form requests, IMDS at 169.254.169.254) needs it as the password of
+//! `Proxy-Authorization: Basic` (the exported `HTTPS_PROXY` is `http://teleport:SECRET@...`;
+//! 407 with `Proxy-Authenticate` without it), and the token endpoints asked directly need it in
+//! their own way (header, path, or proxy credentials).
 //!
 //! * `CONNECT host:port` to an Azure endpoint ([`azure_mint::cloud::is_azure_endpoint`]) or a
 //!   Teleport token host: TLS is terminated with a leaf issued on the fly for the SNI name by a
@@ -14,8 +20,9 @@
 //! * Managed-identity token endpoints, answered locally with a JWT (ES256) signed by the app
 //!   session key ([`verify_local_token`] checks one): App Service (`IDENTITY_ENDPOINT`,
 //!   `X-IDENTITY-HEADER`), legacy MSI (`MSI_ENDPOINT`, secret in the path, GET or form POST) and
-//!   IMDS (`/metadata/identity/oauth2/token`, `Metadata: true`, also as
-//!   `GET http://169.254.169.254/...` through `HTTP_PROXY`).
+//!   IMDS (`/metadata/identity/oauth2/token`, `Metadata: true`, as
+//!   `GET http://169.254.169.254/...` through `HTTP_PROXY` with its credentials, or asked
+//!   directly with `X-IDENTITY-HEADER`).
 //! * Other absolute-form `http://` requests are forwarded as a plain HTTP proxy would.
 //!
 //! A client can never crash the proxy: every connection runs in its own task and every parse
@@ -277,8 +284,10 @@ impl MsiProxy {
 
     /// The environment a client needs, in a stable order:
     ///
-    /// * `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`, `http_proxy` = `http://127.0.0.1:PORT`
-    ///   (lowercase too: Python prefers the lowercase names when both exist);
+    /// * `HTTPS_PROXY`, `https_proxy`, `HTTP_PROXY`, `http_proxy` =
+    ///   `http://teleport:SECRET@127.0.0.1:PORT` (lowercase too: Python prefers the lowercase
+    ///   names when both exist); clients send the secret as `Proxy-Authorization: Basic`, without
+    ///   which the proxy answers 407;
     /// * `NO_PROXY`, `no_proxy` = `localhost,127.0.0.1,::1` (replaces any inherited list that
     ///   could route Azure hosts around the proxy);
     /// * `IDENTITY_ENDPOINT` = `http://127.0.0.1:PORT/identity`, `IDENTITY_HEADER` = secret
@@ -286,10 +295,17 @@ impl MsiProxy {
     /// * `MSI_ENDPOINT` = `http://127.0.0.1:PORT/<secret>/msi/token`, `MSI_SECRET` = secret
     ///   (older clients; ignored by clients that see `IDENTITY_*`);
     /// * `REQUESTS_CA_BUNDLE` = the bundle (local CA + system roots);
+    /// * `NODE_EXTRA_CA_CERTS` = the bundle (Node reads this, not `SSL_CERT_FILE`, and adds it
+    ///   to its own roots);
     /// * `SSL_CERT_FILE` = the bundle, only when system roots were found (otherwise it would
     ///   cut the client off from every other HTTPS site).
     pub fn env(&self) -> Vec<(String, String)> {
-        let proxy = format!("http://{}", self.addr);
+        let proxy = format!(
+            "http://{}:{}@{}",
+            server::PROXY_USER,
+            self.secret,
+            self.addr
+        );
         let base = format!("http://{}", self.addr);
         let mut env = Vec::new();
         let mut put = |k: &str, v: String| env.push((k.to_owned(), v));
@@ -305,6 +321,7 @@ impl MsiProxy {
         put("MSI_SECRET", self.secret.clone());
         let bundle = self.bundle_path.to_string_lossy().into_owned();
         put("REQUESTS_CA_BUNDLE", bundle.clone());
+        put("NODE_EXTRA_CA_CERTS", bundle.clone());
         if self.bundle_has_system_roots {
             put("SSL_CERT_FILE", bundle);
         }

@@ -49,6 +49,13 @@ const MAX_TOKEN_REQUEST_BODY: usize = 64 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed for a plain HTTP request forwarded to another host.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The user name in the exported proxy URL (`http://teleport:SECRET@127.0.0.1:PORT`); only the
+/// password (the secret) is checked.
+pub(crate) const PROXY_USER: &str = "teleport";
+/// The realm of the `Proxy-Authenticate` challenge.
+const PROXY_REALM: &str = "Basic realm=\"Teleport Azure proxy\"";
+/// Longest `Proxy-Authorization` value looked at (a Basic user:secret is far shorter).
+const MAX_PROXY_AUTH: usize = 1024;
 
 pub(crate) struct Shared {
     pub(crate) addr: SocketAddr,
@@ -186,6 +193,39 @@ fn arm_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     )
 }
 
+/// 407: the proxy needs the session's secret as Basic credentials.
+fn proxy_auth_required() -> Response<Body> {
+    let mut r = arm_error(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "ProxyAuthenticationRequired",
+        "the Teleport Azure proxy needs this session's secret: use the HTTPS_PROXY / HTTP_PROXY \
+         printed by tsh proxy azure (http://teleport:SECRET@127.0.0.1:PORT), which clients send \
+         as Proxy-Authorization",
+    );
+    r.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static(PROXY_REALM),
+    );
+    r
+}
+
+/// The password of a `Basic` credential (`user:password`, base64), when the value is one.
+fn basic_password(value: &[u8]) -> Option<Vec<u8>> {
+    if value.len() > MAX_PROXY_AUTH {
+        return None;
+    }
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    decoded.get(colon + 1..).map(<[u8]>::to_vec)
+}
+
 fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = status;
@@ -262,7 +302,22 @@ enum Style {
 
 impl Shared {
     fn secret_matches(&self, candidate: &str) -> bool {
-        bool::from(candidate.as_bytes().ct_eq(self.secret.as_bytes()))
+        self.secret_bytes_match(candidate.as_bytes())
+    }
+
+    /// Constant-time comparison with the session's secret (the length is not secret).
+    fn secret_bytes_match(&self, candidate: &[u8]) -> bool {
+        bool::from(candidate.ct_eq(self.secret.as_bytes()))
+    }
+
+    /// Whether a `Proxy-Authorization` header carries the session's secret as the password of
+    /// Basic credentials (any user name).
+    fn proxy_authorized(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::PROXY_AUTHORIZATION)
+            .iter()
+            .filter_map(|v| basic_password(v.as_bytes()))
+            .any(|p| self.secret_bytes_match(&p))
     }
 
     fn intercepts(host: &str) -> bool {
@@ -295,13 +350,28 @@ impl Shared {
     }
 
     /// A request on the proxy port itself.
+    ///
+    /// Everything used as a proxy (`CONNECT`, absolute-form requests to other hosts, IMDS at
+    /// 169.254.169.254) needs the session's secret in `Proxy-Authorization` (407 otherwise);
+    /// requests to the proxy itself go to the token endpoints, which check the secret their own
+    /// way.
     async fn outer(self: &Arc<Self>, mut req: Request<Incoming>) -> Response<Body> {
+        let authorized = self.proxy_authorized(req.headers());
         if req.method() == Method::CONNECT {
+            if !authorized {
+                return proxy_auth_required();
+            }
             return self.connect(&mut req).await;
         }
         if let Some(host) = req.uri().host().map(str::to_owned) {
             // absolute-form: a proxied plain-HTTP request
             let port = req.uri().port_u16().unwrap_or(80);
+            if self.is_self(&host, port) {
+                return self.local(req, authorized).await;
+            }
+            if !authorized {
+                return proxy_auth_required();
+            }
             if req.uri().scheme_str() != Some("http") {
                 return arm_error(
                     StatusCode::BAD_REQUEST,
@@ -309,12 +379,12 @@ impl Shared {
                     "only http:// URLs can be proxied without CONNECT",
                 );
             }
-            if host == IMDS_HOST || self.is_self(&host, port) {
-                return self.local(req).await;
+            if host == IMDS_HOST {
+                return self.local(req, true).await;
             }
             return self.forward_plain(req, &host, port).await;
         }
-        self.local(req).await
+        self.local(req, authorized).await
     }
 
     async fn connect(self: &Arc<Self>, req: &mut Request<Incoming>) -> Response<Body> {
@@ -453,7 +523,8 @@ impl Shared {
     /// A request inside an intercepted TLS connection to `host:port`.
     async fn inner(&self, req: Request<Incoming>, host: &str, port: u16) -> Response<Body> {
         if TOKEN_HOSTS.contains(&host) {
-            return self.local(req).await;
+            // the CONNECT that opened this tunnel proved the secret
+            return self.local(req, true).await;
         }
         let (parts, body) = req.into_parts();
         let body = match read_body(&parts.headers, body, MAX_BODY).await {
@@ -608,8 +679,9 @@ impl Shared {
         }
     }
 
-    /// The token endpoints.
-    async fn local(&self, req: Request<Incoming>) -> Response<Body> {
+    /// The token endpoints. `proxy_authorized`: the request (or the tunnel it came through)
+    /// proved the secret as proxy credentials.
+    async fn local(&self, req: Request<Incoming>, proxy_authorized: bool) -> Response<Body> {
         let (parts, body) = req.into_parts();
         if parts.method != Method::GET && parts.method != Method::POST {
             return token_error(
@@ -623,7 +695,7 @@ impl Shared {
             Err(e) => return body_error_response(e, MAX_TOKEN_REQUEST_BODY),
         };
         let path = parts.uri.path();
-        let style = match self.classify(path, &parts.headers) {
+        let style = match self.classify(path, &parts.headers, proxy_authorized) {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -640,9 +712,28 @@ impl Shared {
     }
 
     #[allow(clippy::result_large_err)]
-    fn classify(&self, path: &str, headers: &HeaderMap) -> Result<Style, Response<Body>> {
+    fn classify(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        proxy_authorized: bool,
+    ) -> Result<Style, Response<Body>> {
         let trimmed = path.trim_end_matches('/');
         if trimmed == IMDS_TOKEN_PATH {
+            // IMDS itself needs no secret (only the VM reaches it); here any local process
+            // could, so the secret is proved through the proxy URL or the App Service header.
+            let proved = proxy_authorized
+                || header_str(headers, "x-identity-header").is_some_and(|s| self.secret_matches(s));
+            if !proved {
+                return Err(token_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized_client",
+                    "the IMDS endpoint of the Teleport Azure proxy needs this session's secret: \
+                     reach http://169.254.169.254 through the HTTP_PROXY printed by tsh proxy \
+                     azure (it carries the secret), or use IDENTITY_ENDPOINT with the \
+                     X-IDENTITY-HEADER it prints",
+                ));
+            }
             let ok =
                 header_str(headers, "metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             if !ok {
@@ -801,6 +892,28 @@ mod tests {
             ("proxy.corp", 8080, None)
         );
         assert!(ProxyTarget::parse("https://proxy.corp").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_parsing() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let pw = |v: &str| basic_password(v.as_bytes());
+        assert_eq!(
+            pw(&format!("Basic {}", b64("teleport:s3cret"))),
+            Some(b"s3cret".to_vec())
+        );
+        assert_eq!(
+            pw(&format!("basic  {} ", b64("u:a:b"))),
+            Some(b"a:b".to_vec())
+        );
+        assert_eq!(pw(&format!("Basic {}", b64("u:"))), Some(Vec::new()));
+        assert_eq!(pw(&format!("Basic {}", b64("no-colon"))), None);
+        assert_eq!(pw(&format!("Bearer {}", b64("u:p"))), None);
+        assert_eq!(pw("Basic"), None);
+        assert_eq!(pw("Basic ***"), None);
+        assert_eq!(basic_password(b"Basic \xff\xfe"), None);
+        let long = format!("Basic {}", b64(&format!("u:{}", "a".repeat(2000))));
+        assert_eq!(pw(&long), None);
     }
 
     #[test]

@@ -122,12 +122,31 @@ fn json(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
-/// Sends `CONNECT authority` and reads the response head; returns the stream and status code.
-async fn connect(proxy: SocketAddr, authority: &str) -> (TcpStream, u16) {
+/// The `Proxy-Authorization` value a client sends for a proxy URL `http://teleport:SECRET@...`.
+fn proxy_auth(secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("teleport:{secret}"))
+    )
+}
+
+/// Sends `CONNECT authority` (with `Proxy-Authorization` for `secret` when given) and reads the
+/// response head; returns the stream, the status code and the head.
+async fn connect_as(
+    proxy: SocketAddr,
+    authority: &str,
+    secret: Option<&str>,
+) -> (TcpStream, u16, String) {
     let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let auth = secret
+        .map(|s| format!("Proxy-Authorization: {}\r\n", proxy_auth(s)))
+        .unwrap_or_default();
+    s.write_all(
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -136,15 +155,21 @@ async fn connect(proxy: SocketAddr, authority: &str) -> (TcpStream, u16) {
     }
     let text = String::from_utf8(head).unwrap();
     let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (s, code, text)
+}
+
+/// `CONNECT` with the session's secret.
+async fn connect(f: &Fixture, authority: &str) -> (TcpStream, u16) {
+    let (s, code, _) = connect_as(f.proxy.addr(), authority, Some(f.proxy.secret())).await;
     (s, code)
 }
 
 async fn tls_to(
-    proxy: SocketAddr,
+    f: &Fixture,
     host: &str,
     ca_pem: &str,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let (s, code) = connect(proxy, &format!("{host}:443")).await;
+    let (s, code) = connect(f, &format!("{host}:443")).await;
     assert_eq!(code, 200);
     let cfg =
         pki::tls::client_config(None, None, &[ca_pem.to_owned()], false, &[b"http/1.1"]).unwrap();
@@ -225,7 +250,7 @@ async fn arm_request_is_intercepted_and_forwarded_with_a_local_token() {
 
     // the CA the client trusts is the file the proxy wrote
     let ca_pem = std::fs::read_to_string(f.proxy.local_ca_path()).unwrap();
-    let tls = tls_to(f.proxy.addr(), "management.azure.com", &ca_pem).await;
+    let tls = tls_to(&f, "management.azure.com", &ca_pem).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -335,7 +360,7 @@ async fn other_azure_hosts_keep_their_host_and_port() {
     let f = fixture().await;
     let jwt = app_service_token(&f, "https://vault.azure.net").await;
     let ca = f.proxy.local_ca_pem().to_owned();
-    let tls = tls_to(f.proxy.addr(), "myvault.vault.azure.net", &ca).await;
+    let tls = tls_to(&f, "myvault.vault.azure.net", &ca).await;
     let auth = format!("Bearer {jwt}");
     let (st, _, _) = send(
         tls,
@@ -431,14 +456,29 @@ async fn token_endpoints_of_every_style() {
     );
     let (st, _, body) = send(
         TcpStream::connect(addr).await.unwrap(),
-        get(&path, &[("host", "x"), ("metadata", "true")]),
+        get(
+            &path,
+            &[
+                ("host", "x"),
+                ("metadata", "true"),
+                ("x-identity-header", &secret),
+            ],
+        ),
     )
     .await;
     check_ok(st, &body, &imds_keys);
     let abs = format!("http://169.254.169.254{path}");
+    let auth = proxy_auth(&secret);
     let (st, _, body) = send(
         TcpStream::connect(addr).await.unwrap(),
-        get(&abs, &[("host", "169.254.169.254"), ("metadata", "true")]),
+        get(
+            &abs,
+            &[
+                ("host", "169.254.169.254"),
+                ("metadata", "true"),
+                ("proxy-authorization", &auth),
+            ],
+        ),
     )
     .await;
     check_ok(st, &body, &imds_keys);
@@ -448,7 +488,10 @@ async fn token_endpoints_of_every_style() {
     // IMDS without the Metadata header
     let (st, _, body) = send(
         TcpStream::connect(addr).await.unwrap(),
-        get(&abs, &[("host", "169.254.169.254")]),
+        get(
+            &abs,
+            &[("host", "169.254.169.254"), ("proxy-authorization", &auth)],
+        ),
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
@@ -520,7 +563,14 @@ async fn token_endpoints_of_every_style() {
             format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={r}&{q}");
         let (st, _, _) = send(
             TcpStream::connect(addr).await.unwrap(),
-            get(&imds, &[("host", "x"), ("metadata", "true")]),
+            get(
+                &imds,
+                &[
+                    ("host", "x"),
+                    ("metadata", "true"),
+                    ("x-identity-header", &secret),
+                ],
+            ),
         )
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
@@ -538,7 +588,7 @@ async fn token_endpoints_of_every_style() {
     );
 
     // Teleport's token host names, through CONNECT + TLS
-    let tls = tls_to(addr, "azure-identity.teleport.dev", f.proxy.local_ca_pem()).await;
+    let tls = tls_to(&f, "azure-identity.teleport.dev", f.proxy.local_ca_pem()).await;
     let uri = format!("/?api-version=2019-08-01&resource={r}&mi_res_id={id}");
     let (st, _, body) = send(
         tls,
@@ -605,7 +655,7 @@ async fn echo_server() -> SocketAddr {
 async fn other_hosts_are_tunnelled() {
     let f = fixture().await;
     let echo = echo_server().await;
-    let (mut s, code) = connect(f.proxy.addr(), &echo.to_string()).await;
+    let (mut s, code) = connect(&f, &echo.to_string()).await;
     assert_eq!(code, 200);
     s.write_all(b"hello through the tunnel").await.unwrap();
     let mut buf = [0u8; 24];
@@ -651,7 +701,7 @@ async fn fake_upstream_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 async fn other_hosts_go_through_the_upstream_proxy() {
     let (up, seen) = fake_upstream_proxy().await;
     let f = fixture_with(|c| c.upstream_proxy = Some(format!("http://user:pw@{up}"))).await;
-    let (mut s, code) = connect(f.proxy.addr(), "example.com:443").await;
+    let (mut s, code) = connect(&f, "example.com:443").await;
     assert_eq!(code, 200);
     s.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
@@ -685,13 +735,13 @@ async fn misbehaving_clients_get_errors_and_never_crash_the_proxy() {
     let out = raw(addr, &big).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
 
-    let (_, code) = connect(addr, "no-such-host.invalid:443").await;
+    let (_, code) = connect(&f, "no-such-host.invalid:443").await;
     assert_eq!(code, 502);
-    let (_, code) = connect(addr, "127.0.0.1:1").await;
+    let (_, code) = connect(&f, "127.0.0.1:1").await;
     assert_eq!(code, 502);
 
     // garbage instead of a TLS ClientHello after CONNECT to an Azure host
-    let (mut s, code) = connect(addr, "management.azure.com:443").await;
+    let (mut s, code) = connect(&f, "management.azure.com:443").await;
     assert_eq!(code, 200);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let mut sink = Vec::new();
@@ -699,7 +749,7 @@ async fn misbehaving_clients_get_errors_and_never_crash_the_proxy() {
 
     // a body over the cap on an intercepted connection: 413 without reading it
     let jwt = app_service_token(&f, ARM_RESOURCE).await;
-    let mut tls = tls_to(addr, "management.azure.com", f.proxy.local_ca_pem()).await;
+    let mut tls = tls_to(&f, "management.azure.com", f.proxy.local_ca_pem()).await;
     let head = format!(
         "PUT /x HTTP/1.1\r\nHost: management.azure.com\r\nAuthorization: Bearer {jwt}\r\nContent-Length: {}\r\n\r\n",
         msi_proxy::MAX_BODY + 1
@@ -710,7 +760,15 @@ async fn misbehaving_clients_get_errors_and_never_crash_the_proxy() {
     assert_eq!(&buf, b"HTTP/1.1 413");
 
     // a non-http absolute URL without CONNECT
-    let out = raw(addr, b"GET https://management.azure.com/ HTTP/1.1\r\nHost: management.azure.com\r\nConnection: close\r\n\r\n").await;
+    let out = raw(
+        addr,
+        format!(
+            "GET https://management.azure.com/ HTTP/1.1\r\nHost: management.azure.com\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+            proxy_auth(f.proxy.secret())
+        )
+        .as_bytes(),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
 
     // still serving
@@ -740,11 +798,20 @@ async fn local_ca_file_env_and_shutdown() {
 
     let env = f.proxy.env();
     let map: std::collections::HashMap<_, _> = env.iter().cloned().collect();
-    let proxy_url = format!("http://{}", f.proxy.addr());
+    // the proxy URL carries the secret, which clients send as Proxy-Authorization
+    let proxy_url = format!("http://teleport:{}@{}", f.proxy.secret(), f.proxy.addr());
     for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
         assert_eq!(map[k], proxy_url);
     }
-    assert_eq!(map["IDENTITY_ENDPOINT"], format!("{proxy_url}/identity"));
+    assert_eq!(
+        map["IDENTITY_ENDPOINT"],
+        format!("http://{}/identity", f.proxy.addr())
+    );
+    // Node reads NODE_EXTRA_CA_CERTS (not SSL_CERT_FILE): the same bundle
+    assert_eq!(
+        map["NODE_EXTRA_CA_CERTS"],
+        f.proxy.ca_bundle_path().to_string_lossy()
+    );
     assert_eq!(map["IDENTITY_HEADER"].len(), 40);
     assert_eq!(
         map["REQUESTS_CA_BUNDLE"],
@@ -833,6 +900,7 @@ async fn plain_http_requests_are_forwarded_in_origin_form() {
             &[
                 ("host", &origin.to_string()),
                 ("proxy-connection", "keep-alive"),
+                ("proxy-authorization", &proxy_auth(f.proxy.secret())),
             ],
         ),
     )
@@ -843,11 +911,18 @@ async fn plain_http_requests_are_forwarded_in_origin_form() {
     let seen = seen.lock().unwrap().to_lowercase();
     assert!(seen.starts_with("get /hello?x=1 http/1.1\r\n"), "{seen}");
     assert!(!seen.contains("proxy-connection"), "{seen}");
+    assert!(!seen.contains("proxy-authorization"), "{seen}");
 
     // an unreachable origin: 502, not a hang or a crash
     let (st, _, _) = send(
         TcpStream::connect(f.proxy.addr()).await.unwrap(),
-        get("http://127.0.0.1:1/", &[("host", "127.0.0.1:1")]),
+        get(
+            "http://127.0.0.1:1/",
+            &[
+                ("host", "127.0.0.1:1"),
+                ("proxy-authorization", &proxy_auth(f.proxy.secret())),
+            ],
+        ),
     )
     .await;
     assert_eq!(st, StatusCode::BAD_GATEWAY);
@@ -887,4 +962,161 @@ async fn random_bytes_never_crash_the_proxy() {
     }
     app_service_token(&f, ARM_RESOURCE).await;
     assert!(f.rec.reqs.lock().unwrap().is_empty());
+}
+
+/// Every way to a token needs the session's secret: any other local process (of any user) is
+/// refused, whether it asks the IMDS path directly, goes through the proxy to 169.254.169.254, or
+/// asks for a tunnel (intercepted or not).
+#[tokio::test]
+async fn a_local_process_without_the_secret_gets_no_token() {
+    let f = fixture().await;
+    let addr = f.proxy.addr();
+    let secret = f.proxy.secret().to_owned();
+    let r = urlencode(ARM_RESOURCE);
+    let path = format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={r}");
+    let abs = format!("http://169.254.169.254{path}");
+    let wrong = proxy_auth("0123456789abcdef0123456789abcdef01234567");
+    let no_password = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("teleport")
+        )
+    };
+    let secret_as_user = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{secret}:"))
+        )
+    };
+    let bad_auth: [Option<&str>; 6] = [
+        None,
+        Some(wrong.as_str()),
+        Some(no_password.as_str()),
+        Some(secret_as_user.as_str()),
+        Some("Basic %%%not-base64"),
+        Some("Bearer whatever"),
+    ];
+
+    // The IMDS path asked directly: 401 with a message saying what to do.
+    for auth in bad_auth {
+        let mut h = vec![("host", "127.0.0.1"), ("metadata", "true")];
+        if let Some(a) = auth {
+            h.push(("proxy-authorization", a));
+        }
+        let (st, _, body) = send(TcpStream::connect(addr).await.unwrap(), get(&path, &h)).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{auth:?}: {body:?}");
+        let v = json(&body);
+        assert!(v.get("access_token").is_none(), "{v}");
+        let msg = v["error_description"].as_str().unwrap();
+        assert!(
+            msg.contains("secret") && msg.contains("HTTP_PROXY"),
+            "{msg}"
+        );
+    }
+    let (st, _, _) = send(
+        TcpStream::connect(addr).await.unwrap(),
+        get(
+            &path,
+            &[
+                ("host", "127.0.0.1"),
+                ("metadata", "true"),
+                ("x-identity-header", "wrong"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // Through the proxy to 169.254.169.254, and to any other plain-HTTP host: 407 asking for
+    // Basic credentials.
+    for uri in [abs.as_str(), "http://127.0.0.2:9/x"] {
+        for auth in bad_auth {
+            let mut h = vec![("host", "169.254.169.254"), ("metadata", "true")];
+            if let Some(a) = auth {
+                h.push(("proxy-authorization", a));
+            }
+            let (st, headers, body) =
+                send(TcpStream::connect(addr).await.unwrap(), get(uri, &h)).await;
+            assert_eq!(
+                st,
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "{uri} {auth:?}: {body:?}"
+            );
+            let challenge = headers["proxy-authenticate"].to_str().unwrap();
+            assert!(challenge.starts_with("Basic realm="), "{challenge}");
+            assert!(!String::from_utf8_lossy(&body).contains("access_token"));
+        }
+    }
+
+    // CONNECT without the credentials: 407 for intercepted Azure hosts, Teleport's token hosts
+    // and plain tunnels alike; nothing is dialled.
+    let echo = echo_server().await.to_string();
+    for authority in [
+        "management.azure.com:443",
+        "azure-identity.teleport.dev:443",
+        echo.as_str(),
+    ] {
+        for secret in [None, Some("not-the-secret")] {
+            let (_, code, head) = connect_as(addr, authority, secret).await;
+            assert_eq!(code, 407, "{authority} {secret:?}: {head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("proxy-authenticate: basic realm="),
+                "{head}"
+            );
+        }
+    }
+    assert!(f.rec.reqs.lock().unwrap().is_empty());
+
+    // With the secret each way is served.
+    let (st, _, body) = send(
+        TcpStream::connect(addr).await.unwrap(),
+        get(
+            &abs,
+            &[
+                ("host", "169.254.169.254"),
+                ("metadata", "true"),
+                ("proxy-authorization", &proxy_auth(&secret)),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body:?}");
+    let jwt = json(&body)["access_token"].as_str().unwrap().to_owned();
+    verify_local_token(&jwt, &f.key.public_key_der).unwrap();
+    let (st, _, body) = send(
+        TcpStream::connect(addr).await.unwrap(),
+        get(
+            &path,
+            &[
+                ("host", "127.0.0.1"),
+                ("metadata", "true"),
+                ("x-identity-header", &secret),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body:?}");
+    // IMDS inside an authenticated tunnel to Teleport's token host
+    let tls = tls_to(&f, "azure-identity.teleport.dev", f.proxy.local_ca_pem()).await;
+    let (st, _, body) = send(
+        tls,
+        get(
+            &path,
+            &[
+                ("host", "azure-identity.teleport.dev"),
+                ("metadata", "true"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body:?}");
+    let (mut s, code) = connect(&f, &echo).await;
+    assert_eq!(code, 200);
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
 }
