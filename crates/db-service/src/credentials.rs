@@ -2,10 +2,16 @@
 //! hold a Redis password.
 //!
 //! * Access keys: `listKeys` on the cache (Azure Cache for Redis) or the
-//!   database (Redis Enterprise), the primary key else the secondary. The key
-//!   is kept until the server refuses it (`WRONGPASS`: keys were rotated),
-//!   then fetched again (Teleport instead calls `listKeys` for every new
-//!   connection, which ARM throttles).
+//!   database (Redis Enterprise), the primary key else the secondary. One
+//!   state per resource, shared by every connection of the agent, remembers
+//!   the key that works and the keys the server refused (`WRONGPASS`: keys
+//!   were rotated). When the key in use is refused, the first connection to
+//!   ask fetches the keys again while the others wait for its answer (one
+//!   `listKeys` per rotation however many connections were refused), and the
+//!   first listed key not refused since is used by all: so a cache that
+//!   accepts only the secondary key while `listKeys` still lists the old
+//!   primary first is reached on every connection. Teleport instead calls
+//!   `listKeys` for every new connection, which ARM throttles.
 //! * Microsoft Entra ID, for caches whose access keys are disabled (Azure
 //!   Managed Redis's default): a token for `https://redis.azure.com/.default`
 //!   from the agent's credential chain, sent as `AUTH <object-id> <token>`
@@ -18,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use azure_core::credentials::TokenCredential;
 use azure_mint::arm::ArmClient;
@@ -84,10 +90,93 @@ enum Mode {
     Entra,
 }
 
+/// What every connection to one resource shares. Behind an async mutex held
+/// across the ARM calls, so fetches are single-flight: callers that arrive
+/// during a fetch wait for it and take its answer.
 #[derive(Default)]
 struct State {
+    /// Access keys or Entra tokens; read again after a refusal.
     mode: Option<Mode>,
-    cached: Option<(Credentials, Option<SystemTime>)>,
+    /// Entra ID: the token and when it expires.
+    token: Option<(Credentials, SystemTime)>,
+    /// Access keys.
+    keys: Keys,
+}
+
+/// How long after a `listKeys` that brought nothing new (every key it lists
+/// refused) the keys are not fetched again: a cache that refuses every key
+/// costs one ARM call per this period, not one per connection attempt.
+const REFETCH_UNCHANGED_AFTER: Duration = Duration::from_secs(5);
+
+/// The access keys of one resource as the agent knows them.
+#[derive(Default)]
+struct Keys {
+    /// What `listKeys` last returned (primary first), without empty keys.
+    listed: Vec<String>,
+    /// Listed keys the server refused since they were fetched.
+    refused: Vec<String>,
+    /// The key every new connection uses; `None` after a refusal.
+    current: Option<String>,
+    /// When `listKeys` last returned the keys it had returned before.
+    unchanged_at: Option<Instant>,
+}
+
+impl Keys {
+    /// The key to use without asking Azure: the one in use, else the first
+    /// listed key not refused (the secondary after the primary).
+    fn pick(&mut self) -> Option<String> {
+        if self.current.is_none() {
+            self.current = self
+                .listed
+                .iter()
+                .find(|k| !self.refused.contains(k))
+                .cloned();
+        }
+        self.current.clone()
+    }
+
+    /// Whether to call `listKeys` now that no known key is left to try.
+    fn may_fetch(&self, now: Instant) -> bool {
+        self.listed.is_empty()
+            || self
+                .unchanged_at
+                .is_none_or(|at| now.duration_since(at) >= REFETCH_UNCHANGED_AFTER)
+    }
+
+    /// Takes a fresh `listKeys` answer: refusals of keys no longer listed
+    /// are forgotten, those of keys still listed kept (Azure may list a
+    /// key the cache no longer takes first).
+    fn take_listed(&mut self, listed: Vec<String>, now: Instant) {
+        self.unchanged_at = (listed == self.listed).then_some(now);
+        self.refused.retain(|k| listed.contains(k));
+        self.listed = listed;
+        self.current = None;
+    }
+
+    /// Every listed key was refused and no fetch is due: start over from
+    /// the first (a key may take a moment to reach the cache after a
+    /// regeneration; each connection still stops at a key it saw refused).
+    fn restart(&mut self) -> Option<String> {
+        self.refused.clear();
+        self.current = self.listed.first().cloned();
+        self.current.clone()
+    }
+
+    /// The server refused `key`: remember it, and stop handing it out.
+    /// Returns whether it was the key in use (a refusal of an older key,
+    /// from a connection that asked before the last change, changes
+    /// nothing else).
+    fn refuse(&mut self, key: &str) -> bool {
+        if self.listed.iter().any(|k| k == key) && !self.refused.iter().any(|k| k == key) {
+            self.refused.push(key.to_string());
+        }
+        if self.current.as_deref() == Some(key) {
+            self.current = None;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Access key or Entra credentials of one Azure Redis resource.
@@ -125,7 +214,8 @@ impl AzureRedisCredentials {
         }
     }
 
-    async fn access_key(&self) -> Result<Credentials, String> {
+    /// The keys `listKeys` returns, primary first, empty ones left out.
+    async fn list_keys(&self) -> Result<Vec<String>, String> {
         let keys = if self.enterprise {
             self.arm.redis_enterprise_keys(&self.resource_id).await
         } else {
@@ -137,13 +227,19 @@ impl AzureRedisCredentials {
             }
             _ => format!("{}: {e}", list_keys_denied(&self.db_name)),
         })?;
-        let key = keys.preferred().ok_or_else(|| {
-            format!(
+        let mut listed: Vec<String> = Vec::with_capacity(2);
+        for key in [keys.primary_key, keys.secondary_key].into_iter().flatten() {
+            if !key.is_empty() && !listed.contains(&key) {
+                listed.push(key);
+            }
+        }
+        if listed.is_empty() {
+            return Err(format!(
                 "missing keys: Azure returned no access key for Azure Redis {:?}",
                 self.db_name
-            )
-        })?;
-        Ok(Credentials::password(None, key))
+            ));
+        }
+        Ok(listed)
     }
 
     async fn entra_token(&self) -> Result<(Credentials, SystemTime), String> {
@@ -205,50 +301,78 @@ pub fn object_id_of(jwt: &str) -> Option<String> {
 impl CredentialProvider for AzureRedisCredentials {
     async fn credentials(&self) -> Result<Credentials, String> {
         let mut state = self.state.lock().await;
-        if let Some((creds, expires)) = &state.cached {
-            let fresh = match (expires, creds.valid_for) {
-                (None, _) => true,
-                (Some(at), Some(life)) => at
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > life / TOKEN_REUSE_FRACTION),
-                (Some(_), None) => false,
-            };
-            if fresh {
-                let mut c = creds.clone();
-                if let Some(at) = expires {
-                    c.valid_for = Some(at.duration_since(SystemTime::now()).unwrap_or_default());
-                }
-                return Ok(c);
+        let state = &mut *state;
+        if state.mode == Some(Mode::AccessKey) {
+            if let Some(key) = state.keys.pick() {
+                return Ok(Credentials::password(None, key));
             }
         }
-        let mode = match state.mode {
-            Some(m) => m,
-            None => {
-                let m = self.mode().await;
-                state.mode = Some(m);
-                m
-            }
+        let now = Instant::now();
+        let fetch = match state.mode {
+            None => true,
+            Some(Mode::AccessKey) => state.keys.may_fetch(now),
+            Some(Mode::Entra) => false,
         };
-        let (creds, expires) = match mode {
-            Mode::AccessKey => (self.access_key().await?, None),
-            Mode::Entra => {
-                let (c, at) = self.entra_token().await?;
-                (c, Some(at))
+        if fetch {
+            // First use, or every known key was refused: the keys may have
+            // been disabled rather than regenerated.
+            let mode = self.mode().await;
+            state.mode = Some(mode);
+            if mode == Mode::AccessKey {
+                let listed = self.list_keys().await?;
+                state.keys.take_listed(listed, now);
             }
-        };
-        state.cached = Some((creds.clone(), expires));
-        Ok(creds)
+        }
+        match state.mode {
+            Some(Mode::AccessKey) | None => {
+                let key = match state.keys.pick() {
+                    Some(key) => Some(key),
+                    None => state.keys.restart(),
+                };
+                key.map(|k| Credentials::password(None, k)).ok_or_else(|| {
+                    format!(
+                        "missing keys: Azure returned no access key for Azure Redis {:?}",
+                        self.db_name
+                    )
+                })
+            }
+            Some(Mode::Entra) => {
+                if let Some((creds, expires)) = &state.token {
+                    let fresh = creds.valid_for.is_some_and(|life| {
+                        expires
+                            .duration_since(SystemTime::now())
+                            .is_ok_and(|left| left > life / TOKEN_REUSE_FRACTION)
+                    });
+                    if fresh {
+                        let mut c = creds.clone();
+                        c.valid_for = Some(
+                            expires
+                                .duration_since(SystemTime::now())
+                                .unwrap_or_default(),
+                        );
+                        return Ok(c);
+                    }
+                }
+                let (creds, expires) = self.entra_token().await?;
+                state.token = Some((creds.clone(), expires));
+                Ok(creds)
+            }
+        }
     }
 
     async fn invalidate(&self, rejected: &Credentials) {
         let mut state = self.state.lock().await;
-        if state
-            .cached
+        let token_refused = state
+            .token
             .as_ref()
-            .is_some_and(|(c, _)| c.password == rejected.password)
-        {
-            tracing::info!(db = %self.db_name, "Azure Redis refused the agent's credentials; fetching new ones");
-            *state = State::default();
+            .is_some_and(|(c, _)| c.password == rejected.password);
+        if token_refused {
+            tracing::info!(db = %self.db_name, "Azure Redis refused the agent's Microsoft Entra token; getting a new one");
+            state.token = None;
+            // Access keys may have been turned back on.
+            state.mode = None;
+        } else if state.keys.refuse(&rejected.password) {
+            tracing::info!(db = %self.db_name, "Azure Redis refused the agent's access key; trying the other, then fetching the keys again");
         }
     }
 }

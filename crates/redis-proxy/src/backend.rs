@@ -237,8 +237,10 @@ impl Backend {
             .map_err(EngineError::Credentials)
     }
 
-    /// Opens an authenticated connection. A `WRONGPASS` answer makes the
-    /// engine ask the provider again and retry once on the same connection.
+    /// Opens an authenticated connection. A `WRONGPASS` answer is reported
+    /// to the provider ([`CredentialProvider::invalidate`]) and the engine
+    /// asks it again, retrying on the same connection while it hands out
+    /// credentials not yet refused there (at most [`AUTH_ATTEMPTS`] times).
     pub async fn connect(&self) -> Result<BackendStream, EngineError> {
         Ok(self.connect_authenticated().await?.stream)
     }
@@ -248,8 +250,15 @@ impl Backend {
     pub async fn connect_authenticated(&self) -> Result<Connected, EngineError> {
         let mut stream = self.open().await?;
         let mut buf = BytesMut::with_capacity(512);
-        for attempt in 0..2 {
+        // The passwords refused on this connection, and the last refusal.
+        let mut refused: Vec<String> = Vec::new();
+        let mut last_refusal = String::new();
+        for _ in 0..AUTH_ATTEMPTS {
             let creds = self.credentials().await?;
+            if refused.contains(&creds.password) {
+                // The provider has nothing new to offer.
+                break;
+            }
             let Some(cmd) = creds.auth_command() else {
                 return Ok(Connected {
                     stream,
@@ -265,9 +274,11 @@ impl Backend {
                         reauth_at: creds.valid_for.map(reauth_deadline),
                     })
                 }
-                Frame::Error(e) if e.starts_with(b"WRONGPASS") && attempt == 0 => {
+                Frame::Error(e) if e.starts_with(b"WRONGPASS") => {
                     tracing::info!(host = %self.host, "backend refused the password, asking the provider again");
                     self.credentials.invalidate(&creds).await;
+                    last_refusal = String::from_utf8_lossy(&e).into_owned();
+                    refused.push(creds.password);
                 }
                 Frame::Error(e) | Frame::BlobError(e) => {
                     return Err(EngineError::Auth(String::from_utf8_lossy(&e).into_owned()))
@@ -279,11 +290,18 @@ impl Backend {
                 }
             }
         }
-        Err(EngineError::Auth(
-            "WRONGPASS after refreshing credentials".into(),
-        ))
+        Err(EngineError::Auth(if last_refusal.is_empty() {
+            "WRONGPASS after refreshing credentials".into()
+        } else {
+            last_refusal
+        }))
     }
 }
+
+/// How many `AUTH` a new connection sends before giving up: the key in use,
+/// then what the provider hands out after each `WRONGPASS` (after a rotation
+/// a provider may still list a refused key first, then the one that works).
+pub const AUTH_ATTEMPTS: usize = 4;
 
 /// An authenticated backend connection.
 pub struct Connected {
