@@ -161,6 +161,38 @@ fn ensure_az(root: &Path) -> Result<PathBuf> {
     Ok(az)
 }
 
+/// The Azure SDK for JavaScript (`@azure/identity`, `@azure/core-rest-pipeline`) in a cached
+/// folder under target/, for the tests' Node client; returns its `node_modules`.
+fn ensure_js_sdk(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("target").join("azure-js");
+    let modules = dir.join("node_modules");
+    let packages = ["@azure/identity", "@azure/core-rest-pipeline"];
+    if packages
+        .iter()
+        .all(|p| modules.join(p).join("package.json").exists())
+    {
+        return Ok(modules);
+    }
+    if !have("node") || !have("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&dir)
+        .args(["@azure/identity@4", "@azure/core-rest-pipeline@1"]))?;
+    if let Some(missing) = packages
+        .iter()
+        .find(|p| !modules.join(p).join("package.json").exists())
+    {
+        bail!(
+            "npm install succeeded but {missing} is missing from {}",
+            modules.display()
+        );
+    }
+    Ok(modules)
+}
+
 /// Everything the tests need; returns the environment to give them.
 fn ensure_deps(root: &Path) -> Result<Vec<(String, String)>> {
     ensure_postgres()?;
@@ -183,6 +215,8 @@ fn ensure_deps(root: &Path) -> Result<Vec<(String, String)>> {
     if root.join("crates").join("azure-emulator").exists() {
         let az = ensure_az(root)?;
         env.push(("AZ_CLI".to_string(), az.display().to_string()));
+        let js = ensure_js_sdk(root)?;
+        env.push(("AZURE_JS_SDK".to_string(), js.display().to_string()));
     }
     Ok(env)
 }

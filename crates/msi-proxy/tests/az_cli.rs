@@ -1,5 +1,7 @@
-//! The real `az` CLI (2.91) through the proxy: `AZ_CLI`, or `target/az-venv/bin/az` of the
-//! workspace. Skipped (with a message) when neither exists.
+//! Real clients through the proxy: the `az` CLI (`AZ_CLI`, or `target/az-venv/bin/az` of the
+//! workspace) and the Azure SDK for JavaScript (`AZURE_JS_SDK`, or `target/azure-js/node_modules`),
+//! both installed by `cargo xtask deps`. Skipped (with a message) when not installed and not named;
+//! a named one that is missing fails.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -62,6 +64,39 @@ fn az_path() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+fn js_sdk_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AZURE_JS_SDK") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.join("@azure/identity").exists(),
+            "AZURE_JS_SDK={} has no @azure/identity: run cargo xtask deps",
+            p.display()
+        );
+        return Some(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/azure-js/node_modules");
+    p.join("@azure/identity").exists().then_some(p)
+}
+
+/// Variables of the test machine that would point clients at other proxies or CAs: removed so
+/// a client has only what the proxy exports.
+const INHERITED: &[&str] = &[
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "NO_PROXY",
+    "no_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+];
+
 async fn az(
     az: &PathBuf,
     env: &[(String, String)],
@@ -74,17 +109,7 @@ async fn az(
         .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
         .env("AZURE_CORE_NO_COLOR", "1")
         .kill_on_drop(true);
-    for k in [
-        "IDENTITY_ENDPOINT",
-        "IDENTITY_HEADER",
-        "MSI_ENDPOINT",
-        "MSI_SECRET",
-        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-        "NO_PROXY",
-        "no_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ] {
+    for k in INHERITED {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -235,4 +260,55 @@ async fn real_az_login_with_msi_endpoint_and_secret() {
     .await;
     check_login(&out);
     assert!(!arm.seen.lock().unwrap().is_empty());
+}
+
+/// The Azure SDK for JavaScript (`@azure/identity` + `@azure/core-rest-pipeline` under Node):
+/// a token from the App Service endpoint, or from IMDS through `HTTP_PROXY` (its credentials),
+/// and an ARM call through `HTTPS_PROXY` trusting the local CA by `NODE_EXTRA_CA_CERTS`.
+#[tokio::test]
+async fn javascript_sdk_through_the_proxy() {
+    let Some(modules) = js_sdk_path() else {
+        eprintln!("skipped: no @azure/identity (set AZURE_JS_SDK or run cargo xtask deps)");
+        return;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/azure_sdk.js");
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy, arm, key) = start(&dir).await;
+    let app_service = proxy.env();
+    let imds: Vec<_> = proxy
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
+        .collect();
+    for (mode, env) in [("app service", app_service), ("imds", imds)] {
+        let before = arm.seen.lock().unwrap().len();
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(&script)
+            .arg(SUB)
+            .env("NODE_PATH", &modules)
+            .kill_on_drop(true);
+        for k in INHERITED {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+            .await
+            .expect("node timed out")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        let seen = arm.seen.lock().unwrap();
+        assert_eq!(seen.len(), before + 1, "{mode}: {seen:?}");
+        let (method, uri, auth) = &seen[before];
+        assert_eq!(method, "GET");
+        assert!(
+            uri.starts_with(&format!(
+                "https://management.azure.com/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines?"
+            )),
+            "{uri}"
+        );
+        let claims =
+            verify_local_token(auth.strip_prefix("Bearer ").unwrap(), &key.public_key_der).unwrap();
+        assert_eq!(claims.sub, IDENTITY, "{mode}");
+    }
 }
