@@ -9,6 +9,7 @@ use crate::{Duration, Metadata, ResourceError};
 
 /// A dynamic label: a command run periodically whose output is the label value.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommandLabel {
     /// Command and arguments.
     #[serde(default, deserialize_with = "string_list::deserialize")]
@@ -38,6 +39,7 @@ pub const APP_CLOUDS: [&str; 3] = ["AWS", "Azure", "GCP"];
 
 /// An application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct App {
     /// Always `app`.
     pub kind: String,
@@ -52,6 +54,7 @@ pub struct App {
 
 /// `spec:` of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppSpec {
     /// Internal address (`cloud://Azure` for the Azure CLI app).
     #[serde(default)]
@@ -130,6 +133,7 @@ impl App {
 
 /// A database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Database {
     /// Always `db`.
     pub kind: String,
@@ -144,6 +148,7 @@ pub struct Database {
 
 /// `spec:` of a database.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSpec {
     /// `redis`, `postgres`, ...
     #[serde(default)]
@@ -170,6 +175,7 @@ pub const DB_TLS_MODES: [&str; 3] = ["verify-full", "verify-ca", "insecure"];
 
 /// `spec.tls:` of a database.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseTls {
     /// `verify-full` (default), `verify-ca` or `insecure`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -184,6 +190,7 @@ pub struct DatabaseTls {
 
 /// `spec.azure:` of a database.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseAzure {
     /// Azure resource name.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -8,6 +8,7 @@ use crate::{Metadata, ResourceError};
 
 /// The cluster's name and id (`kind: cluster_name`, version v2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterName {
     /// Always `cluster_name`.
     pub kind: String,
@@ -22,6 +23,7 @@ pub struct ClusterName {
 
 /// `spec:` of a cluster name.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterNameSpec {
     /// The cluster name.
     #[serde(default)]
@@ -89,6 +91,7 @@ impl fmt::Display for CaType {
 
 /// A certificate authority (`kind: cert_authority`, version v2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertAuthority {
     /// Always `cert_authority`.
     pub kind: String,
@@ -102,6 +105,7 @@ pub struct CertAuthority {
 
 /// `spec:` of a certificate authority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CertAuthoritySpec {
     /// The cluster this CA belongs to.
     #[serde(default)]
@@ -116,6 +120,7 @@ pub struct CertAuthoritySpec {
 
 /// Key material of a CA.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaKeySet {
     /// X.509 certificates and keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -127,6 +132,7 @@ pub struct CaKeySet {
 
 /// A CA certificate and (when not exported) its key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsKeyPair {
     /// Certificate (PEM).
     pub cert: String,
@@ -137,6 +143,7 @@ pub struct TlsKeyPair {
 
 /// A JWT public key and (when not exported) its private key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JwtKeyPair {
     /// Public key (PEM).
     pub public_key: String,

@@ -13,6 +13,7 @@ mod labels;
 mod metadata;
 mod parse;
 mod role;
+mod strict;
 mod token;
 mod user;
 
@@ -33,6 +34,9 @@ pub use role::{
     Role, RoleConditions, RoleOptions, RoleSpec, Rule, DEFAULT_MAX_SESSION_TTL,
     DEFAULT_ROLE_VERSION, SUPPORTED_ROLE_VERSIONS, WILDCARD,
 };
+pub use strict::did_you_mean;
+#[doc(hidden)]
+pub use strict::probe;
 pub use token::{AzureJoinSpec, AzureRule, JoinMethod, ProvisionToken, SystemRole, TokenSpec};
 pub use user::{trait_names, CreatedBy, CreatedByUser, User, UserSpec};
 
@@ -101,5 +105,7 @@ pub fn is_valid_azure_identity(identity: &str) -> bool {
         .is_some_and(|re| re.is_match(identity))
 }
 
+#[cfg(test)]
+mod every_key_tests;
 #[cfg(test)]
 mod tests;

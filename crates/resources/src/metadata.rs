@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 /// `metadata:` of a resource: name, description, labels, expiry and revision.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// Resource name (for a token: the token value itself).
     #[serde(default)]

@@ -2,8 +2,10 @@
 
 use std::sync::LazyLock;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::strict::{self, Step};
 
 use crate::{
     App, CertAuthority, ClusterName, Database, Metadata, ParseError, ProvisionToken, ResourceError,
@@ -155,14 +157,6 @@ pub fn parse_kind_ref(text: &str) -> Result<(&'static str, Option<String>), Reso
     }
 }
 
-/// One document's source.
-enum Source<'a> {
-    /// YAML text (positions in it are relative to `line_offset`).
-    Yaml { text: &'a str, line_offset: usize },
-    /// An already parsed value (a JSON array item or a YAML sequence item).
-    Json(&'a serde_json::Value),
-}
-
 /// A decode failure before it is tied to a document.
 struct Failure {
     line: Option<usize>,
@@ -214,60 +208,231 @@ fn yaml_failure(err: &serde_yaml_ng::Error, line_offset: usize) -> Failure {
     }
 }
 
-fn decode<T: DeserializeOwned>(src: &Source<'_>) -> Result<T, Failure> {
-    match src {
-        Source::Yaml { text, line_offset } => {
-            serde_yaml_ng::from_str(text).map_err(|e| yaml_failure(&e, *line_offset))
+/// Where a piece of text starts in the whole input: 0-based line, and the column offset
+/// of its first line.
+#[derive(Clone, Copy, Default)]
+struct Origin {
+    line: usize,
+    column: usize,
+}
+
+impl Origin {
+    fn of(text: &str, byte: usize) -> Origin {
+        let before = text.get(..byte).unwrap_or(text);
+        Origin {
+            line: before.matches('\n').count(),
+            column: before.len() - before.rfind('\n').map_or(0, |i| i + 1),
         }
-        Source::Json(v) => T::deserialize(*v).map_err(|e| Failure {
-            line: None,
-            column: None,
-            message: e.to_string(),
-        }),
     }
+
+    /// A 1-based position in the piece, as a position in the whole input.
+    fn shift(self, line: usize, column: usize) -> (usize, usize) {
+        let column = if line == 1 {
+            column + self.column
+        } else {
+            column
+        };
+        (line + self.line, column)
+    }
+}
+
+/// A decode failure with the path of the value that failed; its message is still the
+/// decoder's (see [`strict::explain`]).
+type Tracked = (Vec<Step>, Failure);
+
+/// Decodes YAML text with `seed`; a failure has the position in the whole input.
+fn decode_yaml<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    origin: Origin,
+    seed: S,
+) -> Result<S::Value, Tracked> {
+    strict::decode_seed(serde_yaml_ng::Deserializer::from_str(text), seed).map_err(|(steps, e)| {
+        let mut f = yaml_failure(&e, origin.line);
+        if let (Some(l), Some(c)) = (f.line, f.column) {
+            // yaml_failure shifted the line already; shift the column of line 1 only.
+            if l == origin.line + 1 {
+                f.column = Some(c + origin.column);
+            }
+        }
+        f.message = strict::strip_position(&f.message);
+        (steps, f)
+    })
+}
+
+/// Decodes JSON text with `seed`, as [`decode_yaml`] does YAML.
+fn decode_json<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    origin: Origin,
+    seed: S,
+) -> Result<S::Value, Tracked> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    strict::decode_seed(&mut de, seed).map_err(|(steps, e)| {
+        let known = e.line() > 0;
+        let (line, column) = origin.shift(e.line(), e.column());
+        let failure = Failure {
+            line: known.then_some(line),
+            column: known.then_some(column),
+            message: strip_json_position(&e),
+        };
+        (steps, failure)
+    })
 }
 
 fn header_str<'v>(v: &'v serde_json::Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(serde_json::Value::as_str)
 }
 
-/// Checks kind/version/name from the generic value, then decodes and validates.
-fn build(header: &serde_json::Value, src: &Source<'_>) -> Result<Resource, Failure> {
+/// The keys of a resource document.
+const TOP_KEYS: [&str; 4] = ["kind", "version", "metadata", "spec"];
+
+/// The keys of `metadata`.
+const METADATA_KEYS: [&str; 5] = ["name", "description", "labels", "expires", "revision"];
+
+fn unknown_keys<'v>(v: Option<&'v serde_json::Value>, known: &[&str]) -> Vec<&'v str> {
+    v.and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.keys()
+                .map(String::as_str)
+                .filter(|k| !known.contains(k))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks kind/version/name from the generic value; answers the kind to decode.
+///
+/// When a key of the document or of its metadata is unknown (`versio:`), a missing
+/// version or name is left to the typed decoder, which names the unknown key and its line.
+fn header_kind(header: &serde_json::Value) -> Result<&'static str, Failure> {
     if !header.is_object() {
         return Err(ResourceError::BadParameter(
             "expected a resource (a mapping with kind, version, metadata and spec)".to_string(),
         )
         .into());
     }
-    let kind = header_str(header, "kind").ok_or(ResourceError::Missing("kind"))?;
-    if header.get("version").is_none() {
-        return Err(ResourceError::Missing("version").into());
+    let unknown_top = unknown_keys(Some(header), &TOP_KEYS);
+    let Some(kind) = header_str(header, "kind") else {
+        if let Some(key) = unknown_top.first() {
+            let valid: Vec<String> = TOP_KEYS.iter().map(|k| k.to_string()).collect();
+            return Err(ResourceError::BadParameter(strict::explain(
+                &[Step::Key((*key).to_string())],
+                &format!(
+                    "unknown field `{key}`, expected one of {}",
+                    valid
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+            .into());
+        }
+        return Err(ResourceError::Missing("kind").into());
+    };
+    let Some(kind) = crate::KINDS.iter().copied().find(|k| *k == kind) else {
+        return Err(ResourceError::UnsupportedKind(kind.to_string()).into());
+    };
+    let defer =
+        !unknown_top.is_empty() || !unknown_keys(header.get("metadata"), &METADATA_KEYS).is_empty();
+    match header.get("version") {
+        None if defer => return Ok(kind),
+        None => return Err(ResourceError::Missing("version").into()),
+        Some(_) => {}
     }
     let version = header_str(header, "version").unwrap_or_default();
+    if kind == KIND_ROLE && !SUPPORTED_ROLE_VERSIONS.contains(&version) {
+        return Err(ResourceError::UnsupportedRoleVersion(version.to_string()).into());
+    }
     let name = header
         .get("metadata")
         .and_then(|m| header_str(m, "name"))
         .unwrap_or_default();
-    if !crate::KINDS.contains(&kind) {
-        return Err(ResourceError::UnsupportedKind(kind.to_string()).into());
-    }
-    if kind == KIND_ROLE && !SUPPORTED_ROLE_VERSIONS.contains(&version) {
-        return Err(ResourceError::UnsupportedRoleVersion(version.to_string()).into());
-    }
-    if name.is_empty() {
+    if name.is_empty() && !defer {
         return Err(ResourceError::Missing("metadata.name").into());
     }
-    let resource = match kind {
-        KIND_ROLE => Resource::Role(decode(src)?),
-        KIND_USER => Resource::User(decode(src)?),
-        KIND_TOKEN => Resource::Token(decode(src)?),
-        KIND_APP => Resource::App(decode(src)?),
-        KIND_DB => Resource::Database(decode(src)?),
-        KIND_CLUSTER_NAME => Resource::ClusterName(decode(src)?),
-        _ => Resource::CertAuthority(decode(src)?),
+    Ok(kind)
+}
+
+/// Decodes one resource of a known kind.
+struct KindSeed(&'static str);
+
+impl<'de> DeserializeSeed<'de> for KindSeed {
+    type Value = Resource;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Resource, D::Error> {
+        Ok(match self.0 {
+            KIND_ROLE => Resource::Role(Role::deserialize(d)?),
+            KIND_USER => Resource::User(User::deserialize(d)?),
+            KIND_TOKEN => Resource::Token(ProvisionToken::deserialize(d)?),
+            KIND_APP => Resource::App(App::deserialize(d)?),
+            KIND_DB => Resource::Database(Database::deserialize(d)?),
+            KIND_CLUSTER_NAME => Resource::ClusterName(ClusterName::deserialize(d)?),
+            _ => Resource::CertAuthority(CertAuthority::deserialize(d)?),
+        })
+    }
+}
+
+/// Decodes a sequence of resources whose kinds are known, one per item.
+struct SeqSeed<'k>(&'k [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for SeqSeed<'_> {
+    type Value = Vec<Resource>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Resource>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SeqSeed<'_> {
+    type Value = Vec<Resource>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence of resources")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Resource>, A::Error> {
+        let mut out = Vec::with_capacity(self.0.len());
+        for kind in self.0 {
+            match seq.next_element_seed(KindSeed(kind))? {
+                Some(r) => out.push(r),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes the items of one document (a resource, or a sequence of them: `value` is its
+/// generic form) and validates them; `first` is the number of the first item's document.
+/// `decode` gets the kinds and whether the document is a sequence.
+fn decode_items(
+    value: &serde_json::Value,
+    first: usize,
+    decode: impl FnOnce(&[&'static str], bool) -> Result<Vec<Resource>, Tracked>,
+) -> Result<Vec<Resource>, ParseError> {
+    let (kinds, is_seq) = match value {
+        serde_json::Value::Array(items) => {
+            let mut kinds = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                kinds.push(header_kind(item).map_err(|f| f.at(first + i))?);
+            }
+            (kinds, true)
+        }
+        header => (vec![header_kind(header).map_err(|f| f.at(first))?], false),
     };
-    resource.validate()?;
-    Ok(resource)
+    let resources = decode(&kinds, is_seq).map_err(|(steps, mut f)| {
+        // In a sequence, `[1].spec...` is document first+1's `spec...`.
+        let (document, steps) = match steps.split_first() {
+            Some((Step::Index(i), rest)) if is_seq => (first + i, rest),
+            _ => (first, steps.as_slice()),
+        };
+        f.message = strict::explain(steps, &f.message);
+        f.at(document)
+    })?;
+    for (i, r) in resources.iter().enumerate() {
+        r.validate().map_err(|e| Failure::from(e).at(first + i))?;
+    }
+    Ok(resources)
 }
 
 /// A YAML document: its text and the 0-based line where it starts in the input.
@@ -324,24 +489,27 @@ fn looks_like_json(text: &str) -> bool {
 /// column in the whole input.
 pub fn parse_resources(text: &str) -> Result<Vec<Resource>, ParseError> {
     let mut out = Vec::new();
-    let mut doc = 0usize;
     if looks_like_json(text) {
-        let stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
-        for value in stream {
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+        let mut start = 0;
+        while let Some(value) = stream.next() {
             let value = value.map_err(|e| ParseError {
-                document: doc + 1,
+                document: out.len() + 1,
                 line: Some(e.line()),
                 column: Some(e.column()),
                 message: strip_json_position(&e),
             })?;
-            let items = match value {
-                serde_json::Value::Array(items) => items,
-                other => vec![other],
-            };
-            for item in items {
-                doc += 1;
-                out.push(build(&item, &Source::Json(&item)).map_err(|f| f.at(doc))?);
-            }
+            let end = stream.byte_offset();
+            let piece = text.get(start..end).unwrap_or_default();
+            let origin = Origin::of(text, start);
+            start = end;
+            out.extend(decode_items(&value, out.len() + 1, |kinds, is_seq| {
+                if is_seq {
+                    decode_json(piece, origin, SeqSeed(kinds))
+                } else {
+                    decode_json(piece, origin, KindSeed(kinds[0])).map(|r| vec![r])
+                }
+            })?);
         }
         return Ok(out);
     }
@@ -349,26 +517,23 @@ pub fn parse_resources(text: &str) -> Result<Vec<Resource>, ParseError> {
         let value: serde_json::Value = match serde_yaml_ng::from_str(&chunk.text) {
             Ok(v) => v,
             Err(e) => {
-                return Err(yaml_failure(&e, chunk.line_offset).at(doc + 1));
+                return Err(yaml_failure(&e, chunk.line_offset).at(out.len() + 1));
             }
         };
-        match value {
-            serde_json::Value::Null => continue,
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    doc += 1;
-                    out.push(build(&item, &Source::Json(&item)).map_err(|f| f.at(doc))?);
-                }
-            }
-            header => {
-                doc += 1;
-                let src = Source::Yaml {
-                    text: &chunk.text,
-                    line_offset: chunk.line_offset,
-                };
-                out.push(build(&header, &src).map_err(|f| f.at(doc))?);
-            }
+        if value.is_null() {
+            continue;
         }
+        let origin = Origin {
+            line: chunk.line_offset,
+            column: 0,
+        };
+        out.extend(decode_items(&value, out.len() + 1, |kinds, is_seq| {
+            if is_seq {
+                decode_yaml(&chunk.text, origin, SeqSeed(kinds))
+            } else {
+                decode_yaml(&chunk.text, origin, KindSeed(kinds[0])).map(|r| vec![r])
+            }
+        })?);
     }
     Ok(out)
 }
@@ -409,13 +574,15 @@ pub fn parse_resource(text: &str) -> Result<Resource, ParseError> {
 /// Decodes one YAML or JSON document straight into `T` (no kind dispatch, no validation),
 /// for callers that know what they read (a backend value, a config fragment).
 pub fn parse_resource_of<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
-    if looks_like_json(text) {
-        return serde_json::from_str(text).map_err(|e| ParseError {
-            document: 1,
-            line: Some(e.line()),
-            column: Some(e.column()),
-            message: strip_json_position(&e),
-        });
-    }
-    serde_yaml_ng::from_str(text).map_err(|e| yaml_failure(&e, 0).at(1))
+    let seed = std::marker::PhantomData::<T>;
+    let origin = Origin::default();
+    let decoded = if looks_like_json(text) {
+        decode_json(text, origin, seed)
+    } else {
+        decode_yaml(text, origin, seed)
+    };
+    decoded.map_err(|(steps, mut f)| {
+        f.message = strict::explain(&steps, &f.message);
+        f.at(1)
+    })
 }

@@ -19,6 +19,7 @@ pub const DEFAULT_MAX_SESSION_TTL: std::time::Duration = std::time::Duration::fr
 
 /// A role: who may do what, as `allow` and `deny` conditions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Role {
     /// Always `role`.
     pub kind: String,
@@ -33,6 +34,7 @@ pub struct Role {
 
 /// `spec:` of a role.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     /// Session options.
     #[serde(default)]
@@ -45,8 +47,9 @@ pub struct RoleSpec {
     pub deny: RoleConditions,
 }
 
-/// `spec.options:` of a role. Unknown options are ignored.
+/// `spec.options:` of a role. Unknown options are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoleOptions {
     /// Longest certificate lifetime this role allows (default 30h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +77,7 @@ impl RoleOptions {
 
 /// A rule of the admin API: verbs allowed (or denied) on resource kinds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Resource kinds (`role`, `user`, `token`, ... or `*`).
     #[serde(default, deserialize_with = "string_list::deserialize")]
@@ -86,11 +90,13 @@ pub struct Rule {
     pub r#where: Option<String>,
 }
 
-/// `allow:` or `deny:` conditions of a role. Unknown fields are ignored.
+/// `allow:` or `deny:` conditions of a role. Unknown fields are refused: a dropped
+/// `deny` key would be a dropped denial.
 ///
 /// Selector fields are `Option`: `None` means the field is absent (v3 roles then get
 /// defaults), `Some(empty)` an explicit `{}` that matches nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoleConditions {
     /// SSH logins.
     #[serde(

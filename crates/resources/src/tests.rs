@@ -29,7 +29,6 @@ spec:
       '*': '*'
     azure_identities:
       - '{{internal.azure_identities}}'
-    unknown_future_field: [1, 2]
 "#;
 
 #[test]
@@ -240,9 +239,19 @@ fn token_parse_and_validate() {
     bad.spec.roles.clear();
     assert!(bad.validate().is_err());
     // parse_resources validates too.
-    let err = parse_resources(&TOKEN.replace("  azure:\n", "  azurex:\n")).unwrap_err();
+    let err = parse_resources(
+        "kind: token\nversion: v2\nmetadata: {name: t}\nspec: {roles: [Node], join_method: azure}\n",
+    )
+    .unwrap_err();
     assert!(
         err.message.contains("configuration must be provided"),
+        "{err}"
+    );
+    // A misspelt section is refused, not dropped.
+    let err = parse_resources(&TOKEN.replace("  azure:\n", "  azurex:\n")).unwrap_err();
+    assert!(
+        err.message
+            .contains("unknown key `spec.azurex` (did you mean `azure`?)"),
         "{err}"
     );
     // Default join method.

@@ -172,6 +172,7 @@ impl<'de> Deserialize<'de> for JoinMethod {
 
 /// A provision token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProvisionToken {
     /// Always `token`.
     pub kind: String,
@@ -186,6 +187,7 @@ pub struct ProvisionToken {
 
 /// `spec:` of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// Roles an agent joining with this token gets.
     #[serde(default)]
@@ -210,6 +212,7 @@ pub struct TokenSpec {
 
 /// `spec.azure:` of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AzureJoinSpec {
     /// A joining VM must match one of these rules.
     #[serde(default)]
@@ -218,6 +221,7 @@ pub struct AzureJoinSpec {
 
 /// One Azure allow rule.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AzureRule {
     /// Subscription id (required, compared exactly).
     #[serde(default)]

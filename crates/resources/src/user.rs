@@ -52,6 +52,7 @@ pub mod trait_names {
 
 /// A Teleport user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct User {
     /// Always `user`.
     pub kind: String,
@@ -66,6 +67,7 @@ pub struct User {
 
 /// `spec:` of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserSpec {
     /// Role names.
     #[serde(default, deserialize_with = "string_list::deserialize")]
@@ -84,6 +86,7 @@ pub struct UserSpec {
 
 /// `spec.created_by:` of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreatedBy {
     /// Creation time.
     #[serde(
@@ -99,6 +102,7 @@ pub struct CreatedBy {
 
 /// The user named in `created_by`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreatedByUser {
     /// User name.
     #[serde(default)]

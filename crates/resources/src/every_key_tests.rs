@@ -1,0 +1,262 @@
+//! Every mapping of every resource kind refuses an unknown key, naming the document, the
+//! line, the key's full path and the valid keys; the documents below set every field, and
+//! the test proves it (the valid keys listed for each mapping must be the keys it sets).
+
+#![allow(clippy::unwrap_used)]
+
+use crate::probe::{self, Probe};
+use crate::{parse_resources, ParseError, SUPPORTED_ROLE_VERSIONS};
+
+const META: &str = "metadata:
+  name: full
+  description: every field set
+  labels:
+    env: dev
+  expires: 2030-01-01T00:00:00Z
+  revision: '7'
+";
+
+fn conditions() -> String {
+    "    logins: [root]
+    namespaces: [default]
+    app_labels: {env: dev}
+    db_labels: {env: dev}
+    node_labels: {env: dev}
+    kubernetes_labels: {env: dev}
+    app_labels_expression: 'labels[\"env\"] == \"dev\"'
+    db_labels_expression: 'labels[\"env\"] == \"dev\"'
+    db_users: [default]
+    db_names: ['0']
+    db_roles: [reader]
+    azure_identities: ['{{internal.azure_identities}}']
+    aws_role_arns: ['arn:aws:iam::1:role/r']
+    gcp_service_accounts: [sa@p.iam.gserviceaccount.com]
+    kubernetes_groups: [devs]
+    kubernetes_users: [dev]
+    windows_desktop_logins: [Administrator]
+    rules:
+    - resources: [role]
+      verbs: [list, read]
+      where: contains(user.spec.roles, \"admin\")
+"
+    .to_string()
+}
+
+fn role(version: &str) -> String {
+    format!(
+        "kind: role\nversion: {version}\n{META}spec:
+  options:
+    max_session_ttl: 8h0m0s
+    forward_agent: true
+    client_idle_timeout: 1h
+    disconnect_expired_cert: true
+  allow:
+{c}  deny:
+{c}",
+        c = conditions()
+    )
+}
+
+fn documents() -> Vec<(String, String)> {
+    let mut docs: Vec<(String, String)> = SUPPORTED_ROLE_VERSIONS
+        .iter()
+        .map(|v| (format!("role {v}"), role(v)))
+        .collect();
+    docs.push((
+        "user".into(),
+        format!(
+            "kind: user\nversion: v2\n{META}spec:
+  roles: [access]
+  traits:
+    logins: [root]
+  created_by:
+    time: 2024-01-01T00:00:00Z
+    user:
+      name: admin
+"
+        ),
+    ));
+    docs.push((
+        "token".into(),
+        format!(
+            "kind: token\nversion: v2\n{META}spec:
+  roles: [Node, App]
+  join_method: azure
+  azure:
+    allow:
+    - subscription: 00000000-0000-0000-0000-000000000000
+      resource_groups: [group1]
+      tenant: 11111111-2222-3333-4444-555555555555
+  suggested_labels:
+    env: dev
+  bot_name: bot
+"
+        ),
+    ));
+    docs.push((
+        "app".into(),
+        format!(
+            "kind: app\nversion: v3\n{META}spec:
+  uri: cloud://Azure
+  public_addr: azure.example.com
+  cloud: Azure
+  insecure_skip_verify: true
+  dynamic_labels:
+    arch:
+      command: [uname, -p]
+      period: 1m0s
+      result: x86_64
+"
+        ),
+    ));
+    docs.push((
+        "db".into(),
+        format!(
+            "kind: db\nversion: v3\n{META}spec:
+  protocol: redis
+  uri: rediss://cache.redis.cache.windows.net:6380
+  ca_cert: PEM
+  tls:
+    mode: verify-full
+    server_name: cache.redis.cache.windows.net
+    ca_cert: PEM
+  azure:
+    name: cache
+    resource_id: /subscriptions/0/resourceGroups/g/providers/Microsoft.Cache/Redis/cache
+    is_enterprise: true
+  dynamic_labels:
+    arch:
+      command: [uname, -p]
+      period: 1m0s
+      result: x86_64
+"
+        ),
+    ));
+    docs.push((
+        "cluster_name".into(),
+        format!(
+            "kind: cluster_name\nversion: v2\n{META}spec:
+  cluster_name: example.com
+  cluster_id: abc
+"
+        ),
+    ));
+    docs.push((
+        "cert_authority".into(),
+        format!(
+            "kind: cert_authority\nversion: v2\n{META}spec:
+  cluster_name: example.com
+  type: host
+  active_keys:
+    tls:
+    - cert: PEM
+      key: PEM
+    jwt:
+    - public_key: PEM
+      private_key: PEM
+"
+        ),
+    ));
+    docs
+}
+
+/// Mappings whose keys are names the user chooses.
+const FREE: [&str; 9] = [
+    "metadata.labels",
+    "spec.allow.app_labels",
+    "spec.allow.db_labels",
+    "spec.allow.node_labels",
+    "spec.allow.kubernetes_labels",
+    "spec.traits",
+    "spec.suggested_labels",
+    "spec.dynamic_labels",
+    "spec.deny.app_labels",
+];
+const FREE_DENY: [&str; 3] = [
+    "spec.deny.db_labels",
+    "spec.deny.node_labels",
+    "spec.deny.kubernetes_labels",
+];
+
+const VALID: &str = "kind: role\nversion: v7\nmetadata:\n  name: first\n";
+
+/// Checks one way of writing the probe's document: `Ok(text)` is the input, `doc` the
+/// document number the probe's resource has in it.
+fn check(p: &Probe, what: &str, text: &str, doc: usize) -> Result<(), String> {
+    let result = parse_resources(text);
+    if p.free {
+        return result
+            .map(|_| ())
+            .map_err(|e| format!("{what}: `{}` takes any key, but: {e}", p.path));
+    }
+    let err: ParseError = match result {
+        Ok(_) => return Err(format!("{what}: `{}` was accepted", p.path)),
+        Err(e) => e,
+    };
+    if let Some(problem) = probe::check_refusal(p, &err.message) {
+        return Err(format!("{what}: {problem}"));
+    }
+    let line = probe::line_of(text, &p.key);
+    if err.document != doc || err.line != line || line.is_none() {
+        return Err(format!(
+            "{what}: `{}` is in document {doc} at line {line:?}, the error says: {err}",
+            p.path
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_mapping_of_every_kind_refuses_unknown_keys() {
+    let free: Vec<&str> = FREE.iter().chain(FREE_DENY.iter()).copied().collect();
+    let mut failures = Vec::new();
+    let mut refused = 0;
+    for (name, text) in documents() {
+        parse_resources(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let probes = probe::probes(&doc, &free);
+        assert!(probes.len() > 5, "{name}");
+        for p in probes {
+            let yaml = serde_yaml_ng::to_string(&p.doc).unwrap();
+            let second = format!("{VALID}---\n{yaml}");
+            let json = serde_json::to_string_pretty(&serde_json::json!([
+                serde_yaml_ng::from_str::<serde_json::Value>(VALID).unwrap(),
+                serde_json::to_value(&p.doc).unwrap(),
+            ]))
+            .unwrap();
+            let yaml_seq = serde_yaml_ng::to_string(&serde_yaml_ng::Value::Sequence(vec![
+                serde_yaml_ng::from_str(VALID).unwrap(),
+                p.doc.clone(),
+            ]))
+            .unwrap();
+            for (what, input, n) in [
+                ("yaml", &yaml, 1),
+                ("second yaml document", &second, 2),
+                ("json array", &json, 2),
+                ("yaml sequence", &yaml_seq, 2),
+            ] {
+                if let Err(e) = check(&p, &format!("{name}, {what}"), input, n) {
+                    failures.push(e);
+                }
+            }
+            refused += usize::from(!p.free);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(refused >= 150, "{refused} refusals checked");
+}
+
+#[test]
+fn the_issue_examples_are_refused_with_path_and_line() {
+    let text = "kind: role\nversion: v5\nmetadata:\n  name: no-azure-identities\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n  deny:\n    azure_identitie: ['*']\n";
+    let err = parse_resources(text).unwrap_err();
+    assert_eq!(err.line, Some(10), "{err}");
+    assert!(err.to_string().starts_with("document 1, line 10, column 5: unknown key `spec.deny.azure_identitie` (did you mean `azure_identities`?); the valid keys in `spec.deny` are: logins, "), "{err}");
+    let text = "kind: role\nversion: v5\nmetadata:\n  name: dev\nspec:\n  allow:\n    app_label:\n      env: dev\n";
+    let err = parse_resources(text).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("unknown key `spec.allow.app_label` (did you mean `app_labels`?)"),
+        "{err}"
+    );
+}
