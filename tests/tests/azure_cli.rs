@@ -1,6 +1,7 @@
 //! Azure CLI access end to end, as the guide walks it: an app service on the
 //! emulator's VM holding `teleport-azure`, RBAC, `tsh apps login`, `tsh az`,
-//! `tsh proxy azure` with the real az CLI.
+//! `tsh proxy azure` with the real az CLI and the Azure SDKs for Python,
+//! JavaScript and Rust, each with the printed exports alone.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -24,6 +25,92 @@ fn az_cli() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The Azure SDK for JavaScript (`AZURE_JS_SDK`, set by cargo xtask, or the
+/// folder `cargo xtask deps` installs): its `node_modules`.
+fn js_sdk() -> PathBuf {
+    let p = std::env::var_os("AZURE_JS_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/azure-js/node_modules")
+        });
+    assert!(
+        p.join("@azure/identity").exists(),
+        "the Azure SDK for JavaScript is missing: cargo xtask deps installs it ({})",
+        p.display()
+    );
+    p
+}
+
+/// Variables of the test machine that would hand a client other proxies, CAs or
+/// identity endpoints: removed, so that a client has only what tsh prints.
+const INHERITED: &[&str] = &[
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "NO_PROXY",
+    "no_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+];
+
+/// `cmd` with the printed exports as its only proxy, CA and identity settings.
+fn with_exports(mut cmd: Command, env: &[(String, String)]) -> Command {
+    for k in INHERITED {
+        cmd.env_remove(k);
+    }
+    cmd.env("AZURE_CORE_COLLECT_TELEMETRY", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Sends raw bytes to `addr` and returns the status line's code and the whole answer.
+fn raw_http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read the head and the body (both answers here carry Content-Length or close).
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
 }
 
 struct Proc(Child);
@@ -274,6 +361,7 @@ fn azure_cli_through_teleport() {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut started = String::new();
     let mut line = String::new();
+    // The exports end with an empty line.
     while reader.read_line(&mut line).unwrap() > 0 {
         let l = line.trim().to_string();
         line.clear();
@@ -281,44 +369,97 @@ fn azure_cli_through_teleport() {
             started = l;
             continue;
         }
-        if let Some((k, v)) = l.split_once('=') {
-            if k.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !k.is_empty() {
-                env.push((k.to_string(), v.trim_matches('"').to_string()));
-                if k == "AZURE_CONFIG_DIR" && env.len() > 4 {
-                    break;
-                }
-            }
-        }
-        if env.iter().any(|(k, _)| k == "REQUESTS_CA_BUNDLE")
-            && env.iter().any(|(k, _)| k == "AZURE_CONFIG_DIR")
-            && env.iter().any(|(k, _)| k == "IDENTITY_HEADER")
-        {
+        if l.is_empty() && !env.is_empty() {
             break;
+        }
+        if let Some((k, v)) = l.split_once('=') {
+            if k.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_lowercase() || c == '_')
+                && !k.is_empty()
+            {
+                env.push((k.to_string(), v.trim_matches('"').to_string()));
+            }
         }
     }
     assert!(!started.is_empty(), "no start line");
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{k} missing from {env:?}"))
+    };
     for k in [
         "HTTPS_PROXY",
         "IDENTITY_ENDPOINT",
         "IDENTITY_HEADER",
         "MSI_ENDPOINT",
         "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
         "AZURE_CONFIG_DIR",
     ] {
-        assert!(env.iter().any(|(n, _)| n == k), "{k} missing from {env:?}");
+        var(k);
     }
-    let mut c = Command::new(az_cli());
-    c.args(["account", "show"])
-        .env("AZURE_CORE_COLLECT_TELEMETRY", "0");
-    for (k, v) in &env {
-        c.env(k, v);
-    }
+    // The proxy URL carries the session's secret.
+    let secret = var("IDENTITY_HEADER");
+    let proxy_addr = started
+        .trim_start_matches("Started Azure proxy on http://")
+        .trim_end_matches('.')
+        .to_string();
+    assert_eq!(
+        var("HTTPS_PROXY"),
+        format!("http://teleport:{secret}@{proxy_addr}")
+    );
+
+    // A local process without the secret gets no token: the IMDS path asked
+    // directly (401), IMDS through the proxy (407), a tunnel to Azure (407).
+    let imds = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F";
+    let (code, text) = raw_http(
+        &proxy_addr,
+        &format!("GET {imds} HTTP/1.1\r\nHost: {proxy_addr}\r\nMetadata: true\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("needs this session's secret"), "{text}");
+    assert!(!text.contains("access_token"), "{text}");
+    let (code, text) = raw_http(
+        &proxy_addr,
+        &format!("GET http://169.254.169.254{imds} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 407, "{text}");
+    assert!(!text.contains("access_token"), "{text}");
+    let (code, text) = raw_http(
+        &proxy_addr,
+        "CONNECT management.azure.com:443 HTTP/1.1\r\nHost: management.azure.com:443\r\n\r\n",
+    );
+    assert_eq!(code, 407, "{text}");
+    // az with the proxy URL stripped of its credentials (and no endpoint
+    // variables, so it falls back to IMDS): refused.
+    let stripped: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
+        .map(|(k, v)| (k.clone(), v.replace(&format!("teleport:{secret}@"), "")))
+        .collect();
+    let mut c = with_exports(Command::new(az_cli()), &stripped);
+    c.args(["vm", "list"]);
+    let err = fails(output(c, None).unwrap()).unwrap();
+    assert!(!err.contains("teleport-vm"), "{err}");
+    // With the secret, the same IMDS request through the proxy is served.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("teleport:{secret}"));
+    let (code, text) = raw_http(
+        &proxy_addr,
+        &format!("GET http://169.254.169.254{imds} HTTP/1.1\r\nHost: 169.254.169.254\r\nMetadata: true\r\nProxy-Authorization: Basic {basic}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("access_token"), "{text}");
+
+    let mut c = with_exports(Command::new(az_cli()), &env);
+    c.args(["account", "show"]);
     let account = json(output(c, None).unwrap());
     assert_eq!(
         account["id"], "00000000-0000-0000-0000-000000000000",
         "{account}"
     );
-    let mut c = Command::new(az_cli());
+    let mut c = with_exports(Command::new(az_cli()), &env);
     c.args([
         "identity",
         "show",
@@ -326,24 +467,51 @@ fn azure_cli_through_teleport() {
         "my-resource-group",
         "-n",
         "teleport-azure",
-    ])
-    .env("AZURE_CORE_COLLECT_TELEMETRY", "0");
-    for (k, v) in &env {
-        c.env(k, v);
-    }
+    ]);
     let ident = json(output(c, None).unwrap());
     assert_eq!(ident["name"], "teleport-azure", "{ident}");
     // A second client: the Azure SDK for Python, with the same environment.
     let python = az_cli().parent().unwrap().join("python");
     let script = "import sys\nfrom azure.identity import ManagedIdentityCredential\nfrom azure.mgmt.compute import ComputeManagementClient\ncred = ManagedIdentityCredential()\nclient = ComputeManagementClient(cred, '00000000-0000-0000-0000-000000000000')\nprint(','.join(sorted(vm.name for vm in client.virtual_machines.list_all())))\n";
-    let mut c = Command::new(&python);
+    let mut c = with_exports(Command::new(&python), &env);
     c.args(["-c", script]);
-    for (k, v) in &env {
-        c.env(k, v);
-    }
     let sdk = ok(output(c, None).unwrap()).unwrap();
     assert!(sdk.trim().split(',').any(|n| n == "teleport-vm"), "{sdk}");
     assert!(!sdk.contains("other-vm"), "{sdk}");
+    // The Azure SDK for JavaScript (it reads NODE_EXTRA_CA_CERTS, not SSL_CERT_FILE).
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/azure_sdk.js");
+    let mut c = with_exports(Command::new("node"), &env);
+    c.arg(&script)
+        .arg("00000000-0000-0000-0000-000000000000")
+        .env("NODE_PATH", js_sdk());
+    let js = ok(output(c, None).unwrap()).unwrap();
+    assert!(js.trim().split(',').any(|n| n == "teleport-vm"), "{js}");
+    assert!(!js.contains("other-vm"), "{js}");
+    // The Azure SDK for Rust: this test binary again, running rust_sdk_client
+    // with the exports; once with the App Service endpoint, once through IMDS
+    // over HTTP_PROXY (only the proxy's credentials prove the secret).
+    let imds_only: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
+        .cloned()
+        .collect();
+    for (mode, vars) in [("app service", &env), ("imds", &imds_only)] {
+        let mut c = with_exports(Command::new(std::env::current_exe().unwrap()), vars);
+        c.args(["rust_sdk_client", "--exact", "--ignored", "--nocapture"])
+            .env(
+                RUST_SDK_SUBSCRIPTION,
+                "00000000-0000-0000-0000-000000000000",
+            );
+        let out = ok(output(c, None).unwrap())
+            .map_err(|e| format!("{mode}: {e}"))
+            .unwrap();
+        let vms = out
+            .lines()
+            .find_map(|l| l.strip_prefix("VMS="))
+            .unwrap_or_else(|| panic!("{mode}: no VMS= line in {out}"));
+        assert!(vms.split(',').any(|n| n == "teleport-vm"), "{mode}: {vms}");
+        assert!(!vms.contains("other-vm"), "{mode}: {vms}");
+    }
     drop(proxy);
 
     // Every request was audited (off the request path, so poll).
@@ -482,4 +650,59 @@ fn azure_cli_through_teleport() {
     .unwrap();
     drop(emulator);
     drop(rt);
+}
+
+/// Names the subscription for [`rust_sdk_client`] when it runs as a child.
+const RUST_SDK_SUBSCRIPTION: &str = "E2E_RUST_SDK_SUBSCRIPTION";
+
+/// The Azure SDK for Rust as a client of `tsh proxy azure`: run by
+/// azure_cli_through_teleport as a child process whose environment holds the
+/// printed exports; a token from `ManagedIdentityCredential`, then the
+/// subscription's VMs from ARM through HTTPS_PROXY. Prints `VMS=a,b`.
+#[test]
+#[ignore = "a child of azure_cli_through_teleport, with tsh proxy azure's exports"]
+fn rust_sdk_client() {
+    let Ok(subscription) = std::env::var(RUST_SDK_SUBSCRIPTION) else {
+        eprintln!(
+            "nothing to do: azure_cli_through_teleport runs this with {RUST_SDK_SUBSCRIPTION}"
+        );
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let names = rt.block_on(async move {
+        use azure_core::credentials::TokenCredential as _;
+        let credential = azure_identity::ManagedIdentityCredential::new(None).unwrap();
+        let token = credential
+            .get_token(&["https://management.azure.com/.default"], None)
+            .await
+            .unwrap();
+        let url = azure_core::http::Url::parse(&format!(
+            "https://management.azure.com/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01"
+        ))
+        .unwrap();
+        let mut request = azure_core::http::Request::new(url, azure_core::http::Method::Get);
+        request.insert_header("authorization", format!("Bearer {}", token.token.secret()));
+        let response = azure_core::http::new_http_client(None)
+            .execute_request(&request)
+            .await
+            .unwrap();
+        let (status, _, body) = response.deconstruct();
+        let body = body.collect().await.unwrap();
+        assert_eq!(
+            status,
+            azure_core::http::StatusCode::Ok,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut names: Vec<String> = v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|vm| vm["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    });
+    println!("VMS={}", names.join(","));
 }
