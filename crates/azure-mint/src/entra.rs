@@ -104,6 +104,114 @@ impl VerifiedToken {
     }
 }
 
+/// An ARM access token taken apart, its issuer checked, before the signing key is looked up:
+/// the part of [`JwksCache::verify_arm_token`] that needs no network (and what the fuzz target
+/// drives).
+#[derive(Debug, Clone)]
+pub struct ArmToken<'a> {
+    /// `kid` of the header: which of the tenant's keys signed it.
+    pub kid: String,
+    /// `tid` of the claims, checked with [`tenant_id_ok`].
+    pub tenant: String,
+    claims: Map<String, Value>,
+    signed: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> ArmToken<'a> {
+    /// Splits and decodes a JWT: header and claims JSON objects, `alg` RS256, a `kid`, a valid
+    /// `tid`, `iss` the tenant's v1 issuer, a base64url signature.
+    pub fn parse(token: &'a str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not a JWT (three parts)".into()));
+        };
+        let header = decode_json(h)?;
+        let claims = decode_json(p)?;
+        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+            return Err(TokenError::Signature("only RS256 is accepted".into()));
+        }
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?
+            .to_string();
+        let tenant = claims
+            .get("tid")
+            .and_then(Value::as_str)
+            .filter(|t| tenant_id_ok(t))
+            .ok_or_else(|| TokenError::Malformed("no valid tid claim".into()))?
+            .to_string();
+        let want_iss = format!("https://sts.windows.net/{tenant}/");
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if iss != want_iss {
+            return Err(TokenError::Issuer {
+                got: iss.to_string(),
+                want: want_iss,
+            });
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
+        let signed = token
+            .get(..h.len() + 1 + p.len())
+            .ok_or_else(|| TokenError::Malformed("not a JWT (three parts)".into()))?;
+        Ok(Self {
+            kid,
+            tenant,
+            claims,
+            signed,
+            signature,
+        })
+    }
+
+    /// Checks the RS256 signature with the RSA key `n`/`e` (big-endian bytes), the audience and
+    /// `exp`/`nbf` with one minute of leeway at `now` (seconds since the epoch).
+    pub fn verify(self, n: &[u8], e: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
+        aws_lc_rs::signature::RsaPublicKeyComponents { n, e }
+            .verify(
+                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                self.signed.as_bytes(),
+                &self.signature,
+            )
+            .map_err(|_| TokenError::Signature("RS256 verification failed".into()))?;
+        let claims = self.claims;
+        let aud_ok = |a: &str| a.trim_end_matches('/') == ARM_AUDIENCE.trim_end_matches('/');
+        match claims.get("aud") {
+            Some(Value::String(a)) if aud_ok(a) => {}
+            Some(Value::Array(list)) if list.iter().filter_map(Value::as_str).any(aud_ok) => {}
+            other => {
+                return Err(TokenError::Audience(
+                    other.map(|v| v.to_string()).unwrap_or_default(),
+                ))
+            }
+        }
+        let exp = num_claim(&claims, "exp")
+            .ok_or_else(|| TokenError::Malformed("no exp claim".into()))?;
+        if now > exp.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Time(
+                "expired: get a fresh one from IMDS".into(),
+            ));
+        }
+        if let Some(nbf) = num_claim(&claims, "nbf") {
+            if now.saturating_add(LEEWAY_SECS) < nbf {
+                return Err(TokenError::Time(
+                    "not valid yet: check the clock of the auth service".into(),
+                ));
+            }
+        }
+        Ok(VerifiedToken {
+            tenant: self.tenant,
+            claims,
+        })
+    }
+}
+
 fn decode_json(part: &str) -> Result<Map<String, Value>, TokenError> {
     let raw = URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
@@ -281,78 +389,9 @@ impl JwksCache {
         token: &str,
         now: i64,
     ) -> Result<VerifiedToken, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed("not a JWT (three parts)".into()));
-        };
-        let header = decode_json(h)?;
-        let claims = decode_json(p)?;
-        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
-            return Err(TokenError::Signature("only RS256 is accepted".into()));
-        }
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?;
-        let tenant = claims
-            .get("tid")
-            .and_then(Value::as_str)
-            .filter(|t| tenant_id_ok(t))
-            .ok_or_else(|| TokenError::Malformed("no valid tid claim".into()))?
-            .to_string();
-        let want_iss = format!("https://sts.windows.net/{tenant}/");
-        let iss = claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if iss != want_iss {
-            return Err(TokenError::Issuer {
-                got: iss.to_string(),
-                want: want_iss,
-            });
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
-        let key = self.key(&tenant, kid).await?;
-        let signed = &token[..h.len() + 1 + p.len()];
-        aws_lc_rs::signature::RsaPublicKeyComponents {
-            n: &key.n,
-            e: &key.e,
-        }
-        .verify(
-            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-            signed.as_bytes(),
-            &sig,
-        )
-        .map_err(|_| TokenError::Signature("RS256 verification failed".into()))?;
-        let aud_ok = |a: &str| a.trim_end_matches('/') == ARM_AUDIENCE.trim_end_matches('/');
-        match claims.get("aud") {
-            Some(Value::String(a)) if aud_ok(a) => {}
-            Some(Value::Array(list)) if list.iter().filter_map(Value::as_str).any(aud_ok) => {}
-            other => {
-                return Err(TokenError::Audience(
-                    other.map(|v| v.to_string()).unwrap_or_default(),
-                ))
-            }
-        }
-        let exp = num_claim(&claims, "exp")
-            .ok_or_else(|| TokenError::Malformed("no exp claim".into()))?;
-        if now > exp.saturating_add(LEEWAY_SECS) {
-            return Err(TokenError::Time(
-                "expired: get a fresh one from IMDS".into(),
-            ));
-        }
-        if let Some(nbf) = num_claim(&claims, "nbf") {
-            if now.saturating_add(LEEWAY_SECS) < nbf {
-                return Err(TokenError::Time(
-                    "not valid yet: check the clock of the auth service".into(),
-                ));
-            }
-        }
-        Ok(VerifiedToken { tenant, claims })
+        let parsed = ArmToken::parse(token)?;
+        let key = self.key(&parsed.tenant, &parsed.kid).await?;
+        parsed.verify(&key.n, &key.e, now)
     }
 
     /// How many tenants have cached keys.
@@ -368,6 +407,82 @@ mod tests {
     use crate::imds::{ImdsClient, ManagedIdentityId};
 
     const CLIENT: &str = "6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01";
+
+    /// A token signed with `key` (RS256) from header and claims JSON.
+    fn signed_token(
+        key: &aws_lc_rs::signature::RsaKeyPair,
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> String {
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0; key.public_modulus_len()];
+        key.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            signed.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&sig))
+    }
+
+    #[test]
+    fn arm_token_checks_without_network() {
+        use aws_lc_rs::signature::KeyPair as _;
+        let key =
+            aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let n = key
+            .public_key()
+            .modulus()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let e = key
+            .public_key()
+            .exponent()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let tid = "11111111-2222-3333-4444-555555555555";
+        let header = serde_json::json!({"alg": "RS256", "kid": "k1"});
+        let claims = serde_json::json!({
+            "aud": "https://management.azure.com", "tid": tid,
+            "iss": format!("https://sts.windows.net/{tid}/"), "exp": 2000, "nbf": 1000,
+        });
+        let token = signed_token(&key, &header, &claims);
+        let t = ArmToken::parse(&token).unwrap();
+        assert_eq!((t.kid.as_str(), t.tenant.as_str()), ("k1", tid));
+        assert_eq!(t.clone().verify(&n, &e, 1500).unwrap().tenant, tid);
+        // Time, with a minute of leeway each way.
+        assert!(t.clone().verify(&n, &e, 2060).is_ok());
+        assert!(matches!(
+            t.clone().verify(&n, &e, 2061),
+            Err(TokenError::Time(_))
+        ));
+        assert!(matches!(t.verify(&n, &e, 939), Err(TokenError::Time(_))));
+        // Another key, another audience, another issuer, no kid.
+        let other =
+            aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let forged = signed_token(&other, &header, &claims);
+        let e2 = ArmToken::parse(&forged).unwrap().verify(&n, &e, 1500);
+        assert!(matches!(e2, Err(TokenError::Signature(_))), "{e2:?}");
+        let mut c = claims.clone();
+        c["aud"] = serde_json::json!(["https://vault.azure.net"]);
+        let r = ArmToken::parse(&signed_token(&key, &header, &c))
+            .unwrap()
+            .verify(&n, &e, 1500);
+        assert!(matches!(r, Err(TokenError::Audience(_))), "{r:?}");
+        let mut c = claims.clone();
+        c["iss"] = serde_json::json!("https://sts.windows.net/other/");
+        let wrong_issuer = signed_token(&key, &header, &c);
+        let r = ArmToken::parse(&wrong_issuer);
+        assert!(matches!(r, Err(TokenError::Issuer { .. })), "{r:?}");
+        let no_kid = signed_token(&key, &serde_json::json!({"alg": "RS256"}), &claims);
+        let r = ArmToken::parse(&no_kid);
+        assert!(matches!(r, Err(TokenError::Malformed(_))), "{r:?}");
+    }
 
     #[tokio::test]
     async fn verifies_with_cached_keys() {
