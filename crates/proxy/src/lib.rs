@@ -102,6 +102,39 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     Route::Unsupported(String::from_utf8_lossy(&list[0]).to_string())
 }
 
+/// The route a ClientHello asks for, from the first bytes a client sends (TLS records): the
+/// part of the listener that reads peer bytes before any handshake, as a pure function (the fuzz
+/// target drives it). `Ok(None)` when more bytes are needed; `Ok(Some(route))` names the route
+/// (`http`, `cluster`, `app`, `db`, or `unsupported:<first protocol>`); `Err` when the bytes are
+/// not a ClientHello.
+pub fn client_hello_route(mut records: &[u8]) -> Result<Option<String>, String> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    while !records.is_empty() {
+        let n = acceptor.read_tls(&mut records).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let alpn = accepted
+                    .client_hello()
+                    .alpn()
+                    .map(|it| it.map(<[u8]>::to_vec).collect::<Vec<_>>());
+                return Ok(Some(match route(alpn) {
+                    Route::Http => "http".to_string(),
+                    Route::Cluster => "cluster".to_string(),
+                    Route::App => "app".to_string(),
+                    Route::Db => "db".to_string(),
+                    Route::Unsupported(p) => format!("unsupported:{p}"),
+                }));
+            }
+            Ok(None) => {}
+            Err((e, _alert)) => return Err(e.to_string()),
+        }
+    }
+    Ok(None)
+}
+
 /// Sessions one multiplexed database connection may carry at once; the
 /// client opens another connection beyond that.
 pub const DB_MUX_MAX_STREAMS: usize = 1000;
@@ -639,6 +672,39 @@ mod tests {
             Route::Cluster
         );
         assert_eq!(route(Some(vec![ALPN_APP.to_vec()])), Route::App);
+    }
+
+    /// The first bytes a rustls client sends, offering `alpn`.
+    fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(pki::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = rustls::pki_types::ServerName::try_from("proxy.example.com").unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn routes_client_hello_bytes() {
+        let route_of = |alpn: &[&[u8]]| client_hello_route(&client_hello(alpn));
+        assert_eq!(route_of(&[]), Ok(Some("http".into())));
+        assert_eq!(route_of(&[ALPN_CLUSTER]), Ok(Some("cluster".into())));
+        assert_eq!(route_of(&[ALPN_REDIS_MUX]), Ok(Some("db".into())));
+        assert_eq!(
+            route_of(&[b"teleport-postgres"]),
+            Ok(Some("unsupported:teleport-postgres".into()))
+        );
+        // A ClientHello cut short needs more bytes; anything else is refused.
+        let hello = client_hello(&[ALPN_APP]);
+        assert_eq!(client_hello_route(&hello[..hello.len() - 1]), Ok(None));
+        assert!(client_hello_route(b"GET / HTTP/1.1\r\n\r\n").is_err());
     }
 
     fn entry(host: &str, db: &str, features: &[&str]) -> auth::agents::ServerEntry {
