@@ -43,7 +43,9 @@
 //!   `CLIENT TRACKING`, `SYNC`/`PSYNC`, `MIGRATE`, `MOVE`, `SWAPDB`,
 //!   `ASKING`, `SELECT` of a database other than 0, `CLUSTER` subcommands
 //!   other than `INFO`, `SLOTS`, `SHARDS`, `NODES`, `KEYSLOT` and `MYID`.
-//! * `AUTH` is answered `+OK` locally; `HELLO` is sent (without `AUTH`
+//! * `AUTH` is answered locally (as on one connection: `+OK`, or refused
+//!   when it names another user than the session's, as is `HELLO ... AUTH`
+//!   naming one); `HELLO` is sent (without `AUTH`
 //!   arguments) to every open node connection and, for `HELLO 2|3`, to every
 //!   connection opened later; the client gets the seed's answer. `QUIT` is
 //!   answered `+OK` and ends the session.
@@ -1044,13 +1046,15 @@ impl Pool {
         out: &mut Vec<Pending>,
     ) -> bool {
         let cost = chunk.len() + COMMAND_OVERHEAD;
-        let route = if name == "AUTH" {
-            Route::Local(Bytes::from(crate::local_auth(
-                args,
-                self.db_user.as_deref(),
-            )))
-        } else {
-            classify(name, args)
+        let db_user = self.db_user.as_deref();
+        let route = match name {
+            "AUTH" => Route::Local(Bytes::from(crate::local_auth(args, db_user))),
+            // `AUTH` as another user is refused as `AUTH` is.
+            "HELLO" => match crate::hello_refusal(args, db_user) {
+                Some(refused) => Route::Local(Bytes::from(refused)),
+                None => Route::Hello,
+            },
+            _ => classify(name, args),
         };
         let expect = match route {
             Route::Local(bytes) => Expect::Local(bytes),
@@ -1553,10 +1557,7 @@ where
                 let mut pool = shared.pool();
                 pool.poll_refresh();
                 loop {
-                    if !parser.in_progress() {
-                        buf.advance(resp::blank_prefix(&buf));
-                    }
-                    let parsed = match parser.parse(&buf, &limits) {
+                    let parsed = match parser.next(&mut buf, &limits) {
                         Ok(p) => p,
                         Err(e) => {
                             pending.push(Pending {
@@ -1567,10 +1568,9 @@ where
                             break;
                         }
                     };
-                    let Some((ranges, len)) = parsed else { break };
-                    let chunk = buf.split_to(len).freeze();
-                    let args: Vec<&[u8]> =
-                        ranges.iter().filter_map(|r| chunk.get(r.clone())).collect();
+                    let Some(command) = parsed else { break };
+                    let chunk = command.bytes.clone();
+                    let args = command.args();
                     let Some((first, rest)) = args.split_first() else {
                         continue; // the parser refuses empty commands
                     };

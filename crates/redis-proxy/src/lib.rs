@@ -12,7 +12,10 @@
 //!   [`CredentialProvider`], asked again and retried once after `WRONGPASS`),
 //!   so the client needs no `AUTH`. A client `AUTH` is answered `+OK` locally
 //!   and not forwarded (the user is identified by Teleport, not by Redis);
-//!   `HELLO ... AUTH u p` is forwarded without its `AUTH u p`.
+//!   `HELLO ... AUTH u p` is forwarded without its `AUTH u p`. Either,
+//!   naming another user than the session's, is refused with the same
+//!   `-ERR Teleport: ...` (a refused `HELLO` changes neither protocol nor
+//!   name), on every path (shared, own, cluster).
 //! * Client commands are forwarded as they arrive, byte for byte, without
 //!   waiting for replies (pipelines keep their depth); replies are forwarded
 //!   byte for byte too, so RESP3 (`HELLO 3`), `MULTI`/`EXEC`, blocking
@@ -41,8 +44,14 @@
 //!   [`resp::Scanner`]): bytes already parsed are not parsed again, and
 //!   replies are forwarded as their tokens complete (a huge reply is not
 //!   buffered whole).
-//! * Anything that is not a RESP array of bulk strings (inline commands,
-//!   garbage) or that exceeds [`Limits`] ends the session with
+//! * Inline commands (a line of text, as telnet, `nc`, health checks and
+//!   redis-benchmark's `PING_INLINE` send) are read as Redis reads them
+//!   (see [`resp::split_inline`]; a line over 64 KiB, unbalanced quotes or
+//!   a NUL byte is a protocol error; empty lines are skipped) and re-encoded
+//!   as RESP arrays before anything else looks at them: the server, the
+//!   audit log and the engine's own checks see one form.
+//! * Anything else that is not a RESP array of bulk strings (garbage) or
+//!   that exceeds [`Limits`] ends the session with
 //!   `-ERR Teleport: Protocol error: ...`.
 //! * `audit` is called once per client command, before it is forwarded, with
 //!   the command name and its arguments (and the refusal, for commands the
@@ -238,25 +247,63 @@ pub(crate) fn local_auth(args: &[&[u8]], db_user: Option<&str>) -> Vec<u8> {
         [user, _password] => user,
         _ => return b"-ERR wrong number of arguments for 'auth' command\r\n".to_vec(),
     };
+    auth_refusal(named, db_user).unwrap_or_else(|| b"+OK\r\n".to_vec())
+}
+
+/// The refusal of an `AUTH` (plain, or inside `HELLO`) that names a user
+/// other than the session's; `None` when it may go on.
+fn auth_refusal(named: &[u8], db_user: Option<&str>) -> Option<Vec<u8>> {
     match db_user {
-        Some(u) if u.as_bytes() != named => teleport_error(&format!(
+        Some(u) if u.as_bytes() != named => Some(teleport_error(&format!(
             "this session is for database user {u:?}; AUTH as {:?} is not allowed (connect with --db-user to use another user)",
             String::from_utf8_lossy(named)
-        )),
-        _ => b"+OK\r\n".to_vec(),
+        ))),
+        _ => None,
     }
 }
 
-/// `HELLO` with its `AUTH <user> <password>` removed (the engine does the
-/// authentication); `None` when there was none.
+/// Where the `AUTH <user> <password>` options of `HELLO <protover>
+/// [options]` start in `args` (the arguments after `HELLO`), read as
+/// Redis reads them: after the version, `AUTH` takes two arguments and
+/// `SETNAME` one; the first option that does not fit ends the reading
+/// (Redis answers it with a syntax error before authenticating anyone).
+fn hello_auth_options(args: &[&[u8]]) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let more = args.len() - 1 - i;
+        if args[i].eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+            found.push(i);
+            i += 3;
+        } else if args[i].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    found
+}
+
+/// The refusal of a `HELLO ... AUTH <user> <password>` naming a user other
+/// than the session's: the same as that `AUTH`'s (the protocol and the
+/// name then stay as they were, as when Redis refuses `HELLO`'s `AUTH`).
+pub(crate) fn hello_refusal(args: &[&[u8]], db_user: Option<&str>) -> Option<Vec<u8>> {
+    hello_auth_options(args)
+        .into_iter()
+        .find_map(|i| auth_refusal(args.get(i + 1)?, db_user))
+}
+
+/// `HELLO` with its `AUTH <user> <password>` options removed (the engine
+/// does the authentication); `None` when there was none.
 pub(crate) fn hello_without_auth(args: &[&[u8]]) -> Option<Vec<u8>> {
-    if !args.iter().any(|a| a.eq_ignore_ascii_case(b"AUTH")) {
+    let auth = hello_auth_options(args);
+    if auth.is_empty() {
         return None;
     }
     let mut kept: Vec<&[u8]> = vec![b"HELLO"];
     let mut i = 0;
     while i < args.len() {
-        if args[i].eq_ignore_ascii_case(b"AUTH") {
+        if auth.contains(&i) {
             i += 3;
         } else {
             kept.push(args[i]);
@@ -279,9 +326,10 @@ fn decide(
 ) -> Action {
     match name {
         "AUTH" => Action::Local(local_auth(args, db_user)),
-        "HELLO" => match hello_without_auth(args) {
-            Some(cmd) => Action::Rewrite(cmd),
-            None => Action::Forward {
+        "HELLO" => match (hello_refusal(args, db_user), hello_without_auth(args)) {
+            (Some(refused), _) => Action::Local(refused),
+            (None, Some(cmd)) => Action::Rewrite(cmd),
+            (None, None) => Action::Forward {
                 counted: true,
                 uncounted_after: false,
             },
@@ -677,10 +725,7 @@ where
                 return Ok(());
             }
             loop {
-                if !parser.in_progress() {
-                    buf.advance(resp::blank_prefix(&buf));
-                }
-                let parsed = match parser.parse(&buf, &limits) {
+                let parsed = match parser.next(&mut buf, &limits) {
                     Ok(p) => p,
                     Err(e) => {
                         flush_to(&mut server_w, &mut out).await?;
@@ -691,9 +736,9 @@ where
                         return Err(EngineError::ClientProtocol(e));
                     }
                 };
-                let Some((ranges, len)) = parsed else { break };
-                let chunk = buf.split_to(len).freeze();
-                let args: Vec<&[u8]> = ranges.iter().map(|r| &chunk[r.clone()]).collect();
+                let Some(command) = parsed else { break };
+                let chunk = command.bytes.clone();
+                let args = command.args();
                 let Some((first, rest)) = args.split_first() else {
                     continue; // the parser refuses empty commands
                 };
@@ -733,7 +778,8 @@ where
                     "EXEC" | "DISCARD" => in_multi = false,
                     _ => {}
                 }
-                if name == "HELLO" {
+                // A HELLO the engine refused changes nothing.
+                if name == "HELLO" && !matches!(action, Action::Local(_)) {
                     match rest.first().copied() {
                         Some(b"3") => client_resp3 = true,
                         Some(b"2") => client_resp3 = false,
@@ -1035,5 +1081,51 @@ async fn reauthenticate<W: AsyncWrite + Unpin>(
         other => Err(EngineError::Auth(format!(
             "unexpected answer to re-authentication: {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<&[u8]> {
+        s.split(' ').map(str::as_bytes).collect()
+    }
+
+    #[test]
+    fn hello_auth_is_read_as_redis_reads_it() {
+        let alice = Some("alice");
+        // Another user is refused with AUTH's own refusal.
+        let refused = hello_refusal(&args("3 AUTH bob pw"), alice).unwrap();
+        assert_eq!(refused, local_auth(&args("bob pw"), alice));
+        assert!(String::from_utf8_lossy(&refused)
+            .starts_with("-ERR Teleport: this session is for database user \"alice\""));
+        assert!(hello_refusal(&args("3 auth bob pw SETNAME n"), alice).is_some());
+        assert!(hello_refusal(&args("2 SETNAME n AUTH bob pw"), alice).is_some());
+        // Any AUTH option naming another user is refused (Redis uses the last).
+        assert!(hello_refusal(&args("3 AUTH alice pw AUTH bob pw"), alice).is_some());
+        assert_eq!(hello_refusal(&args("3 AUTH alice pw"), alice), None);
+        assert_eq!(hello_refusal(&args("3 AUTH bob pw"), None), None);
+        // Not an AUTH option as Redis reads HELLO: the server's syntax or
+        // version error answers it, before any authentication.
+        for other in [
+            "3 AUTH bob",
+            "AUTH bob pw",
+            "3 SETNAME AUTH bob pw",
+            "3 X AUTH bob pw",
+        ] {
+            assert_eq!(hello_refusal(&args(other), alice), None, "{other}");
+            assert_eq!(hello_without_auth(&args(other)), None, "{other}");
+        }
+        assert_eq!(
+            hello_without_auth(&args("3 AUTH alice pw SETNAME n AUTH a b")),
+            Some(Frame::command(["HELLO", "3", "SETNAME", "n"]).to_bytes())
+        );
+        assert_eq!(
+            hello_without_auth(&args("3 AUTH alice pw BAD")),
+            Some(Frame::command(["HELLO", "3", "BAD"]).to_bytes())
+        );
+        assert_eq!(hello_without_auth(&args("3 SETNAME n")), None);
     }
 }

@@ -4,14 +4,16 @@
 //! * [`frame_len`] only measures the first frame (no allocation), which is what
 //!   the engine uses on the hot path to forward replies byte for byte;
 //! * [`parse_command`] reads a client command (an array of bulk strings) and
-//!   returns the byte ranges of its arguments;
+//!   returns the byte ranges of its arguments; [`CommandParser::next`] reads
+//!   what Redis reads (arrays, and inline commands, which it returns
+//!   re-encoded as arrays);
 //! * [`Frame::encode`] writes a frame back.
 //!
 //! All three return `Ok(None)` when the buffer holds only part of a frame
 //! ("need more"), and a [`ProtocolError`] (never a panic) when the input is
 //! not RESP or exceeds [`Limits`].
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use std::ops::Range;
 
 /// Bounds enforced by the parser.
@@ -23,7 +25,8 @@ pub struct Limits {
     pub max_aggregate_len: usize,
     /// Deepest nesting of aggregates.
     pub max_depth: usize,
-    /// Longest line (simple string, error, number, header).
+    /// Longest line (simple string, error, number, header, inline
+    /// command; Redis: 64 KiB for an inline command).
     pub max_line_len: usize,
 }
 
@@ -59,6 +62,18 @@ pub enum ProtocolError {
     TooDeep(usize),
     #[error("Protocol error: empty command")]
     EmptyCommand,
+    /// An inline command line longer than [`Limits::max_line_len`] (Redis's
+    /// own text).
+    #[error("Protocol error: too big inline request")]
+    InlineTooBig,
+    /// An inline command whose quotes do not close, or whose closing quote
+    /// is followed by more than a space (Redis's own text).
+    #[error("Protocol error: unbalanced quotes in request")]
+    UnbalancedQuotes,
+    /// A NUL byte in an inline command line (Redis would wait for a newline
+    /// it can never see).
+    #[error("Protocol error: NUL byte in an inline request (send commands with NUL bytes as RESP arrays)")]
+    InlineNul,
 }
 
 /// One RESP2 or RESP3 value.
@@ -367,7 +382,8 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolE
 }
 
 /// Parses a client command, which must be a non-empty array of bulk strings
-/// (inline commands are refused). Returns the argument ranges within `buf`
+/// (inline commands are refused here: [`CommandParser::next`] reads them).
+/// Returns the argument ranges within `buf`
 /// and the command's length. Stateless: see [`CommandParser`] to resume.
 pub fn parse_command(buf: &[u8], limits: &Limits) -> Step<Vec<Range<usize>>> {
     CommandParser::default().parse(buf, limits)
@@ -382,12 +398,127 @@ pub struct CommandParser {
     expected: Option<usize>,
     args: Vec<Range<usize>>,
     pos: usize,
+    /// Bytes of a partial inline command already searched for its newline.
+    inline_scanned: usize,
+}
+
+/// One client command as the engine forwards, audits and answers it: an
+/// array of bulk strings (an inline command is re-encoded as one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The command's RESP bytes.
+    pub bytes: Bytes,
+    /// Where each argument (the name first) lies in `bytes`.
+    pub args: Vec<Range<usize>>,
+}
+
+impl Command {
+    /// The arguments, the command name first.
+    pub fn args(&self) -> Vec<&[u8]> {
+        self.args
+            .iter()
+            .filter_map(|r| self.bytes.get(r.clone()))
+            .collect()
+    }
+
+    /// A command from its arguments (RESP-encoded).
+    pub fn from_args<A: AsRef<[u8]>>(args: &[A]) -> Command {
+        let mut out = Vec::new();
+        put_line(&mut out, b'*', args.len().to_string().as_bytes());
+        let mut ranges = Vec::with_capacity(args.len());
+        for a in args {
+            let a = a.as_ref();
+            put_line(&mut out, b'$', a.len().to_string().as_bytes());
+            ranges.push(out.len()..out.len() + a.len());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        Command {
+            bytes: Bytes::from(out),
+            args: ranges,
+        }
+    }
 }
 
 impl CommandParser {
     /// True when part of a command has been parsed.
     pub fn in_progress(&self) -> bool {
         self.expected.is_some()
+    }
+
+    /// Takes the next whole client command from the front of `buf`, as
+    /// Redis reads one: an array of bulk strings when the first byte is
+    /// `*`, otherwise an inline command (a line split into arguments the
+    /// way Redis splits it, see [`split_inline`]), returned re-encoded as
+    /// an array. Empty lines are skipped. `Ok(None)`: more bytes are
+    /// needed. On an error nothing of the offending command is consumed.
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+    ) -> Result<Option<Command>, ProtocolError> {
+        loop {
+            if !self.in_progress() && buf.first().is_some_and(|&b| b != b'*') {
+                let Some((args, n)) = self.inline(buf, limits)? else {
+                    return Ok(None);
+                };
+                buf.advance(n);
+                if args.is_empty() {
+                    continue;
+                }
+                return Ok(Some(Command::from_args(&args)));
+            }
+            let Some((args, len)) = self.parse(buf, limits)? else {
+                return Ok(None);
+            };
+            return Ok(Some(Command {
+                bytes: buf.split_to(len).freeze(),
+                args,
+            }));
+        }
+    }
+
+    /// The inline command at the front of `buf` and its length with its
+    /// newline, resuming the search for the newline where the last call
+    /// stopped.
+    fn inline(&mut self, buf: &[u8], limits: &Limits) -> Step<Vec<Vec<u8>>> {
+        let max = limits.max_line_len;
+        let window = buf
+            .get(..buf.len().min(max.saturating_add(1)))
+            .unwrap_or(buf);
+        let from = self.inline_scanned.min(window.len());
+        let Some(at) = window[from..].iter().position(|&b| b == b'\n') else {
+            if window[from..].contains(&0) {
+                self.inline_scanned = 0;
+                return Err(ProtocolError::InlineNul);
+            }
+            self.inline_scanned = window.len();
+            if buf.len() > max {
+                self.inline_scanned = 0;
+                return Err(ProtocolError::InlineTooBig);
+            }
+            return Ok(None);
+        };
+        self.inline_scanned = 0;
+        let end = from + at;
+        let line = &buf[..end];
+        if line.contains(&0) {
+            return Err(ProtocolError::InlineNul);
+        }
+        let args = split_inline(line)?;
+        if args.len() > limits.max_aggregate_len {
+            return Err(ProtocolError::AggregateTooLong(
+                args.len() as u64,
+                limits.max_aggregate_len,
+            ));
+        }
+        if let Some(a) = args.iter().find(|a| a.len() > limits.max_bulk_len) {
+            return Err(ProtocolError::BulkTooLong(
+                a.len() as u64,
+                limits.max_bulk_len,
+            ));
+        }
+        Ok(Some((args, end + 1)))
     }
 
     pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Step<Vec<Range<usize>>> {
@@ -398,10 +529,6 @@ impl CommandParser {
                     return Ok(None);
                 };
                 if ty != b'*' {
-                    if buf == b"\r" {
-                        // Maybe the start of a blank line (see `blank_prefix`).
-                        return Ok(None);
-                    }
                     return Err(ProtocolError::ExpectedArray(ty));
                 }
                 let Some(le) = line_end(buf, 1, limits)? else {
@@ -440,6 +567,107 @@ impl CommandParser {
         let args = std::mem::take(&mut self.args);
         *self = CommandParser::default();
         Ok(Some((args, end)))
+    }
+}
+
+/// `isspace` in the C locale.
+fn c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits an inline command line (without its newline) into arguments as
+/// Redis does (`sdssplitargs`): arguments are separated by whitespace;
+/// `"..."` may hold `\xHH` and `\n`, `\r`, `\t`, `\b`, `\a` escapes (a
+/// backslash before any other byte stands for that byte); `'...'` holds
+/// bytes as they are, `\'` a quote; a quote may open inside an argument
+/// (`a"b c"` is `ab c`), but a closing quote must be followed by
+/// whitespace or the end of the line. Quotes that do not close are
+/// [`ProtocolError::UnbalancedQuotes`]. No arguments: an empty line, which
+/// Redis ignores. As in C, the line ends at a NUL byte, if any.
+pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
+    // The byte at `i`, or 0 past the end (the C string's terminator).
+    let at = |i: usize| line.get(i).copied().unwrap_or(0);
+    let mut args = Vec::new();
+    let mut p = 0;
+    loop {
+        while p < line.len() && c_space(line[p]) {
+            p += 1;
+        }
+        if p >= line.len() {
+            return Ok(args);
+        }
+        let mut arg = Vec::new();
+        let (mut double, mut single) = (false, false);
+        loop {
+            let c = at(p);
+            let mut done = false;
+            if double {
+                let hex = (c == b'\\' && at(p + 1) == b'x')
+                    .then(|| Some(hex_value(at(p + 2))? * 16 + hex_value(at(p + 3))?))
+                    .flatten();
+                if let Some(byte) = hex {
+                    arg.push(byte);
+                    p += 3;
+                } else if c == b'\\' && at(p + 1) != 0 {
+                    p += 1;
+                    arg.push(match at(p) {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if at(p + 1) != 0 && !c_space(at(p + 1)) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    done = true;
+                } else if c == 0 {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                } else {
+                    arg.push(c);
+                }
+            } else if single {
+                if c == b'\\' && at(p + 1) == b'\'' {
+                    p += 1;
+                    arg.push(b'\'');
+                } else if c == b'\'' {
+                    if at(p + 1) != 0 && !c_space(at(p + 1)) {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    done = true;
+                } else if c == 0 {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                } else {
+                    arg.push(c);
+                }
+            } else {
+                match c {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => done = true,
+                    b'"' => double = true,
+                    b'\'' => single = true,
+                    other => arg.push(other),
+                }
+            }
+            if at(p) != 0 {
+                p += 1;
+            }
+            if done {
+                break;
+            }
+        }
+        args.push(arg);
     }
 }
 
@@ -566,19 +794,6 @@ impl Scanner {
                     out.replies += 1;
                 }
             }
-        }
-    }
-}
-
-/// Length of the blank lines (`\r\n` or `\n`) at the front of `buf`; Redis
-/// ignores them between commands (redis-cli `--pipe` sends one).
-pub fn blank_prefix(buf: &[u8]) -> usize {
-    let mut n = 0;
-    loop {
-        match &buf[n..] {
-            [b'\r', b'\n', ..] => n += 2,
-            [b'\n', ..] => n += 1,
-            _ => return n,
         }
     }
 }
@@ -834,9 +1049,6 @@ mod tests {
                 "cut at {cut}"
             );
         }
-        assert_eq!(blank_prefix(b"\r\n\n\r\n*1"), 5);
-        assert_eq!(blank_prefix(b"\r"), 0);
-        assert_eq!(parse_command(b"\r", &lim()), Ok(None));
         assert_eq!(
             parse_command(b"\rx", &lim()),
             Err(ProtocolError::ExpectedArray(b'\r'))
@@ -853,6 +1065,153 @@ mod tests {
         assert_eq!(n, cmd.len());
         assert_eq!(&cmd[args[0].clone()], b"GET");
         assert_eq!(&cmd[args[1].clone()], b"0123456789");
+    }
+
+    fn split(line: &str) -> Result<Vec<String>, ProtocolError> {
+        split_inline(line.as_bytes()).map(|args| {
+            args.iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn inline_arguments_split_as_redis_splits_them() {
+        let ok = |line: &str, want: &[&str]| assert_eq!(split(line).unwrap(), want, "{line:?}");
+        ok("", &[]);
+        ok(" \t\r\x0b\x0c ", &[]);
+        ok("PING", &["PING"]);
+        ok("  SET  k\tv  ", &["SET", "k", "v"]);
+        ok(r#"SET k "hello world""#, &["SET", "k", "hello world"]);
+        ok(
+            r#"ECHO "a\nb\r\t\x41\x4a\x4A\"\\\q""#,
+            &["ECHO", "a\nb\r\tAJJ\"\\q"],
+        );
+        // \x without two hex digits is an escaped 'x'.
+        ok(r#"ECHO "\x4" "\xg1""#, &["ECHO", "x4", "xg1"]);
+        ok(r#"ECHO 'it\'s \n "raw"'"#, &["ECHO", "it's \\n \"raw\""]);
+        ok(r#"ECHO "" ''"#, &["ECHO", "", ""]);
+        // A quote may open inside an argument.
+        ok(r#"ECHO a"b c"  d'e f'"#, &["ECHO", "ab c", "de f"]);
+        // \v and \f end no unquoted argument (Redis splits on space, tab, CR, LF).
+        ok("ECHO a\x0bb", &["ECHO", "a\x0bb"]);
+        ok("ECHO \"a\"\x0b", &["ECHO", "a"]);
+        assert_eq!(
+            split_inline(b"ECHO \"\\xff\\x00\" \xfe").unwrap(),
+            [b"ECHO".to_vec(), vec![0xff, 0x00], vec![0xfe]]
+        );
+        for bad in [
+            r#"ECHO "abc"#,
+            r#"ECHO 'abc"#,
+            r#"ECHO "abc"d"#,
+            r#"ECHO 'abc'd"#,
+            r#"ECHO "abc\"#,
+            r#"ECHO 'abc\'"#,
+            "\"",
+        ] {
+            assert_eq!(split(bad), Err(ProtocolError::UnbalancedQuotes), "{bad:?}");
+        }
+    }
+
+    fn next_all(input: &[u8], limits: &Limits) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
+        let mut buf = BytesMut::from(input);
+        let mut p = CommandParser::default();
+        let mut out = Vec::new();
+        while let Some(c) = p.next(&mut buf, limits)? {
+            out.push(c.args().iter().map(|a| a.to_vec()).collect());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn inline_commands_come_back_as_arrays() {
+        let input = b"PING\r\n\r\n\n*1\r\n$4\r\nPING\r\n  \r\nSET k \"a b\"\nGET k\r\r\n";
+        let mut buf = BytesMut::from(&input[..]);
+        let mut p = CommandParser::default();
+        let mut got = Vec::new();
+        while let Some(c) = p.next(&mut buf, &lim()).unwrap() {
+            got.push(c);
+        }
+        assert!(buf.is_empty());
+        assert_eq!(
+            got,
+            [
+                Command::from_args(&["PING"]),
+                Command::from_args(&["PING"]),
+                Command::from_args(&["SET", "k", "a b"]),
+                Command::from_args(&["GET", "k"]),
+            ]
+        );
+        assert_eq!(&got[0].bytes[..], b"*1\r\n$4\r\nPING\r\n");
+        assert_eq!(got[2].args(), [&b"SET"[..], b"k", b"a b"]);
+        // Every cut of the input needs more, then gives the same commands.
+        for cut in 0..input.len() {
+            let mut buf = BytesMut::from(&input[..cut]);
+            let mut p = CommandParser::default();
+            let mut again = Vec::new();
+            while let Some(c) = p.next(&mut buf, &lim()).unwrap() {
+                again.push(c);
+            }
+            buf.extend_from_slice(&input[cut..]);
+            while let Some(c) = p.next(&mut buf, &lim()).unwrap() {
+                again.push(c);
+            }
+            assert_eq!(again, got, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn inline_limits_are_redis_limits() {
+        let max = lim().max_line_len;
+        assert_eq!(max, 64 * 1024);
+        // A line of 64 KiB is taken; one byte more without a newline is not.
+        let mut line = vec![b'a'; max];
+        assert_eq!(next_all(&line, &lim()), Ok(vec![]));
+        line.push(b'\n');
+        assert_eq!(next_all(&line, &lim()).unwrap().len(), 1);
+        let long = vec![b'a'; max + 1];
+        assert_eq!(next_all(&long, &lim()), Err(ProtocolError::InlineTooBig));
+        // Found however it arrives (the search resumes where it stopped).
+        let mut buf = BytesMut::new();
+        let mut p = CommandParser::default();
+        let mut result = Ok(None);
+        for chunk in long.chunks(1000) {
+            buf.extend_from_slice(chunk);
+            result = p.next(&mut buf, &lim());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(ProtocolError::InlineTooBig));
+        assert_eq!(buf.len(), max + 1, "nothing consumed");
+        // Redis's texts.
+        assert_eq!(
+            ProtocolError::InlineTooBig.to_string(),
+            "Protocol error: too big inline request"
+        );
+        assert_eq!(
+            next_all(b"ECHO \"a\r\n", &lim()).map_err(|e| e.to_string()),
+            Err("Protocol error: unbalanced quotes in request".to_string())
+        );
+        assert_eq!(
+            next_all(b"ECHO \0\r\n", &lim()),
+            Err(ProtocolError::InlineNul)
+        );
+        assert_eq!(next_all(b"ECHO \0", &lim()), Err(ProtocolError::InlineNul));
+        // Configured limits on arguments apply to inline commands too.
+        let small = Limits {
+            max_bulk_len: 3,
+            max_aggregate_len: 2,
+            ..lim()
+        };
+        assert_eq!(
+            next_all(b"ECHO abcd\n", &small),
+            Err(ProtocolError::BulkTooLong(4, 3))
+        );
+        assert_eq!(
+            next_all(b"ECHO a b\n", &small),
+            Err(ProtocolError::AggregateTooLong(3, 2))
+        );
     }
 
     #[test]
@@ -1090,6 +1449,65 @@ mod tests {
             let _ = frame_len(&input, &lim());
             let _ = parse_command(&input, &lim());
             let _ = Scanner::default().scan(&input, &lim());
+            let _ = split_inline(&input);
+            let _ = next_all(&input, &lim());
+        }
+
+        /// Inline-shaped noise (quotes, escapes, blanks, newlines, RESP
+        /// pieces) never panics, fed whole or in pieces, and every command
+        /// read is a well-formed array.
+        #[test]
+        fn inline_noise_never_panics(
+            parts in proptest::collection::vec(prop_oneof![
+                Just(b"\"".to_vec()), Just(b"'".to_vec()), Just(b"\\".to_vec()),
+                Just(b"\\x".to_vec()), Just(b"\\x4".to_vec()), Just(b"\\xZZ".to_vec()),
+                Just(b" ".to_vec()), Just(b"\t".to_vec()), Just(b"\r".to_vec()),
+                Just(b"\n".to_vec()), Just(b"\r\n".to_vec()), Just(b"\x0b".to_vec()),
+                Just(b"*1\r\n$4\r\nPING\r\n".to_vec()), Just(b"*".to_vec()),
+                "[a-zA-Z0-9]{1,4}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 1..4),
+            ], 0..40),
+            cut in 0usize..200,
+        ) {
+            let input = parts.concat();
+            let small = Limits { max_line_len: 16, ..lim() };
+            for limits in [lim(), small] {
+                if let Ok(commands) = next_all(&input, &limits) {
+                    for c in commands {
+                        prop_assert!(!c.is_empty());
+                    }
+                }
+                let cut = cut.min(input.len());
+                let mut buf = BytesMut::from(&input[..cut]);
+                let mut p = CommandParser::default();
+                while let Ok(Some(c)) = p.next(&mut buf, &limits) {
+                    let (args, n) = parse_command(&c.bytes, &limits).unwrap().unwrap();
+                    prop_assert_eq!(n, c.bytes.len());
+                    prop_assert_eq!(args, c.args);
+                }
+            }
+        }
+
+        /// Arguments written the way redis-cli quotes them come back as
+        /// they were.
+        #[test]
+        fn quoted_inline_arguments_round_trip(args in proptest::collection::vec(blob(), 1..6)) {
+            let mut line = Vec::new();
+            for a in &args {
+                line.extend_from_slice(b" \"");
+                for &b in a.iter() {
+                    match b {
+                        b'"' | b'\\' => line.extend_from_slice(&[b'\\', b]),
+                        b' '..=b'~' => line.push(b),
+                        _ => line.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+                    }
+                }
+                line.push(b'"');
+            }
+            line.extend_from_slice(b"\r\n");
+            let got = next_all(&line, &lim()).unwrap();
+            let want: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+            prop_assert_eq!(got, vec![want]);
         }
 
         #[test]

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
@@ -682,41 +682,53 @@ where
             let mut batch: u64 = 0;
             let mut end = None;
             loop {
-                if !parser.in_progress() {
-                    buf.advance(resp::blank_prefix(&buf));
-                }
                 // Bytes that do not parse are the per-session engine's to
                 // refuse.
-                let Ok(parsed) = parser.parse(&buf, &limits) else {
+                let Ok(parsed) = parser.next(&mut buf, &limits) else {
                     end = Some(ReadEnd::Own);
                     break;
                 };
-                let Some((ranges, len)) = parsed else { break };
-                let args: Vec<&[u8]> = ranges.iter().map(|r| &buf[r.clone()]).collect();
+                let Some(command) = parsed else { break };
+                let args = command.args();
+                // A command the session's own connection must serve goes
+                // back in front of the unread bytes, in its RESP form.
+                let own = |buf: &mut BytesMut| {
+                    let mut all = BytesMut::with_capacity(command.bytes.len() + buf.len());
+                    all.extend_from_slice(&command.bytes);
+                    all.extend_from_slice(buf);
+                    *buf = all;
+                    Some(ReadEnd::Own)
+                };
                 let Some((first, rest)) = args.split_first() else {
-                    end = Some(ReadEnd::Own);
+                    end = own(&mut buf);
                     break;
                 };
                 let name = String::from_utf8_lossy(first).to_ascii_uppercase();
+                let refused = |reply: Vec<u8>| {
+                    let mut event = audit_event(&name, rest);
+                    event.refused = refusal(&reply);
+                    Some((reply, event))
+                };
+                let hello_refused = match name.as_str() {
+                    "HELLO" => crate::hello_refusal(rest, db_user),
+                    _ => None,
+                };
                 let local = match name.as_str() {
-                    "AUTH" => {
-                        let reply = local_auth(rest, db_user);
-                        let mut event = audit_event(&name, rest);
-                        event.refused = refusal(&reply);
-                        Some((reply, event))
-                    }
+                    "AUTH" => refused(local_auth(rest, db_user)),
                     "CLIENT" => match setup.answer(rest, &conn.known) {
                         Some(reply) => Some((reply, audit_event(&name, rest))),
                         None => {
-                            end = Some(ReadEnd::Own);
+                            end = own(&mut buf);
                             break;
                         }
                     },
+                    // `AUTH` as another user is refused as `AUTH` is.
+                    "HELLO" if hello_refused.is_some() => hello_refused.and_then(refused),
                     // RESP3: the session goes on on the RESP3 shared
                     // connection, and gets that connection's HELLO reply.
                     "HELLO" => {
                         let Some(new_name) = hello3_options(rest) else {
-                            end = Some(ReadEnd::Own);
+                            end = own(&mut buf);
                             break;
                         };
                         let next = match &conn.hello {
@@ -727,7 +739,7 @@ where
                             },
                         };
                         let Some(c) = next else {
-                            end = Some(ReadEnd::Own);
+                            end = own(&mut buf);
                             break;
                         };
                         if let Some(n) = new_name {
@@ -742,7 +754,6 @@ where
                 if let Some((reply, event)) = local {
                     // Answered here, after the replies before it.
                     audit(event);
-                    buf.advance(len);
                     let submitted = submit(
                         &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
                     );
@@ -762,12 +773,11 @@ where
                     continue;
                 }
                 if !shareable(&name) {
-                    end = Some(ReadEnd::Own);
+                    end = own(&mut buf);
                     break;
                 }
                 audit(audit_event(&name, rest));
-                out.extend_from_slice(&buf[..len]);
-                buf.advance(len);
+                out.extend_from_slice(&command.bytes);
                 batch += 1;
             }
             let submitted = submit(

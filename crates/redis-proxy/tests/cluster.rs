@@ -456,10 +456,10 @@ async fn hello_3_gives_resp3_replies_on_every_node() {
 async fn hostile_bytes_end_the_session_and_the_service_goes_on() {
     let (_cluster, _creds, proxy) = setup().await;
     let mut c = proxy.conn().await;
-    c.raw(b"GET x\r\n").await;
+    c.raw(b"GET 'x\r\n").await;
     assert_eq!(
         error_text(&c.read().await),
-        "ERR Teleport: Protocol error: expected '*', got 'G'"
+        "ERR Teleport: Protocol error: unbalanced quotes in request"
     );
     assert_eq!(c.try_read().await, None);
     // Replies to commands before the garbage come first.
@@ -817,4 +817,75 @@ async fn scan_walks_every_master() {
         Frame::Error("ERR invalid cursor".into())
     );
     assert_eq!(c.call(&["PING"]).await, simple("PONG"));
+}
+
+/// `AUTH` and `HELLO ... AUTH` naming another user than the session's are
+/// refused alike in cluster mode too; inline commands are routed like
+/// arrays (to their key's node), audited with `AUTH` redacted.
+#[tokio::test]
+async fn hello_auth_refused_as_auth_is_and_inline_commands_routed() {
+    let cluster = RedisCluster::start(PW).await;
+    let opts = SessionOptions {
+        db_user: Some("default".into()),
+        ..SessionOptions::default()
+    };
+    let proxy = Proxy::start_cluster(cluster.backend(TestCreds::new(PW)), opts).await;
+    let mut c = proxy.conn().await;
+    let auth = error_text(&c.call(&["AUTH", "other", "pw"]).await);
+    assert!(
+        auth.starts_with(
+            "ERR Teleport: this session is for database user \"default\"; AUTH as \"other\""
+        ),
+        "{auth}"
+    );
+    let hello = error_text(
+        &c.call(&["HELLO", "3", "AUTH", "other", "pw", "SETNAME", "x"])
+            .await,
+    );
+    assert_eq!(hello, auth);
+    c.raw(b"HELLO 3 auth other pw\r\n").await;
+    assert_eq!(error_text(&c.read().await), auth);
+    // Nothing changed: RESP2 still.
+    assert_eq!(c.call(&["GET", "none"]).await, Frame::NullBulk);
+    // Inline commands, one per node, and inline AUTH.
+    let mut inline = Vec::new();
+    for node in 0..3 {
+        let key = key_on(&cluster, node, "inline");
+        inline.extend_from_slice(format!("SET {key} \"v {node}\"\r\nGET '{key}'\n").as_bytes());
+    }
+    inline.extend_from_slice(b"AUTH hunter2\r\n");
+    c.raw(&inline).await;
+    for node in 0..3 {
+        assert_eq!(c.read().await, simple("OK"));
+        assert_eq!(c.read().await, bulk(&format!("v {node}")));
+    }
+    assert_eq!(c.read().await, simple("OK"));
+    for node in 0..3 {
+        let key = key_on(&cluster, node, "inline");
+        assert_eq!(
+            cluster.call(node, &["GET", &key]).await,
+            bulk(&format!("v {node}"))
+        );
+    }
+    assert!(matches!(
+        c.call(&["HELLO", "3", "AUTH", "default", "pw"]).await,
+        Frame::Map(_)
+    ));
+    let events = proxy.events();
+    let refused: Vec<String> = events
+        .iter()
+        .filter(|e| e.refused.is_some())
+        .map(|e| e.query())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "AUTH ****** ******",
+            "HELLO 3 AUTH ****** ****** SETNAME x",
+            "HELLO 3 auth ****** ******"
+        ]
+    );
+    let queries: Vec<String> = events.iter().map(|e| e.query()).collect();
+    assert!(queries.contains(&"AUTH ******".to_string()), "{queries:?}");
+    assert!(!format!("{events:?}").contains("hunter2"));
 }

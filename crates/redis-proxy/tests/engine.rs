@@ -129,10 +129,11 @@ async fn sessions_share_a_connection_until_they_need_their_own() {
     // Bytes that are not a command are the session engine's to refuse.
     let mut c = proxy.conn().await;
     assert_eq!(c.call(&["GET", "x"]).await, bulk("1"));
-    c.raw(b"GET x\r\n").await;
+    c.raw(b"GET 'x\r\n").await;
     assert!(error_text(&c.read().await).starts_with("ERR Teleport: Protocol error"));
     assert_eq!(c.try_read().await, None);
-    // Every command was audited once, in order.
+    // Every command was audited once, in order (the refused bytes are
+    // not a command).
     let names: Vec<String> = proxy
         .events()
         .into_iter()
@@ -755,11 +756,14 @@ async fn wrongpass_after_rotation_is_retried_transparently() {
 #[tokio::test]
 async fn garbage_closes_the_session_with_an_error() {
     let (_server, _creds, proxy) = setup().await;
-    // Inline command.
+    // An inline command whose quotes do not close (Redis's error).
     let mut c = proxy.conn().await;
-    c.raw(b"GET x\r\n").await;
+    c.raw(b"GET \"x\r\n").await;
     let e = error_text(&c.read().await);
-    assert_eq!(e, "ERR Teleport: Protocol error: expected '*', got 'G'");
+    assert_eq!(
+        e,
+        "ERR Teleport: Protocol error: unbalanced quotes in request"
+    );
     assert_eq!(c.try_read().await, None);
     // Replies to what came before the garbage are delivered first.
     let mut c = proxy.conn().await;
@@ -1370,4 +1374,356 @@ async fn client_auth_may_only_name_the_sessions_user() {
     let e = error_text(&c.call(&["AUTH", "anything"]).await);
     assert!(e.contains("AUTH as \"default\" is not allowed"), "{e}");
     assert_eq!(c.call(&["AUTH", "alice", "x"]).await, simple("OK"));
+}
+
+/// `AUTH` and `HELLO ... AUTH` naming another user than the session's are
+/// refused alike (same error, nothing changed: protocol and name stay), on
+/// the shared connection and on a connection of the session's own; the
+/// session's own user is accepted in both.
+#[tokio::test]
+async fn hello_auth_as_another_user_is_refused_as_auth_is() {
+    let server = RedisServer::start_tls(PW);
+    for share in [true, false] {
+        let opts = SessionOptions {
+            db_user: Some("default".into()),
+            share_backend: share,
+            ..SessionOptions::default()
+        };
+        let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
+        let mut c = proxy.conn().await;
+        let auth = error_text(&c.call(&["AUTH", "other", "pw"]).await);
+        assert!(
+            auth.starts_with(
+                "ERR Teleport: this session is for database user \"default\"; AUTH as \"other\""
+            ),
+            "{auth}"
+        );
+        for hello in [
+            &["HELLO", "3", "AUTH", "other", "pw"][..],
+            &["HELLO", "3", "AUTH", "other", "pw", "SETNAME", "x"],
+            &["HELLO", "2", "SETNAME", "x", "auth", "other", "pw"],
+            &["HELLO", "3", "AUTH", "default", "pw", "AUTH", "other", "pw"],
+        ] {
+            let e = error_text(&c.call(hello).await);
+            assert_eq!(e, auth, "share {share}: {hello:?}");
+        }
+        // Inline, as a client typing it would send it.
+        c.raw(b"HELLO 3 AUTH other pw\r\n").await;
+        assert_eq!(error_text(&c.read().await), auth);
+        // Nothing changed: no name, still RESP2.
+        assert_eq!(c.call(&["CLIENT", "GETNAME"]).await, Frame::NullBulk);
+        assert_eq!(c.call(&["GET", "none"]).await, Frame::NullBulk);
+        // The session's own user is accepted.
+        let hello = c
+            .call(&["HELLO", "3", "AUTH", "default", "pw", "SETNAME", "me"])
+            .await;
+        assert!(matches!(hello, Frame::Map(_)), "share {share}: {hello:?}");
+        assert_eq!(c.call(&["GET", "none"]).await, Frame::Null);
+        assert_eq!(c.call(&["CLIENT", "GETNAME"]).await, bulk("me"));
+        // Audited as refused by the engine, secrets redacted.
+        let refused: Vec<String> = proxy
+            .events()
+            .iter()
+            .filter(|e| e.refused.is_some())
+            .map(|e| e.query())
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "AUTH ****** ******",
+                "HELLO 3 AUTH ****** ******",
+                "HELLO 3 AUTH ****** ****** SETNAME x",
+                "HELLO 2 SETNAME x auth ****** ******",
+                "HELLO 3 AUTH ****** ****** AUTH ****** ******",
+                "HELLO 3 AUTH ****** ******",
+            ],
+            "share {share}"
+        );
+    }
+}
+
+/// Inline commands (telnet, nc, health checks, redis-benchmark's
+/// `PING_INLINE`) are served like arrays on both paths: answered, audited
+/// as arrays are, `AUTH` answered locally and redacted.
+#[tokio::test]
+async fn inline_commands_are_served_and_audited_like_arrays() {
+    let server = RedisServer::start_tls(PW);
+    for share in [true, false] {
+        let opts = SessionOptions {
+            db_user: Some("default".into()),
+            share_backend: share,
+            ..SessionOptions::default()
+        };
+        let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
+        let mut c = proxy.conn().await;
+        c.raw(b"PING\r\n\r\nAUTH hunter2\r\nAUTH other hunter2\nSET il \"a b\\x21\"\r\nGET il\r\n")
+            .await;
+        assert_eq!(c.read().await, simple("PONG"));
+        assert_eq!(c.read().await, simple("OK"));
+        assert!(error_text(&c.read().await).contains("AUTH as \"other\" is not allowed"));
+        assert_eq!(c.read().await, simple("OK"));
+        assert_eq!(c.read().await, bulk("a b!"));
+        // Inline and RESP mixed in one write, then a command that needs a
+        // connection of the session's own.
+        let mut mixed = Frame::command(["INCR", "ic"]).to_bytes();
+        mixed.extend_from_slice(b"INCR ic\r\nSELECT 0\r\nINCR ic\r\n");
+        c.raw(&mixed).await;
+        for want in [
+            Frame::Integer(1),
+            Frame::Integer(2),
+            simple("OK"),
+            Frame::Integer(3),
+        ] {
+            assert_eq!(c.read().await, want, "share {share}");
+        }
+        assert_eq!(c.call(&["DEL", "ic"]).await, Frame::Integer(1));
+        // redis-cli reads commands from stdin as lines too.
+        let queries: Vec<String> = proxy.events().iter().map(|e| e.query()).collect();
+        assert_eq!(
+            queries,
+            [
+                "PING",
+                "AUTH ******",
+                "AUTH ****** ******",
+                "SET il a b!",
+                "GET il",
+                "INCR ic",
+                "INCR ic",
+                "SELECT 0",
+                "INCR ic",
+                "DEL ic",
+            ],
+            "share {share}"
+        );
+        assert!(!format!("{:?}", proxy.events()).contains("hunter2"));
+    }
+}
+
+/// Differential: random inline input (quoting, escapes, `\xHH`, blanks,
+/// blank lines, `\n` or `\r\n`, unbalanced quotes, RESP mixed in) gets the
+/// same replies through the engine, on the shared connection and on
+/// connections of their own, as from redis-server directly; protocol
+/// errors end all three after the same replies (the engine's error text
+/// carries its `Teleport: ` prefix). Redis's 64 KiB limit on an inline line
+/// too.
+#[tokio::test]
+async fn inline_commands_answer_as_redis_answers_them() {
+    let server = RedisServer::start_plain();
+    let shared = Proxy::start(
+        server.backend(TestCreds::new("")),
+        SessionOptions::default(),
+    )
+    .await;
+    let alone = Proxy::start(
+        server.backend(TestCreds::new("")),
+        SessionOptions {
+            share_backend: false,
+            ..SessionOptions::default()
+        },
+    )
+    .await;
+    // Key prefixes per target (none a hex digit: `\x4` may precede one).
+    let targets = [(server.port, "r"), (shared.port, "s"), (alone.port, "o")];
+    const SENTINEL: &str = "end-of-round";
+    /// Replies until the sentinel's, or the end of the connection.
+    async fn replies(port: u16, input: &[u8]) -> Vec<Frame> {
+        until_closed(
+            port,
+            &[input, &Frame::command(["ECHO", SENTINEL]).to_bytes()].concat(),
+        )
+        .await
+    }
+    /// Replies with `tag` (a target's key prefix, which Redis quotes in
+    /// some errors) written as `#`.
+    async fn tagged(port: u16, input: &[u8], tag: &str) -> Vec<Frame> {
+        let mut got = replies(port, input).await;
+        for f in &mut got {
+            if let Frame::Error(e) = f {
+                *f = Frame::Error(
+                    String::from_utf8_lossy(e)
+                        .replace(tag, "#")
+                        .into_bytes()
+                        .into(),
+                );
+            }
+        }
+        got
+    }
+    async fn until_closed(port: u16, input: &[u8]) -> Vec<Frame> {
+        let mut c = Conn::connect(port).await;
+        let bytes = input.to_vec();
+        c.raw(&bytes).await;
+        let mut got = Vec::new();
+        while let Some(f) = c.try_read().await {
+            if f == bulk(SENTINEL) {
+                return got;
+            }
+            got.push(match f {
+                Frame::Error(e) => Frame::Error(
+                    String::from_utf8_lossy(&e)
+                        .replacen("ERR Teleport: Protocol error", "ERR Protocol error", 1)
+                        .into_bytes()
+                        .into(),
+                ),
+                other => other,
+            });
+        }
+        got.push(simple("<closed>"));
+        got
+    }
+
+    let mut seed: u64 = 0x5851_f42d_4c95_7f2d;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % n
+    };
+    const NAMES: &[(&str, usize, bool)] = &[
+        // name, arguments after it, whether the first is a key
+        ("PING", 0, false),
+        ("PING", 1, false),
+        ("ECHO", 1, false),
+        ("echo", 2, false),
+        ("SET", 2, true),
+        ("GET", 1, true),
+        ("APPEND", 2, true),
+        ("STRLEN", 1, true),
+        ("EXISTS", 1, true),
+        ("NOPE", 2, false),
+    ];
+    const VALUE_BYTES: &[u8] = b"ab z\t\"'\\\xc3\xa9\x01\x7f\xffnx0";
+    let mut failures = 0;
+    for round in 0..150 {
+        // One session: the same structure rendered with a key prefix per
+        // target.
+        let lines = 1 + next(8);
+        let mut plan = Vec::new();
+        for _ in 0..lines {
+            let (name, n, keyed) = NAMES[next(NAMES.len())];
+            let mut words: Vec<(Vec<u8>, bool)> = vec![(name.as_bytes().to_vec(), false)];
+            for i in 0..n {
+                if i == 0 && keyed {
+                    words.push((b"K".to_vec(), true));
+                } else {
+                    let len = next(6);
+                    let v: Vec<u8> = (0..len)
+                        .map(|_| VALUE_BYTES[next(VALUE_BYTES.len())])
+                        .collect();
+                    words.push((v, false));
+                }
+            }
+            let style: Vec<usize> = words.iter().map(|_| next(4)).collect();
+            let seps: Vec<usize> = words.iter().map(|_| next(5)).collect();
+            plan.push((words, style, seps, next(12), next(2), next(10)));
+        }
+        let render = |prefix: &str| {
+            let mut out = Vec::new();
+            for (words, style, seps, broken, crlf, extra) in &plan {
+                if *extra == 0 {
+                    out.extend_from_slice(b"  \r\n");
+                }
+                if *extra == 1 {
+                    out.extend(Frame::command(["ECHO", "resp"]).to_bytes());
+                }
+                for (i, ((w, key), (st, sep))) in
+                    words.iter().zip(style.iter().zip(seps)).enumerate()
+                {
+                    out.extend_from_slice(match (i, sep) {
+                        (0, 0) => &b"\x0b "[..],
+                        (0, _) => b"",
+                        (_, 0) => b"\t",
+                        (_, 1) => b"  ",
+                        _ => b" ",
+                    });
+                    let w: Vec<u8> = if *key {
+                        format!("{prefix}{round}:k").into_bytes()
+                    } else {
+                        w.clone()
+                    };
+                    let bare =
+                        !w.is_empty() && w.iter().all(|b| b.is_ascii_alphanumeric() || *b >= 0x80);
+                    match st {
+                        0 if bare => out.extend_from_slice(&w),
+                        0 | 1 => {
+                            out.push(b'"');
+                            for &b in &w {
+                                match b {
+                                    b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                                    b'\t' => out.extend_from_slice(b"\\t"),
+                                    b' '..=b'~' => out.push(b),
+                                    _ => out.extend_from_slice(format!("\\x{b:02X}").as_bytes()),
+                                }
+                            }
+                            out.push(b'"');
+                        }
+                        2 => {
+                            out.push(b'\'');
+                            for &b in &w {
+                                if b == b'\'' {
+                                    out.extend_from_slice(b"\\'");
+                                } else {
+                                    out.push(b);
+                                }
+                            }
+                            out.push(b'\'');
+                        }
+                        _ => {
+                            // Escapes Redis reads in double quotes.
+                            out.extend_from_slice(b"\"\\n\\r\\a\\b\\q\\x4");
+                            out.extend_from_slice(
+                                &w.iter()
+                                    .filter(|b| b.is_ascii_alphanumeric())
+                                    .copied()
+                                    .collect::<Vec<u8>>(),
+                            );
+                            out.push(b'"');
+                        }
+                    }
+                }
+                match broken {
+                    0 => out.extend_from_slice(b" \"open"),
+                    1 => out.extend_from_slice(b" 'a'b"),
+                    2 => out.extend_from_slice(b" \"a\"b"),
+                    _ => {}
+                }
+                out.extend_from_slice(if *crlf == 0 { b"\r\n" } else { b"\n" });
+            }
+            out
+        };
+        let mut answers = Vec::new();
+        for (port, prefix) in targets {
+            answers.push(tagged(port, &render(prefix), &format!("{prefix}{round}")).await);
+        }
+        if answers[0] != answers[1] || answers[0] != answers[2] {
+            failures += 1;
+            eprintln!(
+                "round {round}: {:?}\n direct {:?}\n shared {:?}\n own    {:?}",
+                String::from_utf8_lossy(&render("r")),
+                answers[0],
+                answers[1],
+                answers[2]
+            );
+        }
+    }
+    assert_eq!(failures, 0, "inline sessions answered differently");
+
+    // Redis's limit: a line of 64 KiB is taken, one byte more without a
+    // newline is a protocol error.
+    let mut longest = b"ECHO ".to_vec();
+    longest.resize(64 * 1024, b'a');
+    longest.push(b'\n');
+    let direct = replies(server.port, &longest).await;
+    assert_eq!(direct.len(), 1);
+    assert_eq!(replies(shared.port, &longest).await, direct);
+    assert_eq!(replies(alone.port, &longest).await, direct);
+    let mut too_long = vec![b'a'; 64 * 1024 + 1];
+    too_long[..5].copy_from_slice(b"ECHO ");
+    let want = [
+        Frame::Error("ERR Protocol error: too big inline request".into()),
+        simple("<closed>"),
+    ];
+    for port in [server.port, shared.port, alone.port] {
+        assert_eq!(until_closed(port, &too_long).await, want);
+    }
 }
