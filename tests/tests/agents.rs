@@ -464,3 +464,52 @@ fn a_join_flood_is_rate_limited_and_agents_retry() {
         "{log}"
     );
 }
+
+/// An agent may not ask for names it does not hold: not the cluster-internal
+/// name every agent checks the proxy by (with it, an App agent could serve
+/// `teleport-cluster` and collect other agents' join tokens), not another
+/// host's; and a certificate it does get cannot pose as the proxy.
+#[test]
+fn agents_cannot_ask_for_names_they_do_not_hold() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "names.example", &Storage::Sqlite).unwrap();
+    let token = ok(node
+        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
+        .unwrap())
+    .unwrap();
+    let rt = runtime().unwrap();
+    let api = client::ApiClient::new(&node.web_addr, None, true).unwrap();
+    let key = pki::generate_key().unwrap();
+    let cluster_local = pki::tls::cluster_server_name("names.example");
+    let join = |host_id: &str, dns_names: Vec<String>| {
+        let body = serde_json::json!({
+            "token": token.trim(),
+            "host_id": host_id,
+            "node_name": host_id,
+            "roles": ["App"],
+            "public_key": base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            "dns_names": dns_names,
+        });
+        rt.block_on(api.post::<serde_json::Value, _>("/v1/webapi/host/credentials", &body))
+    };
+    for (host_id, names) in [
+        ("agent-1", vec![cluster_local.clone()]),
+        ("agent-1", vec!["localhost".to_string()]),
+        (cluster_local.as_str(), vec![]),
+    ] {
+        let err = join(host_id, names.clone()).unwrap_err();
+        assert_eq!(err.status(), Some(400), "{host_id} {names:?}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("reserved for the cluster's own servers"),
+            "{msg}"
+        );
+    }
+    // A proper join: the certificate is an App agent's (which clients that
+    // trust the host CA refuse as a server: pki's tls tests).
+    let certs = join("agent-1", vec![]).unwrap();
+    let ident = pki::Identity::from_cert_pem(certs["tls_cert"].as_str().unwrap()).unwrap();
+    assert_eq!(ident.system_role.as_deref(), Some("App"));
+    assert_eq!(ident.username, "agent-1");
+}

@@ -369,7 +369,11 @@ async fn start(
     let auth_listener = TcpListener::bind(auth_addr)
         .await
         .with_context(|| format!("cannot listen on {auth_addr} (auth_service.listen_addr)"))?;
-    let (cert, key) = auth.server_keypair(&nodename, vec![nodename.clone()])?;
+    let (cert, key) = auth.server_keypair(
+        &nodename,
+        resources::SystemRole::Auth,
+        vec![nodename.clone()],
+    )?;
     let auth_tls = pki::tls::server_config(
         &cert,
         &key,

@@ -15,7 +15,8 @@ pub struct RegisterRequest {
     pub roles: Vec<String>,
     /// Public key to certify (SPKI DER, base64).
     pub public_key: String,
-    /// Extra DNS names / IPs for the certificate.
+    /// Names asked for the certificate. The auth service sets an agent's
+    /// names itself (its host ID and node name); anything else is refused.
     #[serde(default)]
     pub dns_names: Vec<String>,
 }
@@ -53,7 +54,8 @@ pub struct AzureRegisterRequest {
     pub roles: Vec<String>,
     /// Public key to certify (SPKI DER, base64).
     pub public_key: String,
-    /// Extra DNS names / IPs for the certificate.
+    /// Names asked for the certificate. The auth service sets an agent's
+    /// names itself (its host ID and node name); anything else is refused.
     #[serde(default)]
     pub dns_names: Vec<String>,
     /// The challenge the auth service handed out, used as the IMDS nonce.

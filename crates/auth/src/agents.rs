@@ -68,6 +68,41 @@ impl ServerEntry {
     }
 }
 
+/// The DNS names of an agent's host certificate: its host ID and its node
+/// name, each when it is a host name ([`pki::names::check_agent_name`]), and
+/// nothing a peer asks for beyond them. A reserved name or a wildcard as host
+/// ID or node name is refused; so is any other name in `asked`.
+fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Result<Vec<String>> {
+    use pki::names::{check_agent_name, NameError};
+    let mut names = Vec::new();
+    for (field, name) in [("host_id", host_id), ("node_name", node_name)] {
+        match check_agent_name(name) {
+            Ok(()) => {
+                if !names.iter().any(|n: &String| n.eq_ignore_ascii_case(name)) {
+                    names.push(name.to_string());
+                }
+            }
+            // A node name that is not a DNS name (`my_host`) stays out of
+            // the certificate but does not stop the join.
+            Err(NameError::NotHostName(_)) => {}
+            Err(e) => return Err(AuthError::BadParameter(format!("{field}: {e}"))),
+        }
+    }
+    if let Some(extra) = asked
+        .iter()
+        .find(|a| !names.iter().any(|n| n.eq_ignore_ascii_case(a)))
+    {
+        let why = match check_agent_name(extra) {
+            Err(e) => e.to_string(),
+            Ok(()) => format!("{extra:?} is not this agent's host ID or node name"),
+        };
+        return Err(AuthError::BadParameter(format!(
+            "dns_names: {why}; an agent's certificate names only its host ID and node name, which the auth service sets: remove dns_names from the request"
+        )));
+    }
+    Ok(names)
+}
+
 fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -189,11 +224,14 @@ impl AuthServer {
         let key = base64::engine::general_purpose::STANDARD
             .decode(public_key_b64.as_bytes())
             .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
-        let mut names: Vec<String> = dns_names.iter().take(16).cloned().collect();
-        names.push(host_id.to_string());
-        if safe_name(node_name) {
-            names.push(node_name.to_string());
+        if let Some(role) = roles.iter().find(|r| {
+            pki::tls::CLUSTER_SERVER_ROLES.contains(&r.as_str()) || *r == crate::ADMIN_ROLE
+        }) {
+            return Err(AuthError::AccessDenied(format!(
+                "agents cannot join as {role}: the auth service and proxy get their certificates from the cluster itself, not by joining"
+            )));
         }
+        let names = agent_cert_names(host_id, node_name, dns_names)?;
         let host = HostIdentity {
             host_id: host_id.to_string(),
             nodename: node_name.to_string(),

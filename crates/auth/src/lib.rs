@@ -677,10 +677,14 @@ impl AuthServer {
         ))
     }
 
-    /// A server certificate for one of this cluster's listeners.
+    /// A server certificate for one of this cluster's listeners, for system
+    /// role `role` (`Auth` for the auth port, `Proxy` for the proxy's cluster
+    /// routes): `dns_names` come from this process's configuration, never
+    /// from a peer.
     pub fn server_keypair(
         &self,
         host_id: &str,
+        role: resources::SystemRole,
         dns_names: Vec<String>,
     ) -> Result<(String, String)> {
         let key = pki::generate_key()?;
@@ -695,7 +699,7 @@ impl AuthServer {
             host_id: host_id.to_string(),
             nodename: host_id.to_string(),
             cluster_name: self.cluster_name.clone(),
-            system_roles: vec!["Auth".into()],
+            system_roles: vec![role.to_string()],
             dns_names: names,
             expires: now() + ADMIN_CERT_TTL,
         };

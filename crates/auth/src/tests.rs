@@ -312,3 +312,81 @@ async fn heartbeats_carry_the_agents_features() {
     auth.heartbeat(&agent, hb(Vec::new())).await.unwrap();
     assert!(auth.servers("db").await.unwrap()[0].features.is_empty());
 }
+
+/// A joining agent gets the names the auth service knows it by (its host ID
+/// and node name) and nothing it asks for beyond them: not the cluster's
+/// internal server name, not another host's name, not a wildcard.
+#[tokio::test]
+async fn agents_hold_only_their_own_names() {
+    use base64::Engine;
+    let auth = server().await;
+    let token = auth
+        .create_token(
+            &Caller::Admin,
+            vec![resources::SystemRole::App, resources::SystemRole::Proxy],
+            Duration::from_secs(3600),
+            None,
+        )
+        .await
+        .unwrap();
+    let key = pki::generate_key().unwrap();
+    let req = |host_id: &str, node_name: &str, roles: &str, dns_names: Vec<String>| {
+        api::join::RegisterRequest {
+            token: token.metadata.name.clone(),
+            host_id: host_id.into(),
+            node_name: node_name.into(),
+            roles: vec![roles.into()],
+            public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            dns_names,
+        }
+    };
+    let cluster_local = pki::tls::cluster_server_name("example");
+    let bad = [
+        req("h1", "node-1", "App", vec![cluster_local.clone()]),
+        req("h1", "node-1", "App", vec!["proxy.example.com".into()]),
+        req("h1", "node-1", "App", vec!["*.example.com".into()]),
+        req("h1", "node-1", "App", vec!["127.0.0.1".into()]),
+        req(&cluster_local, "node-1", "App", vec![]),
+        req("h1", &cluster_local, "App", vec![]),
+        req("h1", "localhost", "App", vec![]),
+        req("h1", "*.example.com", "App", vec![]),
+        // The token allows Proxy, but proxies do not join.
+        req("h1", "node-1", "Proxy", vec![]),
+    ];
+    for r in bad {
+        let err = auth.register_with_token(&r, "10.0.0.1").await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::BadParameter(_) | AuthError::AccessDenied(_)),
+            "{r:?}: {err}"
+        );
+    }
+    // A good request, naming its own names (or none), gets exactly those.
+    for asked in [vec![], vec!["node-1".to_string(), "H1".to_string()]] {
+        let certs = auth
+            .register_with_token(&req("h1", "node-1", "App", asked), "10.0.0.1")
+            .await
+            .unwrap();
+        use rustls::pki_types::pem::PemObject as _;
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(certs.tls_cert.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(sans, ["DNSName(h1)", "DNSName(node-1)"]);
+        let err = pki::tls::check_server_role(&der).unwrap_err();
+        assert!(err.contains("system role App"), "{err}");
+    }
+    // A node name that is not a DNS name stays out of the certificate.
+    auth.register_with_token(&req("h2", "my_host", "App", vec![]), "10.0.0.1")
+        .await
+        .unwrap();
+}

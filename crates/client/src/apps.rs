@@ -178,7 +178,7 @@ impl AppUpstream {
     pub fn new(proxy_addr: &str, app: &Credentials, insecure: bool) -> Result<AppUpstream> {
         let mut roots = crate::system_roots();
         roots.extend(app.ca_pems.iter().cloned());
-        let tls = pki::tls::client_config(
+        let tls = pki::tls::proxy_client_config(
             Some(&app.cert_pem),
             Some(&app.key_pem),
             &roots,

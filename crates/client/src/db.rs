@@ -147,7 +147,7 @@ impl DbDialer {
         };
         let mut roots = crate::system_roots();
         roots.extend(db.ca_pems.iter().cloned());
-        let tls = pki::tls::client_config(
+        let tls = pki::tls::proxy_client_config(
             Some(&db.cert_pem),
             Some(&db.key_pem),
             &roots,

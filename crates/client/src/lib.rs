@@ -103,7 +103,7 @@ impl ApiClient {
         if let Some(c) = creds {
             roots.extend(c.ca_pems.iter().cloned());
         }
-        let tls = pki::tls::client_config(
+        let tls = pki::tls::proxy_client_config(
             creds.map(|c| c.cert_pem.as_str()),
             creds.map(|c| c.key_pem.as_str()),
             &roots,

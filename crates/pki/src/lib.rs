@@ -53,6 +53,7 @@
 mod ca;
 mod der;
 mod identity;
+pub mod names;
 pub mod tls;
 
 use std::fmt;

@@ -76,18 +76,64 @@ pub fn client_config(
     insecure_skip_verify: bool,
     alpn: &[&[u8]],
 ) -> Result<ClientConfig, PkiError> {
+    client_config_checking(
+        cert_pem,
+        key_pem,
+        roots_pem,
+        insecure_skip_verify,
+        alpn,
+        false,
+    )
+}
+
+/// [`client_config`] for a client of the cluster's proxy or auth service
+/// (tsh, tctl) that trusts the cluster's host CA beside public roots: a
+/// server certificate issued by a cluster CA must also be a cluster
+/// server's ([`check_server_role`]), since agents' certificates chain to the
+/// same host CA.
+pub fn proxy_client_config(
+    cert_pem: Option<&str>,
+    key_pem: Option<&str>,
+    roots_pem: &[String],
+    insecure_skip_verify: bool,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, PkiError> {
+    client_config_checking(
+        cert_pem,
+        key_pem,
+        roots_pem,
+        insecure_skip_verify,
+        alpn,
+        true,
+    )
+}
+
+fn client_config_checking(
+    cert_pem: Option<&str>,
+    key_pem: Option<&str>,
+    roots_pem: &[String],
+    insecure_skip_verify: bool,
+    alpn: &[&[u8]],
+    check_role: bool,
+) -> Result<ClientConfig, PkiError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = if insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
-                algorithms: provider.signature_verification_algorithms,
-            }))
+    let verifier: Arc<dyn ServerCertVerifier> = if insecure_skip_verify {
+        Arc::new(AcceptAnyServerCert {
+            algorithms: provider.signature_verification_algorithms,
+        })
     } else {
-        builder.with_root_certificates(root_store(roots_pem)?)
+        Arc::new(ServerRoleVerifier::new(
+            roots_pem,
+            None,
+            check_role,
+            provider.clone(),
+        )?)
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     finish_client(builder, cert_pem, key_pem, alpn)
 }
 
@@ -205,7 +251,8 @@ pub fn cluster_server_name(cluster_name: &str) -> String {
 /// A client config for talking to the cluster's own servers (the proxy's
 /// `teleport-cluster` and `teleport-reversetunnel` routes, the auth port):
 /// the server must present a certificate from the host CA `host_ca_pems`
-/// naming [`cluster_server_name`], whatever address was dialled.
+/// naming [`cluster_server_name`], whatever address was dialled, for one of
+/// the [`CLUSTER_SERVER_ROLES`].
 pub fn cluster_client_config(
     cert_pem: Option<&str>,
     key_pem: Option<&str>,
@@ -214,14 +261,14 @@ pub fn cluster_client_config(
     alpn: &[&[u8]],
 ) -> Result<ClientConfig, PkiError> {
     let provider = provider();
-    let roots = Arc::new(root_store(host_ca_pems)?);
-    let inner =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| PkiError::InvalidInput(format!("host CA: {e}")))?;
     let name = ServerName::try_from(cluster_server_name(cluster_name))
         .map_err(|e| PkiError::InvalidInput(format!("cluster name: {e}")))?;
-    let verifier = Arc::new(FixedNameVerifier { inner, name });
+    let verifier = Arc::new(ServerRoleVerifier::new(
+        host_ca_pems,
+        Some(name),
+        true,
+        provider.clone(),
+    )?);
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -229,25 +276,103 @@ pub fn cluster_client_config(
     finish_client(builder, cert_pem, key_pem, alpn)
 }
 
-/// Verifies the chain with web PKI rules against fixed roots, checking a fixed
-/// name instead of the dialled one.
+/// The system roles whose host certificates may serve a cluster endpoint
+/// (the proxy's listeners, the auth port). An agent's host certificate
+/// (`App`, `Db`, `Node`, ...) chains to the same host CA, so a client that
+/// trusts the host CA must also check the role, not only the chain and name.
+pub const CLUSTER_SERVER_ROLES: &[&str] = &["Auth", "Proxy"];
+
+/// Why a server certificate that chains to a trusted root is still refused.
 #[derive(Debug)]
-struct FixedNameVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
+struct NotAClusterServer(String);
+
+impl std::fmt::Display for NotAClusterServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-impl ServerCertVerifier for FixedNameVerifier {
+impl std::error::Error for NotAClusterServer {}
+
+/// Checks a server certificate that verified against trusted roots: a
+/// certificate issued by a cluster CA (it carries `teleport_cluster` or a
+/// system role) must be a cluster server's ([`CLUSTER_SERVER_ROLES`]); other
+/// certificates (public CAs, database CAs) carry no cluster identity and pass.
+pub fn check_server_role(leaf_der: &[u8]) -> Result<(), String> {
+    let id = Identity::from_cert_der(leaf_der).map_err(|e| format!("server certificate: {e}"))?;
+    let cluster_issued = !id.teleport_cluster.is_empty() || id.system_role.is_some();
+    if !cluster_issued {
+        return Ok(());
+    }
+    if id
+        .groups
+        .iter()
+        .any(|g| CLUSTER_SERVER_ROLES.contains(&g.as_str()))
+        && id.system_role.is_some()
+    {
+        return Ok(());
+    }
+    let role = id
+        .system_role
+        .as_deref()
+        .unwrap_or("none (a user certificate)");
+    Err(format!(
+        "the server presented a cluster certificate for {:?} with system role {role}, not a proxy or auth server's: refusing it",
+        id.username
+    ))
+}
+
+/// Verifies the chain with web PKI rules against fixed roots (checking a
+/// fixed name instead of the dialled one when `name` is set), then, with
+/// `check_role`, [`check_server_role`].
+#[derive(Debug)]
+struct ServerRoleVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: Option<ServerName<'static>>,
+    check_role: bool,
+}
+
+impl ServerRoleVerifier {
+    fn new(
+        roots_pem: &[String],
+        name: Option<ServerName<'static>>,
+        check_role: bool,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, PkiError> {
+        let roots = Arc::new(root_store(roots_pem)?);
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| PkiError::InvalidInput(format!("trusted roots: {e}")))?;
+        Ok(ServerRoleVerifier {
+            inner,
+            name,
+            check_role,
+        })
+    }
+}
+
+impl ServerCertVerifier for ServerRoleVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        let name = self.name.as_ref().unwrap_or(server_name);
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)?;
+        if !self.check_role {
+            return Ok(verified);
+        }
+        check_server_role(end_entity).map_err(|e| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(NotAClusterServer(e)),
+            )))
+        })?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(

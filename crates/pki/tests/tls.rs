@@ -260,3 +260,80 @@ fn config_errors() {
     assert!(client_config(None, None, &["garbage".into()], false, &[]).is_err());
     assert!(pki::self_signed_server_cert(&[]).is_err());
 }
+
+/// A host certificate for `roles` naming `names`, as the host CA signs agents' and servers'.
+fn host_cert_for(host_ca: &CertAuthority, roles: &[&str], names: &[String]) -> Server {
+    let key = generate_key().unwrap();
+    let host = HostIdentity {
+        host_id: "agent-1".into(),
+        nodename: "agent-1".into(),
+        cluster_name: "example.com".into(),
+        system_roles: roles.iter().map(|r| r.to_string()).collect(),
+        dns_names: names.to_vec(),
+        expires: OffsetDateTime::now_utc() + Duration::hours(1),
+    };
+    Server {
+        cert: host_ca.sign_host(&host, &key.public_key_der).unwrap(),
+        key: key.private_key_pem,
+    }
+}
+
+/// An agent's host certificate chains to the same host CA as the proxy's: a
+/// client that trusts the host CA must refuse it as a server, even for the
+/// right name, on both the cluster routes and the public web port.
+#[tokio::test]
+async fn agent_certificates_cannot_serve_as_the_proxy_or_auth() {
+    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let cluster_name = pki::tls::cluster_server_name("example.com");
+    let names = vec![cluster_name.clone(), "proxy.example.com".to_string()];
+    let roots = [host_ca.cert_pem().to_string()];
+    for (roles, accepted) in [
+        (&["App"][..], false),
+        (&["Db"][..], false),
+        (&["Node", "App"][..], false),
+        (&["Proxy"][..], true),
+        (&["Auth"][..], true),
+    ] {
+        let srv = host_cert_for(&host_ca, roles, &names);
+        let server = || server_config(&srv.cert, &srv.key, &[], ClientAuth::None, &[]).unwrap();
+        // Agents dialling the proxy (teleport-cluster, the reverse tunnel,
+        // renewals, heartbeats): any dialled address, the fixed cluster name.
+        let cluster =
+            pki::tls::cluster_client_config(None, None, &roots, "example.com", &[]).unwrap();
+        let (c, _) = handshake(server(), cluster, "10.0.0.9").await;
+        assert_eq!(c.is_ok(), accepted, "cluster route, roles {roles:?}: {c:?}");
+        if !accepted {
+            let msg = c.unwrap_err().to_string();
+            assert!(msg.contains("not a proxy or auth server"), "{msg}");
+        }
+        // tsh and tctl dialling the proxy by its public name with the host CA trusted.
+        let web = pki::tls::proxy_client_config(None, None, &roots, false, &[]).unwrap();
+        let (c, _) = handshake(server(), web, "proxy.example.com").await;
+        assert_eq!(c.is_ok(), accepted, "web route, roles {roles:?}: {c:?}");
+    }
+    // A user certificate is not a server's either.
+    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let (cert, key, _) = user_cert(&user_ca, OffsetDateTime::now_utc() + Duration::hours(1));
+    let server = server_config(&cert, &key, &[], ClientAuth::None, &[]).unwrap();
+    let client =
+        pki::tls::proxy_client_config(None, None, &[user_ca.cert_pem().to_string()], false, &[])
+            .unwrap();
+    let (c, _) = handshake(server, client, "alice").await;
+    assert!(c.is_err());
+}
+
+/// Certificates with no cluster identity (public CAs, databases' own CAs)
+/// are checked by chain and name only.
+#[tokio::test]
+async fn plain_server_certificates_need_no_role() {
+    let ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+    let (cert, key) = ca
+        .issue_server_cert(&["cache.example.com".to_string()])
+        .unwrap();
+    let server = server_config(&cert, &key, &[], ClientAuth::None, &[]).unwrap();
+    let client =
+        pki::tls::proxy_client_config(None, None, &[ca.cert_pem().to_string()], false, &[])
+            .unwrap();
+    let (c, _) = handshake(server, client, "cache.example.com").await;
+    c.unwrap();
+}

@@ -305,7 +305,7 @@ impl Proxy {
             .map(|(h, _)| h.to_string())
             .unwrap_or_else(|| cfg.public_addr.clone());
         let (cluster_cert, cluster_key) = auth
-            .server_keypair("proxy", vec![host])
+            .server_keypair("proxy", resources::SystemRole::Proxy, vec![host])
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let cluster_tls = pki::tls::server_config(
             &cluster_cert,

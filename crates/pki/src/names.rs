@@ -1,0 +1,140 @@
+//! Which names may appear in a host certificate.
+//!
+//! A host certificate's names decide which servers it can pose as, so they
+//! come from what the auth service knows about the holder (its host ID, its
+//! node name, a proxy's configured addresses), never from text a peer sends
+//! beyond that; and the names every cluster server shares are reserved.
+
+use std::fmt;
+
+/// The suffix of the cluster-internal names (`<hex(cluster)>.teleport.cluster.local`):
+/// only the auth service's and proxy's own certificates carry them.
+pub const CLUSTER_LOCAL_SUFFIX: &str = "teleport.cluster.local";
+
+/// Why a name may not go into an agent's host certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// Not an RFC 1123 host name (letters, digits and '-' in dot-separated
+    /// labels of 1 to 63 characters, 253 in all, no leading or trailing '-').
+    NotHostName(String),
+    /// A wildcard (`*`): agents hold names of one host only.
+    Wildcard(String),
+    /// A name of the cluster's own servers (`*.teleport.cluster.local`,
+    /// `localhost`) or an IP address.
+    Reserved(String),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::NotHostName(n) => write!(
+                f,
+                "{n:?} is not a valid host name (RFC 1123: letters, digits and '-' in dot-separated labels of at most 63 characters)"
+            ),
+            NameError::Wildcard(n) => write!(f, "{n:?} is a wildcard: agents' certificates name one host"),
+            NameError::Reserved(n) => write!(
+                f,
+                "{n:?} is reserved for the cluster's own servers and cannot be in an agent's certificate"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Whether `name` is an RFC 1123 host name (ASCII, case-insensitive).
+pub fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Checks a name an agent's host certificate would carry: an RFC 1123 host
+/// name, no wildcard, not an IP address, not `localhost`, not under
+/// [`CLUSTER_LOCAL_SUFFIX`].
+pub fn check_agent_name(name: &str) -> Result<(), NameError> {
+    if name.contains('*') {
+        return Err(NameError::Wildcard(name.to_string()));
+    }
+    let lower = name.trim_end_matches('.').to_ascii_lowercase();
+    if lower == "localhost"
+        || lower.ends_with(".localhost")
+        || lower == CLUSTER_LOCAL_SUFFIX
+        || lower.ends_with(&format!(".{CLUSTER_LOCAL_SUFFIX}"))
+        || lower.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Err(NameError::Reserved(name.to_string()));
+    }
+    if !is_host_name(name) {
+        return Err(NameError::NotHostName(name.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for ok in [
+            "a",
+            "node-1",
+            "0e6c1f12-3a4b-4c5d-8e9f-0a1b2c3d4e5f",
+            "vm.example.com",
+            "A.B",
+        ] {
+            assert!(check_agent_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a_b",
+            "a b",
+            "é.com",
+            "a/b",
+            "a@b",
+            &"x".repeat(64),
+        ] {
+            assert!(
+                matches!(check_agent_name(bad), Err(NameError::NotHostName(_))),
+                "{bad}"
+            );
+        }
+        assert!(!is_host_name(&format!("{}.com", "a.".repeat(126))));
+    }
+
+    #[test]
+    fn reserved_and_wildcards() {
+        let cluster = format!("{}.{CLUSTER_LOCAL_SUFFIX}", hex::encode("example.com"));
+        for reserved in [
+            cluster.as_str(),
+            "TELEPORT.CLUSTER.LOCAL",
+            "x.Teleport.Cluster.Local.",
+            "localhost",
+            "a.localhost",
+            "127.0.0.1",
+            "::1",
+        ] {
+            assert!(
+                matches!(check_agent_name(reserved), Err(NameError::Reserved(_))),
+                "{reserved}"
+            );
+        }
+        assert!(matches!(
+            check_agent_name("*.example.com"),
+            Err(NameError::Wildcard(_))
+        ));
+    }
+}
