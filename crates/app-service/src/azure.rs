@@ -5,9 +5,15 @@
 //! with an Azure identity; the bearer token must be the local token `tsh`
 //! signed with the session key for that identity; the user's current roles
 //! must still allow the app and the identity (re-checked here, roles fetched
-//! from the auth service); the host must be on the Azure allow-list. Then a
-//! real token for (identity, resource) is minted on this VM, swapped into
-//! `Authorization`, the request is forwarded to Azure, and it is audited.
+//! from the auth service); the `Host` header must parse as `host[:port]` (no
+//! userinfo, no `/?#@`, a valid port, a DNS name) whose host is on the Azure
+//! allow-list, and the request target must be a path (origin-form). The
+//! upstream URL is built from those parsed values only
+//! ([`azure_mint::authority::AzureEndpoint::url`]), so the host checked is the
+//! host dialled. Then a real token for (identity, resource) is minted on this
+//! VM, swapped into `Authorization`, the request is forwarded to Azure, and it
+//! is audited. Errors the handler answers itself carry an [`ErrorCode`] in
+//! ARM's error shape.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,18 +46,163 @@ pub struct AzureHandler {
     roles: crate::roles::RoleCache,
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+/// The `code` of an error the handler answers itself, in ARM's error shape
+/// (`{"error":{"code","message"}}`, which az prints as `(Code) message`): each
+/// says what happened, so a refusal is never mistaken for an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// RBAC, or a session certificate that does not grant this request.
+    AccessDenied,
+    /// The request's bearer token is not the session's local token.
+    InvalidToken,
+    /// The request names no valid `host[:port]`, or its target is not a path.
+    BadRequest,
+    /// The request names a host that is not an Azure endpoint.
+    EndpointNotAllowed,
+    /// The user's current roles could not be read.
+    AccessCheckUnavailable,
+    /// No Azure token could be minted for the identity on this agent.
+    TokenMintFailed,
+    /// The request body is larger than [`MAX_BODY`].
+    RequestTooLarge,
+    /// Azure could not be reached (DNS, connect, TLS handshake, proxy).
+    UpstreamUnreachable,
+    /// Azure did not answer in time.
+    UpstreamTimeout,
+    /// The exchange with Azure broke after it was reached.
+    UpstreamFailed,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AccessDenied => "TeleportAccessDenied",
+            ErrorCode::InvalidToken => "TeleportInvalidToken",
+            ErrorCode::BadRequest => "TeleportBadRequest",
+            ErrorCode::EndpointNotAllowed => "TeleportEndpointNotAllowed",
+            ErrorCode::AccessCheckUnavailable => "TeleportAccessCheckUnavailable",
+            ErrorCode::TokenMintFailed => "TeleportTokenMintFailed",
+            ErrorCode::RequestTooLarge => "TeleportRequestTooLarge",
+            ErrorCode::UpstreamUnreachable => "TeleportUpstreamUnreachable",
+            ErrorCode::UpstreamTimeout => "TeleportUpstreamTimeout",
+            ErrorCode::UpstreamFailed => "TeleportUpstreamFailed",
+        }
+    }
+
+    /// The HTTP status answered with the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::AccessDenied | ErrorCode::EndpointNotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::AccessCheckUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TokenMintFailed
+            | ErrorCode::UpstreamUnreachable
+            | ErrorCode::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+fn error(code: ErrorCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
-        "error": {"code": "TeleportAccessDenied", "message": message}
+        "error": {"code": code.as_str(), "message": message}
     })
     .to_string();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
+    *resp.status_mut() = code.status();
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// Where a request goes: parsed from its `Host` header and request target,
+/// which must be `host[:port]` of an Azure endpoint and an origin-form path.
+/// The upstream URL is built from this and nothing else.
+fn upstream_of(parts: &hyper::http::request::Parts) -> Result<url::Url, (ErrorCode, String)> {
+    if parts.method == hyper::Method::CONNECT {
+        return Err((
+            ErrorCode::BadRequest,
+            "CONNECT is not forwarded to Azure: send requests with a path".into(),
+        ));
+    }
+    // Absolute-form (`GET https://other.host/ HTTP/1.1`) would name a host
+    // besides the Host header; authority-form and `*` name no path.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        return Err((
+            ErrorCode::BadRequest,
+            "the request target must be a path starting with '/', not a URL".into(),
+        ));
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    let target = azure_mint::authority::OriginForm::parse(target)
+        .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+    let mut hosts = parts.headers.get_all(hyper::header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Err((
+            ErrorCode::BadRequest,
+            "the request must carry exactly one Host header naming an Azure endpoint".into(),
+        ));
+    };
+    let host = host.to_str().map_err(|_| {
+        (
+            ErrorCode::BadRequest,
+            "the Host header is not visible ASCII".to_string(),
+        )
+    })?;
+    let endpoint = azure_mint::authority::AzureEndpoint::parse(host).map_err(|e| match e {
+        azure_mint::authority::AddressError::NotAzure(_) => {
+            (ErrorCode::EndpointNotAllowed, e.to_string())
+        }
+        e => (ErrorCode::BadRequest, format!("Host header: {e}")),
+    })?;
+    endpoint
+        .url(&target)
+        .map_err(|e| (ErrorCode::BadRequest, e.to_string()))
+}
+
+/// The error answered when sending to Azure failed.
+fn send_error(url: &url::Url, e: &reqwest::Error) -> Response<Full<Bytes>> {
+    let host = url.host_str().unwrap_or_default();
+    if e.is_timeout() {
+        error(
+            ErrorCode::UpstreamTimeout,
+            &format!("{host} did not answer in time: {e}"),
+        )
+    } else if e.is_connect() {
+        error(
+            ErrorCode::UpstreamUnreachable,
+            &format!(
+                "cannot reach {host} from the app service agent: {}; check the agent's network, DNS and HTTPS_PROXY",
+                error_chain(e)
+            ),
+        )
+    } else {
+        error(
+            ErrorCode::UpstreamFailed,
+            &format!("the request to {host} failed: {}", error_chain(e)),
+        )
+    }
+}
+
+/// An error with its causes, which reqwest keeps apart.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -139,20 +290,25 @@ impl AzureHandler {
             .await;
     }
 
-    async fn handle(
+    // Answer one request of the session whose certificate holds `identity`
+    // and whose key is `public_key` (DER SubjectPublicKeyInfo), and audit it.
+    async fn handle<B>(
         &self,
         identity: &Identity,
         public_key: &[u8],
-        req: Request<Incoming>,
-    ) -> Response<Full<Bytes>> {
+        req: Request<B>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let host = req
             .headers()
             .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
         let route = identity.route_to_app.clone().unwrap_or_default();
         let resp = self.check_and_forward(identity, public_key, req).await;
         let status = resp.status().as_u16();
@@ -168,67 +324,66 @@ impl AzureHandler {
         resp
     }
 
-    async fn check_and_forward(
+    async fn check_and_forward<B>(
         &self,
         identity: &Identity,
         public_key: &[u8],
-        req: Request<Incoming>,
-    ) -> Response<Full<Bytes>> {
+        req: Request<B>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let Some(route) = identity.route_to_app.as_ref() else {
             return error(
-                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
                 "the certificate is not for an app session",
             );
         };
         if route.name != self.app.metadata.name {
-            return error(StatusCode::FORBIDDEN, "the certificate is for another app");
+            return error(
+                ErrorCode::AccessDenied,
+                "the certificate is for another app",
+            );
         }
         if identity.expires <= time::OffsetDateTime::now_utc() {
             return error(
-                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
                 "the app session expired: run tsh apps login again",
             );
         }
         let azure_identity = route.azure_identity.clone();
         if azure_identity.is_empty() {
             return error(
-                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
                 "the app session has no Azure identity",
             );
         }
-        let host = req
-            .headers()
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let host_only = host.split(':').next().unwrap_or_default().to_string();
-        if !azure_mint::cloud::is_azure_endpoint(&host_only) {
-            return error(
-                StatusCode::FORBIDDEN,
-                &format!("{host_only:?} is not an Azure endpoint"),
-            );
-        }
+        let (parts, body) = req.into_parts();
+        // The only thing the upstream URL is made of.
+        let url = match upstream_of(&parts) {
+            Ok(u) => u,
+            Err((code, message)) => return error(code, &message),
+        };
         // The local token tsh signed with the session key.
-        let bearer = req
-            .headers()
+        let bearer = parts
+            .headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_string();
-        let claims = match msi_proxy::verify_local_token(&bearer, public_key) {
+            .unwrap_or_default();
+        let claims = match msi_proxy::verify_local_token(bearer, public_key) {
             Ok(c) => c,
             Err(e) => {
                 return error(
-                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::InvalidToken,
                     &format!("the request's token is not valid for this session: {e}"),
                 )
             }
         };
         if !claims.xms_mirid.eq_ignore_ascii_case(&azure_identity) {
             return error(
-                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
                 "the request's token names another identity than the session",
             );
         }
@@ -237,47 +392,52 @@ impl AzureHandler {
             Ok(r) => r,
             Err(e) => {
                 return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::AccessCheckUnavailable,
                     &format!("cannot check access: {e}"),
                 )
             }
         };
         let checker = match rbac::AccessChecker::new(roles, &identity.traits) {
             Ok(c) => c,
-            Err(e) => return error(StatusCode::FORBIDDEN, &e.to_string()),
+            Err(e) => return error(ErrorCode::AccessDenied, &e.to_string()),
         };
         if let Err(e) = checker.check_app_azure_identity(&self.app.all_labels(), &azure_identity) {
-            return error(StatusCode::FORBIDDEN, &e.to_string());
+            return error(ErrorCode::AccessDenied, &e.to_string());
         }
         let scope = azure_mint::credential::to_scope(&claims.aud);
         let token = match self.tokens.get(&azure_identity, &scope).await {
             Ok(t) => t,
             Err(e) => {
                 return error(
-                    StatusCode::BAD_GATEWAY,
+                    ErrorCode::TokenMintFailed,
                     &format!("minting a token for {azure_identity}: {e}"),
                 )
             }
         };
-        let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error(
+                    ErrorCode::RequestTooLarge,
+                    &format!("the request body is larger than {MAX_BODY} bytes"),
+                )
+            }
+            Err(e) => {
+                return error(
+                    ErrorCode::BadRequest,
+                    &format!("reading the request body: {e}"),
+                )
+            }
         };
-        let path_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let url = format!("https://{host}{path_query}");
         let method = match reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) {
             Ok(m) => m,
-            Err(_) => return error(StatusCode::BAD_REQUEST, "bad method"),
+            Err(_) => return error(ErrorCode::BadRequest, "bad method"),
         };
-        let mut out = self.http.request(method, &url);
+        let mut out = self.http.request(method, url.clone());
         for (name, value) in parts.headers.iter() {
             let n = name.as_str();
-            if HOP_BY_HOP.contains(&n) || n == "authorization" || n == "host" {
+            // Host comes from the URL; the body is sent whole with its own length.
+            if HOP_BY_HOP.contains(&n) || matches!(n, "authorization" | "host" | "content-length") {
                 continue;
             }
             out = out.header(n, value.as_bytes());
@@ -287,21 +447,21 @@ impl AzureHandler {
             .body(body);
         let upstream = match out.send().await {
             Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("Azure request failed: {e}"),
-                )
-            }
+            Err(e) => return send_error(&url, &e),
         };
         let status = upstream.status();
         let headers = upstream.headers().clone();
         let bytes = match upstream.bytes().await {
             Ok(b) => b,
+            Err(e) if e.is_timeout() => return send_error(&url, &e),
             Err(e) => {
                 return error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("reading Azure's answer: {e}"),
+                    ErrorCode::UpstreamFailed,
+                    &format!(
+                        "reading the answer of {}: {}",
+                        url.host_str().unwrap_or_default(),
+                        error_chain(&e)
+                    ),
                 )
             }
         };
@@ -329,3 +489,8 @@ fn public_key_of(cert_der: &[u8]) -> Option<Vec<u8>> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     Some(cert.tbs_certificate.subject_pki.raw.to_vec())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "azure_tests.rs"]
+mod tests;

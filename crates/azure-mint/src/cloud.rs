@@ -114,19 +114,29 @@ pub const AZURE_ENDPOINT_SUFFIXES: &[&str] = &[
 ];
 
 /// Whether `host` (a DNS name, optionally with `:port`, any case, optionally with a trailing dot) is an
-/// Azure endpoint: equal to one of [`AZURE_ENDPOINT_SUFFIXES`] or a subdomain of one.
+/// Azure endpoint: a valid DNS name ([`crate::authority::Authority::parse`]: no userinfo, no
+/// characters beyond letters, digits, `-` and `.`) equal to one of [`AZURE_ENDPOINT_SUFFIXES`] or a
+/// subdomain of one. Code that dials what a client named parses it with
+/// [`crate::authority::AzureEndpoint::parse`] instead, which keeps the parsed host to dial.
 pub fn is_azure_endpoint(host: &str) -> bool {
-    let host = strip_port(host.trim())
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    if host.is_empty() {
-        return false;
+    let host = strip_port(host.trim());
+    let host = host.strip_suffix('.').unwrap_or(host);
+    match crate::authority::Authority::parse(host) {
+        Ok(a) => match a.host() {
+            crate::authority::Host::Dns(name) => a.port().is_none() && on_allow_list(name),
+            _ => false,
+        },
+        Err(_) => false,
     }
+}
+
+/// Whether a valid, lowercase DNS name is one of [`AZURE_ENDPOINT_SUFFIXES`] or a subdomain of one.
+pub(crate) fn on_allow_list(name: &str) -> bool {
     AZURE_ENDPOINT_SUFFIXES.iter().any(|suffix| {
-        host == *suffix
-            || (host.len() > suffix.len()
-                && host.ends_with(suffix)
-                && host.as_bytes().get(host.len() - suffix.len() - 1) == Some(&b'.'))
+        name == *suffix
+            || (name.len() > suffix.len()
+                && name.ends_with(suffix)
+                && name.as_bytes().get(name.len() - suffix.len() - 1) == Some(&b'.'))
     })
 }
 
@@ -172,6 +182,12 @@ mod tests {
             "notazurecr.io",
             "[::1]:443",
             "127.0.0.1",
+            "evil.com:443@a.management.azure.com",
+            "x@management.azure.com",
+            "management.azure.com:443@other.host",
+            "other.host/.management.azure.com",
+            "other.host%2f.management.azure.com",
+            "other host.management.azure.com",
         ] {
             assert!(!is_azure_endpoint(bad), "{bad}");
         }

@@ -8,6 +8,7 @@
 
 pub mod aia;
 pub mod arm;
+pub mod authority;
 pub mod cache;
 pub mod cloud;
 pub mod credential;
