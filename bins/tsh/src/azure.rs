@@ -206,7 +206,10 @@ pub async fn proxy_azure(cli: &Cli, port: Option<u16>, format: &str) -> Result<(
     println!(
         "To avoid port randomization, you can choose the listening port using the --port flag.\n"
     );
-    println!("Use the following credentials and HTTPS proxy setting to connect to the proxy:\n");
+    println!("Use the following credentials and HTTPS proxy setting to connect to the proxy.");
+    println!(
+        "The secret in HTTPS_PROXY and IDENTITY_HEADER gives your Azure identity: keep it private.\n"
+    );
     print!("{}", msi_proxy::format_exports(&env, format)?);
     println!();
     use std::io::Write;
