@@ -55,6 +55,20 @@ fn de_flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
+/// An optional scalar read as text (`off`, `false` and `no` are YAML 1.1 booleans).
+fn de_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::Bool(b) => if b { "on" } else { "off" }.to_string(),
+        Text::Text(s) => s,
+    }))
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -80,19 +94,21 @@ pub struct FileConfig {
     /// Database service.
     #[serde(default)]
     pub db_service: DbService,
-    /// Other services Teleport knows; parsed so that a file naming them loads.
+    /// Kubernetes service (not available: refused when enabled).
     #[serde(default)]
-    pub kubernetes_service: Option<serde_yaml_ng::Value>,
-    /// Windows desktop service (not available).
+    pub kubernetes_service: Toggle,
+    /// Windows desktop service (not available: refused when enabled).
     #[serde(default)]
-    pub windows_desktop_service: Option<serde_yaml_ng::Value>,
-    /// Discovery service (not available as a separate service).
+    pub windows_desktop_service: Toggle,
+    /// Discovery service (not available as a separate service: the database
+    /// service discovers Azure databases itself; refused when enabled).
     #[serde(default)]
-    pub discovery_service: Option<serde_yaml_ng::Value>,
+    pub discovery_service: Toggle,
 }
 
 /// The `teleport:` section.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TeleportSection {
     /// Name of this node; defaults to the host name.
     #[serde(default)]
@@ -131,9 +147,6 @@ pub struct TeleportSection {
     /// where one process serves more sessions than one core can carry.
     #[serde(default)]
     pub worker_threads: Option<usize>,
-    /// Any further keys Teleport accepts here (diag_addr, ...).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// A single string or a list of strings.
@@ -158,6 +171,7 @@ impl StringOrList {
 
 /// `join_params`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinParams {
     /// Token name, a path to a file holding it, or (azure) the token resource name.
     #[serde(default)]
@@ -172,6 +186,7 @@ pub struct JoinParams {
 
 /// `join_params.azure`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AzureJoinParams {
     /// Client ID of the user-assigned identity to use.
     #[serde(default)]
@@ -180,6 +195,7 @@ pub struct AzureJoinParams {
 
 /// `storage`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Storage {
     /// `sqlite` (default, also `dir`) or `postgresql`.
     #[serde(default, rename = "type")]
@@ -190,13 +206,11 @@ pub struct Storage {
     /// Audit events location(s), accepted for compatibility.
     #[serde(default)]
     pub audit_events_uri: Option<StringOrList>,
-    /// Any other key.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// `log`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `stderr`, `stdout` or a file path.
     #[serde(default)]
@@ -204,24 +218,37 @@ pub struct LogConfig {
     /// `DEBUG`, `INFO`, `WARN`, `ERROR`.
     #[serde(default)]
     pub severity: Option<String>,
-    /// Format settings, accepted and ignored.
+    /// Format settings, accepted and ignored (logs are text).
     #[serde(default)]
-    pub format: Option<serde_yaml_ng::Value>,
+    pub format: Option<LogFormat>,
 }
 
-/// A service section that only has `enabled`.
+/// `log.format`, Teleport's keys; this build writes text logs and ignores it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFormat {
+    /// `text` or `json`.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Fields added to each line.
+    #[serde(default)]
+    pub extra_fields: Vec<String>,
+}
+
+/// A service section that only has `enabled`: the services this build does
+/// not have (`ssh_service` may be enabled, as the Azure join guide does: the
+/// agent joins and says the SSH service is not available).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Toggle {
     /// Whether the service runs.
     #[serde(default, deserialize_with = "de_flag")]
     pub enabled: bool,
-    /// Anything else in the section.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// `auth_service`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthService {
     /// Whether the auth service runs.
     #[serde(default, deserialize_with = "de_flag")]
@@ -235,22 +262,33 @@ pub struct AuthService {
     /// Static tokens `"roles:value"`.
     #[serde(default)]
     pub tokens: Vec<String>,
-    /// Authentication preferences (accepted; local users with passwords).
+    /// Authentication preferences: local users with passwords, no second
+    /// factor (anything else is refused rather than silently not enforced).
     #[serde(default)]
-    pub authentication: Option<serde_yaml_ng::Value>,
+    pub authentication: Option<Authentication>,
     /// Proxy listener mode, accepted for compatibility.
     #[serde(default)]
     pub proxy_listener_mode: Option<String>,
     /// Azure join settings.
     #[serde(default)]
     pub azure_join: Option<AzureJoinServer>,
-    /// Any other key.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `auth_service.authentication`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    /// `local` (the only type this build has).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `off` (this build has no second factor).
+    #[serde(default, deserialize_with = "de_text")]
+    pub second_factor: Option<String>,
 }
 
 /// `auth_service.azure_join`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AzureJoinServer {
     /// A PEM file of extra trusted roots for attested documents.
     #[serde(default)]
@@ -259,6 +297,7 @@ pub struct AzureJoinServer {
 
 /// `proxy_service`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProxyService {
     /// Whether the proxy runs.
     #[serde(default, deserialize_with = "de_flag")]
@@ -275,9 +314,9 @@ pub struct ProxyService {
     /// TLS key pairs for the web port.
     #[serde(default)]
     pub https_keypairs: Vec<KeyPairFiles>,
-    /// ACME settings, accepted and reported as unsupported.
+    /// ACME settings: refused when enabled (not supported).
     #[serde(default)]
-    pub acme: Option<serde_yaml_ng::Value>,
+    pub acme: Option<Acme>,
     /// Rate limit of the join routes per client address (default: a burst
     /// of 50, then 5 a second).
     #[serde(default)]
@@ -286,9 +325,21 @@ pub struct ProxyService {
     /// address (default: a burst of 30, then 1 a second).
     #[serde(default)]
     pub login_rate_limit: Option<RateLimit>,
-    /// Any other key.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `proxy_service.acme`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// Whether to get certificates from an ACME CA (not supported).
+    #[serde(default, deserialize_with = "de_flag")]
+    pub enabled: bool,
+    /// Account e-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Directory URL.
+    #[serde(default)]
+    pub uri: Option<String>,
 }
 
 /// `proxy_service.join_rate_limit` (token joins, Azure challenges and
@@ -296,6 +347,7 @@ pub struct ProxyService {
 /// password): requests a client address may make: `burst` at once, then
 /// `average` per `period` (a Go duration, default `1s`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests at once.
     pub burst: u32,
@@ -312,6 +364,7 @@ fn one_second() -> String {
 
 /// One `https_keypairs` entry.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyPairFiles {
     /// PEM private key file.
     pub key_file: PathBuf,
@@ -321,6 +374,7 @@ pub struct KeyPairFiles {
 
 /// `app_service`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppService {
     /// Whether the app service runs.
     #[serde(default, deserialize_with = "de_flag")]
@@ -328,13 +382,11 @@ pub struct AppService {
     /// Static apps.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
-    /// Any other key.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 /// One app of `app_service.apps`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// App name.
     pub name: String,
@@ -360,6 +412,7 @@ pub struct AppConfig {
 
 /// One dynamic label command.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommandLabelConfig {
     /// Label name.
     pub name: String,
@@ -372,6 +425,7 @@ pub struct CommandLabelConfig {
 
 /// `db_service`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DbService {
     /// Whether the database service runs.
     #[serde(default, deserialize_with = "de_flag")]
@@ -388,9 +442,6 @@ pub struct DbService {
     /// session a Redis connection of its own, as Teleport does.
     #[serde(default = "yes", deserialize_with = "de_flag")]
     pub redis_connection_sharing: bool,
-    /// Any other key.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 fn yes() -> bool {
@@ -404,13 +455,13 @@ impl Default for DbService {
             databases: Vec::new(),
             azure: Vec::new(),
             redis_connection_sharing: true,
-            other: BTreeMap::new(),
         }
     }
 }
 
 /// One database of `db_service.databases`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DbConfig {
     /// Database name.
     pub name: String,
@@ -437,6 +488,7 @@ pub struct DbConfig {
 
 /// `db_service.azure[]`: which Azure databases to discover.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct AzureMatcher {
     /// `redis` (Azure Cache for Redis and Redis Enterprise).
     #[serde(default)]
@@ -457,6 +509,7 @@ pub struct AzureMatcher {
 
 /// `databases[].tls`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DbTlsConfig {
     /// `verify-full` (default), `verify-ca`, `insecure`.
     #[serde(default)]
@@ -471,6 +524,7 @@ pub struct DbTlsConfig {
 
 /// `databases[].azure`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DbAzureConfig {
     /// ARM resource ID of the cache.
     #[serde(default)]
@@ -482,9 +536,15 @@ pub struct DbAzureConfig {
 
 /// Parse a configuration from text. `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
-    let cfg: FileConfig = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+    // Every section refuses unknown keys (a misspelt key would otherwise fall back to a
+    // default without a word); the error names the line, the key's path and the valid keys.
+    let cfg: FileConfig = resources::parse_resource_of(text).map_err(|e| ConfigError::Parse {
         path: origin.to_string(),
-        message: e.to_string(),
+        message: match (e.line, e.column) {
+            (Some(line), Some(column)) => format!("line {line}, column {column}: {}", e.message),
+            (Some(line), None) => format!("line {line}: {}", e.message),
+            _ => e.message,
+        },
     })?;
     match cfg.version.as_deref() {
         Some("v3") => {}
@@ -554,6 +614,46 @@ impl FileConfig {
             {
                 return Err(ConfigError::Invalid(format!(
                     "proxy_service.{key}: burst and average must be at least 1"
+                )));
+            }
+        }
+        if let Some(a) = &self.auth_service.authentication {
+            if let Some(kind) = a.kind.as_deref().filter(|k| *k != "local") {
+                return Err(ConfigError::Invalid(format!(
+                    "auth_service.authentication.type {kind:?} is not supported: this build has local users only (type: local)"
+                )));
+            }
+            if let Some(sf) = a
+                .second_factor
+                .as_deref()
+                .filter(|s| !matches!(s.to_ascii_lowercase().as_str(), "off" | "no" | "false"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "auth_service.authentication.second_factor {sf:?} is not supported: this build has no second factor, so it could not be enforced; set second_factor: off"
+                )));
+            }
+        }
+        if self.proxy_service.acme.as_ref().is_some_and(|a| a.enabled) {
+            return Err(ConfigError::Invalid(
+                "proxy_service.acme is not supported by this build: give the proxy a certificate with https_keypairs, or set acme.enabled: no".into(),
+            ));
+        }
+        for (section, on) in [
+            ("kubernetes_service", self.kubernetes_service.enabled),
+            (
+                "windows_desktop_service",
+                self.windows_desktop_service.enabled,
+            ),
+            ("discovery_service", self.discovery_service.enabled),
+        ] {
+            if on {
+                return Err(ConfigError::Invalid(format!(
+                    "{section} is not available in this build: remove the section or set enabled: no{}",
+                    if section == "discovery_service" {
+                        " (the database service discovers Azure databases itself: db_service.azure)"
+                    } else {
+                        ""
+                    }
                 )));
             }
         }
@@ -780,6 +880,210 @@ app_service:
             msg.contains("proxy_servce") && msg.contains("line"),
             "{msg}"
         );
+    }
+
+    /// A file that sets every key this build reads.
+    const FULL: &str = r#"
+version: v3
+teleport:
+  nodename: node-1
+  data_dir: /var/lib/teleport
+  join_params:
+    token_name: /tmp/token
+    method: azure
+    azure:
+      client_id: 6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01
+  auth_token: /tmp/token
+  auth_server: 127.0.0.1:3025
+  auth_servers: [127.0.0.1:3025]
+  proxy_server: teleport.example.com:443
+  ca_pin: sha256:abcd
+  storage:
+    type: postgresql
+    conn_string: postgres://teleport@db/teleport
+    audit_events_uri: [postgresql://teleport@db/audit]
+  log:
+    output: stderr
+    severity: INFO
+    format:
+      output: text
+      extra_fields: [level, timestamp]
+  worker_threads: 2
+auth_service:
+  enabled: yes
+  listen_addr: 127.0.0.1:3025
+  cluster_name: example.com
+  tokens: ["app:abcd"]
+  authentication:
+    type: local
+    second_factor: off
+  proxy_listener_mode: multiplex
+  azure_join:
+    trust_bundle_path: /etc/teleport/roots.pem
+proxy_service:
+  enabled: yes
+  web_listen_addr: 127.0.0.1:3080
+  public_addr: teleport.example.com:3080
+  tunnel_listen_addr: 0.0.0.0:3024
+  https_keypairs:
+  - key_file: /etc/teleport/key.pem
+    cert_file: /etc/teleport/cert.pem
+  acme:
+    enabled: no
+    email: admin@example.com
+    uri: https://acme.example.com/directory
+  join_rate_limit: {burst: 10, average: 1, period: 1s}
+  login_rate_limit: {burst: 10, average: 1, period: 1s}
+ssh_service:
+  enabled: no
+app_service:
+  enabled: yes
+  apps:
+  - name: grafana
+    uri: http://localhost:3000
+    public_addr: grafana.example.com
+    cloud: Azure
+    labels: {env: prod}
+    commands:
+    - name: arch
+      command: [uname, -p]
+      period: 1m0s
+    description: Grafana
+db_service:
+  enabled: yes
+  databases:
+  - name: orders
+    description: Orders cache
+    protocol: redis
+    uri: rediss://orders.redis.cache.windows.net:6380
+    static_labels: {env: prod}
+    dynamic_labels:
+    - name: arch
+      command: [uname, -p]
+      period: 1m0s
+    tls:
+      mode: verify-full
+      server_name: orders.redis.cache.windows.net
+      ca_cert_file: /etc/teleport/ca.pem
+    azure:
+      resource_id: /subscriptions/0/resourceGroups/g/providers/Microsoft.Cache/Redis/orders
+      is_cluster_mode: true
+  azure:
+  - types: [redis]
+    subscriptions: ['*']
+    resource_groups: ['*']
+    regions: [eastus]
+    tags: {'*': '*'}
+  redis_connection_sharing: yes
+kubernetes_service:
+  enabled: no
+windows_desktop_service:
+  enabled: no
+discovery_service:
+  enabled: no
+"#;
+
+    /// Mappings whose keys are names the user chooses.
+    const FREE: [&str; 3] = [
+        "app_service.apps[*].labels",
+        "db_service.databases[*].static_labels",
+        "db_service.azure[*].tags",
+    ];
+
+    #[test]
+    fn every_section_refuses_unknown_keys_with_path_line_and_valid_keys() {
+        use resources::probe;
+        parse(FULL, "full.yaml").unwrap();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(FULL).unwrap();
+        let mut failures = Vec::new();
+        let mut refused = 0;
+        for p in probe::probes(&doc, &FREE) {
+            let text = serde_yaml_ng::to_string(&p.doc).unwrap();
+            let result = parse(&text, "full.yaml");
+            if p.free {
+                if let Err(e) = result {
+                    failures.push(format!("`{}` takes any key, but: {e}", p.path));
+                }
+                continue;
+            }
+            refused += 1;
+            let message = match result {
+                Ok(_) => {
+                    failures.push(format!("`{}` was accepted", p.path));
+                    continue;
+                }
+                Err(ConfigError::Parse { path, message }) if path == "full.yaml" => message,
+                Err(e) => {
+                    failures.push(format!("`{}`: {e}", p.path));
+                    continue;
+                }
+            };
+            if let Some(problem) = probe::check_refusal(&p, &message) {
+                failures.push(problem);
+            }
+            let line = probe::line_of(&text, &p.key).unwrap();
+            if !message.starts_with(&format!("line {line}, column ")) {
+                failures.push(format!("`{}` is at line {line}: {message}", p.path));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(refused >= 56, "{refused} refusals checked");
+    }
+
+    #[test]
+    fn the_issue_typos_are_refused() {
+        for (text, want) in [
+            (
+                "version: v3\nauth_service:\n  enabled: yes\n  listen_adr: 127.0.0.1:0\n",
+                "failed to parse config file t.yaml: line 4, column 3: unknown key `auth_service.listen_adr` (did you mean `listen_addr`?); the valid keys in `auth_service` are: enabled, listen_addr, ",
+            ),
+            (
+                "version: v3\napp_service:\n  enabled: yes\n  apps:\n  - name: azure-cli\n    clod: Azure\n",
+                "failed to parse config file t.yaml: line 6, column 5: unknown key `app_service.apps[0].clod` (did you mean `cloud`?)",
+            ),
+            (
+                "version: v3\nteleport:\n  nodenam: x\n",
+                "failed to parse config file t.yaml: line 3, column 3: unknown key `teleport.nodenam` (did you mean `nodename`?)",
+            ),
+            (
+                "version: v3\nproxy_servce:\n  enabled: yes\n",
+                "failed to parse config file t.yaml: line 2, column 1: unknown key `proxy_servce` (did you mean `proxy_service`?); the valid keys at the top level are: version, teleport, ",
+            ),
+        ] {
+            let err = parse(text, "t.yaml").unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn settings_that_could_not_be_honoured_are_refused() {
+        for (text, want) in [
+            (
+                "version: v3\nauth_service:\n  authentication:\n    type: local\n    second_factor: on\n",
+                "second_factor",
+            ),
+            (
+                "version: v3\nauth_service:\n  authentication:\n    type: github\n",
+                "local users only",
+            ),
+            (
+                "version: v3\nproxy_service:\n  acme:\n    enabled: yes\n    email: a@example.com\n",
+                "https_keypairs",
+            ),
+            (
+                "version: v3\nkubernetes_service:\n  enabled: yes\n",
+                "kubernetes_service is not available",
+            ),
+            (
+                "version: v3\ndiscovery_service:\n  enabled: yes\n",
+                "db_service.azure",
+            ),
+        ] {
+            let err = parse(text, "t.yaml").unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let ok = "version: v3\nauth_service:\n  authentication:\n    type: local\n    second_factor: off\nproxy_service:\n  acme: {enabled: no}\nkubernetes_service: {enabled: no}\n";
+        parse(ok, "t.yaml").unwrap();
     }
 
     #[test]

@@ -348,12 +348,20 @@ pub mod probe {
                     });
                 }
                 if !is_free {
-                    // A typo: the first key of 5+ characters loses its last one.
-                    let typo = siblings.iter().find_map(|k| {
-                        let t = &k[..k.len() - 1];
-                        (k.len() >= 5 && k.is_ascii() && !siblings.iter().any(|s| s == t))
-                            .then(|| (k.clone(), t.to_string()))
-                    });
+                    // A typo of the first key of 5+ characters: its last character dropped
+                    // or doubled, spelt nowhere else in the document (so that its line is
+                    // unambiguous).
+                    let text = serde_yaml_ng::to_string(root).unwrap_or_default();
+                    let typo = siblings
+                        .iter()
+                        .filter(|k| k.len() >= 5 && k.is_ascii())
+                        .find_map(|k| {
+                            let last = &k[k.len() - 1..];
+                            [k[..k.len() - 1].to_string(), format!("{k}{last}")]
+                                .into_iter()
+                                .find(|t| !text.contains(&format!("{t}:")))
+                                .map(|t| (k.clone(), t))
+                        });
                     if let Some((orig, typo)) = typo {
                         let mut doc = root.clone();
                         if let Some(Value::Mapping(m)) = at_mut(&mut doc, path) {
