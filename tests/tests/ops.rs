@@ -162,3 +162,59 @@ fn sighup_does_not_stop_the_service() {
     ok(node.tctl(&["status"]).unwrap()).unwrap();
     assert!(node.stop().unwrap().success());
 }
+
+/// `tctl get roles | head -1`: when the reader of a CLI's output goes away
+/// before the CLI writes, the CLI ends quietly (status 0, nothing on
+/// standard error) instead of panicking on the broken pipe.
+#[test]
+fn clis_end_quietly_when_their_output_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "pipe.example", &Storage::Sqlite).unwrap();
+    let home = tmp.path().join("home");
+    add_user(&node, "alice", "access", "correct horse battery staple").unwrap();
+    ok(tsh(
+        &home,
+        &[
+            "login",
+            "--proxy",
+            &node.web_addr,
+            "--user",
+            "alice",
+            "--insecure",
+        ],
+        Some("correct horse battery staple\n"),
+    )
+    .unwrap())
+    .unwrap();
+    let tctl = |args: &[&str]| {
+        let mut c = Command::new(bin("tctl").unwrap());
+        c.arg("-c").arg(&node.config).args(args);
+        c
+    };
+    let tsh_cmd = |args: &[&str]| {
+        let mut c = Command::new(bin("tsh").unwrap());
+        c.env("TELEPORT_HOME", &home).args(args);
+        c
+    };
+    for mut cmd in [
+        tctl(&["get", "roles"]),
+        tctl(&["status"]),
+        tctl(&["events", "ls"]),
+        tctl(&["users", "ls"]),
+        tsh_cmd(&["status"]),
+    ] {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command can have written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {:?} {stderr}", out.status);
+        assert!(stderr.trim().is_empty(), "{what}: {stderr}");
+    }
+}

@@ -1,5 +1,15 @@
 //! tctl: the administrator's client.
 
+// `println!` and `print!` that end quietly when standard output's reader has
+// gone (`| head -1`) instead of panicking: see `api::output`.
+macro_rules! println {
+    () => { api::output::println(format_args!("")) };
+    ($($t:tt)*) => { api::output::println(format_args!($($t)*)) };
+}
+macro_rules! print {
+    ($($t:tt)*) => { api::output::print(format_args!($($t)*)) };
+}
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,6 +1,16 @@
 //! tsh: the user's client.
 
-use std::io::{BufRead, IsTerminal, Write};
+// `println!` and `print!` that end quietly when standard output's reader has
+// gone (`| head -1`) instead of panicking: see `api::output`.
+macro_rules! println {
+    () => { api::output::println(format_args!("")) };
+    ($($t:tt)*) => { api::output::println(format_args!($($t)*)) };
+}
+macro_rules! print {
+    ($($t:tt)*) => { api::output::print(format_args!($($t)*)) };
+}
+
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -372,8 +382,9 @@ fn valid_until_text(expires: OffsetDateTime) -> String {
 }
 
 fn print_profile(profile: &Profile, creds: &Credentials, active: bool) -> Result<()> {
+    use std::fmt::Write as _;
     let id = client::identity_of(creds)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     let url = if profile.web_proxy_addr.is_empty() {
         "(identity file)".to_string()
     } else {
@@ -404,7 +415,7 @@ fn print_profile(profile: &Profile, creds: &Credentials, active: bool) -> Result
         valid_until_text(id.expires)
     )?;
     writeln!(out, "  Extensions:         -")?;
-    writeln!(out)?;
+    println!("{out}");
     Ok(())
 }
 
