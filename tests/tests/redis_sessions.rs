@@ -888,3 +888,91 @@ fn redis_enterprise_oss_cluster() {
     assert!(bad.reply().starts_with("-ERR Teleport: "));
     assert_eq!(raw.call(&["GET", "a"]), "1");
 }
+
+/// redis-benchmark's default suite through `tsh proxy db --tunnel`: its
+/// first test, `PING_INLINE`, sends inline commands (as telnet, `nc` and
+/// health checks do), which the engine reads as Redis does: inline
+/// commands typed on a raw connection are answered and audited like arrays
+/// (`AUTH` redacted), and every test of the suite completes without an
+/// error reply.
+#[test]
+fn redis_benchmark_default_suite_through_the_tunnel() {
+    let c = cluster();
+    let alice = c.login("alice", "access", &["--db-users=*", "--db-names=*"]);
+    c.wait_listed(&alice).unwrap();
+    let t = tunnel(&alice);
+    // Typed by hand: inline commands, quoting and AUTH (first: the audit
+    // log lists the oldest events first).
+    let mut raw = Raw::connect(t.port);
+    raw.0
+        .write_all(b"SET inline \"typed by hand\"\r\nGET inline\r\nAUTH typed-secret\n")
+        .unwrap();
+    assert_eq!(raw.reply(), "+OK");
+    assert_eq!(raw.reply(), "typed by hand");
+    assert_eq!(raw.reply(), "+OK");
+    let queries = poll(Duration::from_secs(20), "inline query events", || {
+        let q = c.events("db.session.query");
+        (q.iter()
+            .any(|e| e["db_query"] == "SET inline typed by hand")
+            && q.iter().any(|e| e["db_query"] == "AUTH ******"))
+        .then_some(q)
+    })
+    .unwrap();
+    assert!(
+        queries.iter().any(|e| e["db_query"] == "GET inline"),
+        "{queries:?}"
+    );
+    assert!(!format!("{queries:?}").contains("typed-secret"));
+
+    let port = t.port.to_string();
+    let mut bench = Command::new("/usr/bin/redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-q",
+            "-n",
+            "200",
+            "-c",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = poll(
+        Duration::from_secs(180),
+        "redis-benchmark to finish",
+        || bench.try_wait().unwrap(),
+    );
+    if status.is_err() {
+        let _ = bench.kill();
+    }
+    let out = bench.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.unwrap().success(),
+        "redis-benchmark: {stdout}\n{stderr}\n{}",
+        c.agent.log()
+    );
+    for test in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "INCR",
+        "LRANGE_100",
+        "MSET",
+    ] {
+        assert!(
+            stdout.contains(&format!("{test}: ")) || stdout.contains(&format!("{test} (")),
+            "{test} missing: {stdout}\n{stderr}"
+        );
+    }
+    assert!(
+        !stdout.contains("ERR") && !stderr.contains("ERR"),
+        "{stdout}\n{stderr}"
+    );
+}
