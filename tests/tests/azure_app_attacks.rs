@@ -212,6 +212,16 @@ fn crafted_hosts_never_take_the_azure_token_elsewhere() {
         ),
     ] {
         let (got, got_code, body) = send(&authority);
+        // The answer came back after the agent decided: had it dialled the
+        // other host, the connection would be counted by now.
+        assert_eq!(
+            (
+                bystander.connections.load(Ordering::SeqCst),
+                bystander.bytes.load(Ordering::SeqCst)
+            ),
+            (0, 0),
+            "Host {authority:?}: the agent dialled the other host ({got} {body})"
+        );
         assert_eq!(
             (got, got_code.as_str()),
             (status, code),
@@ -222,14 +232,6 @@ fn crafted_hosts_never_take_the_azure_token_elsewhere() {
             "{authority}: a token in the answer: {body}"
         );
     }
-    assert_eq!(
-        (
-            bystander.connections.load(Ordering::SeqCst),
-            bystander.bytes.load(Ordering::SeqCst)
-        ),
-        (0, 0),
-        "the agent dialled the other host"
-    );
 
     // Azure unreachable (the emulator, its proxy and their connections
     // gone): said as such.

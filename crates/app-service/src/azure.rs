@@ -169,6 +169,20 @@ fn upstream_of(parts: &hyper::http::request::Parts) -> Result<url::Url, (ErrorCo
         .map_err(|e| (ErrorCode::BadRequest, e.to_string()))
 }
 
+/// Longest token audience (resource) accepted.
+const MAX_AUDIENCE: usize = 512;
+
+/// Whether a local token's audience names one resource to mint a token for:
+/// the client chooses it, and it becomes the scope asked of the identity
+/// endpoint, so several space-separated scopes, queries or fragments are refused.
+fn is_one_resource(aud: &str) -> bool {
+    !aud.is_empty()
+        && aud.len() <= MAX_AUDIENCE
+        && aud
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+}
+
 /// The error answered when sending to Azure failed.
 fn send_error(url: &url::Url, e: &reqwest::Error) -> Response<Full<Bytes>> {
     let host = url.host_str().unwrap_or_default();
@@ -381,6 +395,15 @@ impl AzureHandler {
                 )
             }
         };
+        if !is_one_resource(&claims.aud) {
+            return error(
+                ErrorCode::InvalidToken,
+                &format!(
+                    "the request's token asks for {:?}, which is not one resource (a URL or an app ID without spaces, '?' or '#')",
+                    claims.aud.chars().take(100).collect::<String>()
+                ),
+            );
+        }
         if !claims.xms_mirid.eq_ignore_ascii_case(&azure_identity) {
             return error(
                 ErrorCode::AccessDenied,

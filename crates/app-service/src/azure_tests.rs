@@ -557,6 +557,28 @@ async fn the_local_token_must_be_the_sessions() {
             "{bearer}: {body}"
         );
     }
+    // Signed by the session key, for several resources or odd ones.
+    for aud in [
+        "",
+        "https://management.azure.com/.default https://graph.microsoft.com/.default",
+        "https://management.azure.com/?x=1",
+        "https://management.azure.com/#x",
+        "https://management.azure.com/\n",
+    ] {
+        let mut req = s.get("management.azure.com", "/subscriptions");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", local_token(&s.key, ID, aud))
+                .parse()
+                .unwrap(),
+        );
+        let (status, code, body) = s.send(req).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "TeleportInvalidToken"),
+            "audience {aud:?}: {body}"
+        );
+    }
     // Signed by the session key, for another identity.
     let mut req = s.get("management.azure.com", "/subscriptions");
     req.headers_mut().insert(
