@@ -260,3 +260,89 @@ fn the_issue_examples_are_refused_with_path_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn documents_with_every_field_round_trip() {
+    for (name, text) in documents() {
+        for r in parse_resources(&text).unwrap_or_else(|e| panic!("{name}: {e}")) {
+            let yaml = crate::Resource::to_yaml(&r).unwrap();
+            assert_eq!(crate::parse_resource(&yaml).unwrap(), r, "{name}: {yaml}");
+            let json = r.to_json().unwrap();
+            assert_eq!(crate::parse_resource(&json).unwrap(), r, "{name}: {json}");
+        }
+    }
+}
+
+#[test]
+fn every_example_resource_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.lines().any(|l| l.starts_with("kind: ")) {
+            continue; // a teleport.yaml or the emulator's fixture
+        }
+        let all = parse_resources(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!all.is_empty(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 3, "{seen} example resource files");
+}
+
+#[test]
+fn the_guides_resources_load() {
+    // The Azure join guide's token.yaml, comments included.
+    let token = "# token.yaml
+kind: token
+version: v2
+metadata:
+  # the token name is not a secret because instances must prove that they are
+  # running in your Azure subscription to use this token
+  name: azure-token
+spec:
+  # use the minimal set of roles required
+  roles: [Node]
+  join_method: azure
+  azure:
+    allow:
+      # specify the Azure subscription which Teleport processes may join from
+      - subscription: 11111111-1111-1111-1111-111111111111
+      # multiple allow rules are supported
+      - subscription: 22222222-2222-2222-2222-222222222222
+      # resource_groups is optional and allows you to restrict the resource group of
+      # joining Teleport processes
+      - subscription: 33333333-3333-3333-3333-333333333333
+        resource_groups: [\"group1\", \"group2\"]
+";
+    // The Azure CLI guide's denial.
+    let deny = "kind: role
+version: v5
+metadata:
+  name: \"no-azure-identities\"
+spec:
+  allow:
+    app_labels:
+      '*': '*'
+  deny:
+    azure_identities:
+      - '*'
+";
+    let all = parse_resources(&format!("{token}---\n{deny}")).unwrap();
+    let crate::Resource::Role(role) = &all[1] else {
+        panic!("{all:?}")
+    };
+    assert_eq!(role.spec.deny.azure_identities, ["*"]);
+}
+
+#[test]
+fn teleport_settings_this_build_lacks_are_named_as_such() {
+    let text = "kind: role\nversion: v7\nmetadata: {name: r}\nspec:\n  options:\n    cert_format: standard\n";
+    let err = parse_resources(text).unwrap_err();
+    assert!(
+        err.message.starts_with(
+            "unknown key `spec.options.cert_format` (a Teleport setting this build does not support: remove it)"
+        ),
+        "{err}"
+    );
+}

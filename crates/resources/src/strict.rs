@@ -123,9 +123,17 @@ pub(crate) fn explain(steps: &[Step], raw: &str) -> String {
         } else {
             format!("{parent}.{key}")
         };
-        let hint = did_you_mean(&key, &valid)
-            .map(|v| format!(" (did you mean `{v}`?)"))
-            .unwrap_or_default();
+        let parent_steps = match steps.split_last() {
+            Some((Step::Key(k), parent)) if *k == key => parent,
+            _ => steps,
+        };
+        let hint = if teleport_only(parent_steps, &key) {
+            " (a Teleport setting this build does not support: remove it)".to_string()
+        } else {
+            did_you_mean(&key, &valid)
+                .map(|v| format!(" (did you mean `{v}`?)"))
+                .unwrap_or_default()
+        };
         let place = if parent.is_empty() {
             "at the top level".to_string()
         } else {
@@ -144,6 +152,135 @@ pub(crate) fn explain(steps: &[Step], raw: &str) -> String {
     } else {
         format!("{path}: {bare}")
     }
+}
+
+/// Keys Teleport reads in a place (`[*]` for any index) that this build does not: they are
+/// refused like any unknown key, and the error says so instead of suggesting a typo fix.
+const TELEPORT_ONLY: &[(&str, &[&str])] = &[
+    ("metadata", &["namespace", "id"]),
+    (
+        "spec.options",
+        &[
+            "cert_format",
+            "create_host_user",
+            "create_host_user_mode",
+            "create_db_user",
+            "create_db_user_mode",
+            "create_desktop_user",
+            "desktop_clipboard",
+            "desktop_directory_sharing",
+            "device_trust_mode",
+            "enhanced_recording",
+            "idp",
+            "lock",
+            "max_connections",
+            "max_kubernetes_connections",
+            "max_sessions",
+            "permit_x11_forwarding",
+            "pin_source_ip",
+            "port_forwarding",
+            "ssh_port_forwarding",
+            "record_session",
+            "require_session_mfa",
+            "ssh_file_copy",
+        ],
+    ),
+    ("spec.allow", ROLE_CONDITIONS),
+    ("spec.deny", ROLE_CONDITIONS),
+    (
+        "teleport",
+        &[
+            "diag_addr",
+            "pid_file",
+            "advertise_ip",
+            "cache",
+            "connection_limits",
+            "debug_service",
+        ],
+    ),
+    (
+        "auth_service",
+        &[
+            "public_addr",
+            "session_recording",
+            "client_idle_timeout",
+            "disconnect_expired_cert",
+            "message_of_the_day",
+            "license_file",
+            "keep_alive_interval",
+            "keep_alive_count_max",
+            "routing_strategy",
+            "tunnel_strategy",
+        ],
+    ),
+    (
+        "proxy_service",
+        &[
+            "listen_addr",
+            "ssh_public_addr",
+            "tunnel_public_addr",
+            "kube_listen_addr",
+            "kube_public_addr",
+            "mysql_listen_addr",
+            "postgres_listen_addr",
+            "mongo_listen_addr",
+            "https_key_file",
+            "https_cert_file",
+            "trust_x_forwarded_for",
+            "ui",
+        ],
+    ),
+    (
+        "app_service.apps[*]",
+        &["insecure_skip_verify", "rewrite", "aws", "cors"],
+    ),
+    (
+        "ssh_service",
+        &[
+            "listen_addr",
+            "public_addr",
+            "labels",
+            "commands",
+            "pam",
+            "enhanced_recording",
+        ],
+    ),
+];
+
+const ROLE_CONDITIONS: &[&str] = &[
+    "request",
+    "review_requests",
+    "impersonate",
+    "join_sessions",
+    "require_session_join",
+    "host_groups",
+    "host_sudoers",
+    "kubernetes_resources",
+    "kubernetes_labels_expression",
+    "node_labels_expression",
+    "db_service_labels",
+    "db_permissions",
+    "cluster_labels",
+    "windows_desktop_labels",
+    "group_labels",
+    "desktop_groups",
+    "account_assignments",
+    "github_permissions",
+    "spiffe",
+];
+
+fn teleport_only(parent: &[Step], key: &str) -> bool {
+    let pattern: Vec<Step> = parent
+        .iter()
+        .map(|s| match s {
+            Step::Index(_) => Step::Key("[*]".into()),
+            other => other.clone(),
+        })
+        .collect();
+    let pattern = render(&pattern).replace(".[*]", "[*]");
+    TELEPORT_ONLY
+        .iter()
+        .any(|(place, keys)| *place == pattern && keys.contains(&key))
 }
 
 /// Drops the path serde_yaml_ng puts in front of its messages (the failing value's path or
@@ -234,6 +371,16 @@ mod tests {
         assert_eq!(
             explain(&steps, "spec.roles[0]: \"x\" is not a valid role"),
             "spec.roles[0]: \"x\" is not a valid role"
+        );
+        let steps = vec![
+            Step::Key("app_service".into()),
+            Step::Key("apps".into()),
+            Step::Index(0),
+            Step::Key("rewrite".into()),
+        ];
+        assert_eq!(
+            explain(&steps, "unknown field `rewrite`, expected `name` or `uri`"),
+            "unknown key `app_service.apps[0].rewrite` (a Teleport setting this build does not support: remove it); the valid keys in `app_service.apps[0]` are: name, uri"
         );
         assert_eq!(strip_position("bad at line 3 column 4"), "bad");
         assert_eq!(strip_position("at line x"), "at line x");
