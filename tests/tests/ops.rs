@@ -218,3 +218,60 @@ fn clis_end_quietly_when_their_output_closes() {
         assert!(stderr.trim().is_empty(), "{what}: {stderr}");
     }
 }
+
+/// Slow clients hold nothing for long: a TLS client that never finishes
+/// its request headers is closed (it was held forever), and one address
+/// cannot hold more than a bounded number of unauthenticated connections,
+/// on the proxy's port and on the auth port.
+#[test]
+fn slow_and_many_unauthenticated_clients_are_bounded() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "slow.example", &Storage::Sqlite).unwrap();
+    let rt = runtime().unwrap();
+    rt.block_on(async {
+        // Half a request head over TLS, then silence.
+        let config = pki::tls::client_config(None, None, &[], true, &[b"http/1.1"]).unwrap();
+        let tcp = tokio::net::TcpStream::connect(&node.web_addr)
+            .await
+            .unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"GET /webapi/ping HTTP/1.1\r\nhost: localhost\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(60), tls.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "a client that never finished its headers was held"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(15),
+            "closed too early: {took:?}"
+        );
+
+        // Connections that never say anything count against their address
+        // until they authenticate: past the bound, the next one is closed at once.
+        for addr in [&node.web_addr, &node.auth_addr] {
+            let mut held = Vec::new();
+            for _ in 0..256 {
+                held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            }
+            let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await;
+            assert!(
+                matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+                "{addr}: connection 257 was kept: {read:?}"
+            );
+            drop(held);
+        }
+    });
+}

@@ -14,6 +14,7 @@ pub mod azure_join;
 pub mod dbs;
 pub mod error;
 pub mod http;
+mod idle;
 pub mod presets;
 pub mod serve;
 

@@ -351,6 +351,9 @@ impl Proxy {
             })
         };
         let _announcer = AbortOnDrop(announcer);
+        // Connections count against their address until they present a
+        // client certificate (web API clients without one: for their life).
+        let unauthenticated = auth::serve::UnauthenticatedConnections::default();
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -363,12 +366,17 @@ impl Proxy {
                     }
                 },
             };
+            let Some(guard) = unauthenticated.admit(peer.ip()) else {
+                tracing::debug!(%peer, "too many unauthenticated connections from this address");
+                continue;
+            };
             // Small frames (tunnel pings, HTTP heads) must not wait for
             // delayed ACKs.
             let _ = tcp.set_nodelay(true);
             let this = self.clone();
             tokio::spawn(async move {
-                if tokio::time::timeout(Duration::from_secs(10), this.clone().handle(tcp, peer))
+                let handled = this.clone().handle(tcp, peer, guard);
+                if tokio::time::timeout(auth::serve::HANDSHAKE_TIMEOUT, handled)
                     .await
                     .is_err()
                 {
@@ -379,8 +387,15 @@ impl Proxy {
     }
 
     /// Read the ClientHello, pick the route, finish the handshake and hand
-    /// the connection over. Returns once the connection is handed over.
-    async fn handle(self: Arc<Self>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    /// the connection over. Returns once the connection is handed over;
+    /// `guard` counts it as unauthenticated until then, and for its life on
+    /// the web API when the client presented no certificate.
+    async fn handle(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        guard: auth::serve::ConnectionGuard,
+    ) {
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = match acceptor.await {
@@ -415,7 +430,11 @@ impl Proxy {
                     tokio::spawn(self.clone().serve_db_mux(tls, peer));
                 } else {
                     let router = self.router.clone();
-                    tokio::spawn(auth::serve::serve_connection(tls, router, peer));
+                    let guard = (!auth::serve::is_authenticated(tls.get_ref().1)).then_some(guard);
+                    tokio::spawn(async move {
+                        auth::serve::serve_connection(tls, router, peer).await;
+                        drop(guard);
+                    });
                 }
             }
             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

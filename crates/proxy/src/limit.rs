@@ -9,7 +9,7 @@
 //! many addresses slows the flood down, not the addresses already known.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -95,18 +95,9 @@ pub struct RateLimiter {
     buckets: Mutex<Buckets>,
 }
 
-/// The address a client is counted by.
+/// The address a client is counted by (IPv6 by its /64).
 fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
+    auth::serve::client_key(ip)
 }
 
 impl RateLimiter {
