@@ -893,8 +893,8 @@ fn redis_enterprise_oss_cluster() {
 /// first test, `PING_INLINE`, sends inline commands (as telnet, `nc` and
 /// health checks do), which the engine reads as Redis does: inline
 /// commands typed on a raw connection are answered and audited like arrays
-/// (`AUTH` redacted), and every test of the suite completes without an
-/// error reply.
+/// (`AUTH` redacted; `AUTH` or `HELLO ... AUTH` as another user refused
+/// alike), and every test of the suite completes without an error reply.
 #[test]
 fn redis_benchmark_default_suite_through_the_tunnel() {
     let c = cluster();
@@ -923,6 +923,17 @@ fn redis_benchmark_default_suite_through_the_tunnel() {
         "{queries:?}"
     );
     assert!(!format!("{queries:?}").contains("typed-secret"));
+    // AUTH as another user than the session's is refused, in HELLO as in
+    // AUTH, and the session goes on as it was (RESP2).
+    let auth = raw.call(&["AUTH", "other", "pw"]);
+    assert!(
+        auth.starts_with("-ERR Teleport: this session is for database user \"default\""),
+        "{auth}"
+    );
+    assert_eq!(raw.call(&["HELLO", "3", "AUTH", "other", "pw"]), auth);
+    raw.0.write_all(b"HELLO 3 AUTH other pw\r\n").unwrap();
+    assert_eq!(raw.reply(), auth);
+    assert_eq!(raw.call(&["GET", "no-such-key"]), "(nil)");
 
     let port = t.port.to_string();
     let mut bench = Command::new("/usr/bin/redis-benchmark")
