@@ -166,9 +166,40 @@ impl TokenCache {
                     tracing::warn!(error = %e, "token refresh failed; using the current token until it expires");
                     return Ok(token);
                 }
+                // Scopes come from clients: one that never yields a token
+                // leaves nothing behind, so the map cannot grow with them.
+                self.forget(identity, scope, &slot);
                 Err(e)
             }
         }
+    }
+
+    /// Removes the slot of (identity, scope) when it is `slot` and holds no usable token.
+    fn forget(&self, identity: &str, scope: &str, slot: &Arc<Slot>) {
+        if slot.usable(Instant::now()).is_some() {
+            return;
+        }
+        let Ok(mut slots) = self.slots.write() else {
+            return;
+        };
+        let Some(scopes) = slots.get_mut(identity) else {
+            return;
+        };
+        if scopes.get(scope).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            scopes.remove(scope);
+        }
+        if scopes.is_empty() {
+            slots.remove(identity);
+        }
+    }
+
+    /// How many (identity, scope) slots are held.
+    #[cfg(test)]
+    fn slot_count(&self) -> usize {
+        self.slots
+            .read()
+            .map(|s| s.values().map(HashMap::len).sum())
+            .unwrap_or(0)
     }
 
     /// Drops the cached token of (identity, scope), e.g. after the service refused it.
@@ -275,5 +306,33 @@ mod tests {
         assert!(cache.get_cached("i", "s").is_some());
         cache.invalidate("i", "s");
         assert!(cache.get_cached("i", "s").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scopes_that_fail_leave_nothing_behind() {
+        let fetcher = counting(Duration::from_secs(3600));
+        let cache = Arc::new(TokenCache::new(fetcher.clone()));
+        cache.get("i", "good").await.unwrap();
+        fetcher.fail.store(true, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            // Two callers per scope: one waits on the other's fetch.
+            for _ in 0..2 {
+                let cache = cache.clone();
+                tasks.push(tokio::spawn(async move {
+                    cache.get("i", &format!("https://bogus-{n}/.default")).await
+                }));
+            }
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_err());
+        }
+        assert_eq!(cache.slot_count(), 1, "only the scope that has a token");
+        // A scope with a token is kept; once it has none and fails, it goes.
+        assert!(cache.get("i", "good").await.is_ok());
+        assert_eq!(cache.slot_count(), 1);
+        cache.invalidate("i", "good");
+        assert!(cache.get("i", "good").await.is_err());
+        assert_eq!(cache.slot_count(), 0);
     }
 }
