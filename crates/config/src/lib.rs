@@ -538,7 +538,7 @@ pub struct DbAzureConfig {
 pub fn parse(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
     // Every section refuses unknown keys (a misspelt key would otherwise fall back to a
     // default without a word); the error names the line, the key's path and the valid keys.
-    let cfg: FileConfig = resources::parse_resource_of(text).map_err(|e| ConfigError::Parse {
+    let cfg: FileConfig = resources::parse_yaml_of(text).map_err(|e| ConfigError::Parse {
         path: origin.to_string(),
         message: match (e.line, e.column) {
             (Some(line), Some(column)) => format!("line {line}, column {column}: {}", e.message),
@@ -832,6 +832,12 @@ app_service:
             seen += 1;
         }
         assert!(seen >= 3, "{seen} example configurations");
+    }
+
+    #[test]
+    fn flow_style_yaml_loads() {
+        let cfg = parse("{version: v3, ssh_service: {enabled: yes}}\n", "x").unwrap();
+        assert!(cfg.ssh_service.enabled);
     }
 
     #[test]

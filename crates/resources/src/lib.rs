@@ -29,7 +29,9 @@ pub use duration::{format_go_duration, parse_go_duration, Duration};
 pub use error::{ParseError, ResourceError};
 pub use labels::{labels_serde, Labels};
 pub use metadata::Metadata;
-pub use parse::{parse_kind_ref, parse_resource, parse_resource_of, parse_resources, Resource};
+pub use parse::{
+    parse_kind_ref, parse_resource, parse_resource_of, parse_resources, parse_yaml_of, Resource,
+};
 pub use role::{
     Role, RoleConditions, RoleOptions, RoleSpec, Rule, DEFAULT_MAX_SESSION_TTL,
     DEFAULT_ROLE_VERSION, SUPPORTED_ROLE_VERSIONS, WILDCARD,

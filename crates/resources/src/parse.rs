@@ -586,3 +586,12 @@ pub fn parse_resource_of<T: DeserializeOwned>(text: &str) -> Result<T, ParseErro
         f.at(1)
     })
 }
+
+/// Decodes one YAML document straight into `T`, as [`parse_resource_of`] does (for files
+/// that are YAML even when they start with `{`, like `teleport.yaml`).
+pub fn parse_yaml_of<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
+    decode_yaml(text, Origin::default(), std::marker::PhantomData::<T>).map_err(|(steps, mut f)| {
+        f.message = strict::explain(&steps, &f.message);
+        f.at(1)
+    })
+}
