@@ -49,7 +49,10 @@
 //!   (see [`resp::split_inline`]; a line over 64 KiB, unbalanced quotes or
 //!   a NUL byte is a protocol error; empty lines are skipped) and re-encoded
 //!   as RESP arrays before anything else looks at them: the server, the
-//!   audit log and the engine's own checks see one form.
+//!   audit log and the engine's own checks see one form. As in Redis, a
+//!   command named `POST` or `Host:` (an HTTP request: cross-protocol
+//!   scripting, e.g. from a web page to a local tunnel) ends the session
+//!   before it or anything after it reaches the server.
 //! * Anything else that is not a RESP array of bulk strings (garbage) or
 //!   that exceeds [`Limits`] ends the session with
 //!   `-ERR Teleport: Protocol error: ...`.

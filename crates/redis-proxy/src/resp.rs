@@ -74,6 +74,10 @@ pub enum ProtocolError {
     /// it can never see).
     #[error("Protocol error: NUL byte in an inline request (send commands with NUL bytes as RESP arrays)")]
     InlineNul,
+    /// A command named `POST` or `Host:` (an HTTP request; see
+    /// [`CommandParser::next`]).
+    #[error("Protocol error: this looks like HTTP (POST or Host:), not Redis: connection closed (cross-protocol scripting?)")]
+    Http,
 }
 
 /// One RESP2 or RESP3 value.
@@ -452,6 +456,8 @@ impl CommandParser {
     /// way Redis splits it, see [`split_inline`]), returned re-encoded as
     /// an array. Empty lines are skipped. `Ok(None)`: more bytes are
     /// needed. On an error nothing of the offending command is consumed.
+    /// A command named `POST` or `Host:`, in either form, is
+    /// [`ProtocolError::Http`], as Redis closes the connection at it.
     pub fn next(
         &mut self,
         buf: &mut BytesMut,
@@ -462,6 +468,9 @@ impl CommandParser {
                 let Some((args, n)) = self.inline(buf, limits)? else {
                     return Ok(None);
                 };
+                if args.first().is_some_and(|name| http_command(name)) {
+                    return Err(ProtocolError::Http);
+                }
                 buf.advance(n);
                 if args.is_empty() {
                     continue;
@@ -471,6 +480,13 @@ impl CommandParser {
             let Some((args, len)) = self.parse(buf, limits)? else {
                 return Ok(None);
             };
+            if args
+                .first()
+                .and_then(|r| buf.get(r.clone()))
+                .is_some_and(http_command)
+            {
+                return Err(ProtocolError::Http);
+            }
             return Ok(Some(Command {
                 bytes: buf.split_to(len).freeze(),
                 args,
@@ -568,6 +584,16 @@ impl CommandParser {
         *self = CommandParser::default();
         Ok(Some((args, end)))
     }
+}
+
+/// `POST` and `Host:`: what an HTTP request to a Redis port (cross-protocol
+/// scripting from a web page, e.g. to a local tunnel) sends first. Redis
+/// closes the connection at either without running anything after it; the
+/// engine refuses them itself, before they or anything after them reach
+/// the server (whose own check, on a server or proxy that lacks it, is not
+/// relied upon).
+fn http_command(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"POST") || name.eq_ignore_ascii_case(b"HOST:")
 }
 
 /// `isspace` in the C locale.
@@ -1158,6 +1184,32 @@ mod tests {
             }
             assert_eq!(again, got, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn http_requests_are_refused_as_redis_refuses_them() {
+        for input in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\n\r\nFLUSHALL\r\n"[..],
+            b"host: 127.0.0.1:6379\r\n",
+            b"*2\r\n$4\r\npost\r\n$1\r\n/\r\n",
+            b"*1\r\n$5\r\nHoSt:\r\n",
+        ] {
+            assert_eq!(
+                next_all(input, &lim()),
+                Err(ProtocolError::Http),
+                "{input:?}"
+            );
+        }
+        // The command before is taken; the refused one stays unconsumed.
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\nFLUSHALL\r\n"[..]);
+        let mut p = CommandParser::default();
+        let get = p.next(&mut buf, &lim()).unwrap().unwrap();
+        assert_eq!(get.args(), [&b"GET"[..], b"/", b"HTTP/1.1"]);
+        assert_eq!(p.next(&mut buf, &lim()), Err(ProtocolError::Http));
+        assert_eq!(&buf[..], b"Host: x\r\nFLUSHALL\r\n");
+        // Only as the command name.
+        assert_eq!(next_all(b"ECHO POST\r\n", &lim()).unwrap().len(), 1);
+        assert_eq!(next_all(b"HOST x\r\n", &lim()).unwrap().len(), 1);
     }
 
     #[test]

@@ -1727,3 +1727,36 @@ async fn inline_commands_answer_as_redis_answers_them() {
         assert_eq!(until_closed(port, &too_long).await, want);
     }
 }
+
+/// An HTTP request (a web page posting to a local tunnel) is refused at
+/// its `POST` or `Host:` line on both paths, as Redis refuses it; what
+/// follows never runs.
+#[tokio::test]
+async fn http_requests_are_refused_before_anything_after_them_runs() {
+    let server = RedisServer::start_tls(PW);
+    for share in [true, false] {
+        let opts = SessionOptions {
+            share_backend: share,
+            ..SessionOptions::default()
+        };
+        let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
+        for request in [
+            &b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET pwned 1\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET pwned 1\r\n",
+        ] {
+            let mut c = proxy.conn().await;
+            c.raw(request).await;
+            let mut last = None;
+            while let Some(f) = c.try_read().await {
+                last = Some(f);
+            }
+            let e = error_text(&last.unwrap());
+            assert!(
+                e.starts_with("ERR Teleport: Protocol error: this looks like HTTP"),
+                "{e}"
+            );
+        }
+        let mut c = proxy.conn().await;
+        assert_eq!(c.call(&["EXISTS", "pwned"]).await, Frame::Integer(0));
+    }
+}

@@ -98,3 +98,71 @@ proptest! {
         session(parts.concat());
     }
 }
+
+/// An HTTP request sent to the engine (a web page posting to a local
+/// tunnel: cross-protocol scripting) is refused at its `POST` or `Host:`
+/// line, as Redis refuses it, and nothing from it or after it reaches the
+/// server, whether or not the server would have refused it itself.
+#[test]
+fn http_requests_never_reach_the_server() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (request, replies_before) in [
+            (&b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nFLUSHALL\r\n"[..], 0),
+            (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nFLUSHALL\r\n", 1),
+            (b"*1\r\n$4\r\nPOST\r\n*1\r\n$8\r\nFLUSHALL\r\n", 0),
+        ] {
+            let (client, mut user) = tokio::io::duplex(1 << 16);
+            let (server, mut backend) = tokio::io::duplex(1 << 16);
+            let opts = SessionOptions {
+                drain_timeout: Duration::from_millis(500),
+                ..Default::default()
+            };
+            // The backend answers what it gets and records it.
+            let recorder = tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut parser = redis_proxy::resp::CommandParser::default();
+                let mut pending = Vec::new();
+                loop {
+                    match backend.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return got,
+                        Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Ok(Some((args, len))) = parser.parse(&pending, &Default::default()) {
+                        got.push(String::from_utf8_lossy(&pending[args[0].clone()]).into_owned());
+                        pending.drain(..len);
+                        if backend.write_all(b"-ERR wrong number of arguments\r\n").await.is_err() {
+                            return got;
+                        }
+                    }
+                }
+            });
+            let (cr, cw) = tokio::io::split(client);
+            let engine = tokio::spawn(run(cr, cw, server, opts, |_| {}));
+            user.write_all(request).await.unwrap();
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), user.read_to_end(&mut out))
+                .await
+                .unwrap()
+                .unwrap();
+            let result = tokio::time::timeout(Duration::from_secs(5), engine)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(result.is_err(), "{result:?}");
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(text.matches("\r\n").count(), replies_before + 1, "{text}");
+            assert!(
+                text.ends_with("-ERR Teleport: Protocol error: this looks like HTTP (POST or Host:), not Redis: connection closed (cross-protocol scripting?)\r\n"),
+                "{text}"
+            );
+            let got = recorder.await.unwrap();
+            assert_eq!(got.len(), replies_before, "{got:?}");
+            assert!(!got.iter().any(|c| c == "FLUSHALL" || c.eq_ignore_ascii_case("post")));
+        }
+    });
+}
