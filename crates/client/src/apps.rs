@@ -88,6 +88,8 @@ impl ProfileStore {
         key_pem: &str,
         cert_pem: &str,
     ) -> Result<AppPaths> {
+        crate::profile::check_profile_names(profile)?;
+        crate::profile::path_component("app name", app)?;
         let paths = self.app_paths(profile, app);
         crate::profile::write_private(&paths.key, key_pem.as_bytes())?;
         crate::profile::write_private(&paths.cert, cert_pem.as_bytes())?;

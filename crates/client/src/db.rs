@@ -59,6 +59,8 @@ impl ProfileStore {
         key_pem: &str,
         cert_pem: &str,
     ) -> Result<DbPaths> {
+        crate::profile::check_profile_names(profile)?;
+        crate::profile::path_component("database name", db)?;
         let paths = self.db_paths(profile, db);
         crate::profile::write_private(&paths.key, key_pem.as_bytes())?;
         crate::profile::write_private(&paths.cert, cert_pem.as_bytes())?;

@@ -51,6 +51,45 @@ pub fn profile_name(addr: &str) -> String {
     }
 }
 
+/// Longest name accepted as a path component (bytes): a file name is at most 255 bytes and the
+/// store appends suffixes such as `-localca.pem`.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// `name` when it can safely become one component of a path under the profile store: not empty,
+/// at most [`MAX_NAME_LEN`] bytes, without `/`, `\`, `..`, NUL or other control characters, and
+/// not `.`. The user name, the cluster name (answered by the proxy), the profile name (from the
+/// proxy address) and app and database names all become file names; a hostile proxy answering
+/// `"cluster_name": "../../x"` must not make tsh write outside `~/.tsh`. `what` names the value
+/// in the error.
+pub fn path_component<'a>(what: &str, name: &'a str) -> Result<&'a str> {
+    let problem = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("it is longer than {MAX_NAME_LEN} bytes"))
+    } else if name == "." || name.contains("..") {
+        Some("it contains '..' or is '.'".to_string())
+    } else {
+        name.chars()
+            .find(|c| matches!(c, '/' | '\\') || c.is_control())
+            .map(|c| format!("it contains {c:?}"))
+    };
+    match problem {
+        None => Ok(name),
+        Some(why) => Err(ClientError::Local(format!(
+            "the {what} {name:?} cannot name a file under the profile store: {why}; \
+             names may not contain '/', '\\', '..' or control characters"
+        ))),
+    }
+}
+
+/// Checks every name of `profile` that becomes a path component.
+pub(crate) fn check_profile_names(profile: &Profile) -> Result<()> {
+    path_component("profile name (the proxy host)", &profile.name())?;
+    path_component("user name", &profile.user)?;
+    path_component("cluster name", &profile.cluster)?;
+    Ok(())
+}
+
 /// A key, its certificate and the CAs to trust.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -180,6 +219,7 @@ impl ProfileStore {
 
     /// Save a profile and its credentials, and make it current.
     pub fn save(&self, profile: &Profile, creds: &Credentials) -> Result<()> {
+        check_profile_names(profile)?;
         let name = profile.name();
         let keys = self.keys_dir(&name);
         write_private(
@@ -210,6 +250,7 @@ impl ProfileStore {
 
     /// Load one profile and its credentials.
     pub fn load(&self, name: &str) -> Result<(Profile, Credentials)> {
+        path_component("profile name", name)?;
         let text = std::fs::read_to_string(self.dir.join(format!("{name}.yaml")))
             .map_err(|_| ClientError::Local("Not logged in.".into()))?;
         let profile: Profile = serde_yaml_ng::from_str(&text).map_err(|e| {
@@ -217,6 +258,7 @@ impl ProfileStore {
                 "profile {name} is corrupt ({e}); run tsh login again"
             ))
         })?;
+        check_profile_names(&profile)?;
         let keys = self.keys_dir(name);
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p).map_err(|_| {
@@ -270,6 +312,7 @@ impl ProfileStore {
         };
         let mut removed = Vec::new();
         for n in names {
+            path_component("profile name", &n)?;
             let yaml = self.dir.join(format!("{n}.yaml"));
             let profile = std::fs::read_to_string(&yaml)
                 .ok()
@@ -345,6 +388,87 @@ mod tests {
         }
         assert_eq!(store.remove(None).unwrap().len(), 1);
         assert!(store.current().is_err());
+    }
+
+    /// Every file under `dir`, relative to it.
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn names_from_a_hostile_proxy_never_leave_the_store() {
+        let root = tempfile::tempdir().unwrap();
+        // Deep enough that even the unfixed code's escapes stay inside `root`.
+        let store = ProfileStore::at(root.path().join("d1/d2/d3/d4/home/.tsh"));
+        let good = Profile {
+            web_proxy_addr: "proxy.example.com:3080".into(),
+            user: "alice@example.com".into(),
+            cluster: "example".into(),
+            insecure: false,
+        };
+        let hostile = [
+            ("cluster", "../../../../outside"),
+            ("cluster", "a/b"),
+            ("cluster", "..\\x"),
+            ("cluster", ".."),
+            ("cluster", ""),
+            ("cluster", "new\nline"),
+            ("cluster", "nul\0byte"),
+            ("user", "../../../../outside"),
+            ("user", "/etc/passwd"),
+            ("proxy", "../../../outside:3080"),
+            ("proxy", "a/b:443"),
+        ];
+        for (field, value) in hostile {
+            let mut p = good.clone();
+            match field {
+                "cluster" => p.cluster = value.into(),
+                "user" => p.user = value.into(),
+                _ => p.web_proxy_addr = value.into(),
+            }
+            let err = store.save(&p, &creds()).unwrap_err().to_string();
+            assert!(
+                err.contains("cannot name a file"),
+                "{field} {value:?}: {err}"
+            );
+            assert!(
+                store.save_app(&p, "azure-cli", "k", "c").is_err(),
+                "app session of {field} {value:?}"
+            );
+            assert!(
+                store.save_db(&p, "redis", "k", "c").is_err(),
+                "db session of {field} {value:?}"
+            );
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for app in ["../../../../outside", "a/b", "..", "", long.as_str()] {
+            assert!(store.save_app(&good, app, "k", "c").is_err(), "app {app:?}");
+            assert!(store.save_db(&good, app, "k", "c").is_err(), "db {app:?}");
+        }
+        assert_eq!(files_under(root.path()), Vec::<String>::new());
+        assert!(store.load("../../outside").is_err());
+
+        // Names that are merely unusual still work.
+        store.save(&good, &creds()).unwrap();
+        store.save_app(&good, "azure-cli", "k", "c").unwrap();
+        let (back, _) = store.current().unwrap();
+        assert_eq!(back, good);
+        assert!(files_under(root.path())
+            .iter()
+            .all(|f| f.starts_with("d1/d2/d3/d4/home/.tsh/")));
     }
 
     #[test]
