@@ -346,3 +346,15 @@ fn teleport_settings_this_build_lacks_are_named_as_such() {
         "{err}"
     );
 }
+
+#[test]
+fn a_repeated_selector_key_is_refused() {
+    let text = "kind: role\nversion: v7\nmetadata: {name: r}\nspec:\n  deny:\n    db_labels:\n      env: dev\n      env: prod\n";
+    let err = parse_resources(text).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("spec.deny.db_labels: duplicate key `env`"),
+        "{err}"
+    );
+    assert!(err.line.is_some(), "{err}");
+}

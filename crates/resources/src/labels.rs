@@ -113,6 +113,13 @@ impl<'de> Visitor<'de> for LabelsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Labels::new();
         while let Some((Scalar(k), StringOrList(v))) = map.next_entry::<Scalar, StringOrList>()? {
+            // A repeated key would silently replace the first one's values (in a `deny`
+            // selector, dropping part of a denial).
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key `{k}`: write its values once, as a list"
+                )));
+            }
             out.insert(k, v);
         }
         Ok(Some(out))
