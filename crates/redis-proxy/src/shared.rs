@@ -704,7 +704,9 @@ where
                     break;
                 };
                 let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                let refused = |reply: Vec<u8>| {
+                // A local answer, audited as refused when it is the
+                // engine's refusal.
+                let answer = |reply: Vec<u8>| {
                     let mut event = audit_event(&name, rest);
                     event.refused = refusal(&reply);
                     Some((reply, event))
@@ -714,7 +716,7 @@ where
                     _ => None,
                 };
                 let local = match name.as_str() {
-                    "AUTH" => refused(local_auth(rest, db_user)),
+                    "AUTH" => answer(local_auth(rest, db_user)),
                     "CLIENT" => match setup.answer(rest, &conn.known) {
                         Some(reply) => Some((reply, audit_event(&name, rest))),
                         None => {
@@ -723,7 +725,7 @@ where
                         }
                     },
                     // `AUTH` as another user is refused as `AUTH` is.
-                    "HELLO" if hello_refused.is_some() => hello_refused.and_then(refused),
+                    "HELLO" if hello_refused.is_some() => hello_refused.and_then(answer),
                     // RESP3: the session goes on on the RESP3 shared
                     // connection, and gets that connection's HELLO reply.
                     "HELLO" => {
