@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,9 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(&root),
         Some("bench") => bench::run(&root),
         Some("deps") => ensure_deps(&root).map(|_| ()),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|bench|deps>");
+            eprintln!("usage: cargo xtask <demo|test|bench|deps|fuzz [TARGET] [--seconds N]>");
             bail!("unknown or missing task")
         }
     }

@@ -1,0 +1,74 @@
+//! Join request bodies (`POST /v1/webapi/host/credentials` and `.../azure/credentials`, sent by
+//! anyone who can reach the proxy): the JSON, the roles asked for, the public key to certify,
+//! and the host certificate built from them, which must read back as the identity it was
+//! given. The first byte picks the key: even, the body's own `public_key`; odd, a valid key.
+#![no_main]
+
+use base64::Engine as _;
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+
+static CA: LazyLock<Option<pki::CertAuthority>> =
+    LazyLock::new(|| pki::CertAuthority::generate("fuzz.example.com", pki::CaType::Host).ok());
+static KEY: LazyLock<Option<Vec<u8>>> =
+    LazyLock::new(|| pki::generate_key().ok().map(|k| k.public_key_der));
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let (host_id, node_name, roles, public_key, dns_names) =
+        if let Ok(r) = serde_json::from_slice::<api::join::RegisterRequest>(body) {
+            (r.host_id, r.node_name, r.roles, r.public_key, r.dns_names)
+        } else if let Ok(r) = serde_json::from_slice::<api::join::AzureRegisterRequest>(body) {
+            let _ = format!("{r:?}");
+            (r.host_id, r.node_name, r.roles, r.public_key, r.dns_names)
+        } else {
+            return;
+        };
+    let mut asked = Vec::new();
+    for r in &roles {
+        match resources::SystemRole::parse_list(r) {
+            Ok(list) => asked.extend(list),
+            Err(_) => return,
+        }
+    }
+    let system_roles: Vec<String> = asked.iter().map(|r| r.to_string()).collect();
+    let key = if mode % 2 == 0 {
+        match base64::engine::general_purpose::STANDARD.decode(public_key.as_bytes()) {
+            Ok(k) => k,
+            Err(_) => return,
+        }
+    } else {
+        match KEY.as_ref() {
+            Some(k) => k.clone(),
+            None => return,
+        }
+    };
+    let Some(ca) = CA.as_ref() else {
+        return;
+    };
+    let host = pki::HostIdentity {
+        host_id,
+        nodename: node_name,
+        cluster_name: "fuzz.example.com".into(),
+        system_roles,
+        dns_names: dns_names.into_iter().take(16).collect(),
+        expires: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    if let Ok(pem) = ca.sign_host(&host, &key) {
+        let want = host.to_identity();
+        match pki::Identity::from_cert_pem(&pem) {
+            Ok(got) => {
+                assert_eq!(
+                    got.username, want.username,
+                    "host ID changed in the certificate"
+                );
+                assert_eq!(got.groups, want.groups, "roles changed in the certificate");
+                assert_eq!(got.system_role, want.system_role);
+                assert_eq!(got.teleport_cluster, want.teleport_cluster);
+            }
+            Err(e) => panic!("a host certificate we signed does not parse: {e}"),
+        }
+    }
+});
