@@ -400,7 +400,7 @@ pub struct AppConfig {
     #[serde(default)]
     pub cloud: Option<String>,
     /// Static labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "resources::unique_keys")]
     pub labels: BTreeMap<String, String>,
     /// Dynamic labels.
     #[serde(default)]
@@ -473,7 +473,7 @@ pub struct DbConfig {
     /// `host:port` (or a URL).
     pub uri: String,
     /// Static labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "resources::unique_keys")]
     pub static_labels: BTreeMap<String, String>,
     /// Dynamic labels.
     #[serde(default)]
@@ -503,7 +503,7 @@ pub struct AzureMatcher {
     #[serde(default)]
     pub regions: Vec<String>,
     /// Tags a resource must have (`*` matches any value).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "resources::unique_keys")]
     pub tags: BTreeMap<String, StringOrList>,
 }
 
@@ -838,6 +838,30 @@ app_service:
     fn flow_style_yaml_loads() {
         let cfg = parse("{version: v3, ssh_service: {enabled: yes}}\n", "x").unwrap();
         assert!(cfg.ssh_service.enabled);
+    }
+
+    #[test]
+    fn a_repeated_label_or_tag_is_refused() {
+        let err = parse(
+            "version: v3\napp_service:\n  apps:\n  - name: a\n    uri: http://a\n    labels:\n      env: dev\n      env: prod\n",
+            "x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("app_service.apps[0].labels: duplicate key `env`"),
+            "{err}"
+        );
+        let err = parse(
+            "version: v3\ndb_service:\n  azure:\n  - types: [redis]\n    tags: {env: dev, env: prod}\n",
+            "x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("db_service.azure[0].tags: duplicate key `env`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -358,3 +358,14 @@ fn a_repeated_selector_key_is_refused() {
     );
     assert!(err.line.is_some(), "{err}");
 }
+
+#[test]
+fn a_repeated_metadata_label_is_refused() {
+    let text = "kind: app\nversion: v3\nmetadata:\n  name: a\n  labels:\n    env: dev\n    env: prod\nspec: {uri: 'http://a'}\n";
+    let err = parse_resources(text).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("metadata.labels: duplicate key `env`"),
+        "{err}"
+    );
+}

@@ -180,3 +180,38 @@ pub(crate) mod traits_serde {
             .map(Option::unwrap_or_default)
     }
 }
+
+/// Reads a map whose keys must be unique (`#[serde(deserialize_with = "resources::unique_keys")]`):
+/// a repeated key is refused instead of silently replacing the first one's value.
+pub fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: serde::Deserialize<'de>,
+{
+    struct UniqueVisitor<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: serde::Deserialize<'de>> Visitor<'de> for UniqueVisitor<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((Scalar(k), v)) = map.next_entry::<Scalar, V>()? {
+                if out.contains_key(&k) {
+                    return Err(de::Error::custom(format!("duplicate key `{k}`")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_map(UniqueVisitor(std::marker::PhantomData))
+}

@@ -27,7 +27,7 @@ pub use cluster::{
 };
 pub use duration::{format_go_duration, parse_go_duration, Duration};
 pub use error::{ParseError, ResourceError};
-pub use labels::{labels_serde, Labels};
+pub use labels::{labels_serde, unique_keys, Labels};
 pub use metadata::Metadata;
 pub use parse::{
     parse_kind_ref, parse_resource, parse_resource_of, parse_resources, parse_yaml_of, Resource,

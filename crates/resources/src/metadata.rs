@@ -16,7 +16,11 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Static labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique_keys"
+    )]
     pub labels: BTreeMap<String, String>,
     /// When the resource expires (RFC 3339).
     #[serde(
