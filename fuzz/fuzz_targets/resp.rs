@@ -3,6 +3,7 @@
 //! scanner must agree, never panic, and a parsed frame must encode back to what parses to it.
 #![no_main]
 
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use redis_proxy::resp::{self, CommandParser, Frame, Limits, Scanner};
 
@@ -94,5 +95,62 @@ fuzz_target!(|data: &[u8]| {
             }
             assert!(!p.in_progress());
         }
+        commands(data, &limits);
+    }
+    for line in data.split(|b| *b == b'\n') {
+        let _ = resp::split_inline(line);
     }
 });
+
+/// Takes every command from `buf` as the engine does (arrays and inline commands).
+fn take_all(
+    chunks: &mut dyn Iterator<Item = &[u8]>,
+    limits: &Limits,
+) -> (Vec<resp::Command>, Option<resp::ProtocolError>) {
+    let mut p = CommandParser::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match p.next(&mut buf, limits) {
+                Ok(Some(c)) => out.push(c),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
+}
+
+/// What Redis reads, in one piece and in chunks of every size from 1 to 16 bytes: the same
+/// commands, the same error; each command is an array that parses back to its arguments.
+fn commands(data: &[u8], limits: &Limits) {
+    let (whole, err) = take_all(&mut std::iter::once(data), limits);
+    for c in &whole {
+        let args = c.args();
+        assert_eq!(
+            args.len(),
+            c.args.len(),
+            "an argument range is outside the command"
+        );
+        assert!(!args.is_empty(), "empty command");
+        match resp::parse_command(&c.bytes, &Limits::default()) {
+            Ok(Some((ranges, n))) => {
+                assert_eq!(n, c.bytes.len(), "command bytes hold more than the command");
+                assert_eq!(ranges, c.args, "command arguments moved");
+            }
+            other => panic!("command {c:?} does not parse back: {other:?}"),
+        }
+    }
+    let size = data.last().map_or(1, |b| usize::from(*b % 16) + 1);
+    let (chunked, chunked_err) = take_all(&mut data.chunks(size), limits);
+    assert_eq!(
+        chunked, whole,
+        "commands differ when read {size} bytes at a time"
+    );
+    assert_eq!(
+        chunked_err, err,
+        "errors differ when read {size} bytes at a time"
+    );
+}
