@@ -36,6 +36,8 @@ pub struct Res {
     pub keys: Option<(String, String)>,
     /// Access keys are refused (Entra ID only): `listKeys` fails.
     pub keys_disabled: bool,
+    /// The real redis-server behind it whose passwords follow the keys.
+    pub server: Option<crate::redis_server::ServerTarget>,
 }
 
 fn arm_error(status: u16, code: &str, message: &str) -> Resp {
@@ -82,6 +84,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 type_name: "Microsoft.ManagedIdentity/userAssignedIdentities".into(),
                 keys: None,
                 keys_disabled: false,
+                server: None,
             });
         }
         for vm in &loc.rg.vms {
@@ -148,6 +151,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 body,
                 keys: None,
                 keys_disabled: false,
+                server: None,
             });
         }
         for r in &loc.rg.redis {
@@ -190,6 +194,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 type_name: "Microsoft.Cache/Redis".into(),
                 keys: Some((r.primary_key.clone(), r.secondary_key.clone())),
                 keys_disabled: r.access_keys_disabled,
+                server: r.server.as_ref().map(|srv| crate::redis_server::ServerTarget::of(srv, r.host.as_deref(), r.ssl_port)),
             });
         }
         for e in &loc.rg.redis_enterprise {
@@ -231,6 +236,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 type_name: "Microsoft.Cache/redisEnterprise".into(),
                 keys: None,
                 keys_disabled: false,
+                server: None,
             });
             for d in &e.databases {
                 let db_id = format!("{id}/databases/{}", d.name);
@@ -256,6 +262,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                     type_name: "Microsoft.Cache/redisEnterprise/databases".into(),
                     keys: Some((d.primary_key.clone(), d.secondary_key.clone())),
                     keys_disabled: d.access_keys_disabled,
+                    server: d.server.as_ref().map(|srv| crate::redis_server::ServerTarget::of(srv, e.host.as_deref(), d.port)),
                 });
             }
         }
@@ -426,6 +433,147 @@ fn subscription_json(world: &World, sub: &crate::fixture::SubscriptionSpec) -> V
         "state": "Enabled",
         "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
     })
+}
+
+/// Serves an ARM request, the actions that touch a real server (`regenerateKey`) included.
+pub async fn handle_async(req: &Req, state: &State) -> Resp {
+    let regenerate = req
+        .path
+        .split('/')
+        .rfind(|s| !s.is_empty())
+        .is_some_and(|s| s.eq_ignore_ascii_case("regenerateKey"));
+    if regenerate {
+        regenerate_key(req, state).await
+    } else {
+        handle(req, state)
+    }
+}
+
+/// Which key `regenerateKey` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyType {
+    Primary,
+    Secondary,
+}
+
+/// `keyType` of a `regenerateKey` body (`{"keyType": "Primary" | "Secondary"}`, any case, as ARM's
+/// enums are read).
+fn key_type(body: &[u8]) -> Option<KeyType> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let t = v.get("keyType")?.as_str()?;
+    if t.eq_ignore_ascii_case("Primary") {
+        Some(KeyType::Primary)
+    } else if t.eq_ignore_ascii_case("Secondary") {
+        Some(KeyType::Secondary)
+    } else {
+        None
+    }
+}
+
+/// `POST .../Microsoft.Cache/redis/{name}/regenerateKey` and
+/// `POST .../Microsoft.Cache/redisEnterprise/{cluster}/databases/{db}/regenerateKey`: a new key of
+/// the given type (the other one is kept), answered with both keys as ARM does. A real server behind
+/// the resource gets the new keys as its passwords first; if that fails the keys are unchanged and
+/// the answer is a 500 saying why.
+async fn regenerate_key(req: &Req, state: &State) -> Resp {
+    let caller = match authenticate(req, state) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    if req.q("api-version").is_none() {
+        return arm_error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+    }
+    let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let (sub_id, rg, rest) = match segs.as_slice() {
+        [s, sub, r, rg, p, rest @ ..]
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourceGroups")
+                && p.eq_ignore_ascii_case("providers") =>
+        {
+            (*sub, *rg, rest)
+        }
+        _ => return arm_error(404, "NotFound", "not found"),
+    };
+    let (type_path, target) = match rest {
+        [ns, ty, name, _] => (format!("{ns}/{ty}"), format!("{ns}/{ty}/{name}")),
+        [ns, ty, name, child, cname, _] => (
+            format!("{ns}/{ty}/{child}"),
+            format!("{ns}/{ty}/{name}/{child}/{cname}"),
+        ),
+        _ => return arm_error(404, "NotFound", "not found"),
+    };
+    if req.method != http::Method::POST {
+        return arm_error(
+            405,
+            "MethodNotAllowed",
+            "regenerateKey needs POST on a resource",
+        );
+    }
+    let world = state.world();
+    let id = format!("/subscriptions/{sub_id}/resourceGroups/{rg}/providers/{target}");
+    let known = resources(world, Some(state))
+        .into_iter()
+        .find(|r| r.id.eq_ignore_ascii_case(&id) && r.keys.is_some());
+    let type_name = known
+        .as_ref()
+        .map_or(type_path.clone(), |r| r.type_name.clone());
+    let action = format!("{type_name}/regenerateKey/action");
+    if !authorized(world, &caller, &action, &id) {
+        return forbidden(&caller, &action, &id);
+    }
+    if find_rg(world, sub_id, rg).is_none() {
+        return arm_error(
+            404,
+            "ResourceGroupNotFound",
+            &format!("Resource group '{rg}' could not be found."),
+        );
+    }
+    let Some(res) = known else {
+        return not_found(&type_path, &id, rg);
+    };
+    if res.keys_disabled {
+        return arm_error(400, "BadRequest", ACCESS_KEYS_DISABLED);
+    }
+    let Some(which) = key_type(&req.body) else {
+        return arm_error(
+            400,
+            "InvalidRequestBody",
+            "The request body must be {\"keyType\": \"Primary\"} or {\"keyType\": \"Secondary\"}.",
+        );
+    };
+    let _one_at_a_time = state.regenerating().await;
+    // The keys as they are now that no other regeneration runs.
+    let Some((primary, secondary)) = resources(world, Some(state))
+        .into_iter()
+        .find(|r| r.id == res.id)
+        .and_then(|r| r.keys)
+    else {
+        return not_found(&type_path, &id, rg);
+    };
+    let new = match which {
+        KeyType::Primary => (crate::server::fresh_key(), secondary.clone()),
+        KeyType::Secondary => (primary.clone(), crate::server::fresh_key()),
+    };
+    if let Some(server) = &res.server {
+        if let Err(e) = server
+            .set_keys(&[&primary, &secondary], (&new.0, &new.1))
+            .await
+        {
+            tracing::warn!(resource = %res.id, error = %e, "regenerateKey: the server's passwords were not changed");
+            return arm_error(
+                500,
+                "InternalServerError",
+                &format!("The azure emulator could not change the passwords of {e}; the keys are unchanged."),
+            );
+        }
+    }
+    state.store_keys(&res.id, new.clone());
+    tracing::info!(resource = %res.id, key = ?which, "access key regenerated");
+    json_resp(200, &json!({"primaryKey": new.0, "secondaryKey": new.1}))
 }
 
 /// Serves an ARM request.

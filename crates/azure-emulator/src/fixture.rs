@@ -177,6 +177,30 @@ pub struct RedisSpec {
     /// Tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The real redis-server behind this cache, if any (tests, demos): `regenerateKey` changes its
+    /// passwords as Azure changes the cache's.
+    #[serde(default)]
+    pub server: Option<RedisServerSpec>,
+}
+
+/// A real redis-server standing in for a cache or database. When a key is regenerated through ARM,
+/// the emulator logs in with one of the keys it had (as the `default` user) and makes that user's
+/// passwords exactly the two new keys (`ACL SETUSER default on resetpass >primary >secondary`), so
+/// the server, like Azure, accepts either key and refuses a regenerated one, while connections
+/// already authenticated stay so. The server must accept one of the keys when that happens (start
+/// it with `--requirepass <primary key>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisServerSpec {
+    /// Host to connect to (and the TLS name checked); the resource's `host`, else `localhost`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Ports of its nodes (every master of a cluster); the resource's port when empty.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// PEM file of the CA its TLS certificate chains to; plain TCP when absent.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_ssl_port() -> u16 {
@@ -240,6 +264,9 @@ pub struct RedisEnterpriseDatabaseSpec {
     /// clients use Microsoft Entra ID tokens, and `listKeys` fails.
     #[serde(default)]
     pub access_keys_disabled: bool,
+    /// The real redis-server behind this database, if any (see [`RedisServerSpec`]).
+    #[serde(default)]
+    pub server: Option<RedisServerSpec>,
 }
 
 fn default_db_name() -> String {

@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod imds;
 pub mod jwt;
 pub mod pki;
+pub mod redis_server;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -62,6 +63,11 @@ impl Error {
         }
     }
 }
+
+/// Hosts a client of the emulator reaches directly, not through its proxy: loopback, where the
+/// rest of a test or demo (a Teleport cluster, a redis-server) listens. The proxy serves only the
+/// Azure hosts it emulates and refuses a `CONNECT` to anything else.
+pub const NO_PROXY: &str = "127.0.0.1,localhost,::1";
 
 /// Entry point.
 #[derive(Debug)]
@@ -159,16 +165,31 @@ impl EmulatorHandle {
         &self.ca_path
     }
 
+    /// Writes [`Self::attestation_root_pem`] to `path`, or to `attestation-root.pem` in the
+    /// emulator's state directory when `None`, and returns the file's path: what a verifier of
+    /// attested documents (the auth service's `azure_join.trust_bundle_path`) is given.
+    pub fn write_attestation_root(&self, path: Option<&Path>) -> Result<PathBuf, Error> {
+        let path = path.map_or_else(
+            || self._dir.path().join("attestation-root.pem"),
+            Path::to_path_buf,
+        );
+        std::fs::write(&path, self.attestation_root_pem()?)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        Ok(path)
+    }
+
     /// The environment that makes a client the VM `vm` (default VM when `None`): `HTTPS_PROXY`,
-    /// `HTTP_PROXY`, `NO_PROXY` (empty), `REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE`. An unknown VM gets 407
-    /// from the proxy; [`Self::try_env`] checks the name first.
+    /// `HTTP_PROXY`, `NO_PROXY` and `no_proxy` (loopback: [`NO_PROXY`]), `REQUESTS_CA_BUNDLE`,
+    /// `SSL_CERT_FILE`. An unknown VM gets 407 from the proxy; [`Self::try_env`] checks the name
+    /// first.
     pub fn env(&self, vm: Option<&str>) -> Vec<(String, String)> {
         let proxy = self.proxy_url(vm);
         let ca = self.ca_path.display().to_string();
         vec![
             ("HTTPS_PROXY".to_string(), proxy.clone()),
             ("HTTP_PROXY".to_string(), proxy),
-            ("NO_PROXY".to_string(), String::new()),
+            ("NO_PROXY".to_string(), NO_PROXY.to_string()),
+            ("no_proxy".to_string(), NO_PROXY.to_string()),
             ("REQUESTS_CA_BUNDLE".to_string(), ca.clone()),
             ("SSL_CERT_FILE".to_string(), ca),
         ]

@@ -66,6 +66,8 @@ pub struct State {
     identity_header: String,
     revoked_before: std::sync::atomic::AtomicI64,
     attest: std::sync::OnceLock<Result<Arc<crate::imds::AttestPki>, String>>,
+    /// Held while a key is regenerated (its server's passwords changed, then the keys stored).
+    regenerating: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for State {
@@ -98,6 +100,7 @@ impl State {
                 bytes.iter().map(|b| format!("{b:02x}")).collect()
             },
             attest: std::sync::OnceLock::new(),
+            regenerating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -199,21 +202,35 @@ impl State {
         (fixture_keys.0.to_string(), fixture_keys.1.to_string())
     }
 
+    /// Stores the keys of a Redis resource (by resource ID).
+    pub(crate) fn store_keys(&self, id: &str, pair: (String, String)) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(id.to_ascii_lowercase(), pair);
+        }
+    }
+
+    /// Serializes key regenerations.
+    pub(crate) async fn regenerating(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.regenerating.lock().await
+    }
+
     pub(crate) fn rotate_keys(&self, name: &str) -> Option<(String, String)> {
         let suffix = format!("/{}", name.to_ascii_lowercase());
         let id = crate::arm::all_key_holders(&self.world)
             .into_iter()
             .find(|id| id.to_ascii_lowercase().ends_with(&suffix))?;
-        let fresh = || {
-            let bytes: [u8; 32] = rand::random();
-            STANDARD.encode(bytes)
-        };
-        let pair = (fresh(), fresh());
+        let pair = (fresh_key(), fresh_key());
         if let Ok(mut keys) = self.keys.write() {
             keys.insert(id.to_ascii_lowercase(), pair.clone());
         }
         Some(pair)
     }
+}
+
+/// A new access key as Azure makes them: 32 random bytes in base64.
+pub(crate) fn fresh_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    STANDARD.encode(bytes)
 }
 
 /// A request as handlers see it.
@@ -471,7 +488,7 @@ async fn dispatch(req: Request<Incoming>, host: String, vm: String, state: &Stat
     tracing::debug!(method = %req.method, %target, vm = %req.vm, "request");
     match host.as_str() {
         IMDS_HOST => crate::imds::handle(&req, state),
-        ARM_HOST => crate::arm::handle(&req, state),
+        ARM_HOST => crate::arm::handle_async(&req, state).await,
         LOGIN_HOST => crate::entra::handle(&req, state),
         PKI_HOST => crate::imds::handle_pki(&req, state),
         _ => raw_resp(404, "text/plain", "not found\n"),

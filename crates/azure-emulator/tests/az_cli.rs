@@ -343,3 +343,64 @@ async fn az_cannot_use_an_identity_not_attached_to_its_vm() {
     assert!(out.stderr.contains("Identity not found"), "{}", out.stderr);
     emu.shutdown().await;
 }
+
+/// `az redis regenerate-keys` as an operator rotates keys: one key at a time, the other kept, and
+/// `list-keys` agreeing; refused where the identity holds no role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn az_redis_regenerate_keys() {
+    let emu = Emulator::start_fixture(&fixture()).await.unwrap();
+    let az = Az::new(&emu, None);
+    let id = identity_id("my-resource-group", "teleport-azure");
+    az.json(&["login", "--identity", "--resource-id", &id])
+        .await;
+    let cache = ["-g", "my-resource-group", "-n", "my-redis"];
+    let regenerate = |kind: &'static str| {
+        let mut args = vec!["redis", "regenerate-keys"];
+        args.extend_from_slice(&cache);
+        args.extend_from_slice(&["--key-type", kind]);
+        args
+    };
+    let mut list = vec!["redis", "list-keys"];
+    list.extend_from_slice(&cache);
+
+    let keys = az.json(&regenerate("Primary")).await;
+    let primary = keys["primaryKey"].as_str().unwrap().to_string();
+    assert_ne!(primary, "cHJpbWFyeS1rZXktb2YtbXktcmVkaXM=");
+    assert_eq!(keys["secondaryKey"], "c2Vjb25kYXJ5LWtleS1vZi1teS1yZWRpcw==");
+    assert_eq!(az.json(&list).await, keys);
+
+    let keys = az.json(&regenerate("Secondary")).await;
+    assert_eq!(keys["primaryKey"], primary.as_str());
+    assert_ne!(keys["secondaryKey"], "c2Vjb25kYXJ5LWtleS1vZi1teS1yZWRpcw==");
+    assert_eq!(az.json(&list).await, keys);
+
+    // other-identity is a Reader of its own group: it may not rotate other-redis's keys.
+    let other = Az::new(&emu, Some("other-vm"));
+    other
+        .json(&[
+            "login",
+            "--identity",
+            "--resource-id",
+            &identity_id("other-resource-group", "other-identity"),
+        ])
+        .await;
+    let denied = other
+        .run(&[
+            "redis",
+            "regenerate-keys",
+            "-g",
+            "other-resource-group",
+            "-n",
+            "other-redis",
+            "--key-type",
+            "Primary",
+        ])
+        .await;
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains("AuthorizationFailed"),
+        "{}",
+        denied.stderr
+    );
+    emu.shutdown().await;
+}

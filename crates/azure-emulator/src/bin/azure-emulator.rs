@@ -1,5 +1,7 @@
-//! `azure-emulator --fixture FILE [--addr HOST:PORT] [--vm NAME]`: serves a fake Azure and prints
-//! the environment a client needs as `export K="V"` lines.
+//! `azure-emulator --fixture FILE [--addr HOST:PORT] [--vm NAME] [--attestation-root FILE]`: serves a
+//! fake Azure and prints the environment a client needs as `export K="V"` lines, then
+//! `AZURE_EMULATOR_ATTESTATION_ROOT`: the file holding the root (PEM) that its attested documents
+//! chain to (for the auth service's `azure_join.trust_bundle_path`).
 
 use std::path::PathBuf;
 
@@ -21,6 +23,9 @@ struct Args {
     /// Print the environment of this VM instead of the fixture's default VM.
     #[arg(long)]
     vm: Option<String>,
+    /// Write the attestation root (PEM) to this file instead of the emulator's state directory.
+    #[arg(long, value_name = "FILE")]
+    attestation_root: Option<PathBuf>,
     /// Debug logging.
     #[arg(long)]
     debug: bool,
@@ -44,9 +49,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the emulator")?;
     let env = handle.try_env(args.vm.as_deref())?;
+    let root = handle
+        .write_attestation_root(args.attestation_root.as_deref())
+        .context("writing the attestation root")?;
     for (k, v) in env {
         println!("export {k}=\"{v}\"");
     }
+    println!(
+        "export AZURE_EMULATOR_ATTESTATION_ROOT=\"{}\"",
+        root.display()
+    );
     eprintln!(
         "azure-emulator listening on {} (VM {}); Ctrl-C to stop",
         handle.addr(),
