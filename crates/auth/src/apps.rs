@@ -60,6 +60,7 @@ impl AuthServer {
                 "an app certificate cannot be used to get another one".into(),
             ));
         }
+        check_cert_text("azure_identity", &req.azure_identity)?;
         let (key, user, checker) = self
             .session_cert_basis(&id.username, &req.public_key)
             .await?;
@@ -89,6 +90,13 @@ impl AuthServer {
         } else {
             Vec::new()
         };
+        if !app.is_azure_cloud() && !req.azure_identity.is_empty() {
+            // Nothing checks an identity for such an app: it must not reach the certificate.
+            return Err(AuthError::BadParameter(format!(
+                "app {:?} is not an Azure app: it takes no Azure identity (drop --azure-identity)",
+                app.metadata.name
+            )));
+        }
         if app.is_azure_cloud() {
             if req.azure_identity.is_empty() {
                 return Err(AuthError::BadParameter(
@@ -192,6 +200,26 @@ impl AuthServer {
             .await
             .map_err(|e| AuthError::Internal(e.to_string()))
     }
+}
+
+/// Longest text a session request may place in a certificate (bytes).
+pub const MAX_CERT_TEXT: usize = 1024;
+
+/// Text a user's request places in a session certificate beside what the auth service checked
+/// (an Azure identity, a database user or database name): at most [`MAX_CERT_TEXT`] bytes and
+/// no control characters, so that what the certificate carries prints and logs as one line.
+pub(crate) fn check_cert_text(what: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_CERT_TEXT {
+        return Err(AuthError::BadParameter(format!(
+            "{what} is longer than {MAX_CERT_TEXT} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AuthError::BadParameter(format!(
+            "{what} {value:?} contains control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// An agent's event as recorded: only the kinds agents may send, with the

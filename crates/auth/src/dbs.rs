@@ -52,6 +52,8 @@ impl AuthServer {
                 "a session certificate cannot be used to get another one".into(),
             ));
         }
+        crate::apps::check_cert_text("db_user", &req.db_user)?;
+        crate::apps::check_cert_text("db_name", &req.db_name)?;
         let (key, user, checker) = self
             .session_cert_basis(&id.username, &req.public_key)
             .await?;

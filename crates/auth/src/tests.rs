@@ -390,3 +390,131 @@ async fn agents_hold_only_their_own_names() {
         .await
         .unwrap();
 }
+
+/// What a session certificate carries beside the checked route is checked too: a non-Azure app
+/// takes no Azure identity (nothing would check it), an Azure identity must be one the roles
+/// allow, and database users and names are single lines of bounded length.
+#[tokio::test]
+async fn session_certificates_carry_only_checked_text() {
+    use base64::Engine;
+    let b64 = |der: &[u8]| base64::engine::general_purpose::STANDARD.encode(der);
+    let auth = server().await;
+    let id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader";
+    let mut traits = BTreeMap::new();
+    traits.insert("azure_identities".to_string(), vec![id.to_string()]);
+    traits.insert("db_users".to_string(), vec!["*".to_string()]);
+    traits.insert("db_names".to_string(), vec!["*".to_string()]);
+    let user = new_user("alice", vec!["access".into()], traits).unwrap();
+    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
+    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
+        .await
+        .unwrap();
+    let key = pki::generate_key().unwrap();
+    let login = auth
+        .generate_user_cert("alice", &key.public_key_der, Duration::ZERO)
+        .await
+        .unwrap();
+    let alice = Caller::from_identity(Identity::from_cert_pem(&login.tls_cert).unwrap());
+
+    let host_key = pki::generate_key().unwrap();
+    let certs = auth
+        .issue_host_certs(
+            "agent-host",
+            "agent-host",
+            vec!["App".into(), "Db".into()],
+            &b64(&host_key.public_key_der),
+            &[],
+        )
+        .unwrap();
+    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let mut azure = resources::App::new("azure-cli", "");
+    azure.spec.cloud = Some("Azure".into());
+    azure.check_and_set_defaults().unwrap();
+    let plain = resources::App::new("grafana", "http://127.0.0.1:3000");
+    for app in [azure, plain] {
+        let hb = agents::Heartbeat {
+            kind: "app".into(),
+            app: Some(app),
+            db: None,
+            features: Vec::new(),
+        };
+        auth.heartbeat(&agent, hb).await.unwrap();
+    }
+    let hb = agents::Heartbeat {
+        kind: "db".into(),
+        app: None,
+        db: Some(resources::Database::new(
+            "cache",
+            "redis",
+            "rediss://cache:6380",
+        )),
+        features: Vec::new(),
+    };
+    auth.heartbeat(&agent, hb).await.unwrap();
+
+    let app_req = |app: &str, identity: &str| apps::AppCertRequest {
+        app: app.into(),
+        azure_identity: identity.into(),
+        public_key: b64(&key.public_key_der),
+    };
+    // The allowed identity on the Azure app; nothing on the other app.
+    let ok = auth
+        .generate_app_cert(&alice, &app_req("azure-cli", id))
+        .await
+        .unwrap();
+    let route = Identity::from_cert_pem(&ok.tls_cert)
+        .unwrap()
+        .route_to_app
+        .unwrap();
+    assert_eq!(route.azure_identity, id);
+    auth.generate_app_cert(&alice, &app_req("grafana", ""))
+        .await
+        .unwrap();
+    let refused = [
+        ("grafana", id.to_string()),
+        ("grafana", "anything".to_string()),
+        ("azure-cli", format!("{id}-other")),
+        ("azure-cli", format!("{id}\nforged: line")),
+        ("azure-cli", "x".repeat(5000)),
+        ("no-such-app", String::new()),
+    ];
+    for (app, identity) in refused {
+        let err = auth
+            .generate_app_cert(&alice, &app_req(app, &identity))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuthError::BadParameter(_) | AuthError::AccessDenied(_) | AuthError::NotFound(_)
+            ),
+            "{app} {identity:?}: {err}"
+        );
+    }
+
+    let db_req = |db: &str, user: &str, name: &str| dbs::DbCertRequest {
+        database: db.into(),
+        db_user: user.into(),
+        db_name: name.into(),
+        public_key: b64(&key.public_key_der),
+    };
+    auth.generate_db_cert(&alice, &db_req("cache", "reader", "0"))
+        .await
+        .unwrap();
+    for (db, user, name) in [
+        ("cache", "reader\r\nAUTH x", ""),
+        ("cache", "reader", "0\nforged"),
+        ("cache", &"u".repeat(5000) as &str, ""),
+        ("cache", "reader", &"n".repeat(5000) as &str),
+        ("no-such-db", "reader", ""),
+    ] {
+        let err = auth
+            .generate_db_cert(&alice, &db_req(db, user, name))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::BadParameter(_) | AuthError::NotFound(_)),
+            "{db} {user:?} {name:?}: {err}"
+        );
+    }
+}
