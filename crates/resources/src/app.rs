@@ -69,7 +69,11 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
     /// Dynamic labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique_keys"
+    )]
     pub dynamic_labels: BTreeMap<String, CommandLabel>,
 }
 
@@ -166,7 +170,11 @@ pub struct DatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<DatabaseAzure>,
     /// Dynamic labels.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique_keys"
+    )]
     pub dynamic_labels: BTreeMap<String, CommandLabel>,
 }
 
