@@ -369,3 +369,14 @@ fn a_repeated_metadata_label_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_repeated_dynamic_label_is_refused() {
+    let text = "kind: db\nversion: v3\nmetadata: {name: d}\nspec:\n  protocol: redis\n  uri: h:6379\n  dynamic_labels:\n    arch: {command: [uname]}\n    arch: {command: [id]}\n";
+    let err = parse_resources(text).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("spec.dynamic_labels: duplicate key `arch`"),
+        "{err}"
+    );
+}
