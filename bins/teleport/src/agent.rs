@@ -189,7 +189,7 @@ pub async fn run(
             );
             let tokens = Arc::new(azure_mint::TokenCache::new(Arc::new(minter)));
             let client = http
-                .client()
+                .forwarding_client()
                 .map_err(|e| anyhow!("Azure HTTP client: {e}"))?;
             services.azure.insert(
                 app.metadata.name.clone(),

@@ -40,7 +40,20 @@ impl HttpConfig {
 
     /// Builds a `reqwest` client.
     pub fn client(&self) -> Result<reqwest::Client, Error> {
+        self.client_with(reqwest::redirect::Policy::default())
+    }
+
+    /// A client that follows no redirect: for forwarding a user's requests
+    /// (the app service's Azure handler), where a 3xx goes back to the
+    /// client as Azure sent it instead of being followed by the agent with
+    /// the identity's token.
+    pub fn forwarding_client(&self) -> Result<reqwest::Client, Error> {
+        self.client_with(reqwest::redirect::Policy::none())
+    }
+
+    fn client_with(&self, redirects: reqwest::redirect::Policy) -> Result<reqwest::Client, Error> {
         let mut builder = reqwest::Client::builder()
+            .redirect(redirects)
             .timeout(self.timeout.unwrap_or(Duration::from_secs(30)))
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("azure-mint/", env!("CARGO_PKG_VERSION")));
@@ -79,5 +92,56 @@ impl HttpConfig {
             cloud: Some(Arc::new(cloud.configuration())),
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A 3xx from "Azure" reaches the forwarding client's caller as sent; the
+    /// place it points at is never asked (with the identity's token).
+    #[tokio::test]
+    async fn the_forwarding_client_follows_no_redirect() {
+        let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}/stolen", elsewhere.local_addr().unwrap());
+        let azure = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let azure_addr = azure.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = azure.accept().await.unwrap();
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n"
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        let config = HttpConfig::default();
+        let url = format!("http://{azure_addr}/subscriptions");
+        let resp = config
+            .forwarding_client()
+            .unwrap()
+            .get(&url)
+            .bearer_auth("token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+        let dialled =
+            tokio::time::timeout(std::time::Duration::from_millis(200), elsewhere.accept()).await;
+        assert!(dialled.is_err(), "the redirect was followed");
+        // The ordinary client (Azure's own APIs) still follows redirects.
+        let followed = tokio::spawn(config.client().unwrap().get(&url).send());
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_secs(10), elsewhere.accept()).await;
+        assert!(accepted.is_ok(), "the ordinary client did not follow");
+        followed.abort();
     }
 }
