@@ -6,10 +6,17 @@
 //! deleted, cancelled or failed (as Teleport does). Names come from the
 //! resource (Enterprise: the cluster, or `<cluster>-<db>` for a database not
 //! named `default`); the `TeleportDatabaseName` tag overrides them.
+//!
+//! ARM is a peer: the host name it reports becomes a dial target and the TLS
+//! server name, so it is parsed as an authority (a DNS name and nothing else:
+//! no userinfo, port, path or query) and must lie under one of Azure's Redis
+//! DNS suffixes ([`AZURE_REDIS_SUFFIXES`]); ports must be 1 to 65535 and names
+//! must be resource names. Anything else is skipped with a warning.
 
 use std::collections::BTreeMap;
 
 use azure_mint::arm::{ArmClient, Redis, RedisEnterprise, RedisEnterpriseDatabase};
+use azure_mint::authority::{Authority, Host};
 use config::AzureMatcher;
 use resources::{Database, DatabaseAzure};
 
@@ -24,6 +31,80 @@ const SKIPPED_REDIS_STATES: [&str; 6] = [
 ];
 /// Redis Enterprise states that are skipped.
 const SKIPPED_ENTERPRISE_STATES: [&str; 4] = ["canceled", "creating", "deleting", "failed"];
+
+/// DNS suffixes under which Azure serves Redis: Azure Cache for Redis, Redis Enterprise and
+/// Azure Managed Redis, in the public cloud, Azure operated by 21Vianet and Azure Government.
+/// A discovered host must be a name strictly below one of them (private endpoints'
+/// `*.privatelink.redis.cache.windows.net` included).
+pub const AZURE_REDIS_SUFFIXES: &[&str] = &[
+    "redis.cache.windows.net",
+    "redisenterprise.cache.azure.net",
+    "redis.azure.net",
+    "redis.cache.chinacloudapi.cn",
+    "redisenterprise.cache.chinacloudapi.cn",
+    "redis.cache.usgovcloudapi.net",
+    "redisenterprise.cache.usgovcloudapi.net",
+];
+
+/// The one name outside [`AZURE_REDIS_SUFFIXES`] accepted: the agent's own loopback, where the
+/// Azure emulator's caches live (it cannot serve them under Azure's names without DNS). A host
+/// ARM names this way reaches nothing beyond the agent's host, and TLS still verifies it.
+const LOOPBACK_NAME: &str = "localhost";
+
+/// The host of a Redis endpoint that ARM reported, when it may be dialled: a DNS name
+/// ([`Authority::parse`]: no userinfo, port, path, query, whitespace or IP literal) strictly
+/// under one of [`AZURE_REDIS_SUFFIXES`] (or [`LOOPBACK_NAME`]). Lowercase.
+pub fn redis_endpoint_host(host_name: &str) -> Result<String, String> {
+    let authority = Authority::parse(host_name).map_err(|e| e.to_string())?;
+    if authority.port().is_some() {
+        return Err(format!(
+            "{host_name:?} carries a port: ARM reports host names without one"
+        ));
+    }
+    let Host::Dns(name) = authority.host() else {
+        return Err(format!(
+            "{host_name:?} is an IP address, not an Azure Redis host name"
+        ));
+    };
+    let under = |suffix: &str| {
+        name.len() > suffix.len() + 1
+            && name.ends_with(suffix)
+            && name.as_bytes().get(name.len() - suffix.len() - 1) == Some(&b'.')
+    };
+    if name == LOOPBACK_NAME || AZURE_REDIS_SUFFIXES.iter().any(|s| under(s)) {
+        Ok(name.clone())
+    } else {
+        Err(format!(
+            "{host_name:?} is not under an Azure Redis DNS suffix ({})",
+            AZURE_REDIS_SUFFIXES.join(", ")
+        ))
+    }
+}
+
+/// A database name from Azure (a resource name or a `TeleportDatabaseName` tag) when it is one
+/// the auth service registers: 1 to 253 letters, digits, `-`, `_` and `.`, not only dots.
+fn resource_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && !name.bytes().all(|b| b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the database name {name:?} is not 1 to 253 letters, digits, '-', '_' and '.' \
+             (set the TeleportDatabaseName tag to one)"
+        ))
+    }
+}
+
+/// A discovered resource that cannot be registered: skipped, and said why.
+fn skip(id: &str, why: &str) -> Option<Database> {
+    tracing::warn!(resource = %id, "Azure discovery skips the resource: {why}");
+    None
+}
 
 /// `East US` -> `eastus`.
 pub fn normalize_region(region: &str) -> String {
@@ -114,7 +195,17 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
         .get("TeleportDatabaseName")
         .cloned()
         .unwrap_or_else(|| r.name.clone());
-    let mut db = Database::new(name, "redis", format!("{}:{port}", r.properties.host_name));
+    if port == 0 {
+        return skip(&r.id, "its TLS port is 0");
+    }
+    if let Err(why) = resource_name(&name) {
+        return skip(&r.id, &why);
+    }
+    let host = match redis_endpoint_host(&r.properties.host_name) {
+        Ok(host) => host,
+        Err(why) => return skip(&r.id, &why),
+    };
+    let mut db = Database::new(name, "redis", format!("{host}:{port}"));
     db.metadata.description = format!("Azure Redis server in {}", r.location);
     db.metadata.labels = base_labels(
         &r.id,
@@ -172,6 +263,16 @@ pub fn enterprise_database(
         .get("TeleportDatabaseName")
         .cloned()
         .unwrap_or(default_name);
+    if port == 0 {
+        return skip(&d.id, "its port is 0");
+    }
+    if let Err(why) = resource_name(&name) {
+        return skip(&d.id, &why);
+    }
+    let host = match redis_endpoint_host(&cluster.properties.host_name) {
+        Ok(host) => host,
+        Err(why) => return skip(&d.id, &why),
+    };
     // The OSS cluster policy exposes the shards themselves: clients follow
     // MOVED/ASK, so sessions run the engine's cluster mode.
     let uri = if d
@@ -179,12 +280,9 @@ pub fn enterprise_database(
         .clustering_policy
         .eq_ignore_ascii_case("OSSCluster")
     {
-        format!(
-            "rediss://{}:{port}?mode=cluster",
-            cluster.properties.host_name
-        )
+        format!("rediss://{host}:{port}?mode=cluster")
     } else {
-        format!("rediss://{}:{port}", cluster.properties.host_name)
+        format!("rediss://{host}:{port}")
     };
     let mut db = Database::new(name, "redis", uri);
     db.metadata.description = format!("Azure Redis Enterprise server in {}", cluster.location);

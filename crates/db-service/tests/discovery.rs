@@ -120,3 +120,130 @@ fn regions_and_ids() {
     );
     assert_eq!(db_service::discovery::parse_resource_id("/nope"), None);
 }
+
+fn redis_resource(host: &str, port: u16, tags: serde_json::Value) -> azure_mint::arm::Redis {
+    serde_json::from_value(serde_json::json!({
+        "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r",
+        "name": "r",
+        "type": "Microsoft.Cache/Redis",
+        "location": "eastus",
+        "tags": tags,
+        "properties": {"hostName": host, "sslPort": port, "provisioningState": "Succeeded"},
+    }))
+    .unwrap()
+}
+
+fn enterprise_resources(
+    host: &str,
+    port: u16,
+) -> (
+    azure_mint::arm::RedisEnterprise,
+    azure_mint::arm::RedisEnterpriseDatabase,
+) {
+    let cluster = serde_json::from_value(serde_json::json!({
+        "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redisEnterprise/e",
+        "name": "e",
+        "type": "Microsoft.Cache/redisEnterprise",
+        "location": "eastus",
+        "properties": {"hostName": host, "provisioningState": "Succeeded"},
+    }))
+    .unwrap();
+    let db = serde_json::from_value(serde_json::json!({
+        "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redisEnterprise/e/databases/default",
+        "name": "default",
+        "type": "Microsoft.Cache/redisEnterprise/databases",
+        "properties": {"port": port, "clientProtocol": "Encrypted", "clusteringPolicy": "OSSCluster", "provisioningState": "Succeeded"},
+    }))
+    .unwrap();
+    (cluster, db)
+}
+
+/// ARM is a peer: a host name it reports is dialled and sent as SNI only when it is a DNS name
+/// under Azure's Redis suffixes, with nothing a URL parser could read as another host.
+#[test]
+fn discovered_endpoints_are_azure_redis_hosts() {
+    let m = matcher(&["*"]);
+    let hostile = [
+        "my.redis.cache.windows.net:1@evil.example",
+        "my.redis.cache.windows.net@evil.example",
+        "evil.example",
+        "redis.cache.windows.net.evil.example",
+        "evilredis.cache.windows.net",
+        "redis.cache.windows.net",
+        "10.0.0.1",
+        "[::1]",
+        "my.redis.cache.windows.net/x",
+        "my.redis.cache.windows.net?mode=cluster",
+        "my.redis.cache.windows.net#x",
+        "my.redis.cache.windows.net:6380",
+        "my.redis.cache.windows.net\n",
+        " my.redis.cache.windows.net",
+        "",
+    ];
+    for host in hostile {
+        let r = redis_resource(host, 6380, serde_json::json!({}));
+        assert_eq!(
+            db_service::discovery::redis_database(&m, &r),
+            None,
+            "cache at {host:?}"
+        );
+        let (cluster, d) = enterprise_resources(host, 10000);
+        assert_eq!(
+            db_service::discovery::enterprise_database(&m, &cluster, &d),
+            None,
+            "Enterprise at {host:?}"
+        );
+        assert!(
+            db_service::discovery::redis_endpoint_host(host).is_err(),
+            "{host:?}"
+        );
+    }
+    // Port 0 and names the auth service would not register are skipped too.
+    assert_eq!(
+        db_service::discovery::redis_database(
+            &m,
+            &redis_resource("my.redis.cache.windows.net", 0, serde_json::json!({}))
+        ),
+        None
+    );
+    for name in ["../x", "a b", "x\ny", ".."] {
+        let r = redis_resource(
+            "my.redis.cache.windows.net",
+            6380,
+            serde_json::json!({"TeleportDatabaseName": name}),
+        );
+        assert_eq!(
+            db_service::discovery::redis_database(&m, &r),
+            None,
+            "{name:?}"
+        );
+    }
+
+    // Azure's own names (any case, private endpoints, sovereign clouds) are kept, lowercase.
+    for (host, want) in [
+        ("My.Redis.Cache.Windows.Net", "my.redis.cache.windows.net"),
+        (
+            "my.privatelink.redis.cache.windows.net",
+            "my.privatelink.redis.cache.windows.net",
+        ),
+        ("my.eastus.redis.azure.net", "my.eastus.redis.azure.net"),
+        (
+            "my.redis.cache.chinacloudapi.cn",
+            "my.redis.cache.chinacloudapi.cn",
+        ),
+        ("localhost", "localhost"),
+    ] {
+        let db = db_service::discovery::redis_database(
+            &m,
+            &redis_resource(host, 6380, serde_json::json!({})),
+        )
+        .unwrap_or_else(|| panic!("{host}"));
+        assert_eq!(db.host_port(), Some((want.to_string(), 6380)));
+    }
+    let (cluster, d) = enterprise_resources("e.eastus.redisenterprise.cache.azure.net", 10000);
+    let db = db_service::discovery::enterprise_database(&m, &cluster, &d).unwrap();
+    assert_eq!(
+        db.spec.uri,
+        "rediss://e.eastus.redisenterprise.cache.azure.net:10000?mode=cluster"
+    );
+}
