@@ -657,6 +657,30 @@ impl FileConfig {
                 )));
             }
         }
+        // Values of a closed set: a misspelt one would select nothing (a matcher that
+        // discovers no database) or fall back to a default.
+        if let Some(sev) = self
+            .teleport
+            .log
+            .as_ref()
+            .and_then(|l| l.severity.as_deref())
+        {
+            if !matches!(
+                sev.to_ascii_lowercase().as_str(),
+                "trace" | "debug" | "info" | "warn" | "warning" | "error"
+            ) {
+                return Err(ConfigError::Invalid(format!(
+                    "teleport.log.severity {sev:?} is not a log level (DEBUG, INFO, WARN or ERROR)"
+                )));
+            }
+        }
+        for (i, m) in self.db_service.azure.iter().enumerate() {
+            if let Some(t) = m.types.iter().find(|t| t.as_str() != "redis") {
+                return Err(ConfigError::Invalid(format!(
+                    "db_service.azure[{i}].types: {t:?} is not supported by this build (supported: redis, for Azure Cache for Redis and Redis Enterprise)"
+                )));
+            }
+        }
         for t in &self.auth_service.tokens {
             if !t.contains(':') {
                 return Err(ConfigError::Invalid(format!(
@@ -860,6 +884,30 @@ app_service:
         .to_string();
         assert!(
             err.contains("db_service.azure[0].tags: duplicate key `env`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn closed_values_are_checked() {
+        let err = parse("version: v3\nteleport:\n  log:\n    severity: INFOO\n", "x").unwrap_err();
+        assert!(
+            err.to_string().contains("teleport.log.severity \"INFOO\""),
+            "{err}"
+        );
+        parse(
+            "version: v3\nteleport:\n  log:\n    severity: warning\n",
+            "x",
+        )
+        .unwrap();
+        let err = parse(
+            "version: v3\ndb_service:\n  azure:\n  - types: [rediss]\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("db_service.azure[0].types: \"rediss\""),
             "{err}"
         );
     }
