@@ -380,3 +380,16 @@ fn a_repeated_dynamic_label_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn concatenated_json_objects_name_document_and_line() {
+    let text = "{\"kind\": \"role\", \"version\": \"v7\", \"metadata\": {\"name\": \"a\"}}\n{\"kind\": \"role\", \"version\": \"v7\",\n \"metadata\": {\"name\": \"b\"},\n \"spec\": {\"deny\": {\"azure_identitie\": [\"*\"]}}}\n";
+    let err = parse_resources(text).unwrap_err();
+    assert_eq!((err.document, err.line), (2, Some(4)), "{err}");
+    assert!(
+        err.message.starts_with(
+            "unknown key `spec.deny.azure_identitie` (did you mean `azure_identities`?)"
+        ),
+        "{err}"
+    );
+}
