@@ -382,6 +382,7 @@ impl AzureRedis {
         use crate::*;
         let redis = RedisTls::start_opts(MY_REDIS_PRIMARY, extras.plain)?;
         let port = redis.port;
+        let redis_ca = redis.ca_path.display().to_string();
         let entra = if extras.entra {
             let unknown: [u8; 16] = rand_bytes();
             let server = RedisTls::start(&hex(&unknown))?;
@@ -439,10 +440,15 @@ impl AzureRedis {
             tags.insert("env".into(), "dev".into());
             tags.insert("TeleportDatabaseName".into(), "my-azure-redis".into());
             r.insert("tags".into(), tags.into());
+            // ARM's regenerateKey makes the new keys the server's passwords.
+            let mut server = serde_yaml_ng::Mapping::new();
+            server.insert("ca_file".into(), redis_ca.into());
+            r.insert("server".into(), server.into());
             let Some(entra_port) = entra_port else {
                 return;
             };
             let mut e = r.clone();
+            e.remove("server");
             e.insert("name".into(), "entra-redis".into());
             e.insert("ssl_port".into(), (entra_port as u64).into());
             e.insert("access_keys_disabled".into(), true.into());
