@@ -91,8 +91,35 @@ enum InstallCmd {
     },
 }
 
-fn systemd_unit(pid_file: &str, teleport_path: &str, env_file: &str, fd_limit: u64) -> String {
-    format!(
+/// A path that can be written into the unit as it is: absolute, of letters, digits and
+/// `/ . _ - + @ ,` only. Whitespace, quotes, `$`, `%` (systemd specifiers), `;`, backquotes and
+/// newlines would otherwise split `ExecStart`, add directives, or run in `ExecReload`'s shell.
+fn unit_path<'a>(flag: &str, path: &'a str) -> Result<&'a str, String> {
+    let ok = path.starts_with('/')
+        && path.len() <= 1024
+        && path.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@' | b',')
+        });
+    if ok {
+        Ok(path)
+    } else {
+        Err(format!(
+            "--{flag} {path:?} cannot be written into a systemd unit: give an absolute path of \
+             letters, digits and / . _ - + @ , only"
+        ))
+    }
+}
+
+fn systemd_unit(
+    pid_file: &str,
+    teleport_path: &str,
+    env_file: &str,
+    fd_limit: u64,
+) -> Result<String, String> {
+    let pid_file = unit_path("pid-file", pid_file)?;
+    let teleport_path = unit_path("teleport-path", teleport_path)?;
+    let env_file = unit_path("env-file", env_file)?;
+    Ok(format!(
         "[Unit]\n\
          Description=Teleport Service\n\
          After=network.target\n\
@@ -109,7 +136,7 @@ fn systemd_unit(pid_file: &str, teleport_path: &str, env_file: &str, fd_limit: u
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n"
-    )
+    ))
 }
 
 mod agent;
@@ -139,7 +166,13 @@ fn main() -> ExitCode {
             env_file,
             fd_limit,
         }) => {
-            let unit = systemd_unit(&pid_file, &teleport_path, &env_file, fd_limit);
+            let unit = match systemd_unit(&pid_file, &teleport_path, &env_file, fd_limit) {
+                Ok(unit) => unit,
+                Err(e) => {
+                    eprintln!("ERROR: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match output {
                 None => {
                     print!("{unit}");
@@ -486,4 +519,49 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Flags become unit lines and part of `ExecReload`'s shell command: text that could add a
+    /// directive or run a command is refused, never written.
+    #[test]
+    fn systemd_unit_paths_cannot_add_directives_or_commands() {
+        let unit = systemd_unit(
+            "/run/teleport.pid",
+            "/usr/local/bin/teleport",
+            "/etc/default/teleport",
+            1024,
+        )
+        .unwrap();
+        assert!(unit.contains("PIDFile=/run/teleport.pid\n"), "{unit}");
+        for bad in [
+            "/run/t.pid\nExecStartPre=/bin/touch /tmp/pwned",
+            "/run/t.pid; touch /tmp/pwned",
+            "/run/$(touch /tmp/pwned)",
+            "/run/`id`",
+            "/run/\"x\"",
+            "/run/with space",
+            "/run/%h",
+            "relative/t.pid",
+            "",
+        ] {
+            for which in 0..3 {
+                let mut args = [
+                    "/run/teleport.pid",
+                    "/usr/local/bin/teleport",
+                    "/etc/default/teleport",
+                ];
+                args[which] = bad;
+                let err = systemd_unit(args[0], args[1], args[2], 1024).unwrap_err();
+                assert!(
+                    err.contains("cannot be written into a systemd unit"),
+                    "{err}"
+                );
+            }
+        }
+    }
 }
