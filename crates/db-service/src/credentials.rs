@@ -400,6 +400,61 @@ mod tests {
         assert_eq!(object_id_of("a.!!!.c"), None);
     }
 
+    fn keys(listed: &[&str]) -> Vec<String> {
+        listed.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn refused_keys_are_skipped_until_listed_no_more() {
+        let now = Instant::now();
+        let mut k = Keys::default();
+        assert!(k.may_fetch(now), "nothing fetched yet");
+        k.take_listed(keys(&["p1", "s1"]), now);
+        assert_eq!(k.pick().as_deref(), Some("p1"));
+        // A refusal of a key not in use changes nothing.
+        assert!(!k.refuse("old"));
+        assert_eq!(k.pick().as_deref(), Some("p1"));
+        // The primary refused: the secondary, without asking Azure.
+        assert!(k.refuse("p1"));
+        assert_eq!(k.pick().as_deref(), Some("s1"));
+        // A late refusal of the primary from another connection: no change.
+        assert!(!k.refuse("p1"));
+        assert_eq!(k.pick().as_deref(), Some("s1"));
+        // Both refused: fetch. Azure lists the refused primary first still:
+        // it is skipped.
+        assert!(k.refuse("s1"));
+        assert_eq!(k.pick(), None);
+        assert!(k.may_fetch(now));
+        k.take_listed(keys(&["p1", "s2"]), now);
+        assert_eq!(k.pick().as_deref(), Some("s2"));
+        // Listed no more: forgotten.
+        k.take_listed(keys(&["p2", "s2"]), now);
+        assert_eq!(k.refused, Vec::<String>::new());
+        assert_eq!(k.pick().as_deref(), Some("p2"));
+    }
+
+    #[test]
+    fn a_cache_refusing_every_key_is_not_asked_about_on_every_connection() {
+        let t0 = Instant::now();
+        let mut k = Keys::default();
+        k.take_listed(keys(&["p", "s"]), t0);
+        k.refuse("p");
+        k.refuse("s");
+        // The same keys again: no new fetch for a while; start over from
+        // the first listed key instead.
+        k.take_listed(keys(&["p", "s"]), t0);
+        assert_eq!(k.pick(), None);
+        assert!(!k.may_fetch(t0 + Duration::from_secs(1)));
+        assert_eq!(k.restart().as_deref(), Some("p"));
+        assert!(k.refused.is_empty());
+        assert!(k.may_fetch(t0 + REFETCH_UNCHANGED_AFTER));
+        // New keys lift the pause.
+        k.take_listed(keys(&["p3", "s"]), t0);
+        k.refuse("p3");
+        k.refuse("s");
+        assert!(k.may_fetch(t0));
+    }
+
     #[test]
     fn denied_text_is_teleports() {
         assert_eq!(
