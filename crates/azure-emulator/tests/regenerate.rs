@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 const SUB: &str = "00000000-0000-0000-0000-000000000000";
 const PRIMARY: &str = "cHJpbWFyeS1rZXktb2YtbXktcmVkaXM=";
 const SECONDARY: &str = "c2Vjb25kYXJ5LWtleS1vZi1teS1yZWRpcw==";
+const ENTERPRISE_PRIMARY: &str = "ZW50ZXJwcmlzZS1wcmltYXJ5";
+const ENTERPRISE_SECONDARY: &str = "ZW50ZXJwcmlzZS1zZWNvbmRhcnk=";
 const TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/";
 
 fn my_redis_url(action: &str) -> String {
@@ -117,19 +119,32 @@ impl Conn {
     }
 }
 
-/// The guide's world with my-redis backed by `redis`.
-async fn start(redis: &Redis) -> EmulatorHandle {
+/// The guide's world with my-redis backed by `redis`, and my-enterprise's database by the nodes
+/// `nodes`.
+async fn start(redis: &Redis, nodes: &[&Redis]) -> EmulatorHandle {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/azure-emulator.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
+    let mut text = std::fs::read_to_string(path).unwrap();
     let line = format!("            secondary_key: {SECONDARY}\n");
     assert!(text.contains(&line));
-    let text = text.replace(
+    text = text.replace(
         &line,
         &format!(
             "{line}            server: {{ host: 127.0.0.1, ports: [{}] }}\n",
             redis.port
         ),
     );
+    if !nodes.is_empty() {
+        let line = format!("                secondary_key: {ENTERPRISE_SECONDARY}\n");
+        assert!(text.contains(&line));
+        let ports: Vec<String> = nodes.iter().map(|n| n.port.to_string()).collect();
+        text = text.replace(
+            &line,
+            &format!(
+                "{line}                server: {{ host: 127.0.0.1, ports: [{}] }}\n",
+                ports.join(", ")
+            ),
+        );
+    }
     Emulator::start(azure_emulator::World::from_yaml(&text).unwrap())
         .await
         .unwrap()
@@ -188,7 +203,7 @@ impl Arm {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerating_a_key_changes_arm_and_the_server() {
     let redis = Redis::start(PRIMARY);
-    let emu = start(&redis).await;
+    let emu = start(&redis, &[]).await;
     let arm = Arm::new(&emu).await;
     // A connection authenticated before the rotation.
     let mut open = redis.conn();
@@ -254,7 +269,12 @@ async fn regenerating_a_key_changes_arm_and_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_key_refusals_and_redis_enterprise() {
     let redis = Redis::start(PRIMARY);
-    let emu = start(&redis).await;
+    // The shards of the Redis Enterprise database: every node gets the new keys.
+    let nodes = [
+        Redis::start(ENTERPRISE_PRIMARY),
+        Redis::start(ENTERPRISE_PRIMARY),
+    ];
+    let emu = start(&redis, &[&nodes[0], &nodes[1]]).await;
     let arm = Arm::new(&emu).await;
     let url = my_redis_url("regenerateKey");
 
@@ -295,7 +315,7 @@ async fn regenerate_key_refusals_and_redis_enterprise() {
     let (_, listed) = arm.post(&my_redis_url("listKeys"), &json!({})).await;
     assert_eq!(listed["primaryKey"], PRIMARY);
 
-    // A Redis Enterprise database (no server behind it in this world).
+    // A Redis Enterprise database.
     let db = format!("https://management.azure.com/subscriptions/{SUB}/resourceGroups/my-resource-group/providers/Microsoft.Cache/redisEnterprise/my-enterprise/databases/default");
     let (status, keys) = arm
         .post(
@@ -304,10 +324,15 @@ async fn regenerate_key_refusals_and_redis_enterprise() {
         )
         .await;
     assert_eq!(status, 200, "{keys}");
-    assert_eq!(keys["primaryKey"], "ZW50ZXJwcmlzZS1wcmltYXJ5");
-    assert_ne!(keys["secondaryKey"], "ZW50ZXJwcmlzZS1zZWNvbmRhcnk=");
+    assert_eq!(keys["primaryKey"], ENTERPRISE_PRIMARY);
+    assert_ne!(keys["secondaryKey"], ENTERPRISE_SECONDARY);
     let (_, listed) = arm
         .post(&format!("{db}/listKeys?api-version=2025-04-01"), &json!({}))
         .await;
     assert_eq!(listed, keys);
+    for node in &nodes {
+        assert!(node.accepts(ENTERPRISE_PRIMARY));
+        assert!(node.accepts(keys["secondaryKey"].as_str().unwrap()));
+        assert!(!node.accepts(ENTERPRISE_SECONDARY));
+    }
 }
