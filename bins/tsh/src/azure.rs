@@ -44,7 +44,7 @@ async fn start_local_proxy(
         .route_to_app
         .clone()
         .ok_or_else(|| anyhow!("the certificate of {app} is not an app certificate"))?;
-    let paths = s.store.app_paths(&s.profile, app);
+    let paths = s.store.app_paths(&s.profile, app)?;
     let upstream = client::apps::AppUpstream::new(&s.profile.web_proxy_addr, app_creds, insecure)?;
     let cfg = msi_proxy::MsiProxyConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -159,7 +159,7 @@ pub fn apps_logout(cli: &Cli, app: Option<&str>) -> Result<()> {
             .collect(),
     };
     for n in names {
-        let paths = s.store.app_paths(&s.profile, &n);
+        let paths = s.store.app_paths(&s.profile, &n)?;
         client::apps::remove_app(&paths);
         let _ = std::fs::remove_dir_all(&paths.azure_config_dir);
         println!("Logged out of app {n:?}.");
@@ -182,7 +182,7 @@ pub async fn az(cli: &Cli, args: &[String]) -> Result<i32> {
     let insecure = cli.insecure || s.profile.insecure;
     let (app, creds) = azure_session(&s)?;
     let proxy = start_local_proxy(&s, &app, &creds, insecure, 0).await?;
-    let paths = s.store.app_paths(&s.profile, &app);
+    let paths = s.store.app_paths(&s.profile, &app)?;
     let (code, _) = run_az(&proxy, &paths.azure_config_dir, args, false).await?;
     proxy.shutdown().await;
     Ok(code)
@@ -196,7 +196,7 @@ pub async fn proxy_azure(cli: &Cli, port: Option<u16>, format: &str) -> Result<(
     let insecure = cli.insecure || s.profile.insecure;
     let (app, creds) = azure_session(&s)?;
     let proxy = start_local_proxy(&s, &app, &creds, insecure, port.unwrap_or(0)).await?;
-    let paths = s.store.app_paths(&s.profile, &app);
+    let paths = s.store.app_paths(&s.profile, &app)?;
     let mut env = vec![(
         "AZURE_CONFIG_DIR".to_string(),
         paths.azure_config_dir.display().to_string(),

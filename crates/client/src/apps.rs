@@ -63,21 +63,24 @@ pub struct AppPaths {
 }
 
 impl ProfileStore {
-    /// Paths of an app session of `profile`.
-    pub fn app_paths(&self, profile: &Profile, app: &str) -> AppPaths {
+    /// Paths of an app session of `profile`; refused when a name cannot be a path component
+    /// ([`crate::profile::path_component`]): `tsh apps logout ../../..` must not remove `~`.
+    pub fn app_paths(&self, profile: &Profile, app: &str) -> Result<AppPaths> {
+        crate::profile::check_profile_names(profile)?;
+        crate::profile::path_component("app name", app)?;
         let dir = self
             .dir()
             .join("keys")
             .join(profile.name())
             .join(format!("{}-app", profile.user))
             .join(&profile.cluster);
-        AppPaths {
+        Ok(AppPaths {
             cert: dir.join(format!("{app}.crt")),
             key: dir.join(format!("{app}.key")),
             local_ca: dir.join(format!("{app}-localca.pem")),
             azure_config_dir: self.dir().join("azure").join(&profile.cluster).join(app),
             dir,
-        }
+        })
     }
 
     /// Store an app session's key and certificate.
@@ -88,9 +91,7 @@ impl ProfileStore {
         key_pem: &str,
         cert_pem: &str,
     ) -> Result<AppPaths> {
-        crate::profile::check_profile_names(profile)?;
-        crate::profile::path_component("app name", app)?;
-        let paths = self.app_paths(profile, app);
+        let paths = self.app_paths(profile, app)?;
         crate::profile::write_private(&paths.key, key_pem.as_bytes())?;
         crate::profile::write_private(&paths.cert, cert_pem.as_bytes())?;
         Ok(paths)
@@ -103,7 +104,9 @@ impl ProfileStore {
         profile: &Profile,
         ca_pems: &[String],
     ) -> Vec<(String, Credentials)> {
-        let dir = self.app_paths(profile, "x").dir;
+        let Ok(AppPaths { dir, .. }) = self.app_paths(profile, "x") else {
+            return Vec::new();
+        };
         let mut found: Vec<(std::time::SystemTime, String, Credentials)> = Vec::new();
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Vec::new();

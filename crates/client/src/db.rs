@@ -36,19 +36,22 @@ pub struct DbPaths {
 }
 
 impl ProfileStore {
-    /// Paths of a database session of `profile`.
-    pub fn db_paths(&self, profile: &Profile, db: &str) -> DbPaths {
+    /// Paths of a database session of `profile`; refused when a name cannot be a path
+    /// component ([`crate::profile::path_component`]).
+    pub fn db_paths(&self, profile: &Profile, db: &str) -> Result<DbPaths> {
+        crate::profile::check_profile_names(profile)?;
+        crate::profile::path_component("database name", db)?;
         let dir = self
             .dir()
             .join("keys")
             .join(profile.name())
             .join(format!("{}-db", profile.user))
             .join(&profile.cluster);
-        DbPaths {
+        Ok(DbPaths {
             cert: dir.join(format!("{db}.crt")),
             key: dir.join(format!("{db}.key")),
             dir,
-        }
+        })
     }
 
     /// Store a database session's key and certificate.
@@ -59,9 +62,7 @@ impl ProfileStore {
         key_pem: &str,
         cert_pem: &str,
     ) -> Result<DbPaths> {
-        crate::profile::check_profile_names(profile)?;
-        crate::profile::path_component("database name", db)?;
-        let paths = self.db_paths(profile, db);
+        let paths = self.db_paths(profile, db)?;
         crate::profile::write_private(&paths.key, key_pem.as_bytes())?;
         crate::profile::write_private(&paths.cert, cert_pem.as_bytes())?;
         Ok(paths)
@@ -70,7 +71,7 @@ impl ProfileStore {
     /// The stored session for `db`, if its certificate is still valid for
     /// at least a minute.
     pub fn load_db(&self, profile: &Profile, db: &str, ca_pems: &[String]) -> Option<Credentials> {
-        let paths = self.db_paths(profile, db);
+        let paths = self.db_paths(profile, db).ok()?;
         let cert = std::fs::read_to_string(&paths.cert).ok()?;
         let key = std::fs::read_to_string(&paths.key).ok()?;
         let creds = Credentials {
@@ -89,7 +90,9 @@ impl ProfileStore {
 
     /// Databases with a stored session of `profile`.
     pub fn db_sessions(&self, profile: &Profile) -> Vec<String> {
-        let dir = self.db_paths(profile, "x").dir;
+        let Ok(DbPaths { dir, .. }) = self.db_paths(profile, "x") else {
+            return Vec::new();
+        };
         let Ok(rd) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -108,7 +111,9 @@ impl ProfileStore {
 
     /// Remove the stored session of `db`.
     pub fn remove_db(&self, profile: &Profile, db: &str) -> bool {
-        let paths = self.db_paths(profile, db);
+        let Ok(paths) = self.db_paths(profile, db) else {
+            return false;
+        };
         let existed = paths.cert.exists();
         let _ = std::fs::remove_file(&paths.cert);
         let _ = std::fs::remove_file(&paths.key);

@@ -457,6 +457,10 @@ mod tests {
         for app in ["../../../../outside", "a/b", "..", "", long.as_str()] {
             assert!(store.save_app(&good, app, "k", "c").is_err(), "app {app:?}");
             assert!(store.save_db(&good, app, "k", "c").is_err(), "db {app:?}");
+            // Paths to read or remove (`tsh apps logout ../../..`) are refused alike.
+            assert!(store.app_paths(&good, app).is_err(), "app paths {app:?}");
+            assert!(store.db_paths(&good, app).is_err(), "db paths {app:?}");
+            assert!(!store.remove_db(&good, app), "remove db {app:?}");
         }
         assert_eq!(files_under(root.path()), Vec::<String>::new());
         assert!(store.load("../../outside").is_err());
