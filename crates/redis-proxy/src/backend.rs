@@ -59,9 +59,12 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Source of backend credentials (Azure access keys, Entra tokens, static).
-/// Called for every new backend connection, and once more after the server
-/// answers `WRONGPASS` (rotated keys), so implementations that cache must
-/// refresh on the second call.
+/// Called for every new backend connection, and again after each `WRONGPASS`
+/// (rotated keys) once [`CredentialProvider::invalidate`] was told which
+/// credentials were refused: the connection retries while the provider hands
+/// out credentials not yet refused on it. One provider serves all the
+/// connections to a database, so it is where a fallback (to the other key)
+/// is decided once for all of them.
 #[async_trait::async_trait]
 pub trait CredentialProvider: Send + Sync {
     async fn credentials(&self) -> Result<Credentials, String>;
