@@ -71,8 +71,9 @@ impl ServerEntry {
 /// The DNS names of an agent's host certificate: its host ID and its node
 /// name, each when it is a host name ([`pki::names::check_agent_name`]), and
 /// nothing a peer asks for beyond them. A reserved name or a wildcard as host
-/// ID or node name is refused; so is any other name in `asked`.
-fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Result<Vec<String>> {
+/// ID or node name is refused; so is any other name in `asked`. Public for
+/// the join request fuzz target.
+pub fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Result<Vec<String>> {
     use pki::names::{check_agent_name, NameError};
     let mut names = Vec::new();
     for (field, name) in [("host_id", host_id), ("node_name", node_name)] {
