@@ -45,6 +45,24 @@ pub const DEFAULT_USER_CERT_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const ADMIN_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// System role of the local administrator identity.
 pub const ADMIN_ROLE: &str = "Admin";
+/// Longest resource name (bytes).
+pub const MAX_RESOURCE_NAME_LEN: usize = 253;
+
+/// A resource name is the last component of its backend key: a '/' would store it where
+/// listing skips it and deletion refuses it (created, then neither seen nor removable), and a
+/// control character would forge lines wherever it is printed.
+fn check_resource_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_RESOURCE_NAME_LEN
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(AuthError::BadParameter(format!(
+            "bad {kind} name {name:?}: a name is 1 to {MAX_RESOURCE_NAME_LEN} bytes without '/' or control characters"
+        )));
+    }
+    Ok(())
+}
 
 /// Who is calling the API, from the client certificate.
 #[derive(Debug, Clone)]
@@ -386,6 +404,7 @@ impl AuthServer {
         if user.metadata.name.is_empty() {
             return Err(AuthError::BadParameter("user name is empty".into()));
         }
+        check_resource_name("user", &user.metadata.name)?;
         if user.spec.roles.is_empty() {
             return Err(AuthError::BadParameter(format!(
                 "user {:?} has no roles: give at least one with --roles",
@@ -723,6 +742,7 @@ impl AuthServer {
             .map_err(|e| AuthError::BadParameter(e.to_string()))?;
         let kind = resource.kind().to_string();
         let name = resource.name().to_string();
+        check_resource_name(&kind, &name)?;
         let (key, value) = match &resource {
             Resource::Role(role) => {
                 rbac::validate_role(role).map_err(|e| AuthError::BadParameter(e.to_string()))?;

@@ -518,3 +518,46 @@ async fn session_certificates_carry_only_checked_text() {
         );
     }
 }
+
+/// A resource name is one backend key component: names with '/' (which listing would skip and
+/// deletion refuse) or control characters are refused when created, and nothing is stored.
+#[tokio::test]
+async fn resource_names_are_single_key_components() {
+    let auth = server().await;
+    for name in ["x/y", "../users/alice", "a\nb"] {
+        let doc = format!(
+            "kind: role\nversion: v7\nmetadata:\n  name: {}\nspec:\n  allow:\n    app_labels:\n      env: dev\n",
+            serde_json::Value::String(name.to_string())
+        );
+        let role = resources::parse_resources(&doc).unwrap().remove(0);
+        let err = auth
+            .upsert_resource(&Caller::Admin, role, true)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::BadParameter(_)), "{name:?}: {err}");
+        let user = new_user(name, vec!["access".into()], BTreeMap::new()).unwrap();
+        let err = auth.create_user(&Caller::Admin, user).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadParameter(_)), "{name:?}: {err}");
+    }
+    let long = "r".repeat(MAX_RESOURCE_NAME_LEN + 1);
+    let role = resources::parse_resources(&format!(
+        "kind: role\nversion: v7\nmetadata:\n  name: {long}\nspec: {{}}\n"
+    ))
+    .unwrap()
+    .remove(0);
+    assert!(auth
+        .upsert_resource(&Caller::Admin, role, true)
+        .await
+        .is_err());
+    for prefix in ["roles/", "users/"] {
+        let items = backend::get_prefix(&*auth.backend, prefix).await.unwrap();
+        assert!(
+            items
+                .iter()
+                .all(|i| !i.key[prefix.len()..].contains(['/', '\n'])
+                    && i.key.len() <= prefix.len() + MAX_RESOURCE_NAME_LEN),
+            "{:?}",
+            items.iter().map(|i| &i.key).collect::<Vec<_>>()
+        );
+    }
+}
