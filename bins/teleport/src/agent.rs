@@ -444,13 +444,13 @@ struct Services {
 /// databases (or the proxy sent no certificate).
 async fn serve_db_session(
     db: Option<Arc<db_service::session::DbSessions>>,
-    cert: Option<Vec<u8>>,
+    cert: Vec<u8>,
     mut stream: tunnel::TunnelStream,
 ) {
     use tokio::io::AsyncWriteExt;
-    match (db, cert) {
-        (Some(db), Some(cert)) => db.serve(cert, stream).await,
-        _ => {
+    match db {
+        Some(db) => db.serve(cert, stream).await,
+        None => {
             tracing::warn!("the proxy asked for a database session this agent does not serve");
             let _ = stream
                 .write_all(b"-ERR Teleport: this agent does not serve databases\r\n")
@@ -526,53 +526,169 @@ impl db_service::session::Cluster for AgentCluster {
     }
 }
 
+/// What the proxy asks for on a tunnel stream, parsed from its target header (which the tunnel
+/// refuses beyond `tunnel::MAX_TARGET_LEN` bytes before reading it).
+#[derive(Debug, PartialEq, Eq)]
+enum StreamTarget {
+    /// A keepalive probe.
+    Ping,
+    /// An app session: the app's name and the user's certificate (DER).
+    App { name: String, cert: Vec<u8> },
+    /// One database session of the user's certificate.
+    Db { cert: Vec<u8> },
+    /// A user's multiplexed database connection.
+    DbMux { cert: Vec<u8> },
+}
+
+impl StreamTarget {
+    /// Parses `{"kind": K, "name": N, "cert": base64 DER}`: a JSON object with only those keys,
+    /// a known kind, and for sessions a certificate and (apps) a resource name. Anything else
+    /// is refused with the reason.
+    fn parse(bytes: &[u8]) -> std::result::Result<StreamTarget, String> {
+        use base64::Engine;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let serde_json::Value::Object(fields) = value else {
+            return Err("not a JSON object".into());
+        };
+        if let Some(k) = fields
+            .keys()
+            .find(|k| !matches!(k.as_str(), "kind" | "name" | "cert"))
+        {
+            return Err(format!("unknown field {k:?}"));
+        }
+        let text = |key: &str| match fields.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(format!("{key:?} is not a string")),
+        };
+        let kind = text("kind")?.ok_or("no \"kind\"")?;
+        let name = text("name")?;
+        let cert = || -> std::result::Result<Vec<u8>, String> {
+            let b64 = text("cert")?.ok_or("no \"cert\" (the user's certificate)")?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("\"cert\" is not base64: {e}"))?;
+            if der.is_empty() {
+                return Err("\"cert\" is empty".into());
+            }
+            Ok(der)
+        };
+        match kind {
+            "ping" => Ok(StreamTarget::Ping),
+            "app" => {
+                let name = name.ok_or("no \"name\" (the app)")?;
+                let ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return Err(format!("{name:?} is not an app name"));
+                }
+                Ok(StreamTarget::App {
+                    name: name.to_string(),
+                    cert: cert()?,
+                })
+            }
+            "db" => Ok(StreamTarget::Db { cert: cert()? }),
+            "db-mux" => Ok(StreamTarget::DbMux { cert: cert()? }),
+            other => Err(format!("unknown kind {other:?}")),
+        }
+    }
+}
+
 /// Streams the proxy opens through the tunnel, by target kind.
 async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel::TunnelStream) {
-    use base64::Engine;
     use tokio::io::AsyncWriteExt;
-    let target: serde_json::Value = serde_json::from_slice(&target).unwrap_or_default();
-    let kind = target["kind"].as_str().unwrap_or_default().to_string();
-    // The user's certificate, for app and database sessions.
-    let cert = target["cert"]
-        .as_str()
-        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
-    if kind == "app" {
-        let name = target["name"].as_str().unwrap_or_default();
-        match (services.azure.get(name), cert) {
-            (Some(handler), Some(cert)) => handler.clone().serve(cert, stream).await,
-            _ => {
-                tracing::warn!(app = %name, "the proxy asked for an app this agent does not serve");
-                let _ = stream.shutdown().await;
-            }
+    let target = match StreamTarget::parse(&target) {
+        Ok(t) => t,
+        Err(why) => {
+            tracing::warn!("the proxy asked for something this agent does not serve: {why}");
+            let _ = stream.shutdown().await;
+            return;
         }
-        return;
-    }
-    if kind == "db-mux" {
-        // A user's whole multiplexed connection (see `proxy::ALPN_REDIS_MUX`):
-        // every stream the client opens on it is a session of that
-        // certificate's.
-        let db = services.db.clone();
-        let result = tunnel::serve_mux(stream, &proxy::db_mux_config(), move |session| {
-            tokio::spawn(serve_db_session(db.clone(), cert.clone(), session));
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "multiplexed database connection ended");
-        }
-        return;
-    }
-    if kind == "db" {
-        serve_db_session(services.db.clone(), cert, stream).await;
-        return;
-    }
-    match kind.as_str() {
-        "ping" => {
+    };
+    match target {
+        StreamTarget::Ping => {
             let _ = stream.write_all(b"pong").await;
             let _ = stream.shutdown().await;
         }
-        other => {
-            tracing::warn!(kind = %other, "the proxy asked for a service this agent does not run");
-            let _ = stream.shutdown().await;
+        StreamTarget::App { name, cert } => match services.azure.get(&name) {
+            Some(handler) => handler.clone().serve(cert, stream).await,
+            None => {
+                tracing::warn!(app = %name, "the proxy asked for an app this agent does not serve");
+                let _ = stream.shutdown().await;
+            }
+        },
+        StreamTarget::DbMux { cert } => {
+            // A user's whole multiplexed connection (see `proxy::ALPN_REDIS_MUX`):
+            // every stream the client opens on it is a session of that
+            // certificate's.
+            let db = services.db.clone();
+            let result = tunnel::serve_mux(stream, &proxy::db_mux_config(), move |session| {
+                tokio::spawn(serve_db_session(db.clone(), cert.clone(), session));
+            })
+            .await;
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "multiplexed database connection ended");
+            }
+        }
+        StreamTarget::Db { cert } => {
+            serve_db_session(services.db.clone(), cert, stream).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::StreamTarget;
+
+    /// The target header is the proxy's, but it is still parsed into what it must be: known
+    /// kinds with the fields they need, nothing else.
+    #[test]
+    fn stream_targets_are_parsed_strictly() {
+        assert_eq!(
+            StreamTarget::parse(br#"{"kind":"ping"}"#),
+            Ok(StreamTarget::Ping)
+        );
+        assert_eq!(
+            StreamTarget::parse(br#"{"kind":"app","name":"azure-cli","cert":"AQI="}"#),
+            Ok(StreamTarget::App {
+                name: "azure-cli".into(),
+                cert: vec![1, 2]
+            })
+        );
+        assert_eq!(
+            StreamTarget::parse(br#"{"kind":"db-mux","name":"cache","cert":"AQI="}"#),
+            Ok(StreamTarget::DbMux { cert: vec![1, 2] })
+        );
+        assert_eq!(
+            StreamTarget::parse(br#"{"kind":"db","name":"cache","cert":"AQI="}"#),
+            Ok(StreamTarget::Db { cert: vec![1, 2] })
+        );
+        for bad in [
+            &br#"{"kind":"shell","cert":"AQI="}"#[..],
+            br#"{"kind":"app","name":"azure-cli"}"#,
+            br#"{"kind":"app","name":"../x","cert":"AQI="}"#,
+            br#"{"kind":"app","name":"","cert":"AQI="}"#,
+            br#"{"kind":"app","name":"a","cert":"not base64!"}"#,
+            br#"{"kind":"db","cert":""}"#,
+            br#"{"kind":"db"}"#,
+            br#"{"kind":"db","cert":1}"#,
+            br#"{"kind":"ping","extra":1}"#,
+            br#"{"kind":7}"#,
+            br#"["ping"]"#,
+            br#"{}"#,
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                StreamTarget::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }
