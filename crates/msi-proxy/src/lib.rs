@@ -362,13 +362,25 @@ pub fn upstream_proxy_from_env(get: impl Fn(&str) -> Option<String>) -> Option<S
 /// Formats `env` for `tsh proxy azure --format`: `unix` (`export K=V`), `command-prompt`
 /// (`set K=V`), `powershell` (`$Env:K="V"`) or `text` (`K=V`). Unix values are single-quoted
 /// when they hold characters a shell would interpret.
+///
+/// The output is meant to be evaluated, and values carry names from the cluster (the cluster and
+/// app names in `AZURE_CONFIG_DIR`): nothing in a value may run. No format takes a control
+/// character (a newline would start a command); PowerShell escapes `` ` ``, `"` and `$` (and
+/// the typographic double quotes it also reads as quotes); `command-prompt` quotes values with
+/// characters `cmd` interprets (`set "K=V"`) and refuses `"`, `%` and `!`, which it expands
+/// even inside quotes.
 pub fn format_exports(env: &[(String, String)], format: &str) -> Result<String, MsiProxyError> {
     let mut out = String::new();
     for (k, v) in env {
+        if v.chars().any(char::is_control) {
+            return Err(MsiProxyError::Config(format!(
+                "{k} holds a control character and cannot be printed as a command: {v:?}"
+            )));
+        }
         let line = match format {
             "unix" => format!("export {k}={}", shell_quote(v)),
-            "command-prompt" => format!("set {k}={v}"),
-            "powershell" => format!("$Env:{k}=\"{}\"", v.replace('`', "``").replace('"', "`\"")),
+            "command-prompt" => cmd_set(k, v)?,
+            "powershell" => format!("$Env:{k}=\"{}\"", powershell_escape(v)),
             "text" => format!("{k}={v}"),
             other => {
                 return Err(MsiProxyError::Config(format!(
@@ -380,6 +392,37 @@ pub fn format_exports(env: &[(String, String)], format: &str) -> Result<String, 
         out.push('\n');
     }
     Ok(out)
+}
+
+/// `set K=V` for plain values, `set "K=V"` for values with characters `cmd` interprets; values
+/// with `"`, `%` or `!` (expanded or closing the quotes even there) are refused.
+fn cmd_set(k: &str, v: &str) -> Result<String, MsiProxyError> {
+    if let Some(c) = v.chars().find(|c| matches!(c, '"' | '%' | '!')) {
+        return Err(MsiProxyError::Config(format!(
+            "{k} holds {c:?}, which the command prompt would interpret: use --format powershell or unix ({v:?})"
+        )));
+    }
+    let plain = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:,@+=\\ '".contains(&b));
+    Ok(if plain {
+        format!("set {k}={v}")
+    } else {
+        format!("set \"{k}={v}\"")
+    })
+}
+
+/// Inside a PowerShell double-quoted string: `` ` ``, `$` and every character PowerShell reads
+/// as a double quote are escaped with a backtick.
+fn powershell_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, '`' | '$' | '"' | '\u{201C}' | '\u{201D}' | '\u{201E}') {
+            out.push('`');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn shell_quote(v: &str) -> String {
@@ -445,5 +488,37 @@ mod tests {
             "A=http://127.0.0.1:1\nB=/x y/it's\n"
         );
         assert!(format_exports(&env, "json").is_err());
+    }
+
+    /// Values carry names a hostile proxy chose (its cluster name is part of AZURE_CONFIG_DIR):
+    /// evaluating the output runs nothing, in any format.
+    #[test]
+    fn exports_run_nothing_from_a_value() {
+        let one =
+            |v: &str, format: &str| format_exports(&[("D".to_string(), v.to_string())], format);
+        assert_eq!(
+            one(r#"/h/azure/x$(Remove-Item ~)`"y/app"#, "powershell").unwrap(),
+            "$Env:D=\"/h/azure/x`$(Remove-Item ~)```\"y/app\"\n"
+        );
+        assert_eq!(
+            one("a\u{201C}; calc; \u{201D}$x", "powershell").unwrap(),
+            "$Env:D=\"a`\u{201C}; calc; `\u{201D}`$x\"\n"
+        );
+        assert_eq!(
+            one("/h/azure/a&calc|x", "command-prompt").unwrap(),
+            "set \"D=/h/azure/a&calc|x\"\n"
+        );
+        for v in ["a%PATH%", "a\"&calc&\"", "a!x!"] {
+            assert!(one(v, "command-prompt").is_err(), "{v}");
+        }
+        assert_eq!(
+            one("/h/x$(id)'q", "unix").unwrap(),
+            r#"export D='/h/x$(id)'\''q'"#.to_string() + "\n"
+        );
+        for format in ["unix", "command-prompt", "powershell", "text"] {
+            for v in ["a\nexport X=1", "a\rb", "a\0b"] {
+                assert!(one(v, format).is_err(), "{format} {v:?}");
+            }
+        }
     }
 }
