@@ -176,7 +176,30 @@ enum ProxyCmd {
 }
 
 /// Print rows as Teleport's tables: a header, a dashed rule, columns padded.
+/// `cell` as it may reach a terminal: names, descriptions and labels come from agents and
+/// Azure tags, so control characters (an escape sequence could rewrite the screen or the
+/// title) are shown escaped.
+fn printable(cell: &str) -> String {
+    if !cell.chars().any(char::is_control) {
+        return cell.to_string();
+    }
+    cell.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -571,4 +594,16 @@ async fn db_ls(cli: &Cli, format: &str) -> Result<()> {
         &rows,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Text from agents and Azure tags reaches the terminal without its control characters.
+    #[test]
+    fn table_cells_carry_no_control_characters() {
+        assert_eq!(super::printable("env=dev"), "env=dev");
+        let shown = super::printable("\u{1b}]0;pwned\u{7}\u{1b}[2Jx\ry\n");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jx\\ry\\n");
+    }
 }
