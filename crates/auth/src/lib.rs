@@ -541,6 +541,12 @@ impl AuthServer {
                 .await;
             }
             Err(e) => {
+                // The name is the client's: a name no user can have is recorded shortened.
+                let user: String = if check_resource_name("user", user).is_ok() {
+                    user.to_string()
+                } else {
+                    user.chars().take(64).collect()
+                };
                 self.emit(serde_json::json!({
                     "event": "user.login", "code": "T1000W", "user": user,
                     "method": "local", "success": false, "error": e.to_string(),
@@ -555,7 +561,8 @@ impl AuthServer {
     async fn authenticate_inner(&self, user: &str, password: &str) -> Result<User> {
         // One message for every failure so that user names can't be probed.
         let invalid = || AuthError::AccessDenied("invalid user name or password".into());
-        if user.is_empty() || user.contains('/') {
+        if check_resource_name("user", user).is_err() {
+            // No such user can exist: nothing is looked up or recorded under this name.
             return Err(invalid());
         }
         if let Ok(lock) = self.backend.get(&format!("locks/users/{user}")).await {

@@ -561,3 +561,47 @@ async fn resource_names_are_single_key_components() {
         );
     }
 }
+
+/// A login names a user before anything is proven: a name no user can have (too long, '/',
+/// control characters) is refused like a wrong password, and nothing is written under it.
+#[tokio::test]
+async fn logins_with_impossible_names_write_nothing() {
+    let auth = server().await;
+    user_with_password(&auth, "alice", &["access"]).await;
+    let wrong = auth
+        .authenticate("alice", "whatever12345", "t")
+        .await
+        .unwrap_err()
+        .to_string();
+    let long = "u".repeat(100_000);
+    for name in [long.as_str(), "a/b", "a\nb"] {
+        for _ in 0..MAX_LOGIN_ATTEMPTS + 1 {
+            let err = auth
+                .authenticate(name, "whatever12345", "t")
+                .await
+                .unwrap_err();
+            assert_eq!(err.to_string(), wrong);
+        }
+    }
+    let attempts = backend::get_prefix(&*auth.backend, "login_attempts/")
+        .await
+        .unwrap();
+    assert!(
+        attempts
+            .iter()
+            .all(|i| i.key.starts_with("login_attempts/alice/")),
+        "{:?}",
+        attempts.iter().map(|i| i.key.len()).collect::<Vec<_>>()
+    );
+    assert!(backend::get_prefix(&*auth.backend, "locks/")
+        .await
+        .unwrap()
+        .is_empty());
+    let events = auth
+        .search_events(&Caller::Admin, &api::EventsQuery::default())
+        .await
+        .unwrap();
+    assert!(events
+        .iter()
+        .all(|e| e["user"].as_str().is_none_or(|u| u.len() <= 253)));
+}
