@@ -293,6 +293,14 @@ impl AuthServer {
             ("app", Some(app), _) => {
                 app.validate()
                     .map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                // It is copied into the certificates of the app's sessions.
+                let addr = &app.spec.public_addr;
+                if addr.len() > 300 || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err(AuthError::BadParameter(format!(
+                        "app {:?} has a bad public_addr {addr:?}: give host[:port]",
+                        app.metadata.name
+                    )));
+                }
                 let name = app.metadata.name.clone();
                 (
                     "app_servers",

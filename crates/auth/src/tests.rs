@@ -431,6 +431,17 @@ async fn session_certificates_carry_only_checked_text() {
     azure.spec.cloud = Some("Azure".into());
     azure.check_and_set_defaults().unwrap();
     let plain = resources::App::new("grafana", "http://127.0.0.1:3000");
+    // What reaches session certificates from an agent is a single line.
+    let mut forged = plain.clone();
+    forged.spec.public_addr = "grafana.example.com\nforged: line".into();
+    let hb = agents::Heartbeat {
+        kind: "app".into(),
+        app: Some(forged),
+        db: None,
+        features: Vec::new(),
+    };
+    let err = auth.heartbeat(&agent, hb).await.unwrap_err();
+    assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
     for app in [azure, plain] {
         let hb = agents::Heartbeat {
             kind: "app".into(),
