@@ -11,7 +11,8 @@
 //! server name, so it is parsed as an authority (a DNS name and nothing else:
 //! no userinfo, port, path or query) and must lie under one of Azure's Redis
 //! DNS suffixes ([`AZURE_REDIS_SUFFIXES`]); ports must be 1 to 65535 and names
-//! must be resource names. Anything else is skipped with a warning.
+//! must be resource names, and resource IDs (later part of ARM URLs) plain
+//! paths. Anything else is skipped with a warning.
 
 use std::collections::BTreeMap;
 
@@ -97,6 +98,27 @@ fn resource_name(name: &str) -> Result<(), String> {
             "the database name {name:?} is not 1 to 253 letters, digits, '-', '_' and '.' \
              (set the TeleportDatabaseName tag to one)"
         ))
+    }
+}
+
+/// An ARM resource ID that later becomes part of ARM URLs (`listKeys`, the resource's settings):
+/// `/subscriptions/...` segments of letters, digits and `-_.()`, none empty, `.` or `..`, so that
+/// no URL built from it names another path, query or fragment.
+fn resource_id_ok(id: &str) -> Result<(), String> {
+    let ok = id.len() <= 1024
+        && id.starts_with("/subscriptions/")
+        && id.split('/').skip(1).all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'(' | b')')
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{id:?} is not a plain ARM resource ID"))
     }
 }
 
@@ -198,6 +220,9 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
     if port == 0 {
         return skip(&r.id, "its TLS port is 0");
     }
+    if let Err(why) = resource_id_ok(&r.id) {
+        return skip(&r.id, &why);
+    }
     if let Err(why) = resource_name(&name) {
         return skip(&r.id, &why);
     }
@@ -265,6 +290,9 @@ pub fn enterprise_database(
         .unwrap_or(default_name);
     if port == 0 {
         return skip(&d.id, "its port is 0");
+    }
+    if let Err(why) = resource_id_ok(&d.id) {
+        return skip(&d.id, &why);
     }
     if let Err(why) = resource_name(&name) {
         return skip(&d.id, &why);

@@ -122,8 +122,22 @@ fn regions_and_ids() {
 }
 
 fn redis_resource(host: &str, port: u16, tags: serde_json::Value) -> azure_mint::arm::Redis {
+    redis_resource_with_id(
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r",
+        host,
+        port,
+        tags,
+    )
+}
+
+fn redis_resource_with_id(
+    id: &str,
+    host: &str,
+    port: u16,
+    tags: serde_json::Value,
+) -> azure_mint::arm::Redis {
     serde_json::from_value(serde_json::json!({
-        "id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r",
+        "id": id,
         "name": "r",
         "type": "Microsoft.Cache/Redis",
         "location": "eastus",
@@ -217,6 +231,23 @@ fn discovered_endpoints_are_azure_redis_hosts() {
             None,
             "{name:?}"
         );
+    }
+
+    // Resource IDs become part of ARM URLs (listKeys): plain paths only.
+    for id in [
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r/../../../other/providers/Microsoft.Cache/Redis/x",
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r?api-version=1#",
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r%2F..",
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/Redis/r/",
+        "/subscriptions/s/resourceGroups/g//providers/Microsoft.Cache/Redis/r",
+    ] {
+        let r = redis_resource_with_id(
+            id,
+            "my.redis.cache.windows.net",
+            6380,
+            serde_json::json!({"TeleportDatabaseName": "x"}),
+        );
+        assert_eq!(db_service::discovery::redis_database(&m, &r), None, "{id}");
     }
 
     // Azure's own names (any case, private endpoints, sovereign clouds) are kept, lowercase.
