@@ -326,6 +326,18 @@ impl ResourceId {
     pub fn parse(id: &str) -> Result<Self, Error> {
         let segs: Vec<&str> = id.split('/').collect();
         let bad = || Error::InvalidArgument(format!("not a resource ID: {id:?}"));
+        // Every segment is one plain path segment: IDs become ARM URLs.
+        let plain = |s: &&str| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && !s
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || "?#%\\".contains(c))
+        };
+        if id.len() > 1024 || !segs.iter().skip(1).all(plain) {
+            return Err(bad());
+        }
         match segs.as_slice() {
             ["", subs, sub, rgs, rg, providers, ns, kind, name, ..]
                 if subs.eq_ignore_ascii_case("subscriptions")
@@ -700,6 +712,23 @@ mod tests {
         assert!(ResourceId::parse("/subscriptions/s").is_err());
         assert!(ResourceId::parse("").is_err());
         assert!(ResourceId::parse("/subscriptions//resourceGroups/g/providers/a/b/c").is_err());
+        // IDs become ARM URLs: every segment is one plain path segment.
+        let base = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Cache/redis/r";
+        assert!(ResourceId::parse(&format!("{base}/databases/default")).is_ok());
+        for bad in [
+            format!("{base}/../../../other"),
+            format!("{base}/./x"),
+            format!("{base}//x"),
+            format!("{base}?api-version=1"),
+            format!("{base}#x"),
+            format!("{base}/%2e%2e"),
+            format!("{base}/a b"),
+            format!("{base}/a\\b"),
+            format!("{base}/a\nb"),
+            "/subscriptions/s/resourceGroups/../providers/a/b/c".to_string(),
+        ] {
+            assert!(ResourceId::parse(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
