@@ -42,10 +42,26 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Whether `name` is an RFC 1123 host name (ASCII, case-insensitive).
+/// Whether `label` is a number as URL parsers and TLS clients read the last
+/// label of an IPv4 address: decimal digits, or `0x` and hex digits.
+fn is_numeric_label(label: &str) -> bool {
+    match label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"))
+    {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// Whether `name` is an RFC 1123 host name (ASCII, case-insensitive) whose
+/// last label is not a number: `5`, `127.1` or `0x7f.1` are read as IPv4
+/// addresses by URL parsers and refused as DNS names by TLS clients
+/// (RFC 1123 2.1, the WHATWG URL "ends in a number" rule).
 pub fn is_host_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     !name.is_empty()
+        && !name.rsplit('.').next().is_some_and(is_numeric_label)
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -113,6 +129,56 @@ mod tests {
             );
         }
         assert!(!is_host_name(&format!("{}.com", "a.".repeat(126))));
+    }
+
+    /// Found by the join_request fuzz target: a host ID `5` went into a host
+    /// certificate as a DNS name that TLS clients refuse to read as one.
+    #[test]
+    fn names_ending_in_a_number_are_not_host_names() {
+        // URL parsers and TLS clients read these as IPv4 addresses (or refuse them).
+        for numeric in [
+            "5",
+            "127.1",
+            "010.0.0.4",
+            "1.2.3.04",
+            "0x7f.1",
+            "host.0x",
+            "vm.123",
+        ] {
+            assert!(
+                matches!(check_agent_name(numeric), Err(NameError::NotHostName(_))),
+                "{numeric}"
+            );
+        }
+        for ok in [
+            "12345678-1234-1234-1234-123456789012",
+            "1a",
+            "0xg",
+            "123.vm-1",
+            "node-1.example.com",
+        ] {
+            assert!(check_agent_name(ok).is_ok(), "{ok}");
+        }
+        // Every name accepted is a DNS name to rustls, as the agents' peers read it.
+        for n in [
+            "5",
+            "a.5",
+            "0x1f",
+            "0",
+            "a-1",
+            "x.y1",
+            "0e6c1f12-3a4b-4c5d-8e9f-0a1b2c3d4e5f",
+        ] {
+            if check_agent_name(n).is_ok() {
+                assert!(
+                    matches!(
+                        rustls::pki_types::ServerName::try_from(n),
+                        Ok(rustls::pki_types::ServerName::DnsName(_))
+                    ),
+                    "{n}"
+                );
+            }
+        }
     }
 
     #[test]
