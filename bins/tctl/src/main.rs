@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use client::term::cell;
 use client::{ApiClient, Credentials, ProfileStore};
 
 #[derive(Parser)]
@@ -249,14 +250,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ERROR: {e}");
+            eprintln!("{}", client::term::error_line(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ERROR: {e:#}");
+            eprintln!("{}", client::term::error_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -354,12 +355,12 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Version => Ok(()),
         Cmd::Status => {
             let s = api.status().await?;
-            println!("Cluster      {}", s.cluster_name);
-            println!("Version      {}", s.version);
+            println!("Cluster      {}", cell(&s.cluster_name));
+            println!("Version      {}", cell(&s.version));
             for ca in &s.cas {
-                println!("{:<12} {}", format!("{} CA", ca.kind), ca.pin);
+                println!("{:<12} {}", cell(&format!("{} CA", ca.kind)), cell(&ca.pin));
             }
-            println!("CA pin       {}", s.ca_pin);
+            println!("CA pin       {}", cell(&s.ca_pin));
             Ok(())
         }
         Cmd::Users(cmd) => users(&api, cmd).await,
@@ -388,9 +389,9 @@ async fn run(cli: Cli) -> Result<()> {
                 };
                 println!(
                     "{} {:?} has been {}",
-                    kind,
+                    cell(kind),
                     r["name"].as_str().unwrap_or(""),
-                    r["action"].as_str().unwrap_or("saved")
+                    cell(r["action"].as_str().unwrap_or("saved"))
                 );
             }
             Ok(())
@@ -440,16 +441,19 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Inventory(InventoryCmd::Ls { format }) => {
             let list: Vec<serde_json::Value> = api.get("/v1/auth/inventory").await?;
             if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!(
+                    "{}",
+                    client::term::json(serde_json::to_string_pretty(&list)?)
+                );
             } else {
                 println!("{:<38} {:<24} Last Seen", "Server ID", "Proxy");
                 println!("{:<38} {:<24} ---------", "---------", "-----");
                 for e in &list {
                     println!(
                         "{:<38} {:<24} {}",
-                        e["server_id"].as_str().unwrap_or(""),
-                        e["proxy"].as_str().unwrap_or(""),
-                        e["last_seen"].as_str().unwrap_or("")
+                        cell(e["server_id"].as_str().unwrap_or("")),
+                        cell(e["proxy"].as_str().unwrap_or("")),
+                        cell(e["last_seen"].as_str().unwrap_or(""))
                     );
                 }
             }
@@ -470,7 +474,10 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let events = api.events(&q).await?;
             if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&events)?);
+                println!(
+                    "{}",
+                    client::term::json(serde_json::to_string_pretty(&events)?)
+                );
             } else {
                 println!(
                     "{:<32} {:<22} {:<8} {:<16} Details",
@@ -479,14 +486,16 @@ async fn run(cli: Cli) -> Result<()> {
                 for e in &events {
                     println!(
                         "{:<32} {:<22} {:<8} {:<16} {}",
-                        e["time"].as_str().unwrap_or(""),
-                        e["event"].as_str().unwrap_or(""),
-                        e["code"].as_str().unwrap_or(""),
-                        e["user"].as_str().unwrap_or(""),
-                        e.get("name")
-                            .or_else(|| e.get("error"))
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("")
+                        cell(e["time"].as_str().unwrap_or("")),
+                        cell(e["event"].as_str().unwrap_or("")),
+                        cell(e["code"].as_str().unwrap_or("")),
+                        cell(e["user"].as_str().unwrap_or("")),
+                        cell(
+                            e.get("name")
+                                .or_else(|| e.get("error"))
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("")
+                        )
                     );
                 }
             }
@@ -497,7 +506,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
     match format {
-        "json" => println!("{}", serde_json::to_string_pretty(items)?),
+        "json" => println!(
+            "{}",
+            client::term::json(serde_json::to_string_pretty(items)?)
+        ),
         "yaml" => {
             let mut first = true;
             for item in items {
@@ -512,8 +524,8 @@ fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
             for item in items {
                 println!(
                     "{} {}",
-                    item["kind"].as_str().unwrap_or(""),
-                    item["metadata"]["name"].as_str().unwrap_or("")
+                    cell(item["kind"].as_str().unwrap_or("")),
+                    cell(item["metadata"]["name"].as_str().unwrap_or(""))
                 );
             }
         }
@@ -556,8 +568,8 @@ async fn users(api: &ApiClient, cmd: UsersCmd) -> Result<()> {
                 "User {:?} has been created but requires a password. Share this URL with the user to complete user setup, link is valid for {}:\n{}\n\nNOTE: Make sure {} points at a Teleport proxy which users can access.",
                 a.name,
                 go_hours(invite.ttl_seconds),
-                invite.invite_url,
-                host
+                cell(&invite.invite_url),
+                cell(&host)
             );
             Ok(())
         }
@@ -610,8 +622,8 @@ async fn users(api: &ApiClient, cmd: UsersCmd) -> Result<()> {
                         .unwrap_or_default();
                     println!(
                         "{:<24} {}",
-                        u["metadata"]["name"].as_str().unwrap_or(""),
-                        roles.join(",")
+                        cell(u["metadata"]["name"].as_str().unwrap_or("")),
+                        cell(&roles.join(","))
                     );
                 }
                 Ok(())
@@ -660,13 +672,17 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
             let token = api.create_token(&kind, ttl, value.as_deref()).await?;
             let name = token.metadata.name.clone();
             match format.as_deref() {
-                Some("text") => println!("{name}"),
-                Some("json") => println!("{}", serde_json::to_string_pretty(&token)?),
+                Some("text") => println!("{}", cell(&name)),
+                Some("json") => println!(
+                    "{}",
+                    client::term::json(serde_json::to_string_pretty(&token)?)
+                ),
                 Some("yaml") => print!("{}", serde_yaml_ng::to_string(&token)?),
                 Some(other) => bail!("unsupported format {other:?}: use text, json or yaml"),
                 None => {
                     println!(
-                        "The invite token: {name}\nThis token will expire in {} minutes.\n\nUse this token in join_params.token_name of an agent's teleport.yaml (a file path holding it works too).",
+                        "The invite token: {}\nThis token will expire in {} minutes.\n\nUse this token in join_params.token_name of an agent's teleport.yaml (a file path holding it works too).",
+                        cell(&name),
                         ttl.as_secs() / 60
                     );
                 }
@@ -693,10 +709,10 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
                     .unwrap_or_default();
                 println!(
                     "{:<34} {:<12} {:<8} {}",
-                    t["metadata"]["name"].as_str().unwrap_or(""),
-                    roles.join(","),
+                    cell(t["metadata"]["name"].as_str().unwrap_or("")),
+                    cell(&roles.join(",")),
                     "",
-                    t["metadata"]["expires"].as_str().unwrap_or("never")
+                    cell(t["metadata"]["expires"].as_str().unwrap_or("never"))
                 );
             }
             Ok(())

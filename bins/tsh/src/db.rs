@@ -70,17 +70,12 @@ async fn login_inner(s: &Session, route: &Route<'_>) -> Result<(Credentials, res
 pub async fn login(cli: &Cli, route: &Route<'_>) -> Result<()> {
     let s = session(cli)?;
     let (_, db) = login_inner(&s, route).await?;
+    // The name as the cluster sent it may reach the terminal: escaped.
+    let name = client::term::cell(&db.metadata.name);
+    println!("Connection information for database \"{name}\" has been saved.\n");
+    println!("You can now connect to it using:\n\n  $ tsh db connect {name}\n");
     println!(
-        "Connection information for database \"{}\" has been saved.\n",
-        db.metadata.name
-    );
-    println!(
-        "You can now connect to it using:\n\n  $ tsh db connect {}\n",
-        db.metadata.name
-    );
-    println!(
-        "or start a local tunnel any Redis client can use:\n\n  $ tsh proxy db --tunnel --port 6379 {}",
-        db.metadata.name
+        "or start a local tunnel any Redis client can use:\n\n  $ tsh proxy db --tunnel --port 6379 {name}"
     );
     Ok(())
 }

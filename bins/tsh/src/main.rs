@@ -176,28 +176,16 @@ enum ProxyCmd {
 }
 
 /// Print rows as Teleport's tables: a header, a dashed rule, columns padded.
-/// `cell` as it may reach a terminal: names, descriptions and labels come from agents and
-/// Azure tags, so control characters (an escape sequence could rewrite the screen or the
-/// title) are shown escaped.
-fn printable(cell: &str) -> String {
-    if !cell.chars().any(char::is_control) {
-        return cell.to_string();
-    }
-    cell.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
+/// Names, descriptions and labels come from agents and Azure tags: every cell
+/// is shown with its control characters escaped ([`client::term::cell`]).
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| printable(c)).collect())
+        .map(|r| {
+            r.iter()
+                .map(|c| client::term::cell(c).into_owned())
+                .collect()
+        })
         .collect();
     let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -227,7 +215,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ERROR: {e:#}");
+            eprintln!("{}", client::term::error_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -438,7 +426,7 @@ fn print_profile(profile: &Profile, creds: &Credentials, active: bool) -> Result
         valid_until_text(id.expires)
     )?;
     writeln!(out, "  Extensions:         -")?;
-    println!("{out}");
+    println!("{}", client::term::printable(&out));
     Ok(())
 }
 
@@ -479,7 +467,10 @@ fn status(cli: &Cli, format: &str) -> Result<()> {
             "active": profile_json(&profile, &creds)?,
             "profiles": [],
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        println!(
+            "{}",
+            client::term::json(serde_json::to_string_pretty(&doc)?)
+        );
     } else {
         print_profile(&profile, &creds, true)?;
     }
@@ -518,7 +509,10 @@ async fn apps_ls(cli: &Cli, format: &str) -> Result<()> {
     let api = api_client(cli)?;
     let apps: Vec<resources::App> = api.get("/v1/auth/apps").await?;
     if format == "json" {
-        println!("{}", serde_json::to_string_pretty(&apps)?);
+        println!(
+            "{}",
+            client::term::json(serde_json::to_string_pretty(&apps)?)
+        );
         return Ok(());
     }
     let rows: Vec<Vec<String>> = apps
@@ -563,7 +557,10 @@ async fn db_ls(cli: &Cli, format: &str) -> Result<()> {
     let id = client::identity_of(&creds)?;
     let dbs: Vec<resources::Database> = api.get("/v1/auth/dbs").await?;
     if format == "json" {
-        println!("{}", serde_json::to_string_pretty(&dbs)?);
+        println!(
+            "{}",
+            client::term::json(serde_json::to_string_pretty(&dbs)?)
+        );
         return Ok(());
     }
     let users = if id.db_users.is_empty() {
@@ -594,16 +591,4 @@ async fn db_ls(cli: &Cli, format: &str) -> Result<()> {
         &rows,
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    /// Text from agents and Azure tags reaches the terminal without its control characters.
-    #[test]
-    fn table_cells_carry_no_control_characters() {
-        assert_eq!(super::printable("env=dev"), "env=dev");
-        let shown = super::printable("\u{1b}]0;pwned\u{7}\u{1b}[2Jx\ry\n");
-        assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert_eq!(shown, "\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jx\\ry\\n");
-    }
 }

@@ -4,6 +4,7 @@
 pub mod apps;
 pub mod db;
 pub mod profile;
+pub mod term;
 
 use std::time::Duration;
 

@@ -1,0 +1,178 @@
+//! Text a hostile or compromised proxy sends never reaches the user's
+//! terminal raw: tsh and tctl print error messages and resource listings with
+//! their control characters escaped.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use e2e::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the hostile server puts in its answers: a colour change, a window
+/// title, a bell, a screen clear and an 8-bit CSI.
+const HOSTILE: &str = "\u{1b}[31mred\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{9b}2J";
+
+/// A TLS server on loopback that answers every request: a role listing whose
+/// names are hostile for `/v1/auth/resources/role`, an error with a hostile
+/// message for anything else.
+struct Hostile {
+    // Its accept loop and connections end when the runtime is dropped.
+    _rt: tokio::runtime::Runtime,
+    addr: String,
+}
+
+impl Hostile {
+    fn start() -> Hostile {
+        // Served on a thread of its own while the test waits for the CLIs.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (cert, key) = pki::self_signed_server_cert(&["localhost".into()]).unwrap();
+        let config =
+            pki::tls::server_config(&cert, &key, &[], pki::tls::ClientAuth::None, &[b"http/1.1"])
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let (status, body) = if head.starts_with("GET /v1/auth/resources/role ") {
+                        let item = serde_json::json!({
+                            "kind": "role", "version": "v7",
+                            "metadata": {"name": HOSTILE, "labels": {HOSTILE: HOSTILE}},
+                        });
+                        ("200 OK", serde_json::json!([item]))
+                    } else {
+                        (
+                            "500 Internal Server Error",
+                            serde_json::json!({"error": {"message": format!("denied {HOSTILE}\nsecond line")}}),
+                        )
+                    };
+                    let body = body.to_string();
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Hostile { _rt: rt, addr }
+    }
+}
+
+/// No control character but line feeds (and the tab) reaches the terminal;
+/// the hostile text is shown escaped.
+fn assert_escaped(what: &str, text: &str) {
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{what} printed control characters: {text:?}"
+    );
+    assert!(text.contains("\\u{1b}[31mred"), "{what}: {text:?}");
+}
+
+#[test]
+fn tsh_escapes_a_proxy_error() {
+    let server = Hostile::start();
+    let home = tempfile::tempdir().unwrap();
+    let out = tsh(
+        home.path(),
+        &[
+            "login",
+            &format!("--proxy={}", server.addr),
+            "--insecure",
+            "--user=alice",
+        ],
+        Some("password\n"),
+    )
+    .unwrap();
+    let err = fails(out).unwrap();
+    assert_escaped("tsh login", &err);
+    assert!(err.contains("ERROR: denied "), "{err:?}");
+    assert!(err.contains("\nsecond line"), "{err:?}");
+}
+
+/// An identity file the hostile server's clients can present (tctl -i).
+fn identity(dir: &std::path::Path) -> std::path::PathBuf {
+    let (cert, key) = pki::self_signed_server_cert(&["alice".into()]).unwrap();
+    let path = dir.join("identity.pem");
+    std::fs::write(&path, format!("{key}{cert}{cert}")).unwrap();
+    path
+}
+
+#[test]
+fn tctl_escapes_an_error_from_the_server() {
+    let server = Hostile::start();
+    let home = tempfile::tempdir().unwrap();
+    let id = identity(home.path());
+    let id = id.to_str().unwrap();
+    let auth = format!("--auth-server={}", server.addr);
+    let err =
+        fails(tctl_as(home.path(), &["-i", id, &auth, "--insecure", "status"]).unwrap()).unwrap();
+    assert_escaped("tctl status", &err);
+    assert!(err.contains("ERROR: denied "), "{err:?}");
+}
+
+#[test]
+fn tctl_escapes_listings_from_the_server() {
+    let server = Hostile::start();
+    let home = tempfile::tempdir().unwrap();
+    let id = identity(home.path());
+    let id = id.to_str().unwrap();
+    let auth = format!("--auth-server={}", server.addr);
+    let text = ok(tctl_as(
+        home.path(),
+        &[
+            "-i",
+            id,
+            &auth,
+            "--insecure",
+            "get",
+            "roles",
+            "--format=text",
+        ],
+    )
+    .unwrap())
+    .unwrap();
+    assert_escaped("tctl get roles --format=text", &text);
+    for format in ["json", "yaml"] {
+        let out = ok(tctl_as(
+            home.path(),
+            &[
+                "-i",
+                id,
+                &auth,
+                "--insecure",
+                "get",
+                "roles",
+                &format!("--format={format}"),
+            ],
+        )
+        .unwrap())
+        .unwrap();
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "tctl get roles --format={format}: {out:?}"
+        );
+        assert!(out.contains("red"), "{out:?}");
+    }
+}
