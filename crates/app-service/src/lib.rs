@@ -79,8 +79,12 @@ pub fn apps_from_config(cfg: &config::AppService, proxy_host: &str) -> Result<Ve
     Ok(out)
 }
 
-/// Run one dynamic label command: its trimmed standard output, or
-/// `<error: ...>` as Teleport shows a failed command.
+/// Run one dynamic label command: its standard output as one clean line
+/// ([`resources::served::label_from_output`]: trimmed, line breaks as spaces,
+/// no control characters, at most 256 characters), or `<error: ...>` as
+/// Teleport shows a failed command. The output is whatever the command
+/// prints, so it is cleaned here rather than refused whole by the auth
+/// service, which takes no control characters in labels.
 pub async fn run_label_command(argv: &[String]) -> String {
     let Some((prog, args)) = argv.split_first() else {
         return "<error: empty command>".into();
@@ -92,11 +96,10 @@ pub async fn run_label_command(argv: &[String]) -> String {
         .output();
     match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
         Ok(Ok(out)) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            text.trim().chars().take(256).collect()
+            resources::served::label_from_output(&String::from_utf8_lossy(&out.stdout))
         }
         Ok(Ok(out)) => format!("<error: exit status {}>", out.status),
-        Ok(Err(e)) => format!("<error: {e}>"),
+        Ok(Err(e)) => resources::served::label_from_output(&format!("<error: {e}>")),
         Err(_) => "<error: timed out>".into(),
     }
 }
@@ -258,6 +261,16 @@ mod tests {
             run_label_command(&["echo".into(), " hi ".into()]).await,
             "hi"
         );
+        // A command's output is a label value the auth service takes: one
+        // line without control characters.
+        let shown = run_label_command(&[
+            "sh".into(),
+            "-c".into(),
+            "printf '\\033]0;owned\\007\\033[31mred\\r\\nline 2\\n\\n'".into(),
+        ])
+        .await;
+        assert_eq!(shown, "\u{fffd}]0;owned\u{fffd}\u{fffd}[31mred line 2");
+        resources::served::check_label("arch", &shown).unwrap();
         assert!(run_label_command(&["false".into()])
             .await
             .starts_with("<error"));

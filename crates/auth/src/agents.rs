@@ -293,6 +293,13 @@ impl AuthServer {
             ("app", Some(app), _) => {
                 app.validate()
                     .map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                // Its names, labels and description reach users' terminals.
+                app.check_served_text().map_err(|e| {
+                    AuthError::BadParameter(format!(
+                        "app {:?} cannot be announced: {e}",
+                        app.metadata.name
+                    ))
+                })?;
                 // It is copied into the certificates of the app's sessions.
                 let addr = &app.spec.public_addr;
                 if addr.len() > 300 || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -318,6 +325,13 @@ impl AuthServer {
             ("db", _, Some(db)) => {
                 db.validate()
                     .map_err(|e| AuthError::BadParameter(e.to_string()))?;
+                // Its names, labels and description reach users' terminals.
+                db.check_served_text().map_err(|e| {
+                    AuthError::BadParameter(format!(
+                        "database {:?} cannot be announced: {e}",
+                        db.metadata.name
+                    ))
+                })?;
                 let name = db.metadata.name.clone();
                 (
                     "db_servers",

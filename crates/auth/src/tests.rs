@@ -313,6 +313,139 @@ async fn heartbeats_carry_the_agents_features() {
     assert!(auth.servers("db").await.unwrap()[0].features.is_empty());
 }
 
+/// What an agent announces about its apps and databases reaches users'
+/// terminals (`tsh apps ls`, `tsh db ls`, `tctl get`): labels, descriptions
+/// and addresses with control characters, or beyond the bounds of
+/// `resources::served`, are refused and leave the entry as it was.
+#[tokio::test]
+async fn heartbeats_carry_only_printable_bounded_text() {
+    use base64::Engine;
+    use resources::served::{MAX_DESCRIPTION, MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE};
+    let auth = server().await;
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .issue_host_certs(
+            "both-host",
+            "both-host",
+            vec!["App".into(), "Db".into()],
+            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            &[],
+        )
+        .unwrap();
+    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let app_hb = |app: &resources::App| agents::Heartbeat {
+        kind: "app".into(),
+        app: Some(app.clone()),
+        db: None,
+        features: Vec::new(),
+    };
+    let db_hb = |db: &resources::Database| agents::Heartbeat {
+        kind: "db".into(),
+        app: None,
+        db: Some(db.clone()),
+        features: Vec::new(),
+    };
+    let mut app = resources::App::new("grafana", "http://127.0.0.1:3000");
+    app.metadata.description = "Grafana: dashboards".into();
+    app.metadata
+        .labels
+        .insert("Cost Center".into(), "ops & dev".into());
+    app.metadata
+        .labels
+        .insert("k".repeat(MAX_LABEL_KEY), "v".repeat(MAX_LABEL_VALUE));
+    let mut db = resources::Database::new("cache", "redis", "rediss://cache:6380");
+    db.metadata.labels.insert("env".into(), "prod".into());
+    auth.heartbeat(&agent, app_hb(&app)).await.unwrap();
+    auth.heartbeat(&agent, db_hb(&db)).await.unwrap();
+
+    const HOSTILE: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let dynamic = |result: &str| resources::CommandLabel {
+        command: vec!["uname".into(), "-p".into()],
+        period: resources::Duration(Duration::from_secs(60)),
+        result: result.into(),
+    };
+    let mut bad_apps = Vec::new();
+    let mut bad_dbs = Vec::new();
+    let mut both =
+        |f: &dyn Fn(&mut resources::Metadata, &mut BTreeMap<String, resources::CommandLabel>)| {
+            let mut a = app.clone();
+            f(&mut a.metadata, &mut a.spec.dynamic_labels);
+            bad_apps.push(a);
+            let mut d = db.clone();
+            f(&mut d.metadata, &mut d.spec.dynamic_labels);
+            bad_dbs.push(d);
+        };
+    both(&|m, _| {
+        m.labels.insert(format!("env{HOSTILE}"), "dev".into());
+    });
+    both(&|m, _| {
+        m.labels.insert("env".into(), format!("dev{HOSTILE}"));
+    });
+    both(&|m, _| {
+        m.labels.insert("env".into(), "dev\nforged: line".into());
+    });
+    both(&|m, _| {
+        m.labels.insert("env".into(), "dev\u{9b}2J".into());
+    });
+    both(&|m, _| {
+        m.labels.insert(String::new(), "dev".into());
+    });
+    both(&|m, _| {
+        m.labels.insert("k".repeat(MAX_LABEL_KEY + 1), "v".into());
+    });
+    both(&|m, _| {
+        m.labels.insert("k".into(), "v".repeat(MAX_LABEL_VALUE + 1));
+    });
+    both(&|m, _| {
+        for i in 0..=MAX_LABELS {
+            m.labels.insert(format!("l{i}"), "v".into());
+        }
+    });
+    both(&|m, _| m.description = format!("a {HOSTILE} database"));
+    both(&|m, _| m.description = "d".repeat(MAX_DESCRIPTION + 1));
+    both(&|_, d| {
+        d.insert("arch".into(), dynamic(&format!("x86_64{HOSTILE}")));
+    });
+    both(&|_, d| {
+        d.insert(format!("arch{HOSTILE}"), dynamic("x86_64"));
+    });
+    let mut a = app.clone();
+    a.spec.uri = format!("http://127.0.0.1:3000/{HOSTILE}");
+    bad_apps.push(a);
+    let mut d = db.clone();
+    d.spec.uri = format!("rediss://cache:6380{HOSTILE}");
+    bad_dbs.push(d);
+    let mut d = db.clone();
+    d.spec.azure = Some(resources::DatabaseAzure {
+        name: format!("cache{HOSTILE}"),
+        ..Default::default()
+    });
+    bad_dbs.push(d);
+    let mut d = db.clone();
+    d.spec.tls = Some(resources::DatabaseTls {
+        server_name: format!("cache{HOSTILE}"),
+        ..Default::default()
+    });
+    bad_dbs.push(d);
+
+    for bad in &bad_apps {
+        let err = auth.heartbeat(&agent, app_hb(bad)).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
+    }
+    for bad in &bad_dbs {
+        let err = auth.heartbeat(&agent, db_hb(bad)).await.unwrap_err();
+        assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
+    }
+    // The entries are the last good announcements.
+    let apps = auth.servers("app").await.unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].app.as_ref(), Some(&app));
+    let dbs = auth.servers("db").await.unwrap();
+    assert_eq!(dbs.len(), 1);
+    assert_eq!(dbs[0].db.as_ref(), Some(&db));
+}
+
 /// A joining agent gets the names the auth service knows it by (its host ID
 /// and node name) and nothing it asks for beyond them: not the cluster's
 /// internal server name, not another host's name, not a wildcard.

@@ -13,6 +13,7 @@ mod labels;
 mod metadata;
 mod parse;
 mod role;
+pub mod served;
 mod strict;
 mod token;
 mod user;
