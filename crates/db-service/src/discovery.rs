@@ -128,6 +128,31 @@ fn skip(id: &str, why: &str) -> Option<Database> {
     None
 }
 
+/// A discovered database as the auth service takes it in a heartbeat
+/// (`resources::served`): Azure tags that cannot be labels (control
+/// characters, too long) are left out, as Teleport leaves out tags that are
+/// not valid label keys; a resource whose other text still cannot be shown
+/// (its location in the description) is skipped.
+fn announceable(mut db: Database) -> Option<Database> {
+    db.metadata.labels.retain(|k, v| match resources::served::check_label(k, v) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::debug!(database = %db.metadata.name, "Azure discovery leaves out a tag: {why}");
+            false
+        }
+    });
+    if let Err(why) = db.check_served_text() {
+        let id = db
+            .spec
+            .azure
+            .as_ref()
+            .map(|a| a.resource_id.clone())
+            .unwrap_or_default();
+        return skip(&id, &why);
+    }
+    Some(db)
+}
+
 /// `East US` -> `eastus`.
 pub fn normalize_region(region: &str) -> String {
     region
@@ -245,7 +270,7 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
         is_enterprise: false,
     });
     db.validate().ok()?;
-    Some(db)
+    announceable(db)
 }
 
 /// The database for one Redis Enterprise database, or None when skipped.
@@ -332,7 +357,7 @@ pub fn enterprise_database(
         is_enterprise: true,
     });
     db.validate().ok()?;
-    Some(db)
+    announceable(db)
 }
 
 /// Errors of discovery.

@@ -172,6 +172,37 @@ fn enterprise_resources(
     (cluster, db)
 }
 
+/// Azure tags become labels shown in `tsh db ls`: those the auth service
+/// would refuse (control characters, too long) are left out rather than the
+/// whole database, and a location that cannot be shown skips the resource.
+#[test]
+fn discovered_labels_are_announceable() {
+    let m = matcher(&["*"]);
+    let r = redis_resource(
+        "my.redis.cache.windows.net",
+        6380,
+        serde_json::json!({
+            "env": "dev",
+            "Cost Center": "ops",
+            "title": "\u{1b}]0;owned\u{7}",
+            "k\u{1b}[31m": "v",
+            "long": "v".repeat(2000),
+        }),
+    );
+    let db = db_service::discovery::redis_database(&m, &r).unwrap();
+    let labels = db.all_labels();
+    assert_eq!(labels["env"], "dev");
+    assert_eq!(labels["Cost Center"], "ops");
+    assert!(!labels.contains_key("title"), "{labels:?}");
+    assert!(!labels.contains_key("long"), "{labels:?}");
+    assert!(!labels.keys().any(|k| k.starts_with('k')), "{labels:?}");
+    db.check_served_text().unwrap();
+
+    let mut r = redis_resource("my.redis.cache.windows.net", 6380, serde_json::json!({}));
+    r.location = "east\u{1b}[2Jus".into();
+    assert_eq!(db_service::discovery::redis_database(&m, &r), None);
+}
+
 /// ARM is a peer: a host name it reports is dialled and sent as SNI only when it is a DNS name
 /// under Azure's Redis suffixes, with nothing a URL parser could read as another host.
 #[test]
