@@ -138,6 +138,18 @@ fn token_join_registers_apps_filtered_by_rbac() {
         apps_ls(&admin_home).contains("arch=aarch64").then_some(())
     })
     .unwrap();
+    // A command prints what it likes: the agent sends it as one line without
+    // control characters (the auth service refuses those in labels), so the
+    // app stays listed with the new value and no escape sequence reaches a
+    // terminal.
+    std::fs::write(&label_file, "\u{1b}]0;owned\u{7}arm\n64\n").unwrap();
+    poll(Duration::from_secs(60), "the cleaned dynamic label", || {
+        apps_ls(&admin_home)
+            .contains("arch=\u{fffd}]0;owned\u{fffd}arm 64")
+            .then_some(())
+    })
+    .map_err(|e| format!("{e}\n{}\nagent log:\n{}", apps_ls(&admin_home), agent.log()))
+    .unwrap();
 
     // The join is audited.
     let events = ok(node

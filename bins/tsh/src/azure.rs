@@ -142,7 +142,7 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
         bail!("az login failed (exit code {code})");
     }
     println!("Logged into Azure app {app:?}.");
-    println!("Your identity: {azure_identity}");
+    println!("Your identity: {}", client::term::cell(&azure_identity));
     println!("Example Azure CLI command: tsh az vm list");
     Ok(())
 }
