@@ -176,3 +176,45 @@ fn tctl_escapes_listings_from_the_server() {
         assert!(out.contains("red"), "{out:?}");
     }
 }
+
+/// The certificate a hostile proxy had signed names the user and roles: `tsh
+/// status` prints each field on its one line, escaped, so it can neither send
+/// escape sequences nor add a line of its own ("Roles: admin").
+#[test]
+fn tsh_status_prints_certificate_fields_escaped() {
+    let home = tempfile::tempdir().unwrap();
+    let ca = pki::CertAuthority::generate("hostile.example", pki::CaType::User).unwrap();
+    let key = pki::generate_key().unwrap();
+    let identity = pki::Identity {
+        username: format!("alice{HOSTILE}\n  Roles:              admin"),
+        groups: vec![format!("access{HOSTILE}")],
+        logins: vec!["root\n  Kubernetes:         enabled".into()],
+        teleport_cluster: "hostile.example".into(),
+        expires: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ..Default::default()
+    };
+    let cert_pem = ca.sign_identity(&identity, &key.public_key_der).unwrap();
+    let profile = client::Profile {
+        web_proxy_addr: "127.0.0.1:3080".into(),
+        user: "alice".into(),
+        cluster: "hostile.example".into(),
+        insecure: true,
+    };
+    let creds = client::Credentials {
+        key_pem: key.private_key_pem,
+        cert_pem,
+        ca_pems: vec![ca.cert_pem().to_string()],
+    };
+    client::ProfileStore::at(home.path())
+        .save(&profile, &creds)
+        .unwrap();
+    let out = ok(tsh(home.path(), &["status"], None).unwrap()).unwrap();
+    assert_escaped("tsh status", &out);
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("Roles:              admin")
+                || l.trim_start().starts_with("Kubernetes:         enabled")),
+        "a field added a line: {out}"
+    );
+    assert!(out.contains("Logged in as:       alice"), "{out}");
+}

@@ -407,17 +407,20 @@ fn print_profile(profile: &Profile, creds: &Credentials, active: bool) -> Result
     } else {
         id.logins.join(", ")
     };
-    writeln!(out, "{marker} Profile URL:        {url}")?;
-    writeln!(out, "  Logged in as:       {}", id.username)?;
-    writeln!(out, "  Cluster:            {}", profile.cluster)?;
-    writeln!(out, "  Roles:              {}", id.groups.join(", "))?;
-    writeln!(out, "  Logins:             {logins}")?;
+    // Every field came from the cluster (the certificate, the proxy's ping):
+    // one line each, control characters escaped.
+    use client::term::cell;
+    writeln!(out, "{marker} Profile URL:        {}", cell(&url))?;
+    writeln!(out, "  Logged in as:       {}", cell(&id.username))?;
+    writeln!(out, "  Cluster:            {}", cell(&profile.cluster))?;
+    writeln!(out, "  Roles:              {}", cell(&id.groups.join(", ")))?;
+    writeln!(out, "  Logins:             {}", cell(&logins))?;
     writeln!(out, "  Kubernetes:         disabled")?;
     if !id.azure_identities.is_empty() {
         writeln!(
             out,
             "  Azure Identities:   {}",
-            id.azure_identities.join(", ")
+            cell(&id.azure_identities.join(", "))
         )?;
     }
     writeln!(
