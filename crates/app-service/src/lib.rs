@@ -74,6 +74,10 @@ pub fn apps_from_config(cfg: &config::AppService, proxy_host: &str) -> Result<Ve
         }
         app.check_and_set_defaults()
             .map_err(|e| AppError::Config(e.to_string()))?;
+        // The auth service refuses a heartbeat whose text it would not show
+        // users: say so at start, naming the app, rather than in every heartbeat.
+        app.check_served_text()
+            .map_err(|e| AppError::Config(format!("app {:?}: {e}", a.name)))?;
         out.push(app);
     }
     Ok(out)
@@ -253,6 +257,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("URI is empty"));
+        // Text the auth service would refuse in heartbeats is refused at start.
+        for bad in [
+            "    labels:\n      env: \"dev\\e[31m\"\n",
+            "    description: \"a\\nb\"\n",
+            "    commands:\n    - name: \"k\\a\"\n      command: [date]\n",
+        ] {
+            let c = cfg(&format!(
+                "  enabled: yes\n  apps:\n  - name: a\n    uri: http://x\n{bad}"
+            ));
+            let err = apps_from_config(&c, "p").unwrap_err().to_string();
+            assert!(err.contains("control character"), "{bad}: {err}");
+        }
     }
 
     #[tokio::test]
