@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         Cmd::Db(DbCmd::Configure(DbConfigureCmd::Create(flags))) => match configure::run(&flags) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ERROR: {e:#}");
+                eprintln!("{}", client::term::error_line(&format!("{e:#}")));
                 ExitCode::FAILURE
             }
         },
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             let unit = match systemd_unit(&pid_file, &teleport_path, &env_file, fd_limit) {
                 Ok(unit) => unit,
                 Err(e) => {
-                    eprintln!("ERROR: {e}");
+                    eprintln!("{}", client::term::error_line(&e.to_string()));
                     return ExitCode::FAILURE;
                 }
             };
@@ -184,7 +184,13 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("ERROR: cannot write {}: {e}", path.display());
+                        eprintln!(
+                            "{}",
+                            client::term::error_line(&format!(
+                                "cannot write {}: {e}",
+                                path.display()
+                            ))
+                        );
                         ExitCode::FAILURE
                     }
                 },
@@ -199,7 +205,7 @@ fn main() -> ExitCode {
             let cfg = match config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("ERROR: {e:#}");
+                    eprintln!("{}", client::term::error_line(&format!("{e:#}")));
                     return ExitCode::FAILURE;
                 }
             };
@@ -214,14 +220,14 @@ fn main() -> ExitCode {
             let rt = match b.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("ERROR: {e}");
+                    eprintln!("{}", client::term::error_line(&e.to_string()));
                     return ExitCode::FAILURE;
                 }
             };
             match rt.block_on(start(cfg, debug, pid_file, insecure)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ERROR: {e:#}");
+                    eprintln!("{}", client::term::error_line(&format!("{e:#}")));
                     ExitCode::FAILURE
                 }
             }
