@@ -61,9 +61,10 @@ fuzz_target!(|data: &[u8]| {
             "{n:?} is neither the host ID nor the node name"
         );
         assert!(pki::names::check_agent_name(n).is_ok(), "{n:?} not checked");
+        let lower = n.trim_end_matches('.').to_ascii_lowercase();
+        let suffix = pki::names::CLUSTER_LOCAL_SUFFIX;
         assert!(
-            !n.to_ascii_lowercase()
-                .contains(pki::names::CLUSTER_LOCAL_SUFFIX),
+            lower != suffix && !lower.ends_with(&format!(".{suffix}")),
             "{n:?} is a cluster-internal name"
         );
         // What a TLS client would dial by that name: a DNS name, not an IP address.
