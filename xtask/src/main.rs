@@ -2,7 +2,8 @@
 //! whole-path benchmarks.
 //!
 //! `test` installs what the tests need on a fresh machine (PostgreSQL when it
-//! is not running, the `az` CLI in a cached virtualenv) and runs everything CI
+//! is not running, the `az` CLI in a cached virtualenv, the Azure SDK for
+//! JavaScript in a cached npm folder) and runs everything CI
 //! checks: fmt, clippy with `-D warnings`, unit, integration and end-to-end
 //! tests.
 
