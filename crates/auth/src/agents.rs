@@ -104,7 +104,9 @@ pub fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Res
     Ok(names)
 }
 
-fn safe_name(s: &str) -> bool {
+/// Whether `s` may name an agent or what it serves (host IDs, apps and
+/// databases in heartbeats): 1 to 253 letters, digits, `-`, `_` and `.`.
+pub fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.chars()
