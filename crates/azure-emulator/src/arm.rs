@@ -293,6 +293,19 @@ struct Caller {
     appid: String,
 }
 
+/// What every ARM request must bring: a valid bearer token and an `api-version`.
+fn checked_caller(req: &Req, state: &State) -> Result<Caller, Box<Resp>> {
+    let caller = authenticate(req, state)?;
+    if req.q("api-version").is_none() {
+        return Err(Box::new(arm_error(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )));
+    }
+    Ok(caller)
+}
+
 fn authenticate(req: &Req, state: &State) -> Result<Caller, Box<Resp>> {
     let Some(auth) = req.header("authorization") else {
         return Err(arm_err_box(
@@ -476,17 +489,10 @@ fn key_type(body: &[u8]) -> Option<KeyType> {
 /// the resource gets the new keys as its passwords first; if that fails the keys are unchanged and
 /// the answer is a 500 saying why.
 async fn regenerate_key(req: &Req, state: &State) -> Resp {
-    let caller = match authenticate(req, state) {
+    let caller = match checked_caller(req, state) {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    if req.q("api-version").is_none() {
-        return arm_error(
-            400,
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        );
-    }
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let (sub_id, rg, rest) = match segs.as_slice() {
         [s, sub, r, rg, p, rest @ ..]
@@ -578,17 +584,10 @@ async fn regenerate_key(req: &Req, state: &State) -> Resp {
 
 /// Serves an ARM request.
 pub fn handle(req: &Req, state: &State) -> Resp {
-    let caller = match authenticate(req, state) {
+    let caller = match checked_caller(req, state) {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    if req.q("api-version").is_none() {
-        return arm_error(
-            400,
-            "MissingApiVersionParameter",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        );
-    }
     let world = state.world();
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let lc: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
