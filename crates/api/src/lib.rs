@@ -10,6 +10,7 @@
 //!   proxy: everything under [`AUTH_PREFIX`].
 
 pub mod join;
+pub mod local_token;
 pub mod output;
 
 use serde::{Deserialize, Serialize};

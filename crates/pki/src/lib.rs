@@ -53,6 +53,7 @@
 mod ca;
 mod der;
 mod identity;
+pub mod local_token;
 pub mod names;
 pub mod tls;
 
