@@ -89,9 +89,19 @@ impl HttpConfig {
         let client = self.client()?;
         Ok(azure_core::http::ClientOptions {
             transport: Some(azure_core::http::Transport::new(Arc::new(client))),
-            cloud: Some(Arc::new(cloud.configuration())),
+            cloud: Some(Arc::new(cloud_configuration(cloud))),
             ..Default::default()
         })
+    }
+}
+
+/// The `azure_core` cloud configuration of `cloud` (the SDK-free [`crate::Cloud`] lives in
+/// `azure-endpoints`, which cannot name the SDK's type).
+pub fn cloud_configuration(cloud: crate::Cloud) -> azure_core::cloud::CloudConfiguration {
+    match cloud {
+        crate::Cloud::AzureCloud => azure_core::cloud::CloudConfiguration::AzurePublic,
+        crate::Cloud::AzureChinaCloud => azure_core::cloud::CloudConfiguration::AzureChina,
+        crate::Cloud::AzureUSGovernment => azure_core::cloud::CloudConfiguration::AzureGovernment,
     }
 }
 

@@ -8,14 +8,17 @@
 
 pub mod aia;
 pub mod arm;
-pub mod authority;
 pub mod cache;
-pub mod cloud;
 pub mod credential;
 pub mod entra;
 pub mod error;
 pub mod http;
 pub mod imds;
+
+/// Cloud endpoints, the Azure host allow-list and client-named addresses live in the SDK-free
+/// `azure-endpoints` crate; re-exported so that `azure_mint::cloud` and `azure_mint::authority`
+/// keep naming them.
+pub use azure_endpoints::{authority, cloud};
 
 pub use cache::{FetchToken, Token, TokenCache};
 pub use cloud::{is_azure_endpoint, Cloud};

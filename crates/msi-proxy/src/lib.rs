@@ -10,7 +10,7 @@
 //! 407 with `Proxy-Authenticate` without it), and the token endpoints asked directly need it in
 //! their own way (header, path, or proxy credentials).
 //!
-//! * `CONNECT host:port` to an Azure endpoint ([`azure_mint::cloud::is_azure_endpoint`]) or a
+//! * `CONNECT host:port` to an Azure endpoint ([`azure_endpoints::cloud::is_azure_endpoint`]) or a
 //!   Teleport token host: TLS is terminated with a leaf issued on the fly for the SNI name by a
 //!   per-session local CA (its certificate written 0600 to [`MsiProxyConfig::local_ca_path`]).
 //!   Each request inside must carry one of our local tokens as a bearer token; it is then handed,

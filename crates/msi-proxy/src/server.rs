@@ -322,7 +322,7 @@ impl Shared {
 
     fn intercepts(host: &str) -> bool {
         let h = host.trim_end_matches('.').to_ascii_lowercase();
-        TOKEN_HOSTS.contains(&h.as_str()) || azure_mint::cloud::is_azure_endpoint(&h)
+        TOKEN_HOSTS.contains(&h.as_str()) || azure_endpoints::cloud::is_azure_endpoint(&h)
     }
 
     fn is_self(&self, host: &str, port: u16) -> bool {

@@ -70,15 +70,6 @@ impl Cloud {
             Self::AzureUSGovernment => "vault.usgovcloudapi.net",
         }
     }
-
-    /// The matching `azure_core` cloud configuration.
-    pub fn configuration(self) -> azure_core::cloud::CloudConfiguration {
-        match self {
-            Self::AzureCloud => azure_core::cloud::CloudConfiguration::AzurePublic,
-            Self::AzureChinaCloud => azure_core::cloud::CloudConfiguration::AzureChina,
-            Self::AzureUSGovernment => azure_core::cloud::CloudConfiguration::AzureGovernment,
-        }
-    }
 }
 
 /// Host suffixes of Azure endpoints (public and sovereign clouds).
