@@ -57,7 +57,7 @@
 //!   new owner.
 
 use crate::backend::reauth_deadline;
-use crate::resp::{self, Frame, Limits, ProtocolError};
+use crate::resp::{self, Frame, FrameCursor, Limits};
 use crate::SessionOptions;
 use crate::{audit_event, teleport_error, Backend, CommandEvent, Connected, EngineError};
 use bytes::{Buf, Bytes, BytesMut};
@@ -604,98 +604,6 @@ async fn node_reader<R: AsyncRead + Unpin>(
                     }
                 }
                 None => return Err("unexpected reply".into()),
-            }
-        }
-    }
-}
-
-/// Finds the end of one top-level frame, resumably: tokens already measured
-/// are not measured again when more bytes arrive (the buffer's front must
-/// not move until a frame is returned).
-#[derive(Debug, Default)]
-struct FrameCursor {
-    pos: usize,
-    /// Elements still expected by each open aggregate.
-    stack: Vec<usize>,
-    top: u8,
-}
-
-impl FrameCursor {
-    /// `Some((length, type byte))` when the frame at the front of `buf` is
-    /// complete; the cursor then starts over.
-    fn next(&mut self, buf: &[u8], limits: &Limits) -> Result<Option<(usize, u8)>, ProtocolError> {
-        loop {
-            let Some(&ty) = buf.get(self.pos) else {
-                return Ok(None);
-            };
-            let mut children = 0usize;
-            if matches!(ty, b'*' | b'~' | b'>' | b'%' | b'|') {
-                let start = self.pos + 1;
-                let window_end = buf
-                    .len()
-                    .min(start.saturating_add(limits.max_line_len).saturating_add(2));
-                let window = buf.get(start..window_end).unwrap_or_default();
-                let Some(nl) = window.iter().position(|&b| b == b'\n') else {
-                    if window.len() >= limits.max_line_len.saturating_add(2) {
-                        return Err(ProtocolError::LineTooLong(limits.max_line_len));
-                    }
-                    return Ok(None);
-                };
-                if nl == 0 || window[nl - 1] != b'\r' {
-                    return Err(ProtocolError::Invalid("line ending"));
-                }
-                let n: i64 = std::str::from_utf8(&window[..nl - 1])
-                    .ok()
-                    .filter(|s| !s.starts_with('+'))
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(ProtocolError::Invalid("length"))?;
-                match n {
-                    -1 if ty == b'*' => {}
-                    n if n < 0 => return Err(ProtocolError::Invalid("length")),
-                    n => {
-                        let n = n as u64;
-                        if n > limits.max_aggregate_len as u64 {
-                            return Err(ProtocolError::AggregateTooLong(
-                                n,
-                                limits.max_aggregate_len,
-                            ));
-                        }
-                        children = if matches!(ty, b'%' | b'|') {
-                            (n as usize) * 2
-                        } else {
-                            n as usize
-                        };
-                    }
-                }
-                self.pos = start + nl + 1;
-            } else {
-                let rest = buf.get(self.pos..).unwrap_or_default();
-                let Some(len) = resp::frame_len(rest, limits)? else {
-                    return Ok(None);
-                };
-                self.pos += len;
-            }
-            if self.stack.is_empty() {
-                self.top = ty;
-            }
-            if children > 0 {
-                if self.stack.len() >= limits.max_depth {
-                    return Err(ProtocolError::TooDeep(limits.max_depth));
-                }
-                self.stack.push(children);
-                continue;
-            }
-            while let Some(left) = self.stack.last_mut() {
-                *left -= 1;
-                if *left > 0 {
-                    break;
-                }
-                self.stack.pop();
-            }
-            if self.stack.is_empty() {
-                let len = self.pos;
-                self.pos = 0;
-                return Ok(Some((len, self.top)));
             }
         }
     }

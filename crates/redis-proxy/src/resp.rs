@@ -1,17 +1,24 @@
 //! RESP2 / RESP3 codec.
 //!
-//! * [`parse`] builds a [`Frame`] from the front of a buffer;
-//! * [`frame_len`] only measures the first frame (no allocation), which is what
-//!   the engine uses on the hot path to forward replies byte for byte;
+//! Every reader of RESP here takes the same tokens (a line, a whole blob, an
+//! aggregate header), validated by one lexer, and finds frame boundaries
+//! with one walker, the resumable [`Scanner`]:
+//!
+//! * [`Scanner::scan`] forwards replies byte for byte as their tokens
+//!   complete (the engine's hot path), counting replies and push frames;
+//! * [`FrameCursor`] measures frames left in place (cluster node replies);
+//! * [`parse`] builds a [`Frame`] from the tokens of the first frame, and
+//!   [`frame_len`] only measures it (the same walk, so the two always agree);
 //! * [`parse_command`] reads a client command (an array of bulk strings) and
 //!   returns the byte ranges of its arguments; [`CommandParser::next`] reads
 //!   what Redis reads (arrays, and inline commands, which it returns
 //!   re-encoded as arrays);
 //! * [`Frame::encode`] writes a frame back.
 //!
-//! All three return `Ok(None)` when the buffer holds only part of a frame
-//! ("need more"), and a [`ProtocolError`] (never a panic) when the input is
-//! not RESP or exceeds [`Limits`].
+//! All of them return `Ok(None)` (or consume nothing more) when the buffer
+//! holds only part of a frame ("need more"), and a [`ProtocolError`] (never
+//! a panic) when the input is not RESP or exceeds [`Limits`] (an aggregate,
+//! empty or not, counts as a level of [`Limits::max_depth`]).
 
 use bytes::{Buf, Bytes, BytesMut};
 use std::ops::Range;
@@ -223,14 +230,43 @@ fn valid_big(line: &[u8]) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-/// Core of the parser. With `BUILD = false` it only measures (returns `None`
-/// as the frame).
-fn parse_at<const BUILD: bool>(
-    buf: &[u8],
-    pos: usize,
-    depth: usize,
-    limits: &Limits,
-) -> Step<Option<Frame>> {
+/// What one token is: the unit every reader of RESP here ([`Scanner`], and
+/// through it [`parse`], [`frame_len`] and [`FrameCursor`]; and
+/// [`CommandParser`]) takes from the buffer, validated once, by [`token`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Lexeme {
+    /// `+`, `-` and `(`: the line is the value.
+    Text,
+    Integer(i64),
+    /// `_`
+    Null,
+    Boolean(bool),
+    Double(f64),
+    /// `$-1` / `*-1`.
+    NullLength,
+    /// `$`, `!` or `=` with its payload.
+    Blob(usize, usize),
+    /// An aggregate header (`* ~ > % |`) and its element count (pairs
+    /// counted as two elements).
+    Aggregate(usize),
+}
+
+/// One token at a known position of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Token {
+    ty: u8,
+    /// Where the line after the type byte lies (without `\r\n`).
+    line: (usize, usize),
+    lexeme: Lexeme,
+    /// Where the token ends (after its payload, for a blob).
+    end: usize,
+}
+
+/// Reads and validates the token at `pos`: a line (simple values and every
+/// header), a whole blob (header and payload), or an aggregate header (its
+/// elements are tokens of their own). `Ok(None)`: more bytes are needed.
+#[inline]
+fn token(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<Token>, ProtocolError> {
     let Some(&ty) = buf.get(pos) else {
         return Ok(None);
     };
@@ -239,150 +275,151 @@ fn parse_at<const BUILD: bool>(
         return Ok(None);
     };
     let line = &buf[start..le];
-    let next = le + 2;
-    let bytes = |r: Range<usize>| Bytes::copy_from_slice(&buf[r]);
-    match ty {
-        b'+' | b'-' => {
-            if !BUILD {
-                return Ok(Some((None, next)));
-            }
-            let b = bytes(start..le);
-            Ok(Some((
-                Some(if ty == b'+' {
-                    Frame::Simple(b)
-                } else {
-                    Frame::Error(b)
-                }),
-                next,
-            )))
-        }
-        b':' => {
-            let n = parse_i64(line)?;
-            Ok(Some((BUILD.then_some(Frame::Integer(n)), next)))
-        }
-        b'_' => {
-            if !line.is_empty() {
-                return Err(ProtocolError::Invalid("null"));
-            }
-            Ok(Some((BUILD.then_some(Frame::Null), next)))
-        }
-        b'#' => {
-            let v = match line {
-                b"t" => true,
-                b"f" => false,
-                _ => return Err(ProtocolError::Invalid("boolean")),
-            };
-            Ok(Some((BUILD.then_some(Frame::Boolean(v)), next)))
-        }
-        b',' => {
-            let d = valid_double(line)?;
-            Ok(Some((BUILD.then_some(Frame::Double(d)), next)))
-        }
+    let mut end = le + 2;
+    let lexeme = match ty {
+        b'+' | b'-' => Lexeme::Text,
+        b':' => Lexeme::Integer(parse_i64(line)?),
+        b'_' if line.is_empty() => Lexeme::Null,
+        b'_' => return Err(ProtocolError::Invalid("null")),
+        b'#' => match line {
+            b"t" => Lexeme::Boolean(true),
+            b"f" => Lexeme::Boolean(false),
+            _ => return Err(ProtocolError::Invalid("boolean")),
+        },
+        b',' => Lexeme::Double(valid_double(line)?),
         b'(' => {
             valid_big(line)?;
-            Ok(Some((
-                BUILD.then(|| Frame::BigNumber(bytes(start..le))),
-                next,
-            )))
+            Lexeme::Text
         }
-        b'$' | b'!' | b'=' => {
-            let len = parse_len(line)?;
-            let Some(n) = len else {
-                if ty == b'$' {
-                    return Ok(Some((BUILD.then_some(Frame::NullBulk), next)));
-                }
-                return Err(ProtocolError::Invalid("length"));
-            };
-            let n = check_bulk(n, limits)?;
-            let Some((r, after)) = payload(buf, next, n)? else {
-                return Ok(None);
-            };
-            if ty == b'=' && (r.len() < 4 || buf[r.start + 3] != b':') {
-                return Err(ProtocolError::Invalid("verbatim string"));
-            }
-            if !BUILD {
-                return Ok(Some((None, after)));
-            }
-            let f = match ty {
-                b'$' => Frame::Bulk(bytes(r)),
-                b'!' => Frame::BlobError(bytes(r)),
-                _ => Frame::Verbatim {
-                    format: [buf[r.start], buf[r.start + 1], buf[r.start + 2]],
-                    data: bytes(r.start + 4..r.end),
-                },
-            };
-            Ok(Some((Some(f), after)))
-        }
-        b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let len = parse_len(line)?;
-            let Some(n) = len else {
-                if ty == b'*' {
-                    return Ok(Some((BUILD.then_some(Frame::NullArray), next)));
-                }
-                return Err(ProtocolError::Invalid("length"));
-            };
-            let n = check_aggregate(n, limits)?;
-            if depth >= limits.max_depth {
-                return Err(ProtocolError::TooDeep(limits.max_depth));
-            }
-            let pairs = matches!(ty, b'%' | b'|');
-            let count = if pairs {
-                n.checked_mul(2).ok_or(ProtocolError::Invalid("length"))?
-            } else {
-                n
-            };
-            let mut items = Vec::with_capacity(if BUILD { count.min(1024) } else { 0 });
-            let mut p = next;
-            for _ in 0..count {
-                let Some((f, after)) = parse_at::<BUILD>(buf, p, depth + 1, limits)? else {
+        b'$' | b'!' | b'=' => match parse_len(line)? {
+            None if ty == b'$' => Lexeme::NullLength,
+            None => return Err(ProtocolError::Invalid("length")),
+            Some(n) => {
+                let n = check_bulk(n, limits)?;
+                let Some((r, after)) = payload(buf, end, n)? else {
                     return Ok(None);
                 };
-                if let Some(f) = f {
-                    items.push(f);
+                if ty == b'=' && (r.len() < 4 || buf[r.start + 3] != b':') {
+                    return Err(ProtocolError::Invalid("verbatim string"));
                 }
-                p = after;
+                end = after;
+                Lexeme::Blob(r.start, r.end)
             }
-            if !BUILD {
-                return Ok(Some((None, p)));
-            }
-            let f = if pairs {
-                let mut kv = Vec::with_capacity(n);
-                let mut it = items.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    kv.push((k, v));
-                }
-                if ty == b'%' {
-                    Frame::Map(kv)
+        },
+        b'*' | b'~' | b'>' | b'%' | b'|' => match parse_len(line)? {
+            None if ty == b'*' => Lexeme::NullLength,
+            None => return Err(ProtocolError::Invalid("length")),
+            Some(n) => {
+                let n = check_aggregate(n, limits)?;
+                Lexeme::Aggregate(if matches!(ty, b'%' | b'|') {
+                    n.checked_mul(2).ok_or(ProtocolError::Invalid("length"))?
                 } else {
-                    Frame::Attribute(kv)
-                }
-            } else {
-                match ty {
-                    b'*' => Frame::Array(items),
-                    b'~' => Frame::Set(items),
-                    _ => Frame::Push(items),
-                }
-            };
-            Ok(Some((Some(f), p)))
-        }
-        other => Err(ProtocolError::InvalidType(other)),
-    }
+                    n
+                })
+            }
+        },
+        other => return Err(ProtocolError::InvalidType(other)),
+    };
+    Ok(Some(Token {
+        ty,
+        line: (start, le),
+        lexeme,
+        end,
+    }))
 }
 
 /// Parses the first frame of `buf`: `Ok(Some((frame, consumed)))`, or
-/// `Ok(None)` when more bytes are needed.
+/// `Ok(None)` when more bytes are needed. The frame's bounds are the
+/// [`Scanner`]'s: this only builds values from the tokens it walks.
 pub fn parse(buf: &[u8], limits: &Limits) -> Step<Frame> {
-    match parse_at::<true>(buf, 0, 0, limits)? {
-        Some((Some(f), n)) => Ok(Some((f, n))),
-        Some((None, _)) => Err(ProtocolError::Invalid("frame")),
-        None => Ok(None),
+    let mut scanner = Scanner::default();
+    // Aggregates being built: type byte and elements so far.
+    let mut open: Vec<(u8, Vec<Frame>)> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(step) = scanner.step(buf, pos, limits)? else {
+            return Ok(None);
+        };
+        let t = step.token;
+        pos = t.end;
+        if step.opened {
+            if let Lexeme::Aggregate(n) = t.lexeme {
+                open.push((t.ty, Vec::with_capacity(n.min(1024))));
+            }
+            continue;
+        }
+        let mut value = leaf(buf, &t);
+        for _ in 0..step.closed {
+            let Some((ty, mut items)) = open.pop() else {
+                return Err(ProtocolError::Invalid("frame"));
+            };
+            items.push(value);
+            value = aggregate(ty, items);
+        }
+        if step.done {
+            return Ok(Some((value, pos)));
+        }
+        match open.last_mut() {
+            Some((_, items)) => items.push(value),
+            None => return Err(ProtocolError::Invalid("frame")),
+        }
     }
 }
 
-/// Length in bytes of the first frame of `buf` (validated as [`parse`] would),
-/// or `Ok(None)` when more bytes are needed. Allocates nothing.
+/// The value of a token that is a whole element (not an aggregate header
+/// with elements to come).
+fn leaf(buf: &[u8], t: &Token) -> Frame {
+    let bytes = |(s, e): (usize, usize)| Bytes::copy_from_slice(buf.get(s..e).unwrap_or_default());
+    match (t.ty, t.lexeme) {
+        (b'+', _) => Frame::Simple(bytes(t.line)),
+        (b'-', _) => Frame::Error(bytes(t.line)),
+        (_, Lexeme::Text) => Frame::BigNumber(bytes(t.line)),
+        (_, Lexeme::Integer(n)) => Frame::Integer(n),
+        (_, Lexeme::Null) => Frame::Null,
+        (_, Lexeme::Boolean(b)) => Frame::Boolean(b),
+        (_, Lexeme::Double(d)) => Frame::Double(d),
+        (b'$', Lexeme::NullLength) => Frame::NullBulk,
+        (_, Lexeme::NullLength) => Frame::NullArray,
+        (b'$', Lexeme::Blob(s, e)) => Frame::Bulk(bytes((s, e))),
+        (b'!', Lexeme::Blob(s, e)) => Frame::BlobError(bytes((s, e))),
+        (_, Lexeme::Blob(s, e)) => {
+            // `txt:data`, checked by `token`.
+            let f = |i: usize| buf.get(s + i).copied().unwrap_or_default();
+            Frame::Verbatim {
+                format: [f(0), f(1), f(2)],
+                data: bytes((s.saturating_add(4).min(e), e)),
+            }
+        }
+        (ty, Lexeme::Aggregate(_)) => aggregate(ty, Vec::new()),
+    }
+}
+
+/// The aggregate of type `ty` with these elements (pairs for `%` and `|`).
+fn aggregate(ty: u8, items: Vec<Frame>) -> Frame {
+    if matches!(ty, b'%' | b'|') {
+        let mut kv = Vec::with_capacity(items.len() / 2);
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            kv.push((k, v));
+        }
+        return if ty == b'%' {
+            Frame::Map(kv)
+        } else {
+            Frame::Attribute(kv)
+        };
+    }
+    match ty {
+        b'*' => Frame::Array(items),
+        b'~' => Frame::Set(items),
+        _ => Frame::Push(items),
+    }
+}
+
+/// Length in bytes of the first frame of `buf` (validated as [`parse`] would:
+/// both are the [`Scanner`]'s walk), or `Ok(None)` when more bytes are
+/// needed. Builds nothing.
 pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
-    Ok(parse_at::<false>(buf, 0, 0, limits)?.map(|(_, n)| n))
+    Ok(FrameCursor::default().next(buf, limits)?.map(|(n, _)| n))
 }
 
 /// Parses a client command, which must be a non-empty array of bulk strings
@@ -547,16 +584,16 @@ impl CommandParser {
                 if ty != b'*' {
                     return Err(ProtocolError::ExpectedArray(ty));
                 }
-                let Some(le) = line_end(buf, 1, limits)? else {
+                let Some(t) = token(buf, 0, limits)? else {
                     return Ok(None);
                 };
-                let n = match parse_len(&buf[1..le])? {
-                    None | Some(0) => return Err(ProtocolError::EmptyCommand),
-                    Some(n) => check_aggregate(n, limits)?,
+                let n = match t.lexeme {
+                    Lexeme::Aggregate(n) if n > 0 => n,
+                    _ => return Err(ProtocolError::EmptyCommand),
                 };
                 self.expected = Some(n);
                 self.args = Vec::with_capacity(n.min(1024));
-                self.pos = le + 2;
+                self.pos = t.end;
                 n
             }
         };
@@ -568,16 +605,14 @@ impl CommandParser {
             if ty != b'$' {
                 return Err(ProtocolError::ExpectedBulk(ty));
             }
-            let Some(le) = line_end(buf, p + 1, limits)? else {
+            let Some(t) = token(buf, p, limits)? else {
                 return Ok(None);
             };
-            let len = parse_len(&buf[p + 1..le])?.ok_or(ProtocolError::Invalid("bulk length"))?;
-            let len = check_bulk(len, limits)?;
-            let Some((r, after)) = payload(buf, le + 2, len)? else {
-                return Ok(None);
+            let Lexeme::Blob(start, end) = t.lexeme else {
+                return Err(ProtocolError::Invalid("bulk length"));
             };
-            self.args.push(r);
-            self.pos = after;
+            self.args.push(start..end);
+            self.pos = t.end;
         }
         let end = self.pos;
         let args = std::mem::take(&mut self.args);
@@ -697,9 +732,12 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
     }
 }
 
-/// Resumable reply scanner for forwarding: consumes complete tokens (lines,
-/// whole blobs, aggregate headers) without building frames and never scans
-/// a consumed token again, so huge aggregates cost linear time.
+/// The one resumable RESP walker: takes complete tokens (lines, whole
+/// blobs, aggregate headers; see [`token`]) and follows the open
+/// aggregates, never reading a token twice, so huge aggregates cost linear
+/// time. [`Scanner::scan`] forwards replies with it, [`FrameCursor`]
+/// measures frames in place, and [`parse`] and [`frame_len`] walk a frame
+/// with it.
 #[derive(Debug, Default)]
 pub struct Scanner {
     /// Elements still expected by each open aggregate.
@@ -719,10 +757,71 @@ pub struct Scanned {
     pub frames: u64,
 }
 
+/// One token taken by [`Scanner::step`].
+struct Stepped {
+    token: Token,
+    /// An aggregate with elements to come was opened.
+    opened: bool,
+    /// Aggregates this element completed.
+    closed: usize,
+    /// A top-level frame is complete (its type byte: [`Scanner::top`]).
+    done: bool,
+}
+
 impl Scanner {
     /// True between top-level frames.
     pub fn at_boundary(&self) -> bool {
         self.stack.is_empty()
+    }
+
+    /// Takes the token at `pos`; `Ok(None)` when it is not complete yet.
+    #[inline]
+    fn step(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        limits: &Limits,
+    ) -> Result<Option<Stepped>, ProtocolError> {
+        let Some(token) = token(buf, pos, limits)? else {
+            return Ok(None);
+        };
+        if let Lexeme::Aggregate(children) = token.lexeme {
+            // An aggregate nests one level deeper, empty or not.
+            if self.stack.len() >= limits.max_depth {
+                return Err(ProtocolError::TooDeep(limits.max_depth));
+            }
+            if children > 0 {
+                if self.stack.is_empty() {
+                    self.top = token.ty;
+                }
+                self.stack.push(children);
+                return Ok(Some(Stepped {
+                    token,
+                    opened: true,
+                    closed: 0,
+                    done: false,
+                }));
+            }
+        }
+        if self.stack.is_empty() {
+            self.top = token.ty;
+        }
+        // A complete element: close the aggregates it completes.
+        let mut closed = 0;
+        while let Some(left) = self.stack.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                break;
+            }
+            self.stack.pop();
+            closed += 1;
+        }
+        Ok(Some(Stepped {
+            token,
+            opened: false,
+            closed,
+            done: self.stack.is_empty(),
+        }))
     }
 
     /// Scans `buf` (the bytes after what earlier calls consumed).
@@ -739,88 +838,49 @@ impl Scanner {
         max_replies: u64,
     ) -> Result<Scanned, ProtocolError> {
         let mut out = Scanned::default();
-        loop {
-            if out.replies >= max_replies {
-                return Ok(out);
-            }
-            let pos = out.consumed;
-            let Some(&ty) = buf.get(pos) else {
-                return Ok(out);
+        while out.replies < max_replies {
+            let Some(step) = self.step(buf, out.consumed, limits)? else {
+                break;
             };
-            let start = pos + 1;
-            let Some(le) = line_end(buf, start, limits)? else {
-                return Ok(out);
-            };
-            let line = &buf[start..le];
-            let mut end = le + 2;
-            let mut children = 0usize;
-            match ty {
-                b'+' | b'-' => {}
-                b':' => {
-                    parse_i64(line)?;
-                }
-                b'_' if line.is_empty() => {}
-                b'#' if line == b"t" || line == b"f" => {}
-                b',' => {
-                    valid_double(line)?;
-                }
-                b'(' => valid_big(line)?,
-                b'$' | b'!' | b'=' => match parse_len(line)? {
-                    None if ty == b'$' => {}
-                    None => return Err(ProtocolError::Invalid("length")),
-                    Some(n) => {
-                        let n = check_bulk(n, limits)?;
-                        let Some((r, after)) = payload(buf, end, n)? else {
-                            return Ok(out);
-                        };
-                        if ty == b'=' && (r.len() < 4 || buf[r.start + 3] != b':') {
-                            return Err(ProtocolError::Invalid("verbatim string"));
-                        }
-                        end = after;
-                    }
-                },
-                b'*' | b'~' | b'>' | b'%' | b'|' => match parse_len(line)? {
-                    None if ty == b'*' => {}
-                    None => return Err(ProtocolError::Invalid("length")),
-                    Some(n) => {
-                        let n = check_aggregate(n, limits)?;
-                        children = if matches!(ty, b'%' | b'|') {
-                            n.checked_mul(2).ok_or(ProtocolError::Invalid("length"))?
-                        } else {
-                            n
-                        };
-                    }
-                },
-                b'_' => return Err(ProtocolError::Invalid("null")),
-                b'#' => return Err(ProtocolError::Invalid("boolean")),
-                other => return Err(ProtocolError::InvalidType(other)),
-            }
-            out.consumed = end;
-            if self.stack.is_empty() {
-                self.top = ty;
-            }
-            if children > 0 {
-                if self.stack.len() >= limits.max_depth {
-                    return Err(ProtocolError::TooDeep(limits.max_depth));
-                }
-                self.stack.push(children);
-                continue;
-            }
-            // A complete element: close the aggregates it completes.
-            while let Some(left) = self.stack.last_mut() {
-                *left -= 1;
-                if *left > 0 {
-                    break;
-                }
-                self.stack.pop();
-            }
-            if self.stack.is_empty() {
+            out.consumed = step.token.end;
+            if step.done {
                 out.frames += 1;
                 if !matches!(self.top, b'>' | b'|') {
                     out.replies += 1;
                 }
             }
         }
+        Ok(out)
+    }
+}
+
+/// Finds the end of one top-level frame with a [`Scanner`], for a caller
+/// that keeps the frame's bytes in place until it is complete: tokens
+/// already measured are not measured again when more bytes arrive (the
+/// buffer's front must not move until a frame is returned).
+#[derive(Debug, Default)]
+pub struct FrameCursor {
+    scanner: Scanner,
+    /// Bytes of the frame in progress already measured.
+    pos: usize,
+}
+
+impl FrameCursor {
+    /// `Some((length, type byte))` when the frame at the front of `buf` is
+    /// complete; the cursor then starts over.
+    pub fn next(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(usize, u8)>, ProtocolError> {
+        while let Some(step) = self.scanner.step(buf, self.pos, limits)? {
+            self.pos = step.token.end;
+            if step.done {
+                let len = std::mem::take(&mut self.pos);
+                return Ok(Some((len, self.scanner.top)));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -1267,6 +1327,26 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_aggregate_is_a_level_of_nesting_for_every_reader() {
+        let l = Limits {
+            max_depth: 2,
+            ..lim()
+        };
+        let nested: &[u8] = b"*1\r\n*1\r\n*0\r\n";
+        assert_eq!(parse(nested, &l), Err(ProtocolError::TooDeep(2)));
+        assert_eq!(frame_len(nested, &l), Err(ProtocolError::TooDeep(2)));
+        assert_eq!(
+            Scanner::default().scan(nested, &l),
+            Err(ProtocolError::TooDeep(2))
+        );
+        assert_eq!(
+            FrameCursor::default().next(nested, &l),
+            Err(ProtocolError::TooDeep(2))
+        );
+        assert_eq!(frame_len(b"*1\r\n*0\r\n", &l), Ok(Some(8)));
+    }
+
+    #[test]
     fn trailing_bytes_are_left() {
         let (f, n) = parse(b":1\r\n:2\r\n", &lim()).unwrap().unwrap();
         assert_eq!((f, n), (Frame::Integer(1), 4));
@@ -1492,6 +1572,37 @@ mod tests {
                 let (ranges, n) = p.parse(&bytes, &lim()).unwrap().unwrap();
                 prop_assert_eq!(n, bytes.len());
                 prop_assert_eq!(ranges.len(), args.len());
+            }
+        }
+
+        /// One walk: the builder, the measurer, the scanner and the
+        /// cursor agree on every input, RESP-shaped or not.
+        #[test]
+        fn every_reader_agrees(
+            parts in proptest::collection::vec(prop_oneof![
+                Just(b"*1\r\n".to_vec()), Just(b"*0\r\n".to_vec()), Just(b"%1\r\n".to_vec()),
+                Just(b">1\r\n".to_vec()), Just(b"|1\r\n".to_vec()), Just(b"$1\r\nx\r\n".to_vec()),
+                Just(b":1\r\n".to_vec()), Just(b"+OK\r\n".to_vec()), Just(b"_\r\n".to_vec()),
+                Just(b"$-1\r\n".to_vec()), Just(b"=5\r\ntxt:a\r\n".to_vec()), Just(b"\r\n".to_vec()),
+                proptest::collection::vec(any::<u8>(), 1..4),
+            ], 0..24),
+            depth in 1usize..6,
+        ) {
+            let input = parts.concat();
+            let limits = Limits { max_depth: depth, ..lim() };
+            let parsed = parse(&input, &limits);
+            let len = frame_len(&input, &limits);
+            match (&parsed, &len) {
+                (Ok(Some((_, n))), Ok(Some(m))) => prop_assert_eq!(n, m),
+                (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "parse {:?} / frame_len {:?}", parsed, len),
+            }
+            if let Ok(Some((_, n))) = parsed {
+                let mut sc = Scanner::default();
+                let s = sc.scan(&input[..n], &limits).unwrap();
+                prop_assert_eq!((s.consumed, s.frames), (n, 1));
+                let mut cursor = FrameCursor::default();
+                prop_assert_eq!(cursor.next(&input, &limits).unwrap().map(|(m, _)| m), Some(n));
             }
         }
 
