@@ -11,6 +11,7 @@
 
 pub mod join;
 pub mod local_token;
+pub mod names;
 pub mod output;
 
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,8 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use api::names::{check_host_name, LastLabel};
+
 /// Longest authority accepted (a 253-character DNS name, `:`, a 5-digit port, with room).
 const MAX_AUTHORITY_LEN: usize = 270;
 /// Longest request target accepted (bytes).
@@ -195,41 +197,12 @@ fn parse_host(text: &str, name: &str) -> Result<Host, AddressError> {
     if let Ok(ip) = name.parse::<Ipv4Addr>() {
         return Ok(Host::Ipv4(ip));
     }
-    if name.len() > 253 {
-        return Err(host_error(text, "longer than 253 characters"));
-    }
     if name.ends_with('.') {
         return Err(host_error(text, "a trailing '.'"));
     }
-    let mut last = "";
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(host_error(text, "an empty label"));
-        }
-        if label.len() > 63 {
-            return Err(host_error(text, "a label longer than 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(host_error(
-                text,
-                "a label with characters other than letters, digits and '-'",
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(host_error(text, "a label starting or ending with '-'"));
-        }
-        last = label;
-    }
-    if !last.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        // `127.1`, `0x7f000001`, `2130706433`: resolvers read these as IPv4 addresses.
-        return Err(host_error(
-            text,
-            "the last label does not start with a letter (it could be read as an IP address)",
-        ));
-    }
+    // RFC 1123 labels (the rule host certificates follow too, `pki::names`), and a last label
+    // starting with a letter: `127.1`, `0x7f000001`, `2130706433` are read as IPv4 addresses.
+    check_host_name(name, LastLabel::StartsWithLetter).map_err(|e| host_error(text, e.reason()))?;
     Ok(Host::Dns(name.to_ascii_lowercase()))
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use api::names::{check_host_name, LastLabel};
+
 /// The suffix of the cluster-internal names (`<hex(cluster)>.teleport.cluster.local`):
 /// only the auth service's and proxy's own certificates carry them.
 pub const CLUSTER_LOCAL_SUFFIX: &str = "teleport.cluster.local";
@@ -42,36 +44,14 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
-/// Whether `label` is a number as URL parsers and TLS clients read the last
-/// label of an IPv4 address: decimal digits, or `0x` and hex digits.
-fn is_numeric_label(label: &str) -> bool {
-    match label
-        .strip_prefix("0x")
-        .or_else(|| label.strip_prefix("0X"))
-    {
-        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
-    }
-}
-
-/// Whether `name` is an RFC 1123 host name (ASCII, case-insensitive) whose
-/// last label is not a number: `5`, `127.1` or `0x7f.1` are read as IPv4
-/// addresses by URL parsers and refused as DNS names by TLS clients
-/// (RFC 1123 2.1, the WHATWG URL "ends in a number" rule).
+/// Whether `name` is an RFC 1123 host name (ASCII, case-insensitive, one trailing dot allowed)
+/// whose last label is not a number: `5`, `127.1` or `0x7f.1` are read as IPv4 addresses by URL
+/// parsers and refused as DNS names by TLS clients (RFC 1123 2.1, the WHATWG URL "ends in a
+/// number" rule). A last label may start with a digit otherwise (UUID host IDs). The parser is
+/// [`api::names::check_host_name`], shared with the addresses clients name for dialling.
 pub fn is_host_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && !name.rsplit('.').next().is_some_and(is_numeric_label)
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    check_host_name(name, LastLabel::NotNumeric).is_ok()
 }
 
 /// Checks a name an agent's host certificate would carry: an RFC 1123 host
