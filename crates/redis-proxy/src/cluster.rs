@@ -58,8 +58,9 @@
 
 use crate::backend::reauth_deadline;
 use crate::resp::{self, Frame, FrameCursor, Limits};
+use crate::session::{Action, Cmd, SessionState};
 use crate::SessionOptions;
-use crate::{audit_event, teleport_error, Backend, CommandEvent, Connected, EngineError};
+use crate::{teleport_error, Backend, CommandEvent, Connected, EngineError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,7 +135,7 @@ pub fn key_slot(key: &[u8]) -> u16 {
 /// Positions of the keys among a command's arguments (after its name): up to
 /// two ranges `start..end` with a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeySpec {
+pub(crate) struct KeySpec {
     ranges: [(usize, usize, usize); 2],
 }
 
@@ -162,7 +163,7 @@ impl KeySpec {
 
 /// How keys in different slots are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Split {
+pub(crate) enum Split {
     /// Refused (`CROSSSLOT`).
     No,
     /// One command per slot, integer replies summed.
@@ -175,7 +176,7 @@ enum Split {
 
 /// How the replies of a command sent to several nodes are combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Merge {
+pub(crate) enum Merge {
     Sum,
     AllOk,
     Concat,
@@ -240,7 +241,7 @@ fn split_scan_cursor(cursor: u64) -> (u64, u64) {
 }
 
 #[derive(Debug, PartialEq)]
-enum Route {
+pub(crate) enum Route {
     Keys(KeySpec, Split),
     Any,
     Masters(Merge),
@@ -282,7 +283,7 @@ fn numkeys(args: &[&[u8]], at: usize) -> Route {
     }
 }
 
-fn classify(name: &str, args: &[&[u8]]) -> Route {
+pub(crate) fn classify(name: &str, args: &[&[u8]]) -> Route {
     let n = args.len();
     match name {
         "AUTH" => Route::Local(Bytes::from_static(b"+OK\r\n")),
@@ -650,8 +651,6 @@ struct Pool {
     /// `HELLO` (without `AUTH`) for new connections.
     hello: Option<Bytes>,
     refresh: Option<oneshot::Receiver<Reply>>,
-    /// The session's database user (client `AUTH` for another is refused).
-    db_user: Option<String>,
 }
 
 enum Redirect<'a> {
@@ -726,7 +725,6 @@ impl Pool {
             slots: vec![NO_NODE; SLOTS],
             hello: None,
             refresh: None,
-            db_user: None,
         }
     }
 
@@ -944,35 +942,12 @@ impl Pool {
         rx
     }
 
-    /// Routes one client command. Returns false when the session must end
-    /// after it (`QUIT`).
-    fn dispatch(
-        &mut self,
-        name: &str,
-        args: &[&[u8]],
-        chunk: &Bytes,
-        out: &mut Vec<Pending>,
-    ) -> bool {
-        let cost = chunk.len() + COMMAND_OVERHEAD;
-        let db_user = self.db_user.as_deref();
-        let route = match name {
-            "AUTH" => Route::Local(Bytes::from(crate::local_auth(args, db_user))),
-            // `AUTH` as another user is refused as `AUTH` is.
-            "HELLO" => match crate::hello_refusal(args, db_user) {
-                Some(refused) => Route::Local(Bytes::from(refused)),
-                None => Route::Hello,
-            },
-            _ => classify(name, args),
-        };
-        let expect = match route {
+    /// Sends one client command where `route` says; returns where its
+    /// reply will be.
+    fn route(&mut self, route: Route, name: &str, args: &[&[u8]], chunk: &Bytes) -> Expect {
+        match route {
             Route::Local(bytes) => Expect::Local(bytes),
-            Route::Quit => {
-                out.push(Pending {
-                    expect: Expect::Local(Bytes::from_static(b"+OK\r\n")),
-                    cost,
-                });
-                return false;
-            }
+            Route::Quit => Expect::Local(Bytes::from_static(b"+OK\r\n")),
             Route::Any => Expect::One(self.enqueue(0, chunk, chunk.clone())),
             Route::Masters(merge) => {
                 let parts = self
@@ -985,9 +960,7 @@ impl Pool {
             Route::Scan => self.scan(args),
             Route::Hello => self.hello(args, chunk),
             Route::Keys(spec, split) => self.keyed(name, args, chunk, spec, split),
-        };
-        out.push(Pending { expect, cost });
-        true
+        }
     }
 
     /// `SCAN cursor [options]`: the master the cursor names, with that
@@ -1023,7 +996,7 @@ impl Pool {
     }
 
     fn hello(&mut self, args: &[&[u8]], chunk: &Bytes) -> Expect {
-        let cmd = match crate::hello_without_auth(args) {
+        let cmd = match crate::session::hello_without_auth(args) {
             Some(bytes) => Bytes::from(bytes),
             None => chunk.clone(),
         };
@@ -1424,11 +1397,9 @@ where
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let limits = opts.limits;
+    let mut state = SessionState::cluster(opts.db_user.clone());
     let pool = match discover(seed, &limits).await {
-        Ok(mut p) => {
-            p.db_user = opts.db_user.clone();
-            p
-        }
+        Ok(p) => p,
         Err(e) => {
             let _ = client_w.write_all(&teleport_error(&e.to_string())).await;
             let _ = client_w.flush().await;
@@ -1477,24 +1448,31 @@ where
                         }
                     };
                     let Some(command) = parsed else { break };
-                    let chunk = command.bytes.clone();
-                    let args = command.args();
-                    let Some((first, rest)) = args.split_first() else {
+                    let Some(cmd) = Cmd::of(&command) else {
                         continue; // the parser refuses empty commands
                     };
-                    let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                    let more = pool.dispatch(&name, rest, &chunk, &mut pending);
-                    let mut event = audit_event(&name, rest);
-                    if let Some(Pending {
-                        expect: Expect::Local(reply),
-                        ..
-                    }) = pending.last()
-                    {
-                        event.refused = crate::refusal(reply);
-                    }
-                    audit(event);
-                    if !more {
-                        end = Some(Ok(()));
+                    let cost = command.bytes.len() + COMMAND_OVERHEAD;
+                    let expect = match state.step(&cmd) {
+                        Action::Answer(reply) => Expect::Local(reply),
+                        Action::Route(route) => {
+                            pool.route(route, &cmd.name, cmd.rest(), &command.bytes)
+                        }
+                        Action::Quit => {
+                            end = Some(Ok(()));
+                            Expect::Local(Bytes::from_static(b"+OK\r\n"))
+                        }
+                        // Not given in a cluster.
+                        _ => Expect::Local(Bytes::from(teleport_error(&format!(
+                            "{} is not supported in cluster mode",
+                            cmd.name
+                        )))),
+                    };
+                    audit(cmd.event(match &expect {
+                        Expect::Local(reply) => Some(reply),
+                        _ => None,
+                    }));
+                    pending.push(Pending { expect, cost });
+                    if end.is_some() {
                         break;
                     }
                 }

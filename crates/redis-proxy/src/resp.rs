@@ -733,7 +733,7 @@ pub fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
 }
 
 /// The one resumable RESP walker: takes complete tokens (lines, whole
-/// blobs, aggregate headers; see [`token`]) and follows the open
+/// blobs, aggregate headers; validated by one lexer) and follows the open
 /// aggregates, never reading a token twice, so huge aggregates cost linear
 /// time. [`Scanner::scan`] forwards replies with it, [`FrameCursor`]
 /// measures frames in place, and [`parse`] and [`frame_len`] walk a frame

@@ -49,8 +49,9 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::backend::{exchange, Backend, BackendStream};
 use crate::resp::{self, Limits};
+use crate::session::{Action, Cmd, SessionState};
 use crate::Frame;
-use crate::{audit_event, local_auth, refusal, CommandEvent, EngineError, Progress};
+use crate::{CommandEvent, EngineError, Progress};
 
 /// Whether a session on the shared connection may send `name` there:
 /// key reads and writes that never block and whose result depends only on
@@ -207,12 +208,12 @@ impl Probe {
 #[derive(Clone, Debug)]
 pub(crate) struct Known {
     /// `CLIENT SETINFO` (Redis 7.2 and later): answered here when known.
-    setinfo: Probe,
+    pub(crate) setinfo: Probe,
     /// `CLIENT MAINT_NOTIFICATIONS` (Redis Enterprise, Azure Managed
     /// Redis; redis-py 8 asks for it on RESP3 connections): its
     /// notifications are per connection, so sessions that turn it on where
     /// it exists move to connections of their own.
-    maint: Probe,
+    pub(crate) maint: Probe,
 }
 
 /// The probes: `SETINFO` also names the shared connection in `CLIENT LIST`
@@ -251,7 +252,7 @@ async fn probe(stream: &mut BackendStream) -> Result<Known, EngineError> {
 /// shared connection can honour: the name to set, if any (`AUTH` is the
 /// engine's, dropped as on a connection of the session's own); `None` for
 /// anything else (`HELLO 2`, other options), which the server must answer.
-fn hello3_options<'a>(args: &[&'a [u8]]) -> Option<Option<&'a [u8]>> {
+pub(crate) fn hello3_options<'a>(args: &[&'a [u8]]) -> Option<Option<&'a [u8]>> {
     let (version, opts) = args.split_first()?;
     if *version != b"3" {
         return None;
@@ -302,7 +303,7 @@ impl Setup {
     /// only a connection of the session's own can answer (other
     /// subcommands, wrong arguments, values the server would refuse: its
     /// own error text then reaches the client).
-    fn answer(&mut self, args: &[&[u8]], known: &Known) -> Option<Vec<u8>> {
+    pub(crate) fn answer(&mut self, args: &[&[u8]], known: &Known) -> Option<Vec<u8>> {
         let sub = *args.first()?;
         if sub.eq_ignore_ascii_case(b"GETNAME") && args.len() == 1 {
             let name = match &self.name {
@@ -351,7 +352,7 @@ impl Setup {
     }
 
     /// Sets the client name (an empty one clears it).
-    fn set_name(&mut self, name: &[u8]) {
+    pub(crate) fn set_name(&mut self, name: &[u8]) {
         self.name = (!name.is_empty()).then(|| name.to_vec());
     }
 
@@ -649,7 +650,6 @@ where
     };
     let progress = &progress;
     let limits = opts.limits;
-    let db_user = opts.db_user.as_deref();
 
     enum ReadEnd {
         Eof,
@@ -661,7 +661,7 @@ where
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut parser = resp::CommandParser::default();
-        let mut setup = Setup::default();
+        let mut state = SessionState::shared(opts.db_user.clone(), conn.known.clone());
         // The shared connection a local reply moves the session to.
         let mut switch_to: Option<SharedConn> = None;
         // Replies the client is owed (from the connection, and local ones).
@@ -674,10 +674,10 @@ where
             buf.reserve(16 * 1024);
             let n = match client_r.read_buf(&mut buf).await {
                 Ok(n) => n,
-                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf, sent, setup),
+                Err(e) => return (ReadEnd::Failed(EngineError::Client(e)), buf, sent, state),
             };
             if n == 0 {
-                return (ReadEnd::Eof, buf, sent, setup);
+                return (ReadEnd::Eof, buf, sent, state);
             }
             let mut batch: u64 = 0;
             let mut end = None;
@@ -689,7 +689,6 @@ where
                     break;
                 };
                 let Some(command) = parsed else { break };
-                let args = command.args();
                 // A command the session's own connection must serve goes
                 // back in front of the unread bytes, in its RESP form.
                 let own = |buf: &mut BytesMut| {
@@ -699,40 +698,21 @@ where
                     *buf = all;
                     Some(ReadEnd::Own)
                 };
-                let Some((first, rest)) = args.split_first() else {
+                let Some(cmd) = Cmd::of(&command) else {
                     end = own(&mut buf);
                     break;
                 };
-                let name = String::from_utf8_lossy(first).to_ascii_uppercase();
-                // A local answer, audited as refused when it is the
-                // engine's refusal.
-                let answer = |reply: Vec<u8>| {
-                    let mut event = audit_event(&name, rest);
-                    event.refused = refusal(&reply);
-                    Some((reply, event))
-                };
-                let hello_refused = match name.as_str() {
-                    "HELLO" => crate::hello_refusal(rest, db_user),
-                    _ => None,
-                };
-                let local = match name.as_str() {
-                    "AUTH" => answer(local_auth(rest, db_user)),
-                    "CLIENT" => match setup.answer(rest, &conn.known) {
-                        Some(reply) => Some((reply, audit_event(&name, rest))),
-                        None => {
-                            end = own(&mut buf);
-                            break;
-                        }
-                    },
-                    // `AUTH` as another user is refused as `AUTH` is.
-                    "HELLO" if hello_refused.is_some() => hello_refused.and_then(answer),
+                let reply = match state.step(&cmd) {
+                    Action::Forward { .. } => {
+                        audit(cmd.event(None));
+                        out.extend_from_slice(&command.bytes);
+                        batch += 1;
+                        continue;
+                    }
+                    Action::Answer(reply) => reply,
                     // RESP3: the session goes on on the RESP3 shared
                     // connection, and gets that connection's HELLO reply.
-                    "HELLO" => {
-                        let Some(new_name) = hello3_options(rest) else {
-                            end = own(&mut buf);
-                            break;
-                        };
+                    Action::SharedResp3 { name } => {
                         let next = match &conn.hello {
                             Some(_) => Some(conn.clone()),
                             None => match backend.shared.start(backend, true).await {
@@ -744,52 +724,42 @@ where
                             end = own(&mut buf);
                             break;
                         };
-                        if let Some(n) = new_name {
-                            setup.set_name(n);
-                        }
-                        let reply = c.hello.as_deref().unwrap_or_default().to_vec();
+                        state.shared_resp3(name.as_deref(), c.known.clone());
+                        let reply = c.hello.clone().unwrap_or_default();
                         switch_to = Some(c);
-                        Some((reply, audit_event(&name, rest)))
+                        reply
                     }
-                    _ => None,
+                    _ => {
+                        end = own(&mut buf);
+                        break;
+                    }
                 };
-                if let Some((reply, event)) = local {
-                    // Answered here, after the replies before it.
-                    audit(event);
-                    let submitted = submit(
-                        &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
-                    );
-                    if let Err(e) = submitted.await {
-                        return (ReadEnd::Failed(e), buf, sent, setup);
-                    }
-                    progress.wait_for(sent).await;
-                    // Nothing is outstanding on the old connection.
-                    if let Some(c) = switch_to.take() {
-                        conn = c;
-                        setup.resp3 = true;
-                    }
-                    // Counted like a reply from the connection, so that the
-                    // session moves or ends only once it is written.
-                    sent += 1;
-                    let _ = tx.send(Delivery::Bytes(Bytes::from(reply), 1));
-                    continue;
+                // Answered here, after the replies before it.
+                audit(cmd.event(Some(&reply)));
+                let submitted = submit(
+                    &mut conn, &mut state, backend, &mut out, &mut batch, &mut sent, &tx, progress,
+                );
+                if let Err(e) = submitted.await {
+                    return (ReadEnd::Failed(e), buf, sent, state);
                 }
-                if !shareable(&name) {
-                    end = own(&mut buf);
-                    break;
+                progress.wait_for(sent).await;
+                // Nothing is outstanding on the old connection.
+                if let Some(c) = switch_to.take() {
+                    conn = c;
                 }
-                audit(audit_event(&name, rest));
-                out.extend_from_slice(&command.bytes);
-                batch += 1;
+                // Counted like a reply from the connection, so that the
+                // session moves or ends only once it is written.
+                sent += 1;
+                let _ = tx.send(Delivery::Bytes(reply, 1));
             }
             let submitted = submit(
-                &mut conn, backend, &mut out, &mut batch, &mut sent, &tx, progress,
+                &mut conn, &mut state, backend, &mut out, &mut batch, &mut sent, &tx, progress,
             );
             if let Err(e) = submitted.await {
-                return (ReadEnd::Failed(e), buf, sent, setup);
+                return (ReadEnd::Failed(e), buf, sent, state);
             }
             if let Some(end) = end {
-                return (end, buf, sent, setup);
+                return (end, buf, sent, state);
             }
         }
     };
@@ -822,7 +792,7 @@ where
 
     tokio::pin!(reader);
     tokio::pin!(writer);
-    let (end, buf, all, setup) = tokio::select! {
+    let (end, buf, all, state) = tokio::select! {
         r = &mut reader => r,
         r = &mut writer => return Outcome::Done(r),
     };
@@ -845,7 +815,7 @@ where
         (_, Err(e)) => Outcome::Done(Err(e)),
         (ReadEnd::Failed(e), _) => Outcome::Done(Err(e)),
         (ReadEnd::Eof, _) => Outcome::Done(Ok(())),
-        (ReadEnd::Own, _) => Outcome::Own(buf, setup),
+        (ReadEnd::Own, _) => Outcome::Own(buf, state.into_setup()),
     }
 }
 
@@ -853,8 +823,10 @@ where
 /// them to the `sent` replies. A connection that has closed is replaced when
 /// every reply sent before has been delivered (else its failure is on its
 /// way to the session).
+#[allow(clippy::too_many_arguments)]
 async fn submit(
     conn: &mut SharedConn,
+    state: &mut SessionState,
     backend: &Backend,
     out: &mut Vec<u8>,
     batch: &mut u64,
@@ -887,6 +859,7 @@ async fn submit(
         };
         let sent_to = new.and_then(|new| {
             *conn = new;
+            state.shared_reconnected(conn.known.clone());
             conn.tx.send(sub).map_err(|_| closed())
         });
         if let Err(e) = sent_to {
