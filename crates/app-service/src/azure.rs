@@ -386,7 +386,7 @@ impl AzureHandler {
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
-        let claims = match msi_proxy::verify_local_token(bearer, public_key) {
+        let claims = match pki::local_token::verify_local_token(bearer, public_key) {
             Ok(c) => c,
             Err(e) => {
                 return error(

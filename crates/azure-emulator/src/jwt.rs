@@ -1,19 +1,26 @@
-//! RS256 JSON Web Tokens as Entra ID issues them: signing, verification, JWKS.
+//! RS256 JSON Web Tokens as Entra ID issues them: signing and verification on `jsonwebtoken`,
+//! and the JWKS document.
+//!
+//! `exp` is checked here rather than by `jsonwebtoken`'s `Validation`, which reads the system
+//! clock and so cannot check a token at the `now` a caller (or a test) gives.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{self, KeyPair as _, UnparsedPublicKey};
+use aws_lc_rs::signature::KeyPair as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
 
 use crate::Error;
 
 /// An RSA-2048 signing key with its key ID.
 pub struct Signer {
-    key: KeyPair,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
     kid: String,
-    pkcs8: Vec<u8>,
+    n: Vec<u8>,
+    e: Vec<u8>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -40,17 +47,28 @@ impl Signer {
             .map_err(|_| Error::Crypto("RSA key generation failed".into()))?;
         let pkcs8 = key
             .as_der()
-            .map_err(|_| Error::Crypto("RSA key encoding failed".into()))?
-            .as_ref()
-            .to_vec();
-        let n = key
-            .public_key()
-            .modulus()
-            .big_endian_without_leading_zero()
-            .to_vec();
+            .map_err(|_| Error::Crypto("RSA key encoding failed".into()))?;
+        // jsonwebtoken signs with a PKCS#1 `RSAPrivateKey`: the OCTET STRING of the PKCS#8
+        // `PrivateKeyInfo` (version, algorithm, privateKey).
+        let pkcs1 = crate::der::read(pkcs8.as_ref())
+            .and_then(|(_, info, _)| crate::der::read_all(info))
+            .and_then(|parts| match parts.get(2) {
+                Some((0x04, inner)) => Some(inner.to_vec()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Crypto("RSA key encoding failed".into()))?;
+        let public = key.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &n);
         let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..20]);
-        Ok(Self { key, kid, pkcs8 })
+        Ok(Self {
+            encoding: EncodingKey::from_rsa_der(&pkcs1),
+            decoding: DecodingKey::from_rsa_raw_components(&n, &e),
+            kid,
+            n,
+            e,
+        })
     }
 
     /// The key ID put in token headers and the JWKS.
@@ -58,97 +76,55 @@ impl Signer {
         &self.kid
     }
 
-    /// The private key, PKCS#8 DER.
-    pub fn pkcs8_der(&self) -> &[u8] {
-        &self.pkcs8
-    }
-
-    /// Signs `msg` with RSASSA-PKCS1-v1_5 SHA-256.
-    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, Error> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
-            .map_err(|_| Error::Crypto("RSA signing failed".into()))?;
-        Ok(sig)
-    }
-
-    /// A signed JWT carrying `claims`.
+    /// A signed JWT (RS256, `kid` and `x5t` naming this key) carrying `claims`.
     pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, Error> {
-        let header = json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid});
-        let head = URL_SAFE_NO_PAD.encode(header.to_string());
-        let body = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
-        let signing_input = format!("{head}.{body}");
-        let sig = self.sign_raw(signing_input.as_bytes())?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.x5t = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| Error::Crypto(format!("RSA signing failed: {e}")))
     }
 
-    /// Verifies a token signed by this key and not expired at `now`; returns its claims.
+    /// Verifies a token signed by this key (RS256 only) and not expired at `now`; returns its
+    /// claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, TokenProblem> {
-        let mut parts = token.split('.');
-        let (Some(head), Some(body), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenProblem::Invalid);
-        };
-        let header: Value = decode_part(head).ok_or(TokenProblem::Invalid)?;
-        if header.get("alg").and_then(Value::as_str) != Some("RS256")
-            || header.get("kid").and_then(Value::as_str) != Some(self.kid.as_str())
-        {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        // Every audience is served here (ARM checks none).
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &validation)
+            .map_err(|_| TokenProblem::Invalid)?;
+        if data.header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenProblem::Invalid);
         }
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig)
-            .map_err(|_| TokenProblem::Invalid)?;
-        let public = UnparsedPublicKey::new(
-            &signature::RSA_PKCS1_2048_8192_SHA256,
-            self.key.public_key().as_ref(),
-        );
-        public
-            .verify(format!("{head}.{body}").as_bytes(), &sig)
-            .map_err(|_| TokenProblem::Invalid)?;
-        let claims: Value = decode_part(body).ok_or(TokenProblem::Invalid)?;
-        let Value::Object(claims) = claims else {
-            return Err(TokenProblem::Invalid);
-        };
-        let exp = claims
+        let exp = data
+            .claims
             .get("exp")
             .and_then(Value::as_i64)
             .ok_or(TokenProblem::Invalid)?;
         if exp <= now {
             return Err(TokenProblem::Expired);
         }
-        Ok(claims)
+        Ok(data.claims)
     }
 
     /// The JWKS document holding this key.
     pub fn jwks(&self, issuer: &str) -> Value {
-        let public = self.key.public_key();
         json!({"keys": [{
             "kty": "RSA",
             "use": "sig",
             "kid": self.kid,
             "x5t": self.kid,
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+            "n": URL_SAFE_NO_PAD.encode(&self.n),
+            "e": URL_SAFE_NO_PAD.encode(&self.e),
             "issuer": issuer,
         }]})
     }
 }
 
-/// Decodes one base64url JSON part of a JWT without checking anything.
-pub fn decode_part(part: &str) -> Option<Value> {
-    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// The claims of a JWT, unverified.
 pub fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
-    let body = token.split('.').nth(1)?;
-    match decode_part(body)? {
-        Value::Object(m) => Some(m),
-        _ => None,
-    }
+    jsonwebtoken::dangerous::insecure_decode_claims(token).ok()
 }
 
 #[cfg(test)]
@@ -163,6 +139,10 @@ mod tests {
         claims.insert("exp".into(), json!(2000));
         claims.insert("oid".into(), json!("x"));
         let t = s.sign(&claims).unwrap();
+        let header = jsonwebtoken::decode_header(&t).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some(s.kid()));
+        assert_eq!(header.x5t.as_deref(), Some(s.kid()));
         assert_eq!(s.verify(&t, 1000).unwrap()["oid"], "x");
         assert_eq!(s.verify(&t, 3000), Err(TokenProblem::Expired));
         let mut tampered = t.clone();
@@ -171,5 +151,44 @@ mod tests {
         assert_eq!(s.verify("a.b", 1000), Err(TokenProblem::Invalid));
         assert_eq!(s.verify("..", 1000), Err(TokenProblem::Invalid));
         assert_eq!(unverified_claims(&t).unwrap()["oid"], "x");
+        // Another key of the emulator's (another run) does not verify it.
+        let other = Signer::generate().unwrap();
+        assert_eq!(other.verify(&t, 1000), Err(TokenProblem::Invalid));
+        // The JWKS key verifies it, as a relying party would.
+        let jwks = s.jwks("iss");
+        let key = &jwks["keys"][0];
+        let decoding = DecodingKey::from_rsa_components(
+            key["n"].as_str().unwrap(),
+            key["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut v = Validation::new(Algorithm::RS256);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        jsonwebtoken::decode::<Map<String, Value>>(&t, &decoding, &v).unwrap();
+    }
+
+    #[test]
+    fn other_algorithms_refused() {
+        let s = Signer::generate().unwrap();
+        let body = URL_SAFE_NO_PAD.encode(r#"{"exp":2000}"#);
+        for header in [
+            format!(r#"{{"alg":"none","kid":"{}"}}"#, s.kid()),
+            format!(r#"{{"alg":"HS256","kid":"{}"}}"#, s.kid()),
+        ] {
+            let head = URL_SAFE_NO_PAD.encode(header);
+            let input = format!("{head}.{body}");
+            // HS256 keyed with the public modulus: the classic confusion.
+            let mac = aws_lc_rs::hmac::sign(
+                &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &s.n),
+                input.as_bytes(),
+            );
+            let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+            assert_eq!(s.verify(&t, 1000), Err(TokenProblem::Invalid));
+            assert_eq!(
+                s.verify(&format!("{input}."), 1000),
+                Err(TokenProblem::Invalid)
+            );
+        }
     }
 }

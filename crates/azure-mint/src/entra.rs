@@ -1,5 +1,5 @@
 //! Verifying Entra ID access tokens: OIDC discovery and JWKS per tenant, cached and refreshed when
-//! a token names an unknown `kid`; RS256 signatures checked with aws-lc-rs.
+//! a token names an unknown `kid`; RS256 tokens verified with `jsonwebtoken`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::http::HttpConfig;
@@ -113,39 +115,39 @@ pub struct ArmToken<'a> {
     pub kid: String,
     /// `tid` of the claims, checked with [`tenant_id_ok`].
     pub tenant: String,
-    claims: Map<String, Value>,
-    signed: &'a str,
-    signature: Vec<u8>,
+    /// The claims as sent, not yet verified: only quoted in errors.
+    unverified: Map<String, Value>,
+    token: &'a str,
 }
 
 impl<'a> ArmToken<'a> {
-    /// Splits and decodes a JWT: header and claims JSON objects, `alg` RS256, a `kid`, a valid
-    /// `tid`, `iss` the tenant's v1 issuer, a base64url signature.
+    /// Reads a JWT without verifying it: `alg` RS256, a `kid`, a valid `tid`, `iss` the
+    /// tenant's v1 issuer.
     pub fn parse(token: &'a str) -> Result<Self, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed("not a JWT (three parts)".into()));
-        };
-        let header = decode_json(h)?;
-        let claims = decode_json(p)?;
-        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // An algorithm jsonwebtoken does not know (`none`), or a header field of the wrong
+            // type.
+            ErrorKind::Json(j) if j.classify() == serde_json::error::Category::Data => {
+                TokenError::Signature(format!("only RS256 is accepted ({j})"))
+            }
+            _ => TokenError::Malformed(format!("not a JWT: {e}")),
+        })?;
+        if header.alg != Algorithm::RS256 {
             return Err(TokenError::Signature("only RS256 is accepted".into()));
         }
         let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?
-            .to_string();
-        let tenant = claims
+            .kid
+            .ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?;
+        let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| TokenError::Malformed("the claims are not a JSON object".into()))?;
+        let tenant = unverified
             .get("tid")
             .and_then(Value::as_str)
             .filter(|t| tenant_id_ok(t))
             .ok_or_else(|| TokenError::Malformed("no valid tid claim".into()))?
             .to_string();
         let want_iss = format!("https://sts.windows.net/{tenant}/");
-        let iss = claims
+        let iss = unverified
             .get("iss")
             .and_then(Value::as_str)
             .unwrap_or_default();
@@ -155,42 +157,53 @@ impl<'a> ArmToken<'a> {
                 want: want_iss,
             });
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| TokenError::Malformed("the signature is not base64url".into()))?;
-        let signed = token
-            .get(..h.len() + 1 + p.len())
-            .ok_or_else(|| TokenError::Malformed("not a JWT (three parts)".into()))?;
         Ok(Self {
             kid,
             tenant,
-            claims,
-            signed,
-            signature,
+            unverified,
+            token,
         })
     }
 
-    /// Checks the RS256 signature with the RSA key `n`/`e` (big-endian bytes), the audience and
-    /// `exp`/`nbf` with one minute of leeway at `now` (seconds since the epoch).
+    /// Verifies the token with the RSA key `n`/`e` (big-endian bytes): RS256 signature, the
+    /// audience, and `exp`/`nbf` with one minute of leeway at `now` (seconds since the epoch).
     pub fn verify(self, n: &[u8], e: &[u8], now: i64) -> Result<VerifiedToken, TokenError> {
-        aws_lc_rs::signature::RsaPublicKeyComponents { n, e }
-            .verify(
-                &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-                self.signed.as_bytes(),
-                &self.signature,
-            )
-            .map_err(|_| TokenError::Signature("RS256 verification failed".into()))?;
-        let claims = self.claims;
-        let aud_ok = |a: &str| a.trim_end_matches('/') == ARM_AUDIENCE.trim_end_matches('/');
-        match claims.get("aud") {
-            Some(Value::String(a)) if aud_ok(a) => {}
-            Some(Value::Array(list)) if list.iter().filter_map(Value::as_str).any(aud_ok) => {}
-            other => {
-                return Err(TokenError::Audience(
-                    other.map(|v| v.to_string()).unwrap_or_default(),
-                ))
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[ARM_AUDIENCE, ARM_AUDIENCE.trim_end_matches('/')]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        // Times are checked below, at `now`: jsonwebtoken reads the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let key = DecodingKey::from_rsa_raw_components(n, e);
+        let claims = match jsonwebtoken::decode::<Map<String, Value>>(self.token, &key, &validation)
+        {
+            Ok(data) => data.claims,
+            Err(err) => {
+                let audience = || {
+                    TokenError::Audience(
+                        self.unverified
+                            .get("aud")
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                    )
+                };
+                return Err(match err.kind() {
+                    ErrorKind::InvalidAudience => audience(),
+                    ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c)
+                        if c == "aud" =>
+                    {
+                        audience()
+                    }
+                    ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => {
+                        TokenError::Malformed(format!("no valid {c} claim"))
+                    }
+                    ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) => {
+                        TokenError::Malformed(err.to_string())
+                    }
+                    _ => TokenError::Signature("RS256 verification failed".into()),
+                });
             }
-        }
+        };
         let exp = num_claim(&claims, "exp")
             .ok_or_else(|| TokenError::Malformed("no exp claim".into()))?;
         if now > exp.saturating_add(LEEWAY_SECS) {
@@ -209,16 +222,6 @@ impl<'a> ArmToken<'a> {
             tenant: self.tenant,
             claims,
         })
-    }
-}
-
-fn decode_json(part: &str) -> Result<Map<String, Value>, TokenError> {
-    let raw = URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .map_err(|_| TokenError::Malformed("a part is not base64url".into()))?;
-    match serde_json::from_slice(&raw) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(TokenError::Malformed("a part is not a JSON object".into())),
     }
 }
 
@@ -482,6 +485,77 @@ mod tests {
         let no_kid = signed_token(&key, &serde_json::json!({"alg": "RS256"}), &claims);
         let r = ArmToken::parse(&no_kid);
         assert!(matches!(r, Err(TokenError::Malformed(_))), "{r:?}");
+    }
+
+    #[test]
+    fn arm_token_refusals() {
+        use aws_lc_rs::signature::KeyPair as _;
+        let key =
+            aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = key.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let tid = "11111111-2222-3333-4444-555555555555";
+        let header = serde_json::json!({"alg": "RS256", "kid": "k1"});
+        let claims = serde_json::json!({
+            "aud": "https://management.azure.com/", "tid": tid,
+            "iss": format!("https://sts.windows.net/{tid}/"), "exp": 2000,
+        });
+        let verify = |h: &serde_json::Value, c: &serde_json::Value| {
+            ArmToken::parse(&signed_token(&key, h, c)).and_then(|t| t.verify(&n, &e, 1500))
+        };
+        assert!(verify(&header, &claims).is_ok());
+        // HS256 keyed with the public key (either form), signed as such.
+        for secret in [public.as_ref().to_vec(), n.clone()] {
+            let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"k1"}"#);
+            let input = format!("{h}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+            let mac = aws_lc_rs::hmac::sign(
+                &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+                input.as_bytes(),
+            );
+            let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+            let r = ArmToken::parse(&jwt);
+            assert!(matches!(r, Err(TokenError::Signature(_))), "{r:?}");
+        }
+        // PS256 (the same key family): refused by name too.
+        let r = verify(&serde_json::json!({"alg": "PS256", "kid": "k1"}), &claims);
+        assert!(matches!(r, Err(TokenError::Signature(_))), "{r:?}");
+        // Audience missing, of the wrong type, or another one in a list.
+        for aud in [
+            None,
+            Some(serde_json::json!(1234)),
+            Some(serde_json::json!(["https://vault.azure.net"])),
+            Some(serde_json::json!("https://management.azure.com.evil/")),
+        ] {
+            let mut c = claims.clone();
+            match aud {
+                Some(a) => c["aud"] = a,
+                None => {
+                    c.as_object_mut().unwrap().remove("aud");
+                }
+            }
+            let r = verify(&header, &c);
+            assert!(matches!(r, Err(TokenError::Audience(_))), "{r:?}");
+        }
+        // Both spellings of the ARM audience, alone or in a list.
+        for aud in [
+            serde_json::json!("https://management.azure.com"),
+            serde_json::json!(["x", "https://management.azure.com/"]),
+        ] {
+            let mut c = claims.clone();
+            c["aud"] = aud;
+            assert!(verify(&header, &c).is_ok());
+        }
+        // No exp; a critical header nobody understands.
+        let mut c = claims.clone();
+        c.as_object_mut().unwrap().remove("exp");
+        let r = verify(&header, &c);
+        assert!(matches!(r, Err(TokenError::Malformed(_))), "{r:?}");
+        let r = verify(
+            &serde_json::json!({"alg": "RS256", "kid": "k1", "crit": ["x"], "x": 1}),
+            &claims,
+        );
+        assert!(r.is_err(), "{r:?}");
     }
 
     #[tokio::test]
