@@ -9,6 +9,7 @@
 //! - authenticated by client certificate, on the auth listener and on the
 //!   proxy: everything under [`AUTH_PREFIX`].
 
+pub mod http;
 pub mod join;
 pub mod local_token;
 pub mod names;

@@ -219,17 +219,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-];
-
 impl AzureHandler {
     /// A handler minting tokens with `tokens` and forwarding with `http`.
     pub fn new(
@@ -460,7 +449,9 @@ impl AzureHandler {
         for (name, value) in parts.headers.iter() {
             let n = name.as_str();
             // Host comes from the URL; the body is sent whole with its own length.
-            if HOP_BY_HOP.contains(&n) || matches!(n, "authorization" | "host" | "content-length") {
+            if api::http::is_hop_by_hop(n)
+                || matches!(n, "authorization" | "host" | "content-length")
+            {
                 continue;
             }
             out = out.header(n, value.as_bytes());
@@ -493,7 +484,7 @@ impl AzureHandler {
             StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         for (name, value) in headers.iter() {
             let n = name.as_str();
-            if HOP_BY_HOP.contains(&n) || n == "content-length" {
+            if api::http::is_hop_by_hop(n) || n == "content-length" {
                 continue;
             }
             if let (Ok(hn), Ok(hv)) = (

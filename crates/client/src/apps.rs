@@ -242,17 +242,7 @@ impl msi_proxy::Upstream for AppUpstream {
         let mut out = self.http.request(method, format!("{}{path}", self.base));
         for (name, value) in parts.headers.iter() {
             let n = name.as_str();
-            if matches!(
-                n,
-                "host"
-                    | "connection"
-                    | "proxy-connection"
-                    | "keep-alive"
-                    | "transfer-encoding"
-                    | "te"
-                    | "upgrade"
-                    | "content-length"
-            ) {
+            if api::http::is_hop_by_hop(n) || matches!(n, "host" | "content-length") {
                 continue;
             }
             out = out.header(n, value.as_bytes());
@@ -264,10 +254,7 @@ impl msi_proxy::Upstream for AppUpstream {
         let mut builder = http::Response::builder().status(resp.status().as_u16());
         for (name, value) in resp.headers().iter() {
             let n = name.as_str();
-            if matches!(
-                n,
-                "connection" | "keep-alive" | "transfer-encoding" | "content-length"
-            ) {
+            if api::http::is_hop_by_hop(n) || n == "content-length" {
                 continue;
             }
             builder = builder.header(n, value.as_bytes());

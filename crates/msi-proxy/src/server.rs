@@ -574,8 +574,8 @@ impl Shared {
         match self.upstream.forward(out).await {
             Ok(resp) => {
                 let (mut p, b) = resp.into_parts();
-                for h in ["connection", "keep-alive", "transfer-encoding"] {
-                    p.headers.remove(h);
+                for h in api::http::HOP_BY_HOP {
+                    p.headers.remove(*h);
                 }
                 let declared = p
                     .headers
@@ -620,13 +620,8 @@ impl Shared {
                 let _ = conn.await;
             });
             let mut headers = parts.headers.clone();
-            for h in [
-                "proxy-connection",
-                "proxy-authorization",
-                "connection",
-                "keep-alive",
-            ] {
-                headers.remove(h);
+            for h in api::http::HOP_BY_HOP {
+                headers.remove(*h);
             }
             let uri = match via_proxy {
                 Some(p) => {
@@ -658,14 +653,10 @@ impl Shared {
                 .await
                 .map_err(|e| format!("response body: {e}"))?
                 .to_bytes();
-            for h in [
-                "connection",
-                "keep-alive",
-                "transfer-encoding",
-                "content-length",
-            ] {
-                p.headers.remove(h);
+            for h in api::http::HOP_BY_HOP {
+                p.headers.remove(*h);
             }
+            p.headers.remove(header::CONTENT_LENGTH);
             Ok::<_, String>(Response::from_parts(p, Full::new(b)))
         };
         match tokio::time::timeout(FORWARD_TIMEOUT, work).await {
