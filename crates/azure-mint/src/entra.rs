@@ -175,6 +175,8 @@ impl<'a> ArmToken<'a> {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let key = DecodingKey::from_rsa_raw_components(n, e);
+        // aws-lc-rs named as jsonwebtoken's backend, so that it can never panic for want of one.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let claims = match jsonwebtoken::decode::<Map<String, Value>>(self.token, &key, &validation)
         {
             Ok(data) => data.claims,

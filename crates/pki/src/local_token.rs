@@ -47,6 +47,14 @@ pub enum LocalTokenError {
     Key(String),
 }
 
+/// Selects aws-lc-rs as jsonwebtoken's crypto backend for the process. jsonwebtoken picks it from
+/// its cargo features on its own, but panics when it cannot (both backends enabled by some
+/// other crate of the build); naming it keeps that from ever happening. Idempotent.
+pub fn use_aws_lc_for_jwt() {
+    // Err means a provider is already installed: the same one, or one chosen on purpose.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
 /// Signs local tokens with an app session key (ECDSA P-256).
 pub struct LocalTokenSigner {
     key: EncodingKey,
@@ -99,6 +107,7 @@ impl LocalTokenSigner {
 
     /// The signed token (`{"typ":"JWT","alg":"ES256"}`) carrying `claims`.
     pub fn sign(&self, claims: &LocalTokenClaims) -> Result<String, LocalTokenError> {
+        use_aws_lc_for_jwt();
         jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &self.key)
             .map_err(|e| LocalTokenError::Key(format!("signing failed: {e}")))
     }
@@ -128,6 +137,7 @@ pub fn verify_local_token_at(
     if jwt.len() > MAX_TOKEN_LEN {
         return Err(LocalTokenError::Malformed("too long".into()));
     }
+    use_aws_lc_for_jwt();
     // The header alone first, to name a refused algorithm (one jsonwebtoken does not know,
     // such as `none`, fails to parse).
     let header = jsonwebtoken::decode_header(jwt).map_err(|e| match e.kind() {
