@@ -43,6 +43,8 @@ pub enum TokenProblem {
 impl Signer {
     /// Generates a fresh RSA-2048 key.
     pub fn generate() -> Result<Self, Error> {
+        // aws-lc-rs named as jsonwebtoken's backend, so that it can never panic for want of one.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let key = KeyPair::generate(KeySize::Rsa2048)
             .map_err(|_| Error::Crypto("RSA key generation failed".into()))?;
         let pkcs8 = key
