@@ -11,7 +11,6 @@
 //! An identity file (`tctl auth sign`, `-i FILE`) is the same material in one
 //! PEM file: the private key, the certificate, then the CA certificates.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -160,28 +159,10 @@ impl Credentials {
     }
 }
 
-/// Write a file readable only by its owner.
+/// Write a file readable only by its owner: mode 0600, replaced atomically, missing parent
+/// directories created 0700 ([`pki::private_file::write`]).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ClientError::Local(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", tmp.display())))?;
-    f.write_all(contents)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| ClientError::Local(format!("cannot write {}: {e}", path.display())))
+    pki::private_file::write(path, contents).map_err(|e| ClientError::Local(e.to_string()))
 }
 
 /// The profile directory and what is in it.

@@ -1,7 +1,6 @@
 //! The per-session local CA and the leaf certificates it issues for intercepted hosts.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -112,46 +111,12 @@ pub(crate) fn system_roots_pem(exclude: &[&Path]) -> Option<String> {
 }
 
 /// Writes `contents` to `path` with mode 0600 (atomically: temporary file then rename),
-/// creating missing parent directories with mode 0700.
+/// creating missing parent directories with mode 0700 ([`pki::private_file::write`]).
 pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), MsiProxyError> {
-    let io_err = |e: std::io::Error| MsiProxyError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            b.mode(0o700);
-        }
-        b.create(dir).map_err(io_err)?;
-    }
-    let suffix: u64 = rand::random();
-    let tmp = path.with_file_name(format!(
-        ".{}.{suffix:016x}.tmp",
-        path.file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
+    pki::private_file::write(path, contents.as_bytes()).map_err(|e| MsiProxyError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ mod der;
 mod identity;
 pub mod local_token;
 pub mod names;
+pub mod private_file;
 pub mod tls;
 
 use std::fmt;
