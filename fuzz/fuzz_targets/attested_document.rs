@@ -10,7 +10,7 @@ use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
-static ROOTS: LazyLock<Vec<String>> = LazyLock::new(join::azure::pinned_roots);
+static ROOTS: LazyLock<Vec<String>> = LazyLock::new(azure_attest::pinned_roots);
 const NONCE: &str = "abcdefghijklmnopqrstuvwxyzABCDEF";
 
 fuzz_target!(|data: &[u8]| {
@@ -26,19 +26,19 @@ fuzz_target!(|data: &[u8]| {
     let now = time::OffsetDateTime::from_unix_timestamp(1_780_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     // The embedded certificates, and what the auth service reads from each.
-    if let Ok(certs) = join::azure::document_certificates(&document) {
+    if let Ok(certs) = azure_attest::document_certificates(&document) {
         for c in &certs {
-            for url in join::azure::ca_issuers_urls(c) {
-                let _ = join::azure::aia_url_allowed(&url);
+            for url in azure_attest::ca_issuers_urls(c) {
+                let _ = azure_attest::aia_url_allowed(&url);
             }
         }
-        let _ = join::azure::verify_attested_document(&document, &ROOTS, &certs, NONCE, now);
+        let _ = azure_attest::verify_attested_document(&document, &ROOTS, &certs, NONCE, now);
     }
-    let _ = join::azure::verify_attested_document(&document, &ROOTS, &[], NONCE, now);
+    let _ = azure_attest::verify_attested_document(&document, &ROOTS, &[], NONCE, now);
     // A certificate as fetched through AIA, and the date format of the signed content.
-    let _ = join::azure::ca_issuers_urls(rest);
+    let _ = azure_attest::ca_issuers_urls(rest);
     if let Ok(text) = std::str::from_utf8(rest) {
-        let _ = join::azure::parse_attested_date(text);
-        let _ = join::azure::signer_name_allowed(text);
+        let _ = azure_attest::parse_attested_date(text);
+        let _ = azure_attest::signer_name_allowed(text);
     }
 });

@@ -160,7 +160,7 @@ fn crafted_hosts_never_take_the_azure_token_elsewhere() {
         cert_pem: app_cert["tls_cert"].as_str().unwrap().to_string(),
         ca_pems: vec![],
     };
-    let upstream = client::apps::AppUpstream::new(&node.web_addr, &session, true).unwrap();
+    let upstream = msi_proxy::AppUpstream::new(&node.web_addr, &session, true).unwrap();
     let token = local_token(&key.private_key_pem, TELEPORT_AZURE);
     let send = |authority: &str| {
         use msi_proxy::Upstream;

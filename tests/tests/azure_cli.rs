@@ -271,7 +271,7 @@ fn azure_cli_through_teleport() {
         cert_pem: std::fs::read_to_string(app_dir.join("azure-cli.crt")).unwrap(),
         ca_pems: vec![],
     };
-    let upstream = client::apps::AppUpstream::new(&node.web_addr, &creds, true).unwrap();
+    let upstream = msi_proxy::AppUpstream::new(&node.web_addr, &creds, true).unwrap();
     let send = |host: &str, token: &str| {
         use msi_proxy::Upstream;
         let req = http::Request::builder()
@@ -611,7 +611,7 @@ fn azure_cli_through_teleport() {
         cert_pem: app_cert["tls_cert"].as_str().unwrap().to_string(),
         ca_pems: vec![],
     };
-    let up = client::apps::AppUpstream::new(&node.web_addr, &expiring, true).unwrap();
+    let up = msi_proxy::AppUpstream::new(&node.web_addr, &expiring, true).unwrap();
     let send_with = |token: &str| {
         use msi_proxy::Upstream;
         let req = http::Request::builder()

@@ -139,7 +139,6 @@ fn systemd_unit(
     ))
 }
 
-mod agent;
 mod configure;
 
 /// Name of the admin identity file in the data directory (read by tctl).
@@ -354,7 +353,12 @@ async fn start(
         if cfg.proxy_service.enabled {
             bail!("proxy_service needs auth_service enabled in the same process in this build");
         }
-        let result = agent::run(&cfg, insecure, shutdown_signal()).await;
+        let result = agent::Agent::new(cfg, insecure)
+            .service(Box::new(app_service::AppService::from_config))
+            .service(Box::new(db_service::DbService::from_config))
+            .run(shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from);
         if let Some(p) = &pid_file {
             let _ = std::fs::remove_file(p);
         }

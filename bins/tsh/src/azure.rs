@@ -45,7 +45,7 @@ async fn start_local_proxy(
         .clone()
         .ok_or_else(|| anyhow!("the certificate of {app} is not an app certificate"))?;
     let paths = s.store.app_paths(&s.profile, app)?;
-    let upstream = client::apps::AppUpstream::new(&s.profile.web_proxy_addr, app_creds, insecure)?;
+    let upstream = msi_proxy::AppUpstream::new(&s.profile.web_proxy_addr, app_creds, insecure)?;
     let cfg = msi_proxy::MsiProxyConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         identity: route.azure_identity.clone(),
@@ -104,20 +104,17 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
         String::new()
     };
     let key = pki::generate_key()?;
-    let resp: serde_json::Value = api
+    let resp: api::certs::AppCertResponse = api
         .post(
             "/v1/auth/certs/app",
-            &serde_json::json!({
-                "app": app,
-                "azure_identity": azure_identity,
-                "public_key": base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
-            }),
+            &api::certs::AppCertRequest {
+                app: app.to_string(),
+                azure_identity: azure_identity.clone(),
+                public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            },
         )
         .await?;
-    let cert = resp["tls_cert"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the cluster sent no certificate"))?
-        .to_string();
+    let cert = resp.tls_cert;
     let paths = s
         .store
         .save_app(&s.profile, app, &key.private_key_pem, &cert)?;

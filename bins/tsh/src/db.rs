@@ -38,23 +38,18 @@ pub struct Route<'a> {
 async fn login_inner(s: &Session, route: &Route<'_>) -> Result<(Credentials, resources::Database)> {
     let api = client::ApiClient::new(&s.profile.web_proxy_addr, Some(&s.creds), s.insecure)?;
     let key = pki::generate_key()?;
-    let resp: serde_json::Value = api
+    let resp: api::certs::DbCertResponse = api
         .post(
             "/v1/auth/certs/db",
-            &serde_json::json!({
-                "database": route.db,
-                "db_user": route.db_user.unwrap_or_default(),
-                "db_name": route.db_name.unwrap_or_default(),
-                "public_key": base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
-            }),
+            &api::certs::DbCertRequest {
+                database: route.db.to_string(),
+                db_user: route.db_user.unwrap_or_default().to_string(),
+                db_name: route.db_name.unwrap_or_default().to_string(),
+                public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            },
         )
         .await?;
-    let cert = resp["tls_cert"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the cluster sent no certificate"))?
-        .to_string();
-    let db: resources::Database = serde_json::from_value(resp["database"].clone())
-        .map_err(|e| anyhow!("the cluster sent an unreadable database: {e}"))?;
+    let (cert, db) = (resp.tls_cert, resp.database);
     s.store
         .save_db(&s.profile, route.db, &key.private_key_pem, &cert)?;
     Ok((

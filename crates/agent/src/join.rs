@@ -12,16 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub mod azure;
-
-pub use azure::join_with_azure;
+pub use crate::azure_join::join_with_azure;
 
 use base64::Engine;
 use client::ApiClient;
 use serde::{Deserialize, Serialize};
 
-/// ALPN of agents' HTTP calls to the proxy.
-pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
 /// File in the data dir holding the agent's identity.
 pub const IDENTITY_FILE: &str = "agent-identity.json";
 /// File in the data dir holding the agent's host ID.
@@ -125,7 +121,7 @@ pub fn cluster_client(
         identity.map(|i| i.key_pem.as_str()),
         &trust.host_ca_pems,
         &trust.cluster_name,
-        &[ALPN_CLUSTER],
+        &[api::alpn::CLUSTER],
     )
     .map_err(|e| JoinError::Local(format!("TLS setup: {e}")))?;
     Ok(ApiClient::with_tls(proxy, tls)?)
@@ -238,7 +234,7 @@ pub async fn join_with_token(
     Ok(identity_from(host_id, key.private_key_pem, certs, roles))
 }
 
-fn identity_from(
+pub(crate) fn identity_from(
     host_id: &str,
     key_pem: String,
     certs: api::join::HostCerts,
@@ -266,9 +262,9 @@ pub async fn renew(proxy: &str, identity: &AgentIdentity) -> Result<AgentIdentit
     let certs: api::join::HostCerts = api
         .post(
             "/v1/auth/hosts/renew",
-            &serde_json::json!({
-                "public_key": base64::engine::general_purpose::STANDARD.encode(&key.public_key_der)
-            }),
+            &api::certs::RenewRequest {
+                public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            },
         )
         .await?;
     Ok(identity_from(
@@ -339,7 +335,7 @@ pub async fn dial_tunnel(
         Some(&identity.key_pem),
         &identity.host_ca_pems,
         &identity.cluster_name,
-        &[b"teleport-reversetunnel"],
+        &[api::alpn::REVERSE_TUNNEL],
     )
     .map_err(std::io::Error::other)?;
     let addr = client::base_url(proxy)

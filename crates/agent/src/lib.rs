@@ -1,13 +1,64 @@
-//! Agent mode: join the cluster, keep the host certificate fresh, and run
-//! the enabled agent services.
+//! An agent: it joins the cluster, keeps its host certificate fresh, keeps a
+//! reverse tunnel to every proxy, and runs its services (apps, databases;
+//! SSH next), each a [`Service`] that heartbeats what it serves and takes
+//! the tunnel streams the proxy opens for it. The agent answers pings and
+//! takes multiplexed database connections apart itself; everything a
+//! service needs from the auth service goes through its [`Context`] (the
+//! current identity's client, the [`Cluster`] with cached roles, the
+//! [`AuditSink`]).
+//!
+//! `bins/teleport` parses arguments and calls [`Agent::run`] with the
+//! services it links; tests run an agent in-process the same way.
+
+pub mod audit;
+mod azure_join;
+pub mod cluster;
+pub mod join;
+pub mod labels;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use join::AgentIdentity;
+pub use api::tunnel::StreamTarget;
 use tokio::sync::RwLock;
+
+pub use audit::AuditSink;
+pub use cluster::{Cluster, ClusterError, RoleCache};
+pub use join::{AgentIdentity, JoinError};
+
+/// How often services announce what they serve; the auth service forgets a
+/// server 45 s after its last heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// `teleport.yaml` does not describe an agent that can run.
+    #[error("{0}")]
+    Config(String),
+    /// Joining the cluster failed.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// Local state could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A service could not be set up from its configuration.
+    #[error("{service}: {message}")]
+    Service {
+        /// The service (`app_service`, `db_service`).
+        service: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+type Result<T, E = AgentError> = std::result::Result<T, E>;
 
 fn proxy_addr(cfg: &config::FileConfig) -> Result<String> {
     cfg.teleport
@@ -16,7 +67,9 @@ fn proxy_addr(cfg: &config::FileConfig) -> Result<String> {
         .or_else(|| cfg.teleport.auth_server.clone())
         .or_else(|| cfg.teleport.auth_servers.first().cloned())
         .ok_or_else(|| {
-            anyhow!("teleport.proxy_server must be set for an agent (the proxy's host:port)")
+            AgentError::Config(
+                "teleport.proxy_server must be set for an agent (the proxy's host:port)".into(),
+            )
         })
 }
 
@@ -65,27 +118,31 @@ async fn obtain_identity(
         .map(|p| p.to_vec())
         .unwrap_or_default();
     let host_id = join::host_id(&data_dir)?;
+    let config = |m: &str| AgentError::Config(m.to_string());
     let nodename = cfg.nodename();
     let trust = join::trust_cluster(proxy, &pins, insecure)
         .await
-        .map_err(|e| {
-            if pins.is_empty() && !insecure {
-                anyhow!("{e}; set teleport.ca_pin to the pin `tctl status` prints")
-            } else {
-                anyhow!("{e}")
-            }
+        .map_err(|e| match e {
+            JoinError::Cluster(m) if pins.is_empty() && !insecure => JoinError::Cluster(format!(
+                "{m}; set teleport.ca_pin to the pin `tctl status` prints"
+            )),
+            e => e,
         })?;
     let identity = match method {
         "token" => {
             if token_name.is_empty() {
-                bail!("join_params.token_name must be set (a token or a file holding it)");
+                return Err(config(
+                    "join_params.token_name must be set (a token or a file holding it)",
+                ));
             }
             let token = join::read_token(&token_name)?;
             join::join_with_token(proxy, &trust, &token, &host_id, &nodename, roles).await?
         }
         "azure" => {
             if token_name.is_empty() {
-                bail!("join_params.token_name must name the token resource (join_method: azure)");
+                return Err(config(
+                    "join_params.token_name must name the token resource (join_method: azure)",
+                ));
             }
             let client_id = params.azure.as_ref().and_then(|a| a.client_id.as_deref());
             join::join_with_azure(
@@ -99,7 +156,11 @@ async fn obtain_identity(
             )
             .await?
         }
-        other => bail!("unsupported join method {other:?}: use token or azure"),
+        other => {
+            return Err(config(&format!(
+                "unsupported join method {other:?}: use token or azure"
+            )))
+        }
     };
     identity.save(&data_dir)?;
     tracing::info!(host_id = %identity.host_id, cluster = %identity.cluster_name, roles = ?roles, "joined the cluster");
@@ -112,232 +173,186 @@ async fn obtain_identity(
     Ok(identity)
 }
 
-pub async fn run(
-    cfg: &config::FileConfig,
-    insecure: bool,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let roles = agent_roles(cfg);
-    if roles.is_empty() {
-        bail!("no service is enabled: enable auth_service/proxy_service, or an agent service (app_service, db_service)");
-    }
-    let proxy = proxy_addr(cfg)?;
-    std::fs::create_dir_all(cfg.data_dir()).context("creating the data dir")?;
-    let identity = Arc::new(RwLock::new(
-        obtain_identity(cfg, &proxy, &roles, insecure).await?,
-    ));
-    if roles == ["Node"] {
-        tracing::warn!(
-            "only ssh_service is enabled and the SSH service is not available in this build: the agent has joined the cluster and keeps its certificates fresh, but serves nothing yet"
-        );
-    }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
+/// What a service is given when the agent starts it.
+#[derive(Clone)]
+pub struct Context {
+    /// The proxy the agent was configured with (`host:port`).
+    pub proxy: String,
+    /// The agent's host ID.
+    pub host_id: String,
+    /// The auth service: roles (cached for [`cluster::ROLE_TTL`]) and audit.
+    pub cluster: Arc<dyn Cluster>,
+    /// Where services queue audit events.
+    pub audit: AuditSink,
+    link: Arc<ClusterLink>,
+}
 
-    // Renew the host certificate at half its remaining life.
-    {
-        let identity = identity.clone();
-        let proxy = proxy.clone();
-        let data_dir = cfg.data_dir();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let wait = identity.read().await.renew_in();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return,
-                }
-                let current = identity.read().await.clone();
-                match join::renew(&proxy, &current).await {
-                    Ok(new) => {
-                        if let Err(e) = new.save(&data_dir) {
-                            tracing::warn!(error = %e, "saving the renewed identity");
-                        }
-                        *identity.write().await = new;
-                        tracing::info!("host certificate renewed");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "host certificate renewal failed; retrying in 30s");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                            _ = stop.changed() => return,
-                        }
-                    }
-                }
-            }
-        }));
-    }
-
-    let mut services = Services::default();
-    if cfg.app_service.enabled {
-        let host = proxy
+impl Context {
+    /// The proxy's host name, without the port (apps' public addresses are
+    /// made under it).
+    pub fn proxy_host(&self) -> &str {
+        self.proxy
             .rsplit_once(':')
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_else(|| proxy.clone());
-        let apps = app_service::apps_from_config(&cfg.app_service, &host)?;
-        let cluster: Arc<dyn app_service::azure::Cluster> = Arc::new(AgentCluster {
-            proxy: proxy.clone(),
-            identity: identity.clone(),
-            client: tokio::sync::Mutex::new(None),
-        });
-        for app in apps.iter().filter(|a| a.is_azure_cloud()) {
-            let http = azure_mint::http::HttpConfig::from_env();
-            let minter = azure_mint::credential::IdentityMinter::new(
-                azure_mint::credential::MintStrategy::Vm,
-                http.clone(),
-                azure_mint::Cloud::default(),
-            );
-            let tokens = Arc::new(azure_mint::TokenCache::new(Arc::new(minter)));
-            let client = http
-                .forwarding_client()
-                .map_err(|e| anyhow!("Azure HTTP client: {e}"))?;
-            services.azure.insert(
-                app.metadata.name.clone(),
-                Arc::new(app_service::azure::AzureHandler::new(
-                    app.clone(),
-                    cluster.clone(),
-                    tokens,
-                    client,
-                )),
-            );
-        }
-        let set = app_service::AppSet::new(apps);
-        set.refresh_all().await;
-        {
-            let set = set.clone();
-            let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(async move { set.run_labels(stop).await }));
-        }
-        let identity = identity.clone();
-        let proxy = proxy.clone();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(app_service::HEARTBEAT_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                let id = identity.read().await.clone();
-                let api = match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "heartbeat client");
-                        continue;
-                    }
-                };
-                let apps = set.snapshot().await;
-                match app_service::heartbeat_once(&api, &apps).await {
-                    Ok(()) => {
-                        tracing::debug!(apps = ?app_service::describe(&apps), "apps announced")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "app heartbeat failed"),
-                }
-            }
-        }));
+            .map(|(h, _)| h)
+            .unwrap_or(&self.proxy)
     }
-    if cfg.db_service.enabled {
-        let initial = db_service::databases_from_config(&cfg.db_service)?;
-        let static_names: std::collections::BTreeSet<String> =
-            initial.iter().map(|d| d.metadata.name.clone()).collect();
-        let dbs = Arc::new(RwLock::new(initial));
-        let matchers = cfg.db_service.azure.clone();
-        // Azure through the DefaultAzureCredential chain (environment,
-        // workload identity, managed identity), as the Redis guide describes:
-        // ARM for discovery and access keys, Entra tokens for the caches
-        // whose keys are disabled.
-        let http = azure_mint::http::HttpConfig::from_env();
-        let cloud = azure_mint::Cloud::default();
-        let chain: Arc<dyn azure_core::credentials::TokenCredential> =
-            Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
-        let arm = Arc::new(
-            azure_mint::arm::ArmClient::new(
-                &http,
-                cloud,
-                Arc::new(azure_mint::arm::CredentialBearer::new(chain.clone(), cloud)),
-            )
-            .map_err(|e| anyhow!("Azure ARM client: {e}"))?,
-        );
-        let cluster: Arc<dyn db_service::session::Cluster> = Arc::new(AgentCluster {
-            proxy: proxy.clone(),
-            identity: identity.clone(),
-            client: tokio::sync::Mutex::new(None),
-        });
-        let sink = db_service::session::AuditSink::start(cluster.clone());
-        let creds: Arc<dyn db_service::session::CredentialSource> = Arc::new(
-            db_service::credentials::AzureCredentialSource::new(arm.clone(), chain.clone()),
-        );
-        services.db = Some(Arc::new(
-            db_service::session::DbSessions::new(
-                dbs.clone(),
-                cluster,
-                sink,
-                creds,
-                identity.read().await.host_id.clone(),
-            )
-            .with_connection_sharing(cfg.db_service.redis_connection_sharing),
+
+    /// A client of the auth service (through the proxy) with the current
+    /// host certificate; connections are reused until the certificate is
+    /// renewed.
+    pub async fn api(&self) -> Result<Arc<client::ApiClient>, ClusterError> {
+        self.link.api().await
+    }
+}
+
+/// One of an agent's services.
+#[async_trait::async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// Its name in logs (`app_service`, `db_service`).
+    fn name(&self) -> &'static str;
+    /// Background work (heartbeats, labels, discovery) until `stop` changes.
+    async fn run(self: Arc<Self>, ctx: Context, stop: tokio::sync::watch::Receiver<bool>);
+    /// Whether a stream for `target` is this service's (apps by name,
+    /// database sessions).
+    fn accepts(&self, target: &StreamTarget) -> bool;
+    /// Serve a stream the proxy opened; called only for targets the service
+    /// [`accepts`](Service::accepts).
+    async fn serve(self: Arc<Self>, target: StreamTarget, stream: tunnel::TunnelStream);
+}
+
+/// Makes a service from the configuration once the agent has joined, or
+/// nothing when the service is not enabled.
+pub type ServiceFactory =
+    Box<dyn FnOnce(&config::FileConfig, &Context) -> Result<Option<Arc<dyn Service>>> + Send>;
+
+/// An agent to run: its configuration and the services it may start.
+pub struct Agent {
+    cfg: config::FileConfig,
+    insecure: bool,
+    factories: Vec<ServiceFactory>,
+}
+
+impl Agent {
+    /// An agent for `cfg`; `insecure` trusts whatever host CA the proxy
+    /// presents when no `ca_pin` is set (tests only).
+    pub fn new(cfg: config::FileConfig, insecure: bool) -> Agent {
+        Agent {
+            cfg,
+            insecure,
+            factories: Vec::new(),
+        }
+    }
+
+    /// Adds a service (started when its factory says it is enabled).
+    pub fn service(mut self, factory: ServiceFactory) -> Agent {
+        self.factories.push(factory);
+        self
+    }
+
+    /// Joins (or loads the stored identity), starts the services and the
+    /// tunnels, and runs until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let cfg = &self.cfg;
+        let roles = agent_roles(cfg);
+        if roles.is_empty() {
+            return Err(AgentError::Config("no service is enabled: enable auth_service/proxy_service, or an agent service (app_service, db_service)".into()));
+        }
+        let proxy = proxy_addr(cfg)?;
+        std::fs::create_dir_all(cfg.data_dir()).map_err(|source| AgentError::Io {
+            context: "creating the data dir",
+            source,
+        })?;
+        let identity = Arc::new(RwLock::new(
+            obtain_identity(cfg, &proxy, &roles, self.insecure).await?,
         ));
-        let identity = identity.clone();
-        let proxy = proxy.clone();
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(app_service::HEARTBEAT_INTERVAL);
-            loop {
+        if roles == ["Node"] {
+            tracing::warn!(
+                "only ssh_service is enabled and the SSH service is not available in this build: the agent has joined the cluster and keeps its certificates fresh, but serves nothing yet"
+            );
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = vec![tokio::spawn(renew_forever(
+            identity.clone(),
+            proxy.clone(),
+            cfg.data_dir(),
+            stop_rx.clone(),
+        ))];
+
+        let link = Arc::new(ClusterLink {
+            proxy: proxy.clone(),
+            identity: identity.clone(),
+            client: tokio::sync::Mutex::new(None),
+        });
+        let cluster: Arc<dyn Cluster> = Arc::new(CachedCluster {
+            link: link.clone(),
+            roles: RoleCache::default(),
+        });
+        let ctx = Context {
+            proxy: proxy.clone(),
+            host_id: identity.read().await.host_id.clone(),
+            audit: AuditSink::start(cluster.clone()),
+            cluster,
+            link,
+        };
+        let mut services: Vec<Arc<dyn Service>> = Vec::new();
+        for factory in self.factories {
+            if let Some(service) = factory(cfg, &ctx)? {
+                services.push(service);
+            }
+        }
+        for service in &services {
+            tracing::info!(service = service.name(), "starting");
+            tasks.push(tokio::spawn(
+                service.clone().run(ctx.clone(), stop_rx.clone()),
+            ));
+        }
+        let services = Arc::new(services);
+        tasks.push(tokio::spawn(run_tunnels(
+            proxy, identity, services, stop_rx,
+        )));
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+/// Renews the host certificate at half its remaining life, saving each new
+/// one, until `stop` changes.
+async fn renew_forever(
+    identity: Arc<RwLock<AgentIdentity>>,
+    proxy: String,
+    data_dir: std::path::PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let wait = identity.read().await.renew_in();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        let current = identity.read().await.clone();
+        match join::renew(&proxy, &current).await {
+            Ok(new) => {
+                if let Err(e) = new.save(&data_dir) {
+                    tracing::warn!(error = %e, "saving the renewed identity");
+                }
+                *identity.write().await = new;
+                tracing::info!("host certificate renewed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "host certificate renewal failed; retrying in 30s");
                 tokio::select! {
-                    _ = tick.tick() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                     _ = stop.changed() => return,
                 }
-                let mut current = dbs.read().await.clone();
-                if !matchers.is_empty() {
-                    // Discovered databases follow Azure: ones that vanish stop
-                    // being announced and expire from the cluster.
-                    match db_service::discovery::discover(&arm, &matchers).await {
-                        Ok(found) => {
-                            current.retain(|d| static_names.contains(&d.metadata.name));
-                            current.extend(
-                                found
-                                    .into_iter()
-                                    .filter(|d| !static_names.contains(&d.metadata.name)),
-                            );
-                        }
-                        Err(e) => tracing::warn!(error = %e, "Azure Redis discovery failed"),
-                    }
-                }
-                db_service::refresh_labels(&mut current).await;
-                *dbs.write().await = current.clone();
-                let id = identity.read().await.clone();
-                let result = match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
-                    Ok(api) => db_service::heartbeat_once(&api, &current)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "database heartbeat failed");
-                }
             }
-        }));
+        }
     }
-
-    // Reverse tunnels: one to the configured proxy, and one to every other
-    // proxy of the cluster as they announce themselves.
-    {
-        let services = Arc::new(std::mem::take(&mut services));
-        let identity = identity.clone();
-        let proxy = proxy.clone();
-        let stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            run_tunnels(proxy, identity, services, stop).await;
-        }));
-    }
-
-    shutdown.await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
-    Ok(())
 }
 
 /// Keep a tunnel to every proxy: the configured one at once, the others as
@@ -345,7 +360,7 @@ pub async fn run(
 async fn run_tunnels(
     proxy: String,
     identity: Arc<RwLock<AgentIdentity>>,
-    services: Arc<Services>,
+    services: Arc<Vec<Arc<dyn Service>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut dialled = std::collections::BTreeSet::new();
@@ -363,7 +378,7 @@ async fn run_tunnels(
             _ = stop.changed() => break,
         }
         let id = identity.read().await.clone();
-        let listed: Result<Vec<auth::agents::ProxyEntry>, String> =
+        let listed: Result<Vec<api::inventory::ProxyEntry>, String> =
             match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
                 Ok(api) => api.get("/v1/auth/proxies").await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -393,7 +408,7 @@ async fn run_tunnels(
 fn spawn_tunnel(
     addr: String,
     identity: Arc<RwLock<AgentIdentity>>,
-    services: Arc<Services>,
+    services: Arc<Vec<Arc<dyn Service>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let connect_addr = addr.clone();
@@ -409,7 +424,7 @@ fn spawn_tunnel(
     let handler = tunnel::handler_fn(move |target: Vec<u8>, stream: tunnel::TunnelStream| {
         let services = services.clone();
         async move {
-            handle_stream(&services, target, stream).await;
+            handle_stream(services, target, stream).await;
         }
     });
     let agent_tunnel = tunnel::AgentTunnel::new(connector, handler);
@@ -431,25 +446,82 @@ fn spawn_tunnel(
     })
 }
 
-/// What the agent serves through the tunnel.
-#[derive(Default)]
-struct Services {
-    /// Azure apps by name.
-    azure: std::collections::HashMap<String, Arc<app_service::azure::AzureHandler>>,
-    /// Database sessions (db_service).
-    db: Option<Arc<db_service::session::DbSessions>>,
+/// The agent's connection to the auth service, through the proxy, with the
+/// current host certificate.
+struct ClusterLink {
+    proxy: String,
+    identity: Arc<RwLock<AgentIdentity>>,
+    /// A client for the current certificate (connections are reused).
+    client: tokio::sync::Mutex<Option<(String, Arc<client::ApiClient>)>>,
 }
 
-/// One database session, or its refusal when this agent serves no
-/// databases (or the proxy sent no certificate).
+impl ClusterLink {
+    async fn api(&self) -> Result<Arc<client::ApiClient>, ClusterError> {
+        let id = self.identity.read().await.clone();
+        let mut cached = self.client.lock().await;
+        if let Some((cert, api)) = cached.as_ref() {
+            if *cert == id.cert_pem {
+                return Ok(api.clone());
+            }
+        }
+        let api = Arc::new(
+            join::cluster_client(&self.proxy, &id.trust(), Some(&id))
+                .map_err(|e| ClusterError::Local(e.to_string()))?,
+        );
+        *cached = Some((id.cert_pem.clone(), api.clone()));
+        Ok(api)
+    }
+}
+
+/// The auth service as services see it, with roles cached.
+struct CachedCluster {
+    link: Arc<ClusterLink>,
+    roles: RoleCache,
+}
+
+#[async_trait::async_trait]
+impl Cluster for CachedCluster {
+    async fn roles(&self, names: &[String]) -> Result<Vec<resources::Role>, ClusterError> {
+        self.roles
+            .get(names, || async {
+                self.link
+                    .api()
+                    .await?
+                    .post("/v1/auth/agent/roles", &names)
+                    .await
+            })
+            .await
+    }
+
+    async fn audit_batch(&self, body: Vec<u8>) -> Result<(), ClusterError> {
+        let _: serde_json::Value = self
+            .link
+            .api()
+            .await?
+            .post_json_text("/v1/auth/agent/events", body)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The service that takes `target`, if any.
+fn service_for<'a>(
+    services: &'a [Arc<dyn Service>],
+    target: &StreamTarget,
+) -> Option<&'a Arc<dyn Service>> {
+    services.iter().find(|s| s.accepts(target))
+}
+
+/// One database session, or its refusal when no service takes it.
 async fn serve_db_session(
-    db: Option<Arc<db_service::session::DbSessions>>,
+    services: Arc<Vec<Arc<dyn Service>>>,
     cert: Vec<u8>,
     mut stream: tunnel::TunnelStream,
 ) {
     use tokio::io::AsyncWriteExt;
-    match db {
-        Some(db) => db.serve(cert, stream).await,
+    let target = StreamTarget::Db { cert };
+    match service_for(&services, &target) {
+        Some(service) => service.clone().serve(target, stream).await,
         None => {
             tracing::warn!("the proxy asked for a database session this agent does not serve");
             let _ = stream
@@ -460,146 +532,12 @@ async fn serve_db_session(
     }
 }
 
-/// The auth service as the Azure handler needs it, through the proxy.
-struct AgentCluster {
-    proxy: String,
-    identity: Arc<RwLock<AgentIdentity>>,
-    /// A client for the current certificate (connections are reused).
-    client: tokio::sync::Mutex<Option<(String, Arc<client::ApiClient>)>>,
-}
-
-impl AgentCluster {
-    async fn api(&self) -> Result<Arc<client::ApiClient>, String> {
-        let id = self.identity.read().await.clone();
-        let mut cached = self.client.lock().await;
-        if let Some((cert, api)) = cached.as_ref() {
-            if *cert == id.cert_pem {
-                return Ok(api.clone());
-            }
-        }
-        let api = Arc::new(
-            join::cluster_client(&self.proxy, &id.trust(), Some(&id)).map_err(|e| e.to_string())?,
-        );
-        *cached = Some((id.cert_pem.clone(), api.clone()));
-        Ok(api)
-    }
-}
-
-#[async_trait::async_trait]
-impl app_service::azure::Cluster for AgentCluster {
-    async fn roles(&self, names: &[String]) -> Result<Vec<resources::Role>, String> {
-        self.api()
-            .await?
-            .post("/v1/auth/agent/roles", &names)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn audit(&self, event: serde_json::Value) {
-        let result: Result<serde_json::Value, String> = match self.api().await {
-            Ok(api) => api
-                .post("/v1/auth/agent/events", &event)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "sending an audit event failed");
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl db_service::session::Cluster for AgentCluster {
-    async fn roles(&self, names: &[String]) -> Result<Vec<resources::Role>, String> {
-        app_service::azure::Cluster::roles(self, names).await
-    }
-
-    async fn audit_batch(&self, body: Vec<u8>) -> Result<(), String> {
-        let _: serde_json::Value = self
-            .api()
-            .await?
-            .post_json_text("/v1/auth/agent/events", body)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
-
-/// What the proxy asks for on a tunnel stream, parsed from its target header (which the tunnel
-/// refuses beyond `tunnel::MAX_TARGET_LEN` bytes before reading it).
-#[derive(Debug, PartialEq, Eq)]
-enum StreamTarget {
-    /// A keepalive probe.
-    Ping,
-    /// An app session: the app's name and the user's certificate (DER).
-    App { name: String, cert: Vec<u8> },
-    /// One database session of the user's certificate.
-    Db { cert: Vec<u8> },
-    /// A user's multiplexed database connection.
-    DbMux { cert: Vec<u8> },
-}
-
-impl StreamTarget {
-    /// Parses `{"kind": K, "name": N, "cert": base64 DER}`: a JSON object with only those keys,
-    /// a known kind, and for sessions a certificate and (apps) a resource name. Anything else
-    /// is refused with the reason.
-    fn parse(bytes: &[u8]) -> std::result::Result<StreamTarget, String> {
-        use base64::Engine;
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-        let serde_json::Value::Object(fields) = value else {
-            return Err("not a JSON object".into());
-        };
-        if let Some(k) = fields
-            .keys()
-            .find(|k| !matches!(k.as_str(), "kind" | "name" | "cert"))
-        {
-            return Err(format!("unknown field {k:?}"));
-        }
-        let text = |key: &str| match fields.get(key) {
-            None => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(format!("{key:?} is not a string")),
-        };
-        let kind = text("kind")?.ok_or("no \"kind\"")?;
-        let name = text("name")?;
-        let cert = || -> std::result::Result<Vec<u8>, String> {
-            let b64 = text("cert")?.ok_or("no \"cert\" (the user's certificate)")?;
-            let der = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| format!("\"cert\" is not base64: {e}"))?;
-            if der.is_empty() {
-                return Err("\"cert\" is empty".into());
-            }
-            Ok(der)
-        };
-        match kind {
-            "ping" => Ok(StreamTarget::Ping),
-            "app" => {
-                let name = name.ok_or("no \"name\" (the app)")?;
-                let ok = !name.is_empty()
-                    && name.len() <= 253
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                if !ok {
-                    return Err(format!("{name:?} is not an app name"));
-                }
-                Ok(StreamTarget::App {
-                    name: name.to_string(),
-                    cert: cert()?,
-                })
-            }
-            "db" => Ok(StreamTarget::Db { cert: cert()? }),
-            "db-mux" => Ok(StreamTarget::DbMux { cert: cert()? }),
-            other => Err(format!("unknown kind {other:?}")),
-        }
-    }
-}
-
-/// Streams the proxy opens through the tunnel, by target kind.
-async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel::TunnelStream) {
+/// Streams the proxy opens through the tunnel, by target.
+async fn handle_stream(
+    services: Arc<Vec<Arc<dyn Service>>>,
+    target: Vec<u8>,
+    mut stream: tunnel::TunnelStream,
+) {
     use tokio::io::AsyncWriteExt;
     let target = match StreamTarget::parse(&target) {
         Ok(t) => t,
@@ -614,81 +552,25 @@ async fn handle_stream(services: &Services, target: Vec<u8>, mut stream: tunnel:
             let _ = stream.write_all(b"pong").await;
             let _ = stream.shutdown().await;
         }
-        StreamTarget::App { name, cert } => match services.azure.get(&name) {
-            Some(handler) => handler.clone().serve(cert, stream).await,
-            None => {
-                tracing::warn!(app = %name, "the proxy asked for an app this agent does not serve");
-                let _ = stream.shutdown().await;
-            }
-        },
         StreamTarget::DbMux { cert } => {
-            // A user's whole multiplexed connection (see `proxy::ALPN_REDIS_MUX`):
+            // A user's whole multiplexed connection (`api::alpn::REDIS_MUX`):
             // every stream the client opens on it is a session of that
             // certificate's.
-            let db = services.db.clone();
-            let result = tunnel::serve_mux(stream, &proxy::db_mux_config(), move |session| {
-                tokio::spawn(serve_db_session(db.clone(), cert.clone(), session));
+            let result = tunnel::serve_mux(stream, &tunnel::db_mux_config(), move |session| {
+                tokio::spawn(serve_db_session(services.clone(), cert.clone(), session));
             })
             .await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "multiplexed database connection ended");
             }
         }
-        StreamTarget::Db { cert } => {
-            serve_db_session(services.db.clone(), cert, stream).await;
-        }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::StreamTarget;
-
-    /// The target header is the proxy's, but it is still parsed into what it must be: known
-    /// kinds with the fields they need, nothing else.
-    #[test]
-    fn stream_targets_are_parsed_strictly() {
-        assert_eq!(
-            StreamTarget::parse(br#"{"kind":"ping"}"#),
-            Ok(StreamTarget::Ping)
-        );
-        assert_eq!(
-            StreamTarget::parse(br#"{"kind":"app","name":"azure-cli","cert":"AQI="}"#),
-            Ok(StreamTarget::App {
-                name: "azure-cli".into(),
-                cert: vec![1, 2]
-            })
-        );
-        assert_eq!(
-            StreamTarget::parse(br#"{"kind":"db-mux","name":"cache","cert":"AQI="}"#),
-            Ok(StreamTarget::DbMux { cert: vec![1, 2] })
-        );
-        assert_eq!(
-            StreamTarget::parse(br#"{"kind":"db","name":"cache","cert":"AQI="}"#),
-            Ok(StreamTarget::Db { cert: vec![1, 2] })
-        );
-        for bad in [
-            &br#"{"kind":"shell","cert":"AQI="}"#[..],
-            br#"{"kind":"app","name":"azure-cli"}"#,
-            br#"{"kind":"app","name":"../x","cert":"AQI="}"#,
-            br#"{"kind":"app","name":"","cert":"AQI="}"#,
-            br#"{"kind":"app","name":"a","cert":"not base64!"}"#,
-            br#"{"kind":"db","cert":""}"#,
-            br#"{"kind":"db"}"#,
-            br#"{"kind":"db","cert":1}"#,
-            br#"{"kind":"ping","extra":1}"#,
-            br#"{"kind":7}"#,
-            br#"["ping"]"#,
-            br#"{}"#,
-            b"",
-            b"\xff\xfe",
-        ] {
-            assert!(
-                StreamTarget::parse(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        StreamTarget::Db { cert } => serve_db_session(services, cert, stream).await,
+        target => match service_for(&services, &target) {
+            Some(service) => service.clone().serve(target, stream).await,
+            None => {
+                tracing::warn!(target = ?target.kind(), "the proxy asked for something this agent does not serve");
+                let _ = stream.shutdown().await;
+            }
+        },
     }
 }

@@ -9,11 +9,16 @@
 //! - authenticated by client certificate, on the auth listener and on the
 //!   proxy: everything under [`AUTH_PREFIX`].
 
+pub mod alpn;
+pub mod audit;
+pub mod certs;
 pub mod http;
+pub mod inventory;
 pub mod join;
 pub mod local_token;
 pub mod names;
 pub mod output;
+pub mod tunnel;
 
 use serde::{Deserialize, Serialize};
 

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::{AuditSink, Cluster, ClusterError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -28,22 +29,13 @@ use resources::{App, Role};
 /// Largest request body forwarded to Azure.
 pub const MAX_BODY: usize = 64 << 20;
 
-/// Where the handler gets roles and sends audit events (the auth service).
-#[async_trait::async_trait]
-pub trait Cluster: Send + Sync + 'static {
-    /// Current definitions of these roles.
-    async fn roles(&self, names: &[String]) -> Result<Vec<Role>, String>;
-    /// Record an audit event.
-    async fn audit(&self, event: serde_json::Value);
-}
-
 /// Serves Azure app sessions for one app.
 pub struct AzureHandler {
     app: App,
     cluster: Arc<dyn Cluster>,
+    audit: AuditSink,
     tokens: Arc<azure_mint::TokenCache>,
     http: reqwest::Client,
-    roles: crate::roles::RoleCache,
 }
 
 /// The `code` of an error the handler answers itself, in ARM's error shape
@@ -220,19 +212,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl AzureHandler {
-    /// A handler minting tokens with `tokens` and forwarding with `http`.
+    /// A handler checking sessions with `cluster`'s roles, auditing to
+    /// `audit`, minting tokens with `tokens` and forwarding with `http`.
     pub fn new(
         app: App,
         cluster: Arc<dyn Cluster>,
+        audit: AuditSink,
         tokens: Arc<azure_mint::TokenCache>,
         http: reqwest::Client,
     ) -> AzureHandler {
         AzureHandler {
             app,
             cluster,
+            audit,
             tokens,
             http,
-            roles: crate::roles::RoleCache::default(),
         }
     }
 
@@ -241,8 +235,8 @@ impl AzureHandler {
         &self.app
     }
 
-    async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, String> {
-        self.roles.get(names, || self.cluster.roles(names)).await
+    async fn roles_of(&self, names: &[String]) -> Result<Vec<Role>, ClusterError> {
+        self.cluster.roles(names).await
     }
 
     /// Serve HTTP/1.1 on one session stream whose client certificate is
@@ -263,7 +257,7 @@ impl AzureHandler {
             None => return,
         };
         let end_identity = identity.clone();
-        let cluster = self.cluster.clone();
+        let audit = self.audit.clone();
         let app_name = self.app.metadata.name.clone();
         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = self.clone();
@@ -284,13 +278,11 @@ impl AzureHandler {
         {
             tracing::debug!(error = %e, "app session connection ended");
         }
-        cluster
-            .audit(serde_json::json!({
-                "event": "app.session.end", "code": "T2011I", "user": user,
-                "sid": route.session_id, "app_name": app_name,
-                "azure_identity": route.azure_identity,
-            }))
-            .await;
+        audit.emit(serde_json::json!({
+            "event": "app.session.end", "code": "T2011I", "user": user,
+            "sid": route.session_id, "app_name": app_name,
+            "azure_identity": route.azure_identity,
+        }));
     }
 
     // Answer one request of the session whose certificate holds `identity`
@@ -316,14 +308,12 @@ impl AzureHandler {
         let resp = self.check_and_forward(identity, public_key, req).await;
         let status = resp.status().as_u16();
         // Audited off the request path: the answer does not wait for it.
-        let cluster = self.cluster.clone();
-        let event = serde_json::json!({
+        self.audit.emit(serde_json::json!({
                 "event": "app.session.request", "code": "T2009I",
                 "user": identity.username, "sid": route.session_id,
                 "app_name": self.app.metadata.name, "azure_identity": route.azure_identity,
                 "method": method, "host": host, "path": path, "status_code": status,
-        });
-        tokio::spawn(async move { cluster.audit(event).await });
+        }));
         resp
     }
 

@@ -44,11 +44,14 @@ struct FakeCluster {
 
 #[async_trait::async_trait]
 impl Cluster for FakeCluster {
-    async fn roles(&self, _names: &[String]) -> Result<Vec<Role>, String> {
-        self.roles.clone()
+    async fn roles(&self, _names: &[String]) -> Result<Vec<Role>, ClusterError> {
+        self.roles.clone().map_err(ClusterError::Transport)
     }
-    async fn audit(&self, event: serde_json::Value) {
-        self.events.lock().unwrap().push(event);
+    async fn audit_batch(&self, body: Vec<u8>) -> Result<(), ClusterError> {
+        let events: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| ClusterError::Local(e.to_string()))?;
+        self.events.lock().unwrap().extend(events);
+        Ok(())
     }
 }
 
@@ -205,6 +208,7 @@ async fn setup(o: Options) -> Setup {
     let handler = AzureHandler::new(
         App::new("azure-cli".to_string(), "cloud://Azure".to_string()),
         cluster.clone(),
+        agent::AuditSink::start(cluster.clone()),
         tokens,
         http,
     );

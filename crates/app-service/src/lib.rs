@@ -2,19 +2,13 @@
 //! and the heartbeats that register them with the cluster.
 
 pub mod azure;
-pub mod roles;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use resources::{App, CommandLabel};
 use tokio::sync::RwLock;
-
-/// How often apps are announced (registrations live 45 s).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
-/// Longest a dynamic label command may run.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the app service configuration.
 #[derive(Debug, thiserror::Error)]
@@ -83,31 +77,6 @@ pub fn apps_from_config(cfg: &config::AppService, proxy_host: &str) -> Result<Ve
     Ok(out)
 }
 
-/// Run one dynamic label command: its standard output as one clean line
-/// ([`resources::served::label_from_output`]: trimmed, line breaks as spaces,
-/// no control characters, at most 256 characters), or `<error: ...>` as
-/// Teleport shows a failed command. The output is whatever the command
-/// prints, so it is cleaned here rather than refused whole by the auth
-/// service, which takes no control characters in labels.
-pub async fn run_label_command(argv: &[String]) -> String {
-    let Some((prog, args)) = argv.split_first() else {
-        return "<error: empty command>".into();
-    };
-    let child = tokio::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(COMMAND_TIMEOUT, child).await {
-        Ok(Ok(out)) if out.status.success() => {
-            resources::served::label_from_output(&String::from_utf8_lossy(&out.stdout))
-        }
-        Ok(Ok(out)) => format!("<error: exit status {}>", out.status),
-        Ok(Err(e)) => resources::served::label_from_output(&format!("<error: {e}>")),
-        Err(_) => "<error: timed out>".into(),
-    }
-}
-
 /// The apps with their current dynamic label values.
 #[derive(Clone)]
 pub struct AppSet {
@@ -142,7 +111,7 @@ impl AppSet {
                 .collect()
         };
         for (i, key, argv) in work {
-            let result = run_label_command(&argv).await;
+            let result = agent::labels::run_command(&argv).await;
             self.set_label(i, &key, result).await;
         }
     }
@@ -181,7 +150,7 @@ impl AppSet {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            let r = run_label_command(&argv).await;
+                            let r = agent::labels::run_command(&argv).await;
                             set.set_label(i, &key, r).await;
                         }
                         _ = stop.changed() => return,
@@ -202,7 +171,7 @@ pub async fn heartbeat_once(
     apps: &[App],
 ) -> Result<(), client::ClientError> {
     for app in apps {
-        let hb = auth::agents::Heartbeat {
+        let hb = api::inventory::Heartbeat {
             kind: "app".into(),
             app: Some(app.clone()),
             db: None,
@@ -218,6 +187,110 @@ pub fn describe(apps: &[App]) -> BTreeMap<String, BTreeMap<String, String>> {
     apps.iter()
         .map(|a| (a.metadata.name.clone(), a.all_labels()))
         .collect()
+}
+
+/// The app service of an agent: the apps of `app_service.apps`, announced
+/// every [`agent::HEARTBEAT_INTERVAL`], and the Azure handlers of the Azure
+/// apps among them.
+pub struct AppService {
+    set: AppSet,
+    azure: HashMap<String, Arc<azure::AzureHandler>>,
+}
+
+impl AppService {
+    /// The app service `cfg` describes, or `None` when it is not enabled.
+    /// Azure apps mint tokens with the VM's managed identities (IMDS)
+    /// through the environment's proxy settings.
+    pub fn from_config(
+        cfg: &config::FileConfig,
+        ctx: &agent::Context,
+    ) -> Result<Option<Arc<dyn agent::Service>>, agent::AgentError> {
+        if !cfg.app_service.enabled {
+            return Ok(None);
+        }
+        let failed = |message: String| agent::AgentError::Service {
+            service: "app_service",
+            message,
+        };
+        let apps = apps_from_config(&cfg.app_service, ctx.proxy_host())
+            .map_err(|e| failed(e.to_string()))?;
+        let mut azure = HashMap::new();
+        for app in apps.iter().filter(|a| a.is_azure_cloud()) {
+            let http = azure_mint::http::HttpConfig::from_env();
+            let minter = azure_mint::credential::IdentityMinter::new(
+                azure_mint::credential::MintStrategy::Vm,
+                http.clone(),
+                azure_mint::Cloud::default(),
+            );
+            let tokens = Arc::new(azure_mint::TokenCache::new(Arc::new(minter)));
+            let client = http
+                .forwarding_client()
+                .map_err(|e| failed(format!("Azure HTTP client: {e}")))?;
+            azure.insert(
+                app.metadata.name.clone(),
+                Arc::new(azure::AzureHandler::new(
+                    app.clone(),
+                    ctx.cluster.clone(),
+                    ctx.audit.clone(),
+                    tokens,
+                    client,
+                )),
+            );
+        }
+        Ok(Some(Arc::new(AppService {
+            set: AppSet::new(apps),
+            azure,
+        })))
+    }
+}
+
+#[async_trait::async_trait]
+impl agent::Service for AppService {
+    fn name(&self) -> &'static str {
+        "app_service"
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        ctx: agent::Context,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.set.refresh_all().await;
+        let labels = {
+            let set = self.set.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { set.run_labels(stop).await })
+        };
+        let mut tick = tokio::time::interval(agent::HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let apps = self.set.snapshot().await;
+            let result = match ctx.api().await {
+                Ok(api) => heartbeat_once(&api, &apps).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => tracing::debug!(apps = ?describe(&apps), "apps announced"),
+                Err(e) => tracing::warn!(error = %e, "app heartbeat failed"),
+            }
+        }
+        let _ = labels.await;
+    }
+
+    fn accepts(&self, target: &agent::StreamTarget) -> bool {
+        matches!(target, agent::StreamTarget::App { name, .. } if self.azure.contains_key(name))
+    }
+
+    async fn serve(self: Arc<Self>, target: agent::StreamTarget, stream: tunnel::TunnelStream) {
+        if let agent::StreamTarget::App { name, cert } = target {
+            if let Some(handler) = self.azure.get(&name) {
+                handler.clone().serve(cert, stream).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,12 +347,12 @@ mod tests {
     #[tokio::test]
     async fn label_commands_run() {
         assert_eq!(
-            run_label_command(&["echo".into(), " hi ".into()]).await,
+            agent::labels::run_command(&["echo".into(), " hi ".into()]).await,
             "hi"
         );
         // A command's output is a label value the auth service takes: one
         // line without control characters.
-        let shown = run_label_command(&[
+        let shown = agent::labels::run_command(&[
             "sh".into(),
             "-c".into(),
             "printf '\\033]0;owned\\007\\033[31mred\\r\\nline 2\\n\\n'".into(),
@@ -287,10 +360,10 @@ mod tests {
         .await;
         assert_eq!(shown, "\u{fffd}]0;owned\u{fffd}\u{fffd}[31mred line 2");
         resources::served::check_label("arch", &shown).unwrap();
-        assert!(run_label_command(&["false".into()])
+        assert!(agent::labels::run_command(&["false".into()])
             .await
             .starts_with("<error"));
-        assert!(run_label_command(&["/nonexistent/x".into()])
+        assert!(agent::labels::run_command(&["/nonexistent/x".into()])
             .await
             .starts_with("<error"));
         let c = cfg("  enabled: yes\n  apps:\n  - name: a\n    uri: http://x\n    commands:\n    - name: arch\n      command: [echo, x86]\n      period: 1s\n");

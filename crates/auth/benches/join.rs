@@ -92,17 +92,18 @@ fn azure_request(e: &Env) -> AzureRegisterRequest {
             .unwrap_or_else(|e| panic!("{e}"));
         let token = imds
             .token(
-                join::azure::ARM_RESOURCE,
+                azure_attest::ARM_RESOURCE,
                 &azure_mint::imds::ManagedIdentityId::ClientId(CLIENT.into()),
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let attested_data =
             serde_json::json!({"encoding": doc.encoding, "signature": doc.signature}).to_string();
-        let certs = join::azure::document_certificates(attested_data.as_bytes())
+        let certs = azure_attest::document_certificates(attested_data.as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         let fetcher = azure_mint::aia::AiaFetcher::new(&http).unwrap_or_else(|e| panic!("{e}"));
-        let ints = join::azure::fetch_intermediates(&fetcher, &certs[0])
+        let ints = fetcher
+            .intermediates(&certs[0])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         AzureRegisterRequest {
@@ -162,7 +163,7 @@ fn azure_verification(bencher: divan::Bencher) {
     .unwrap_or_else(|e| panic!("{e}"));
     bencher.bench_local(|| {
         let now = time::OffsetDateTime::now_utc();
-        join::azure::verify_attested_document(
+        azure_attest::verify_attested_document(
             req.attested_data.as_bytes(),
             &roots,
             &ints,

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use backend::Item;
 use pki::{HostIdentity, Identity};
 use resources::{App, Database, JoinMethod, SystemRole};
-use serde::{Deserialize, Serialize};
 
 use crate::{now, AuthError, AuthServer, Caller, Result};
 
@@ -15,58 +14,14 @@ pub const HOST_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a heartbeat keeps a server registered.
 pub const SERVER_TTL: Duration = Duration::from_secs(45);
 
+pub use api::inventory::{
+    safe_name, Heartbeat, ProxyEntry, ServerEntry, TunnelEntry, FEATURE_DB_MUX,
+};
 pub use api::join::{HostCerts, RegisterRequest};
-
-/// A heartbeat: an agent announces one app or database it serves.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// `app` or `db`.
-    pub kind: String,
-    /// The app (for `app`).
-    #[serde(default)]
-    pub app: Option<App>,
-    /// The database (for `db`).
-    #[serde(default)]
-    pub db: Option<Database>,
-    /// What the agent can do beyond the basics of its kind, so that a
-    /// proxy newer than the agent uses only what the agent knows (agents
-    /// from before a feature announce nothing): [`FEATURE_DB_MUX`].
-    #[serde(default)]
-    pub features: Vec<String>,
-}
-
-/// A database agent that takes a client's whole multiplexed connection as
-/// one tunnel stream (`db-mux`) and serves each session on it.
-pub const FEATURE_DB_MUX: &str = "db-mux";
 
 /// Most features a heartbeat may announce, and the longest name of one.
 const MAX_FEATURES: usize = 32;
 const MAX_FEATURE_LEN: usize = 64;
-
-/// A registered server: a resource and the agent serving it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerEntry {
-    /// Agent host ID.
-    pub host_id: String,
-    /// Agent node name.
-    pub hostname: String,
-    /// The app, for app servers.
-    #[serde(default)]
-    pub app: Option<App>,
-    /// The database, for database servers.
-    #[serde(default)]
-    pub db: Option<Database>,
-    /// What the agent announced it can do ([`Heartbeat::features`]).
-    #[serde(default)]
-    pub features: Vec<String>,
-}
-
-impl ServerEntry {
-    /// Whether the agent announced `feature`.
-    pub fn has_feature(&self, feature: &str) -> bool {
-        self.features.iter().any(|f| f == feature)
-    }
-}
 
 /// The DNS names of an agent's host certificate: its host ID and its node
 /// name, each when it is a host name ([`pki::names::check_agent_name`]), and
@@ -102,15 +57,6 @@ pub fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Res
         )));
     }
     Ok(names)
-}
-
-/// Whether `s` may name an agent or what it serves (host IDs, apps and
-/// databases in heartbeats): 1 to 253 letters, digits, `-`, `_` and `.`.
-pub fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl AuthServer {
@@ -453,17 +399,6 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// One agent connected to a proxy through the reverse tunnel.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TunnelEntry {
-    /// Agent host ID.
-    pub server_id: String,
-    /// Proxy it is connected to.
-    pub proxy: String,
-    /// When the proxy last reached it through the tunnel (RFC 3339).
-    pub last_seen: String,
-}
-
 /// How long a tunnel record lives without a refresh.
 pub const TUNNEL_TTL: Duration = Duration::from_secs(20);
 
@@ -498,15 +433,6 @@ impl AuthServer {
             .filter_map(|i| serde_json::from_slice(&i.value).ok())
             .collect())
     }
-}
-
-/// A proxy of the cluster, as agents find it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProxyEntry {
-    /// Proxy ID (its public address).
-    pub id: String,
-    /// Address agents dial.
-    pub addr: String,
 }
 
 /// How long a proxy record lives without a refresh.

@@ -5,32 +5,12 @@
 use std::time::Duration;
 
 use pki::{Identity, RouteToApp};
-use serde::{Deserialize, Serialize};
+
+pub use api::certs::{AppCertRequest, AppCertResponse};
 
 use crate::{now, random_hex, AuthError, AuthServer, Caller, Result};
 
-/// `POST /v1/auth/certs/app`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppCertRequest {
-    /// App name.
-    pub app: String,
-    /// Full Azure identity resource ID (Azure apps).
-    #[serde(default)]
-    pub azure_identity: String,
-    /// Public key to certify (SPKI DER, base64).
-    pub public_key: String,
-}
 
-/// The app certificate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppCertResponse {
-    /// Certificate (PEM).
-    pub tls_cert: String,
-    /// The app as registered.
-    pub app: resources::App,
-    /// Session ID.
-    pub session_id: String,
-}
 
 /// Audit events agents may record.
 pub const AGENT_EVENTS: [&str; 7] = [

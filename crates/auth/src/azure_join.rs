@@ -4,7 +4,7 @@
 //! Order of the checks in [`AuthServer::register_with_azure`]: the token resource exists, has not
 //! expired, uses `join_method: azure` and allows the roles; the challenge was handed out, has not
 //! expired and is consumed; the attested document verifies (see
-//! [`join::azure::verify_attested_document`]) against the pinned roots plus
+//! [`azure_attest::verify_attested_document`]) against the pinned roots plus
 //! `auth_service.azure_join.trust_bundle_path`; the access token verifies against the tenant's
 //! JWKS (issuer, audience, `exp`, `nbf`); the attested subscription is the token's; the VM
 //! resolves (from `xms_az_rid`/`xms_mirid`, else by `vmId` through ARM) and its `vmId` is the
@@ -53,7 +53,7 @@ impl AzureJoinState {
         extra_roots: &[String],
         http: Option<HttpConfig>,
     ) -> Result<Self> {
-        let mut roots = join::azure::pinned_roots();
+        let mut roots = azure_attest::pinned_roots();
         if let Some(path) = trust_bundle {
             let pem = std::fs::read_to_string(path).map_err(|e| {
                 AuthError::BadParameter(format!(
@@ -325,7 +325,7 @@ impl AuthServer {
         if intermediates.is_empty() {
             intermediates = self.fetch_aia(req).await;
         }
-        let attested = join::azure::verify_attested_document(
+        let attested = azure_attest::verify_attested_document(
             req.attested_data.as_bytes(),
             state.roots(),
             &intermediates,
@@ -424,7 +424,7 @@ impl AuthServer {
 
     /// Intermediates through the signer's AIA URLs (allow-listed), when the agent sent none.
     async fn fetch_aia(&self, req: &AzureRegisterRequest) -> Vec<Vec<u8>> {
-        let Ok(certs) = join::azure::document_certificates(req.attested_data.as_bytes()) else {
+        let Ok(certs) = azure_attest::document_certificates(req.attested_data.as_bytes()) else {
             return Vec::new();
         };
         let Ok(fetcher) = azure_mint::aia::AiaFetcher::new(&self.azure_join().http) else {
@@ -432,7 +432,7 @@ impl AuthServer {
         };
         let mut out = Vec::new();
         for leaf in certs.iter().take(1) {
-            match join::azure::fetch_intermediates(&fetcher, leaf).await {
+            match fetcher.intermediates(leaf).await {
                 Ok(found) => out.extend(found),
                 Err(e) => tracing::debug!(error = %e, "AIA fetch failed"),
             }
@@ -546,7 +546,7 @@ mod tests {
     #[tokio::test]
     async fn join_replay_and_audience() {
         let w = world().await;
-        let req = request(&w, None, join::azure::ARM_RESOURCE, TELEPORT_AZURE).await;
+        let req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         // Joins (the server fetches the intermediate through the allow-listed AIA URL).
         let certs = w
             .auth
@@ -574,7 +574,7 @@ mod tests {
             "{e}"
         );
         // A document for another challenge (replayed from another attempt).
-        let mut req = request(&w, None, join::azure::ARM_RESOURCE, TELEPORT_AZURE).await;
+        let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         req.challenge = w.auth.create_azure_challenge().await.unwrap().challenge;
         let e = w
             .auth
@@ -583,7 +583,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("nonce does not match"), "{e}");
         // A tampered token signature.
-        let mut req = request(&w, None, join::azure::ARM_RESOURCE, TELEPORT_AZURE).await;
+        let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         let at = req.access_token.rfind('.').unwrap() + 8;
         let flipped = if &req.access_token[at..=at] == "A" {
             "B"
@@ -601,7 +601,7 @@ mod tests {
         let req = request(
             &w,
             Some("other-vm"),
-            join::azure::ARM_RESOURCE,
+            azure_attest::ARM_RESOURCE,
             "0e6192a4-5f71-4c23-9ebf-4a5b6c7d8e05",
         )
         .await;
@@ -612,7 +612,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("matches no allow rule"), "{e}");
         // An unknown token.
-        let mut req = request(&w, None, join::azure::ARM_RESOURCE, TELEPORT_AZURE).await;
+        let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         req.token = "nope".into();
         let e = w
             .auth

@@ -5,35 +5,12 @@
 //! session, with the user's roles as they are then.
 
 use pki::{Identity, RouteToDatabase};
-use serde::{Deserialize, Serialize};
+
+pub use api::certs::{DbCertRequest, DbCertResponse};
 
 use crate::{AuthError, AuthServer, Caller, Result};
 
-/// `POST /v1/auth/certs/db`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DbCertRequest {
-    /// Database name (as `tsh db ls` shows it).
-    pub database: String,
-    /// Database user; the protocol's default (`default` for Redis) when empty.
-    #[serde(default)]
-    pub db_user: String,
-    /// Database name inside the server (not used by Redis).
-    #[serde(default)]
-    pub db_name: String,
-    /// Public key to certify (SPKI DER, base64).
-    pub public_key: String,
-}
 
-/// The database certificate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DbCertResponse {
-    /// Certificate (PEM), issued by the user CA.
-    pub tls_cert: String,
-    /// The database as registered.
-    pub database: resources::Database,
-    /// The database user the certificate carries.
-    pub db_user: String,
-}
 
 impl AuthServer {
     /// Issue a database certificate for the calling user.

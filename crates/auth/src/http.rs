@@ -158,18 +158,10 @@ async fn delete_resource(
     Ok(Json(serde_json::json!({})))
 }
 
-#[derive(Deserialize)]
-struct TokenRequest {
-    roles: String,
-    ttl_seconds: u64,
-    #[serde(default)]
-    value: Option<String>,
-}
-
 async fn create_token(
     State(auth): State<Arc<AuthServer>>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<TokenRequest>,
+    Json(req): Json<api::certs::TokenRequest>,
 ) -> Result<Json<resources::ProvisionToken>> {
     require_identified(&caller)?;
     let roles = resources::SystemRole::parse_list(&req.roles)
@@ -198,15 +190,10 @@ async fn events(
     Ok(Json(auth.search_events(&caller, &q).await?))
 }
 
-#[derive(Deserialize)]
-struct RenewRequest {
-    public_key: String,
-}
-
 async fn renew_host(
     State(auth): State<Arc<AuthServer>>,
     Extension(caller): Extension<Caller>,
-    Json(req): Json<RenewRequest>,
+    Json(req): Json<api::certs::RenewRequest>,
 ) -> Result<Json<crate::agents::HostCerts>> {
     Ok(Json(auth.renew_host_certs(&caller, &req.public_key).await?))
 }

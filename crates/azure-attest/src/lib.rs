@@ -1,5 +1,6 @@
-//! The Azure join method: verifying IMDS attested documents (server side) and gathering the proof
-//! on an Azure VM (agent side).
+//! The Azure join method's proof: verifying IMDS attested documents. Pure: bytes in, a verdict
+//! out (no I/O; following AIA URLs takes the fetch as a function), so the auth service links no
+//! agent or client code for it.
 //!
 //! An attested document is what IMDS returns for
 //! `GET /metadata/attested/document?format=json&nonce=<challenge>`:
@@ -22,8 +23,6 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate};
-
-pub use azure_mint::aia::aia_url_allowed;
 
 /// The resource of the access token an agent sends.
 pub const ARM_RESOURCE: &str = "https://management.azure.com/";
@@ -473,9 +472,9 @@ pub fn document_certificates(document_json: &[u8]) -> Res<Vec<Vec<u8>>> {
 /// `expected_nonce`; `expiresOn` has not passed at `now`.
 ///
 /// ```no_run
-/// # fn demo(document: &[u8], intermediate: Vec<u8>) -> Result<(), join::azure::AzureJoinError> {
-/// let roots = join::azure::pinned_roots();
-/// let content = join::azure::verify_attested_document(
+/// # fn demo(document: &[u8], intermediate: Vec<u8>) -> Result<(), azure_attest::AzureJoinError> {
+/// let roots = azure_attest::pinned_roots();
+/// let content = azure_attest::verify_attested_document(
 ///     document,          // the body of GET /metadata/attested/document?format=json&nonce=...
 ///     &roots,            // PEM roots: Microsoft's and DigiCert's, or a test root
 ///     &[intermediate],   // DER intermediates, e.g. fetched through the signer's AIA URL
@@ -643,30 +642,44 @@ pub fn ca_issuers_urls(cert_der: &[u8]) -> Vec<String> {
     urls
 }
 
-/// Follows AIA "CA Issuers" URLs from `leaf_der` (at most [`MAX_AIA_DEPTH`], allow-listed URLs
-/// only, no cycles), returning the certificates found, self-signed roots excluded.
-pub async fn fetch_intermediates(
-    fetcher: &azure_mint::aia::AiaFetcher,
+/// Why following AIA URLs stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IntermediatesError<E: std::error::Error + 'static> {
+    /// Fetching a URL failed.
+    #[error(transparent)]
+    Fetch(E),
+    /// A URL answered something that is not a DER certificate.
+    #[error("{0} is not a DER certificate")]
+    NotCertificate(String),
+}
+
+/// Follows AIA "CA Issuers" URLs from `leaf_der` (at most [`MAX_AIA_DEPTH`], only URLs that
+/// `allowed` accepts, no cycles), returning the certificates found, self-signed roots excluded.
+/// `fetch` does the I/O (the auth service and agents pass `azure_mint::aia::AiaFetcher`).
+pub async fn fetch_intermediates<F, Fut, E>(
     leaf_der: &[u8],
-) -> Result<Vec<Vec<u8>>, azure_mint::Error> {
+    allowed: impl Fn(&str) -> bool,
+    mut fetch: F,
+) -> Result<Vec<Vec<u8>>, IntermediatesError<E>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+    E: std::error::Error + 'static,
+{
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut current = leaf_der.to_vec();
     for _ in 0..MAX_AIA_DEPTH {
         let urls = ca_issuers_urls(&current);
-        let Some(url) = urls
-            .into_iter()
-            .find(|u| aia_url_allowed(u) && !seen.contains(u))
-        else {
+        let Some(url) = urls.into_iter().find(|u| allowed(u) && !seen.contains(u)) else {
             break;
         };
         seen.insert(url.clone());
-        let der = fetcher.fetch(&url).await?;
+        let der = fetch(url.clone())
+            .await
+            .map_err(IntermediatesError::Fetch)?;
         let Ok((_, cert)) = X509Certificate::from_der(&der) else {
-            return Err(azure_mint::Error::Malformed {
-                service: "AIA",
-                message: format!("{url} is not a DER certificate"),
-            });
+            return Err(IntermediatesError::NotCertificate(url));
         };
         if cert.subject().as_raw() == cert.issuer().as_raw() {
             break;
@@ -677,104 +690,21 @@ pub async fn fetch_intermediates(
     Ok(out)
 }
 
-/// Join with the Azure method from an Azure VM: a challenge from the cluster, the attested
-/// document from IMDS with the challenge as nonce, a managed-identity token for ARM (the identity
-/// `client_id`, else the VM's only one), the intermediates from the signer's AIA URLs
-/// (allow-listed), then host certificates for `roles`. `token_name` is the name of the
-/// `join_method: azure` token resource.
-pub async fn join_with_azure(
-    proxy: &str,
-    trust: &crate::ClusterTrust,
-    token_name: &str,
-    client_id: Option<&str>,
-    host_id: &str,
-    node_name: &str,
-    roles: &[String],
-) -> crate::Result<crate::AgentIdentity> {
-    use crate::JoinError;
-    let api = crate::cluster_client(proxy, trust, None)?;
-    let challenge: api::join::AzureChallenge = crate::post_join(
-        &api,
-        "/v1/webapi/host/azure/challenge",
-        &serde_json::json!({}),
-    )
-    .await
-    .map_err(|e| JoinError::Cluster(format!("getting an Azure join challenge failed: {e}")))?;
-    let http = azure_mint::http::HttpConfig::from_env();
-    let imds = azure_mint::imds::ImdsClient::new(&http)
-        .map_err(|e| JoinError::Local(format!("IMDS client: {e}")))?;
-    let doc = imds
-        .attested_document(&challenge.challenge)
-        .await
-        .map_err(|e| {
-            JoinError::Local(format!(
-                "cannot get the attested document from IMDS (is this an Azure VM?): {e}"
-            ))
-        })?;
-    let attested_data =
-        serde_json::json!({"encoding": doc.encoding, "signature": doc.signature}).to_string();
-    let id = match client_id.filter(|c| !c.trim().is_empty()) {
-        Some(c) => azure_mint::imds::ManagedIdentityId::ClientId(c.trim().to_string()),
-        None => azure_mint::imds::ManagedIdentityId::System,
-    };
-    let token = imds.token(ARM_RESOURCE, &id).await.map_err(|e| {
-        JoinError::Local(format!(
-            "cannot get a managed-identity token for {ARM_RESOURCE} from IMDS (check join_params.azure.client_id and that the identity is attached to this VM): {e}"
-        ))
-    })?;
-    let mut intermediates = Vec::new();
-    match document_certificates(attested_data.as_bytes()) {
-        Ok(certs) => match azure_mint::aia::AiaFetcher::new(&http) {
-            Ok(fetcher) => {
-                for leaf in certs.iter().take(1) {
-                    match fetch_intermediates(&fetcher, leaf).await {
-                        Ok(found) => intermediates.extend(found),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "fetching the attested document's intermediates failed; the auth service will try")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "AIA client setup failed"),
-        },
-        Err(e) => tracing::warn!(error = %e, "cannot read the attested document's certificates"),
-    }
-    let key = pki::generate_key().map_err(|e| JoinError::Local(e.to_string()))?;
-    let b64 = &base64::engine::general_purpose::STANDARD;
-    let req = api::join::AzureRegisterRequest {
-        token: token_name.to_string(),
-        host_id: host_id.to_string(),
-        node_name: node_name.to_string(),
-        roles: roles.to_vec(),
-        public_key: b64.encode(&key.public_key_der),
-        dns_names: vec![],
-        challenge: challenge.challenge,
-        attested_data,
-        intermediates: intermediates.iter().map(|c| b64.encode(c)).collect(),
-        access_token: token.access_token,
-    };
-    let certs: api::join::HostCerts =
-        crate::post_join(&api, "/v1/webapi/host/azure/credentials", &req)
-            .await
-            .map_err(|e| {
-                JoinError::Cluster(format!(
-                    "joining the cluster with the Azure method failed: {e}"
-                ))
-            })?;
-    Ok(crate::identity_from(
-        host_id,
-        key.private_key_pem,
-        certs,
-        roles,
-    ))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use azure_emulator::der;
     use azure_mint::http::HttpConfig;
+
+    /// Follows AIA URLs with the real fetcher, as the auth service does.
+    async fn follow(
+        fetcher: &azure_mint::aia::AiaFetcher,
+        leaf: &[u8],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        // azure-mint links its own build of this crate, so its error type is not `crate`'s.
+        fetcher.intermediates(leaf).await.map_err(|e| e.to_string())
+    }
 
     const NONCE: &str = "abcdefghijklmnopqrstuvwxyzABCDEF";
 
@@ -803,7 +733,7 @@ mod tests {
         let certs = document_certificates(&doc).unwrap();
         assert_eq!(certs.len(), 1, "Azure embeds the leaf only");
         let fetcher = azure_mint::aia::AiaFetcher::new(&http).unwrap();
-        let intermediates = fetch_intermediates(&fetcher, &certs[0]).await.unwrap();
+        let intermediates = follow(&fetcher, &certs[0]).await.unwrap();
         assert_eq!(intermediates.len(), 1, "one intermediate, root excluded");
         Fetched {
             doc,
@@ -1107,7 +1037,7 @@ mod tests {
             ..HttpConfig::default()
         })
         .unwrap();
-        let found = fetch_intermediates(&fetcher, cert.der()).await.unwrap();
+        let found = follow(&fetcher, cert.der()).await.unwrap();
         assert!(found.is_empty());
         assert!(fetcher
             .fetch("http://169.254.169.254/metadata/identity/oauth2/token.crt")

@@ -95,6 +95,18 @@ impl AiaFetcher {
         }
         read_capped(resp, MAX_AIA_BODY, "AIA").await
     }
+
+    /// The intermediates of an attested document's signer (`leaf_der`), following its
+    /// allow-listed AIA URLs ([`azure_attest::fetch_intermediates`]).
+    pub async fn intermediates(
+        &self,
+        leaf_der: &[u8],
+    ) -> Result<Vec<Vec<u8>>, azure_attest::IntermediatesError<Error>> {
+        azure_attest::fetch_intermediates(leaf_der, aia_url_allowed, |url: String| async move {
+            self.fetch(&url).await
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::{ClientError, Credentials, Profile, ProfileStore, Result};
 
 /// ALPN protocol of Redis sessions at the proxy.
-pub const ALPN_REDIS: &[u8] = b"teleport-redis";
+pub use api::alpn::REDIS as ALPN_REDIS;
 
 /// ALPN protocol of multiplexed Redis sessions at the proxy, preferred.
-pub const ALPN_REDIS_MUX: &[u8] = b"teleport-redis-mux";
+pub use api::alpn::REDIS_MUX as ALPN_REDIS_MUX;
 
 /// Sessions carried by one multiplexed connection; the proxy allows as many
 /// (its `DB_MUX_MAX_STREAMS`). A further local connection opens another.

@@ -359,7 +359,11 @@ impl ApiClient {
         self.send_json(
             reqwest::Method::POST,
             "/v1/auth/tokens",
-            &serde_json::json!({"roles": roles, "ttl_seconds": ttl.as_secs(), "value": value}),
+            &api::certs::TokenRequest {
+                roles: roles.to_string(),
+                ttl_seconds: ttl.as_secs(),
+                value: value.map(str::to_string),
+            },
         )
         .await
     }

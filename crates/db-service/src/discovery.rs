@@ -85,7 +85,7 @@ pub fn redis_endpoint_host(host_name: &str) -> Result<String, String> {
 /// A database name from Azure (a resource name or a `TeleportDatabaseName` tag) when it is one
 /// the auth service registers: 1 to 253 letters, digits, `-`, `_` and `.`, not only dots.
 fn resource_name(name: &str) -> Result<(), String> {
-    let ok = auth::agents::safe_name(name) && !name.bytes().all(|b| b == b'.');
+    let ok = api::inventory::safe_name(name) && !name.bytes().all(|b| b == b'.');
     if ok {
         Ok(())
     } else {

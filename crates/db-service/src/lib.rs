@@ -1,12 +1,16 @@
-//! The database service: the databases an agent serves and the heartbeats
-//! that register them. (Proxying Redis sessions and Azure discovery come
-//! with the Redis engine.)
+//! The database service of an agent ([`DbService`]): the databases it
+//! serves (configured and discovered in Azure), their heartbeats, and the
+//! Redis sessions the proxy opens to them ([`session`]).
 
 pub mod credentials;
 pub mod discovery;
 pub mod session;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::RwLock;
 
 use resources::{CommandLabel, Database, DatabaseAzure, DatabaseTls};
 
@@ -91,11 +95,11 @@ pub async fn heartbeat_once(
     dbs: &[Database],
 ) -> Result<(), client::ClientError> {
     for db in dbs {
-        let hb = auth::agents::Heartbeat {
+        let hb = api::inventory::Heartbeat {
             kind: "db".into(),
             app: None,
             db: Some(db.clone()),
-            features: vec![auth::agents::FEATURE_DB_MUX.into()],
+            features: vec![api::inventory::FEATURE_DB_MUX.into()],
         };
         let _: serde_json::Value = api.post("/v1/auth/heartbeat", &hb).await?;
     }
@@ -106,7 +110,132 @@ pub async fn heartbeat_once(
 pub async fn refresh_labels(dbs: &mut [Database]) {
     for db in dbs.iter_mut() {
         for label in db.spec.dynamic_labels.values_mut() {
-            label.result = app_service::run_label_command(&label.command).await;
+            label.result = agent::labels::run_command(&label.command).await;
+        }
+    }
+}
+
+/// The database service of an agent: the databases of
+/// `db_service.databases` and those discovered in Azure
+/// (`db_service.azure`), announced every [`agent::HEARTBEAT_INTERVAL`], and
+/// the sessions the proxy opens to them.
+pub struct DbService {
+    /// What is announced now: the static databases, then the discovered ones.
+    dbs: Arc<RwLock<Vec<Database>>>,
+    static_names: BTreeSet<String>,
+    matchers: Vec<config::AzureMatcher>,
+    arm: Arc<azure_mint::arm::ArmClient>,
+    sessions: Arc<session::DbSessions>,
+}
+
+impl DbService {
+    /// The database service `cfg` describes, or `None` when it is not
+    /// enabled. Azure is reached through the DefaultAzureCredential chain
+    /// (environment, workload identity, managed identity), as the Redis
+    /// guide describes: ARM for discovery and access keys, Entra tokens for
+    /// the caches whose keys are disabled.
+    pub fn from_config(
+        cfg: &config::FileConfig,
+        ctx: &agent::Context,
+    ) -> Result<Option<Arc<dyn agent::Service>>, agent::AgentError> {
+        if !cfg.db_service.enabled {
+            return Ok(None);
+        }
+        let failed = |message: String| agent::AgentError::Service {
+            service: "db_service",
+            message,
+        };
+        let initial = databases_from_config(&cfg.db_service).map_err(|e| failed(e.to_string()))?;
+        let static_names = initial.iter().map(|d| d.metadata.name.clone()).collect();
+        let dbs = Arc::new(RwLock::new(initial));
+        let http = azure_mint::http::HttpConfig::from_env();
+        let cloud = azure_mint::Cloud::default();
+        let chain: Arc<dyn azure_core::credentials::TokenCredential> =
+            Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
+        let arm = Arc::new(
+            azure_mint::arm::ArmClient::new(
+                &http,
+                cloud,
+                Arc::new(azure_mint::arm::CredentialBearer::new(chain.clone(), cloud)),
+            )
+            .map_err(|e| failed(format!("Azure ARM client: {e}")))?,
+        );
+        let creds: Arc<dyn session::CredentialSource> =
+            Arc::new(credentials::AzureCredentialSource::new(arm.clone(), chain));
+        let sessions = session::DbSessions::new(
+            dbs.clone(),
+            ctx.cluster.clone(),
+            ctx.audit.clone(),
+            creds,
+            ctx.host_id.clone(),
+        )
+        .with_connection_sharing(cfg.db_service.redis_connection_sharing);
+        Ok(Some(Arc::new(DbService {
+            dbs,
+            static_names,
+            matchers: cfg.db_service.azure.clone(),
+            arm,
+            sessions: Arc::new(sessions),
+        })))
+    }
+
+    /// One heartbeat: discovery (discovered databases follow Azure: ones
+    /// that vanish stop being announced and expire from the cluster),
+    /// dynamic labels, then the announcement.
+    async fn heartbeat(&self, ctx: &agent::Context) -> Result<(), String> {
+        let mut current = self.dbs.read().await.clone();
+        if !self.matchers.is_empty() {
+            match discovery::discover(&self.arm, &self.matchers).await {
+                Ok(found) => {
+                    current.retain(|d| self.static_names.contains(&d.metadata.name));
+                    current.extend(
+                        found
+                            .into_iter()
+                            .filter(|d| !self.static_names.contains(&d.metadata.name)),
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "Azure Redis discovery failed"),
+            }
+        }
+        refresh_labels(&mut current).await;
+        *self.dbs.write().await = current.clone();
+        let api = ctx.api().await.map_err(|e| e.to_string())?;
+        heartbeat_once(&api, &current)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl agent::Service for DbService {
+    fn name(&self) -> &'static str {
+        "db_service"
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        ctx: agent::Context,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(agent::HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.heartbeat(&ctx).await {
+                tracing::warn!(error = %e, "database heartbeat failed");
+            }
+        }
+    }
+
+    fn accepts(&self, target: &agent::StreamTarget) -> bool {
+        matches!(target, agent::StreamTarget::Db { .. })
+    }
+
+    async fn serve(self: Arc<Self>, target: agent::StreamTarget, stream: tunnel::TunnelStream) {
+        if let agent::StreamTarget::Db { cert } = target {
+            self.sessions.clone().serve(cert, stream).await;
         }
     }
 }

@@ -31,11 +31,13 @@
 mod localca;
 mod server;
 mod token;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use upstream::AppUpstream;
 pub use token::{verify_local_token, Claims, TokenError, ISSUER, ZERO_TENANT};
 
 /// Largest request or response body forwarded (bytes); larger requests get 413.

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::alpn;
+use api::tunnel::StreamTarget;
 use auth::AuthServer;
 use tokio::net::TcpListener;
 
@@ -45,25 +47,6 @@ pub struct ProxyConfig {
     pub login_limit: limit::Limit,
 }
 
-/// ALPN protocols served as HTTP with the web certificate.
-const HTTP_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
-/// ALPN of app sessions (`tsh az`, `tsh proxy azure`): the connection, with
-/// an app certificate, is spliced to the app's agent through its tunnel.
-pub const ALPN_APP: &[u8] = b"teleport-app";
-/// ALPN of Redis sessions (`tsh db connect`, `tsh proxy db --tunnel`): the
-/// connection, with a database certificate, is spliced to the database's
-/// agent through its tunnel.
-pub const ALPN_REDIS: &[u8] = b"teleport-redis";
-/// ALPN of multiplexed Redis sessions: one connection with a database
-/// certificate carries many sessions as yamux streams
-/// ([`tunnel::serve_mux`]); the proxy relays it to the agent as one tunnel
-/// stream, which the agent takes apart. Preferred over [`ALPN_REDIS`] when
-/// a client offers both.
-pub const ALPN_REDIS_MUX: &[u8] = b"teleport-redis-mux";
-/// ALPN of agents' HTTP calls, served with the host-CA certificate that
-/// agents verify through `teleport.ca_pin`.
-pub const ALPN_CLUSTER: &[u8] = b"teleport-cluster";
-
 /// Where a connection goes, by the ALPN protocols offered.
 #[derive(Debug, PartialEq)]
 enum Route {
@@ -83,20 +66,20 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
     }
     if list
         .iter()
-        .any(|p| p.as_slice() == ALPN_CLUSTER || p.as_slice() == tunnel::ALPN)
+        .any(|p| p.as_slice() == alpn::CLUSTER || p.as_slice() == alpn::REVERSE_TUNNEL)
     {
         return Route::Cluster;
     }
-    if list.iter().any(|p| p.as_slice() == ALPN_APP) {
+    if list.iter().any(|p| p.as_slice() == alpn::APP) {
         return Route::App;
     }
     if list
         .iter()
-        .any(|p| p.as_slice() == ALPN_REDIS || p.as_slice() == ALPN_REDIS_MUX)
+        .any(|p| p.as_slice() == alpn::REDIS || p.as_slice() == alpn::REDIS_MUX)
     {
         return Route::Db;
     }
-    if list.iter().any(|p| HTTP_PROTOCOLS.contains(&p.as_slice())) {
+    if list.iter().any(|p| alpn::HTTP.contains(&p.as_slice())) {
         return Route::Http;
     }
     Route::Unsupported(String::from_utf8_lossy(&list[0]).to_string())
@@ -133,19 +116,6 @@ pub fn client_hello_route(mut records: &[u8]) -> Result<Option<String>, String> 
         }
     }
     Ok(None)
-}
-
-/// Sessions one multiplexed database connection may carry at once; the
-/// client opens another connection beyond that.
-pub const DB_MUX_MAX_STREAMS: usize = 1000;
-
-/// The multiplexing settings of a database connection, at both ends (the
-/// proxy's fallback and the agent that takes a relayed one apart).
-pub fn db_mux_config() -> tunnel::TunnelConfig {
-    tunnel::TunnelConfig {
-        max_streams: DB_MUX_MAX_STREAMS,
-        ..tunnel::TunnelConfig::default()
-    }
 }
 
 /// What a database connection's certificate allows.
@@ -291,11 +261,11 @@ impl Proxy {
             &client_cas,
             pki::tls::ClientAuth::Optional,
             &[
-                HTTP_PROTOCOLS[0],
-                HTTP_PROTOCOLS[1],
-                ALPN_APP,
-                ALPN_REDIS_MUX,
-                ALPN_REDIS,
+                alpn::HTTP[0],
+                alpn::HTTP[1],
+                alpn::APP,
+                alpn::REDIS_MUX,
+                alpn::REDIS,
             ],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
@@ -312,7 +282,7 @@ impl Proxy {
             &cluster_key,
             &client_cas,
             pki::tls::ClientAuth::Optional,
-            &[ALPN_CLUSTER, tunnel::ALPN],
+            &[alpn::CLUSTER, alpn::REVERSE_TUNNEL],
         )
         .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let router = web::router(
@@ -420,13 +390,13 @@ impl Proxy {
         match start.into_stream(tls).await {
             Ok(tls) => {
                 let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-                if alpn.as_deref() == Some(tunnel::ALPN) {
+                if alpn.as_deref() == Some(alpn::REVERSE_TUNNEL) {
                     tokio::spawn(self.clone().serve_tunnel(tls, peer));
-                } else if alpn.as_deref() == Some(ALPN_APP) {
+                } else if alpn.as_deref() == Some(alpn::APP) {
                     tokio::spawn(self.clone().serve_app(tls, peer));
-                } else if alpn.as_deref() == Some(ALPN_REDIS) {
+                } else if alpn.as_deref() == Some(alpn::REDIS) {
                     tokio::spawn(self.clone().serve_db(tls, peer));
-                } else if alpn.as_deref() == Some(ALPN_REDIS_MUX) {
+                } else if alpn.as_deref() == Some(alpn::REDIS_MUX) {
                     tokio::spawn(self.clone().serve_db_mux(tls, peer));
                 } else {
                     let router = self.router.clone();
@@ -493,7 +463,6 @@ impl Proxy {
         kind: &str,
         name: &str,
     ) -> Result<tunnel::TunnelStream, String> {
-        use base64::Engine;
         // A multiplexed database connection goes to a database agent.
         let served_by = if kind == "db-mux" { "db" } else { kind };
         let what = if served_by == "db" { "database" } else { kind };
@@ -503,19 +472,22 @@ impl Proxy {
             .await
             .map_err(|e| format!("listing {what} servers: {e}"))?;
         let agents = agents_for(servers, kind, name)?;
-        let target = serde_json::json!({
-            "kind": kind,
-            "name": name,
-            "cert": base64::engine::general_purpose::STANDARD.encode(&cert_der),
-        })
-        .to_string();
+        let target = match kind {
+            "app" => StreamTarget::App {
+                name: name.to_string(),
+                cert: cert_der,
+            },
+            "db-mux" => StreamTarget::DbMux { cert: cert_der },
+            _ => StreamTarget::Db { cert: cert_der },
+        }
+        .header();
         let mut last = String::new();
         for host in &agents {
             if !self.tunnel.is_connected(host) {
                 last = format!("the agent {host} serving {name:?} is not connected to this proxy");
                 continue;
             }
-            match self.tunnel.dial(host, target.as_bytes()).await {
+            match self.tunnel.dial(host, &target).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e.to_string(),
             }
@@ -586,7 +558,7 @@ impl Proxy {
         // each with the reason as a Redis error.
         let session: Arc<Result<DbSession, String>> = Arc::new(session);
         let proxy = self.clone();
-        let result = tunnel::serve_mux(tls, &db_mux_config(), move |stream| {
+        let result = tunnel::serve_mux(tls, &tunnel::db_mux_config(), move |stream| {
             let proxy = proxy.clone();
             let session = session.clone();
             tokio::spawn(async move {
@@ -680,17 +652,17 @@ mod tests {
             route(Some(vec![b"teleport-redis".to_vec(), b"h2".to_vec()])),
             Route::Db
         );
-        assert_eq!(route(Some(vec![ALPN_REDIS.to_vec()])), Route::Db);
-        assert_eq!(route(Some(vec![ALPN_REDIS_MUX.to_vec()])), Route::Db);
+        assert_eq!(route(Some(vec![alpn::REDIS.to_vec()])), Route::Db);
+        assert_eq!(route(Some(vec![alpn::REDIS_MUX.to_vec()])), Route::Db);
         assert_eq!(
             route(Some(vec![b"teleport-postgres".to_vec()])),
             Route::Unsupported("teleport-postgres".into())
         );
         assert_eq!(
-            route(Some(vec![b"http/1.1".to_vec(), ALPN_CLUSTER.to_vec()])),
+            route(Some(vec![b"http/1.1".to_vec(), alpn::CLUSTER.to_vec()])),
             Route::Cluster
         );
-        assert_eq!(route(Some(vec![ALPN_APP.to_vec()])), Route::App);
+        assert_eq!(route(Some(vec![alpn::APP.to_vec()])), Route::App);
     }
 
     /// The first bytes a rustls client sends, offering `alpn`.
@@ -714,14 +686,14 @@ mod tests {
     fn routes_client_hello_bytes() {
         let route_of = |alpn: &[&[u8]]| client_hello_route(&client_hello(alpn));
         assert_eq!(route_of(&[]), Ok(Some("http".into())));
-        assert_eq!(route_of(&[ALPN_CLUSTER]), Ok(Some("cluster".into())));
-        assert_eq!(route_of(&[ALPN_REDIS_MUX]), Ok(Some("db".into())));
+        assert_eq!(route_of(&[alpn::CLUSTER]), Ok(Some("cluster".into())));
+        assert_eq!(route_of(&[alpn::REDIS_MUX]), Ok(Some("db".into())));
         assert_eq!(
             route_of(&[b"teleport-postgres"]),
             Ok(Some("unsupported:teleport-postgres".into()))
         );
         // A ClientHello cut short needs more bytes; anything else is refused.
-        let hello = client_hello(&[ALPN_APP]);
+        let hello = client_hello(&[alpn::APP]);
         assert_eq!(client_hello_route(&hello[..hello.len() - 1]), Ok(None));
         assert!(client_hello_route(b"GET / HTTP/1.1\r\n\r\n").is_err());
     }

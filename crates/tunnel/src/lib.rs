@@ -70,8 +70,18 @@ pub use agent::{
 pub use server::TunnelServer;
 pub use session::{serve_mux, set_keepalive, MuxClient};
 
-/// The ALPN protocol the proxy routes to the tunnel server.
-pub const ALPN: &[u8] = b"teleport-reversetunnel";
+/// Sessions one multiplexed database connection may carry at once; the
+/// client opens another connection beyond that.
+pub const DB_MUX_MAX_STREAMS: usize = 1000;
+
+/// The multiplexing settings of a database connection, at both ends (the
+/// proxy's fallback and the agent that takes a relayed one apart).
+pub fn db_mux_config() -> TunnelConfig {
+    TunnelConfig {
+        max_streams: DB_MUX_MAX_STREAMS,
+        ..TunnelConfig::default()
+    }
+}
 
 /// Largest target header, in bytes.
 pub const MAX_TARGET_LEN: usize = 4096;

@@ -16,8 +16,11 @@ use tokio::sync::oneshot;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tunnel::{
     connector_fn, handler_fn, AgentInfo, AgentTunnel, AsyncReadWrite, TunnelServer, TunnelState,
-    TunnelStream, ALPN,
+    TunnelStream,
 };
+
+/// The reverse tunnel's ALPN (`api::alpn::REVERSE_TUNNEL`; this crate is the transport only).
+const ALPN: &[u8] = b"teleport-reversetunnel";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
