@@ -196,7 +196,99 @@ struct EngineCall {
     translate_after: Option<bool>,
 }
 
-type EngineSlot = std::sync::Mutex<Option<EngineCall>>;
+/// What the two halves of a session on a connection of its own share
+/// about the backend's replies: the engine's own command waiting for its
+/// reply, and whether replies are translated (RESP3 backend, RESP2 client)
+/// with the reshaping each counted one gets ([`ReplyFix`]).
+#[derive(Default)]
+struct ReplyPath {
+    /// The reply to a command the engine sent itself goes here instead of
+    /// to the client.
+    engine_call: std::sync::Mutex<Option<EngineCall>>,
+    /// Backend replies are RESP3 translated to RESP2 for the client: set
+    /// while a RESP2 client with expiring credentials is subscribed, so
+    /// that the engine can still re-authenticate (Redis refuses AUTH to a
+    /// RESP2 connection in subscribed mode).
+    translate: std::sync::atomic::AtomicBool,
+    /// One per counted command sent while translating, in order.
+    fixes: std::sync::Mutex<std::collections::VecDeque<ReplyFix>>,
+}
+
+impl ReplyPath {
+    /// An engine command waits for its reply.
+    fn awaiting_engine(&self) -> bool {
+        self.engine_call
+            .lock()
+            .map(|g| g.is_some())
+            .unwrap_or(false)
+    }
+
+    fn translating(&self) -> bool {
+        self.translate.load(Ordering::Acquire)
+    }
+
+    /// How the next counted reply sent is reshaped, if it is.
+    fn push_fix(&self, fix: Option<ReplyFix>) {
+        if let (Some(fix), Ok(mut q)) = (fix, self.fixes.lock()) {
+            q.push_back(fix);
+        }
+    }
+
+    fn next_fix(&self) -> ReplyFix {
+        self.fixes
+            .lock()
+            .ok()
+            .and_then(|mut q| q.pop_front())
+            .unwrap_or(ReplyFix::AsIs)
+    }
+
+    /// Gives `frame` to the pending engine call, if there is one (switching
+    /// translation as it asked unless the reply is an error); returns the
+    /// frame when no call is pending.
+    fn hand_over(&self, frame: Frame) -> Option<Frame> {
+        let Some(call) = self.engine_call.lock().ok().and_then(|mut g| g.take()) else {
+            return Some(frame);
+        };
+        if let (Some(t), false) = (call.translate_after, is_error(&frame)) {
+            self.translate.store(t, Ordering::Release);
+        }
+        let _ = call.reply.send(frame);
+        None
+    }
+
+    /// Sends `cmd` on the backend connection, whose replies must all have
+    /// been delivered, and waits for its reply (handed over by the
+    /// backend-side loop).
+    async fn engine_call<W: AsyncWrite + Unpin>(
+        &self,
+        server_w: &mut W,
+        cmd: &[u8],
+        translate_after: Option<bool>,
+    ) -> Result<Frame, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut g) = self.engine_call.lock() {
+            *g = Some(EngineCall {
+                reply: tx,
+                translate_after,
+            });
+        }
+        server_w
+            .write_all(cmd)
+            .await
+            .map_err(EngineError::Backend)?;
+        server_w.flush().await.map_err(EngineError::Backend)?;
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .map_err(|_| {
+                EngineError::Backend(std::io::Error::other("no answer from the database"))
+            })?
+            .map_err(|_| {
+                EngineError::Backend(std::io::Error::other(
+                    "the database connection closed while the engine waited for an answer",
+                ))
+            })
+    }
+}
 
 struct Progress {
     /// Replies (non-push frames) written to the client so far.
@@ -246,8 +338,9 @@ where
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let mut audit = audit;
     let mut unread = BytesMut::new();
-    // Settings the session made on the shared connection, for its own.
-    let mut setup = None;
+    // The session as it left the shared connection (its settings there
+    // are replayed on its own).
+    let mut moved: Option<SessionState> = None;
     // Why the shared connection could not be had.
     let mut failed = None;
     if opts.share_backend {
@@ -263,9 +356,9 @@ where
                 );
                 match served.await {
                     shared::Outcome::Done(r) => return r,
-                    shared::Outcome::Own(rest, made) => {
+                    shared::Outcome::Own(rest, state) => {
                         unread = rest;
-                        setup = Some(made);
+                        moved = Some(*state);
                     }
                 }
             }
@@ -278,7 +371,7 @@ where
             return Err(e);
         }
         let mut c = backend.connect_authenticated().await?;
-        if let Some(setup) = &setup {
+        if let Some(setup) = moved.as_ref().and_then(SessionState::setup) {
             replay_setup(&mut c.stream, setup).await?;
         }
         Ok(c)
@@ -302,11 +395,10 @@ where
             "credentials expire: re-authentication scheduled"
         );
     }
-    let protocol = match setup.as_ref().is_some_and(|s| s.resp3) {
-        true => Protocol::Resp3,
-        false => Protocol::Resp2,
+    let state = match moved {
+        Some(state) => state.into_own(reauth.is_some()),
+        None => SessionState::own(opts.db_user.clone(), Protocol::Resp2, reauth.is_some()),
     };
-    let state = SessionState::own(opts.db_user.clone(), protocol, reauth.is_some());
     run_inner(
         client_r,
         client_w,
@@ -388,18 +480,8 @@ where
     };
     let (local_tx, mut local_rx) = mpsc::unbounded_channel::<Bytes>();
     let limits = opts.limits;
-    // The reply to a command the engine sent itself goes here instead of
-    // to the client.
-    let engine_auth: EngineSlot = std::sync::Mutex::new(None);
-    let engine_auth_ref = &engine_auth;
-    // Backend replies are RESP3 translated to RESP2 for the client: set
-    // while a RESP2 client with expiring credentials is subscribed, so that
-    // the engine can still re-authenticate (Redis refuses AUTH to a RESP2
-    // connection in subscribed mode).
-    let translate = std::sync::atomic::AtomicBool::new(false);
-    let translate_ref = &translate;
-    let fixes: std::sync::Mutex<std::collections::VecDeque<ReplyFix>> = Default::default();
-    let fixes_ref = &fixes;
+    let path = ReplyPath::default();
+    let path = &path;
 
     // Client -> backend.
     let progress_ref = &progress;
@@ -436,7 +518,7 @@ where
                         r.at = tokio::time::Instant::now() + REAUTH_WAIT;
                         continue;
                     }
-                    match reauthenticate(r.backend, &mut server_w, engine_auth_ref)
+                    match reauthenticate(r.backend, &mut server_w, path)
                         .await
                         .map_err(|e| told(&local_tx, e))?
                     {
@@ -479,7 +561,7 @@ where
                         Action::SwitchBackend(to) => {
                             flush_to(&mut server_w, &mut out).await?;
                             progress_ref.wait_for(sent).await;
-                            let ok = switch_backend(&mut server_w, engine_auth_ref, to)
+                            let ok = switch_backend(&mut server_w, path, to)
                                 .await
                                 .map_err(|e| told(&local_tx, e))?;
                             state.backend_switched(to, ok);
@@ -492,11 +574,6 @@ where
                     _ => None,
                 };
                 audit(cmd.event(answer));
-                let queue_fix = |fix: Option<ReplyFix>| {
-                    if let (Some(fix), Ok(mut q)) = (fix, fixes_ref.lock()) {
-                        q.push_back(fix);
-                    }
-                };
                 match action {
                     Action::Forward {
                         counted,
@@ -507,12 +584,12 @@ where
                         if counted {
                             sent += 1;
                         }
-                        queue_fix(fix);
+                        path.push_fix(fix);
                         if then_resp2 {
                             flush_to(&mut server_w, &mut out).await?;
                             progress_ref.wait_for(sent).await;
                             let to = Protocol::Resp2;
-                            let ok = switch_backend(&mut server_w, engine_auth_ref, to)
+                            let ok = switch_backend(&mut server_w, path, to)
                                 .await
                                 .map_err(|e| told(&local_tx, e))?;
                             state.backend_switched(to, ok);
@@ -521,7 +598,7 @@ where
                     Action::Rewrite { bytes, fix } => {
                         out.extend_from_slice(&bytes);
                         sent += 1;
-                        queue_fix(fix);
+                        path.push_fix(fix);
                     }
                     Action::Answer(reply) => {
                         flush_to(&mut server_w, &mut out).await?;
@@ -569,13 +646,13 @@ where
                     }
                     // The reply to the engine's own command (push frames
                     // before it still go to the client).
-                    if scanner.at_boundary() && awaiting_engine_auth(engine_auth_ref) {
+                    if scanner.at_boundary() && path.awaiting_engine() {
                         loop {
                             let parsed = resp::parse(&buf, &limits)
                                 .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
                             let Some((frame, n)) = parsed else { break };
                             if matches!(frame, Frame::Push(_)) {
-                                if translate_ref.load(Ordering::Acquire) {
+                                if path.translating() {
                                     if let Some(f) = frame.into_resp2() {
                                         client_w.write_all(&f.to_bytes()).await.map_err(EngineError::Client)?;
                                     }
@@ -587,20 +664,20 @@ where
                                 continue;
                             }
                             buf.advance(n);
-                            let _ = hand_over(engine_auth_ref, translate_ref, frame);
+                            let _ = path.hand_over(frame);
                             break;
                         }
-                        if awaiting_engine_auth(engine_auth_ref) || buf.is_empty() {
+                        if path.awaiting_engine() || buf.is_empty() {
                             continue;
                         }
                     }
                     // RESP3 from the backend, RESP2 to the client: whole
                     // frames, re-encoded. The reply to an engine command is
                     // taken here too, and may end the translation.
-                    if translate_ref.load(Ordering::Acquire) {
+                    if path.translating() {
                         let mut out = Vec::new();
                         let mut replies = 0;
-                        while translate_ref.load(Ordering::Acquire) {
+                        while path.translating() {
                             let parsed = resp::parse(&buf, &limits)
                                 .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
                             let Some((frame, n)) = parsed else { break };
@@ -608,16 +685,11 @@ where
                             let frame = if matches!(frame, Frame::Push(_) | Frame::Attribute(_)) {
                                 frame
                             } else {
-                                let Some(frame) = hand_over(engine_auth_ref, translate_ref, frame) else {
+                                let Some(frame) = path.hand_over(frame) else {
                                     continue;
                                 };
                                 replies += 1;
-                                let fix = fixes_ref
-                                    .lock()
-                                    .ok()
-                                    .and_then(|mut q| q.pop_front())
-                                    .unwrap_or(ReplyFix::AsIs);
-                                fix.apply(frame)
+                                path.next_fix().apply(frame)
                             };
                             if let Some(f) = frame.into_resp2() {
                                 f.encode(&mut out);
@@ -630,7 +702,7 @@ where
                         progress.add(replies);
                         // Translation ended mid-buffer: the rest goes through
                         // the scanner.
-                        if translate_ref.load(Ordering::Acquire) || buf.is_empty() {
+                        if path.translating() || buf.is_empty() {
                             continue;
                         }
                     }
@@ -665,31 +737,9 @@ where
 /// again (a blocking command may hold them).
 const REAUTH_WAIT: Duration = Duration::from_secs(1);
 
-fn awaiting_engine_auth(slot: &EngineSlot) -> bool {
-    slot.lock().map(|g| g.is_some()).unwrap_or(false)
-}
-
 /// `HELLO 3` / `HELLO 2`, sent by the engine to switch protocols.
 pub(crate) const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 const HELLO_2: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
-
-/// Gives `frame` to the pending engine call, if there is one (switching
-/// translation as it asked unless the reply is an error); returns the frame
-/// when no call is pending.
-fn hand_over(
-    slot: &EngineSlot,
-    translate: &std::sync::atomic::AtomicBool,
-    frame: Frame,
-) -> Option<Frame> {
-    let Some(call) = slot.lock().ok().and_then(|mut g| g.take()) else {
-        return Some(frame);
-    };
-    if let (Some(t), false) = (call.translate_after, is_error(&frame)) {
-        translate.store(t, Ordering::Release);
-    }
-    let _ = call.reply.send(frame);
-    None
-}
 
 /// `e`, after telling the client about it (`-ERR Teleport: ...`).
 fn told(local_tx: &mpsc::UnboundedSender<Bytes>, e: EngineError) -> EngineError {
@@ -702,14 +752,14 @@ fn told(local_tx: &mpsc::UnboundedSender<Bytes>, e: EngineError) -> EngineError 
 /// (RESP3) or off (RESP2); false when the server refused.
 async fn switch_backend<W: AsyncWrite + Unpin>(
     server_w: &mut W,
-    slot: &EngineSlot,
+    path: &ReplyPath,
     to: Protocol,
 ) -> Result<bool, EngineError> {
     let (cmd, translate) = match to {
         Protocol::Resp3 => (HELLO_3, true),
         Protocol::Resp2 => (HELLO_2, false),
     };
-    let reply = engine_call(server_w, slot, cmd, Some(translate)).await?;
+    let reply = path.engine_call(server_w, cmd, Some(translate)).await?;
     let ok = !is_error(&reply);
     if !ok && to == Protocol::Resp3 {
         tracing::warn!(reply = ?reply, "the database refused RESP3: a RESP2 subscriber will not be re-authenticated");
@@ -731,51 +781,21 @@ async fn flush_to<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
-/// Sends `cmd` on the backend connection, whose replies must all have been
-/// delivered, and waits for its reply (handed over by the backend-side
-/// loop through `slot`).
-async fn engine_call<W: AsyncWrite + Unpin>(
-    server_w: &mut W,
-    slot: &EngineSlot,
-    cmd: &[u8],
-    translate_after: Option<bool>,
-) -> Result<Frame, EngineError> {
-    let (tx, rx) = oneshot::channel();
-    if let Ok(mut g) = slot.lock() {
-        *g = Some(EngineCall {
-            reply: tx,
-            translate_after,
-        });
-    }
-    server_w
-        .write_all(cmd)
-        .await
-        .map_err(EngineError::Backend)?;
-    server_w.flush().await.map_err(EngineError::Backend)?;
-    tokio::time::timeout(Duration::from_secs(10), rx)
-        .await
-        .map_err(|_| EngineError::Backend(std::io::Error::other("no answer from the database")))?
-        .map_err(|_| {
-            EngineError::Backend(std::io::Error::other(
-                "the database connection closed while the engine waited for an answer",
-            ))
-        })
-}
-
 /// Sends `AUTH` with fresh credentials on an open backend connection whose
 /// replies have all been delivered, and waits for its answer (which the
-/// backend-side loop hands over through `slot`). Returns when to do it
+/// backend-side loop hands over through `path`). Returns when to do it
 /// again.
 async fn reauthenticate<W: AsyncWrite + Unpin>(
     backend: &Backend,
     server_w: &mut W,
-    slot: &EngineSlot,
+    path: &ReplyPath,
 ) -> Result<Option<tokio::time::Instant>, EngineError> {
     let creds = backend.credentials().await?;
     let Some(cmd) = creds.auth_command() else {
         return Ok(None);
     };
-    let reply = engine_call(server_w, slot, &cmd, None)
+    let reply = path
+        .engine_call(server_w, &cmd, None)
         .await
         .map_err(|e| EngineError::Auth(format!("re-authentication: {e}")))?;
     match reply {

@@ -264,13 +264,20 @@ impl SessionState {
         }
     }
 
-    /// The settings made on the shared connection, for the session's own
-    /// (the defaults elsewhere).
-    pub(crate) fn into_setup(self) -> Setup {
-        match self.placement {
-            Placement::Shared { setup, .. } => setup,
-            _ => Setup::default(),
+    /// The settings the session made on the shared connection, to replay
+    /// on a connection of its own (`None` elsewhere).
+    pub(crate) fn setup(&self) -> Option<&Setup> {
+        match &self.placement {
+            Placement::Shared { setup, .. } => Some(setup),
+            _ => None,
         }
+    }
+
+    /// The session moves to a connection of its own (after
+    /// [`Action::MoveToOwn`], once its settings are replayed there),
+    /// keeping its user and protocol; `reauth`: the credentials expire.
+    pub(crate) fn into_own(self, reauth: bool) -> SessionState {
+        SessionState::own(self.db_user, self.protocol, reauth)
     }
 
     /// The client speaks RESP3.
@@ -925,9 +932,17 @@ mod tests {
         assert_eq!(act(&mut s, "CLIENT SETNAME"), Action::MoveToOwn);
         assert_eq!(act(&mut s, "CLIENT SETNAME "), answer("+OK\r\n"));
         assert_eq!(act(&mut s, "CLIENT GETNAME"), answer("_\r\n"));
-        let setup = s.into_setup();
+        let setup = s.setup().unwrap();
         assert!(setup.resp3);
         assert_eq!(setup.replay().1, 2, "HELLO 3 and the library name");
+        // On a connection of its own, it speaks RESP3 still.
+        let mut s = s.into_own(true);
+        assert!(s.setup().is_none());
+        assert_eq!(s.protocol(), Protocol::Resp3);
+        assert_eq!(act(&mut s, "CLIENT LIST"), forward(true, None, false));
+        // RESP3: no backend switch for a subscriber.
+        assert_eq!(act(&mut s, "SUBSCRIBE a"), forward(false, None, false));
+        assert!(s.counting());
     }
 
     #[test]

@@ -624,8 +624,9 @@ pub(crate) enum Outcome {
     /// The session is over.
     Done(Result<(), EngineError>),
     /// The session goes on on a connection of its own, starting with these
-    /// unprocessed client bytes, once it has the session's settings.
-    Own(BytesMut, Setup),
+    /// unprocessed client bytes, once it has the session's settings
+    /// ([`SessionState::setup`]).
+    Own(BytesMut, Box<SessionState>),
 }
 
 /// Serves a session on the shared connection until it ends or needs a
@@ -815,7 +816,7 @@ where
         (_, Err(e)) => Outcome::Done(Err(e)),
         (ReadEnd::Failed(e), _) => Outcome::Done(Err(e)),
         (ReadEnd::Eof, _) => Outcome::Done(Ok(())),
-        (ReadEnd::Own, _) => Outcome::Own(buf, state.into_setup()),
+        (ReadEnd::Own, _) => Outcome::Own(buf, Box::new(state)),
     }
 }
 
