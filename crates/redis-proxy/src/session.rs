@@ -280,7 +280,7 @@ impl SessionState {
         SessionState::own(self.db_user, self.protocol, reauth)
     }
 
-    /// The client speaks RESP3.
+    /// The protocol the client speaks.
     #[cfg(test)]
     fn protocol(&self) -> Protocol {
         self.protocol
