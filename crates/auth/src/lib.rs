@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use backend::{audit::AuditLog, Backend, Item};
+use pki::keystore::{KeyReference, SoftwareKeyStore};
 use pki::{CaType, CertAuthority, HostIdentity, Identity};
 use rand::RngCore;
 use resources::{ProvisionToken, Resource, Role, User};
@@ -97,10 +98,13 @@ impl Caller {
     }
 }
 
+/// A CA as stored under `authorities/<type>`: `{"cert_pem": ..., <key reference>}`. A
+/// software key's reference is its `key_pem` field, so records of every version load.
 #[derive(Serialize, Deserialize)]
 struct StoredCa {
     cert_pem: String,
-    key_pem: String,
+    #[serde(flatten)]
+    key: KeyReference,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,14 +234,16 @@ impl AuthServer {
         cluster: &str,
         kind: CaType,
     ) -> Result<CertAuthority> {
+        // Where CA keys live; every CA signature goes through the keystore's signers.
+        let keystore = SoftwareKeyStore;
         let key = format!("authorities/{kind}");
         let stored = match backend.get(&key).await {
             Ok(item) => item,
             Err(backend::BackendError::NotFound(_)) => {
-                let ca = CertAuthority::generate(cluster, kind)?;
+                let ca = CertAuthority::generate_in(&keystore, cluster, kind)?;
                 let stored = StoredCa {
                     cert_pem: ca.cert_pem().to_string(),
-                    key_pem: ca.key_pem().to_string(),
+                    key: ca.key_reference(),
                 };
                 match backend
                     .create(Item::new(key.clone(), serde_json::to_vec(&stored)?))
@@ -252,7 +258,11 @@ impl AuthServer {
             Err(e) => return Err(e.into()),
         };
         let stored: StoredCa = serde_json::from_slice(&stored.value)?;
-        Ok(CertAuthority::from_pem(&stored.cert_pem, &stored.key_pem)?)
+        Ok(CertAuthority::load(
+            &stored.cert_pem,
+            &stored.key,
+            &keystore,
+        )?)
     }
 
     /// Cluster name.
@@ -1107,5 +1117,7 @@ pub fn new_user(
     .map_err(|e| AuthError::BadParameter(e.to_string()))
 }
 
+#[cfg(test)]
+mod ca_store_tests;
 #[cfg(test)]
 mod tests;

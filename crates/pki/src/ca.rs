@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, PublicKeyData as _, SerialNumber, SigningKey as _,
+    KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::ParsedExtension;
@@ -14,6 +14,9 @@ use x509_parser::prelude::FromDer as _;
 
 use crate::der::{tag, Writer};
 use crate::identity::{HostIdentity, Identity};
+use crate::keystore::{
+    KeyReference, KeyStore, RcgenSigner, SignatureAlgorithm, Signer, SoftwareKey,
+};
 use crate::{cert_pem_from_der, first_cert_der, parse_cert, pin_of_spki, CaType, PkiError};
 
 /// CA validity.
@@ -32,34 +35,22 @@ const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
 const OID_KP_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const OID_KP_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 
-// Signature AlgorithmIdentifier DER for the supported CA key types.
-const ALG_ECDSA_SHA256: &[u8] = &[
-    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
-];
-const ALG_ECDSA_SHA384: &[u8] = &[
-    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
-];
-const ALG_ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
-const ALG_RSA_SHA256: &[u8] = &[
-    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
-];
-
-/// A certificate authority: its certificate and private key.
+/// A certificate authority: its certificate and the [`Signer`] of its private key.
 ///
-/// Cheap to clone (the parsed key is shared). `Debug` does not print the key.
+/// Every certificate it makes, its own self-signed one included, is signed only through
+/// that `Signer`. Cheap to clone (the signer is shared). `Debug` does not print the key.
 #[derive(Clone)]
 pub struct CertAuthority {
     ca_type: CaType,
     cert_pem: String,
     cert_der: Vec<u8>,
-    key_pem: String,
-    key: Arc<rcgen::KeyPair>,
+    signer: Arc<dyn Signer>,
     /// The CA's subject `Name`, DER: the issuer of every leaf.
     subject_der: Vec<u8>,
     /// The CA's SubjectKeyIdentifier, copied into leaves' AuthorityKeyIdentifier.
     key_id: Option<Vec<u8>>,
     spki_der: Vec<u8>,
-    sig_alg: &'static [u8],
+    sig_alg: SignatureAlgorithm,
 }
 
 impl fmt::Debug for CertAuthority {
@@ -83,13 +74,31 @@ struct Leaf<'a> {
 }
 
 impl CertAuthority {
-    /// Generates a self-signed CA: ECDSA P-256, valid 10 years, subject
-    /// `CN=<cluster_name>, O=<cluster_name>, OU=<ca_type>`, random 128-bit serial.
+    /// Generates a self-signed CA with a new in-memory ECDSA P-256 key ([`SoftwareKey`]):
+    /// see [`CertAuthority::generate_with_signer`].
     pub fn generate(cluster_name: &str, ca_type: CaType) -> Result<Self, PkiError> {
+        Self::generate_with_signer(cluster_name, ca_type, Arc::new(SoftwareKey::generate()?))
+    }
+
+    /// Generates a self-signed CA with a new key of `keystore`.
+    pub fn generate_in(
+        keystore: &dyn KeyStore,
+        cluster_name: &str,
+        ca_type: CaType,
+    ) -> Result<Self, PkiError> {
+        Self::generate_with_signer(cluster_name, ca_type, keystore.generate()?)
+    }
+
+    /// Makes a CA of `signer`'s key, self-signed through it: valid 10 years, subject
+    /// `CN=<cluster_name>, O=<cluster_name>, OU=<ca_type>`, random 128-bit serial.
+    pub fn generate_with_signer(
+        cluster_name: &str,
+        ca_type: CaType,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, PkiError> {
         if cluster_name.is_empty() {
             return Err(PkiError::InvalidInput("empty cluster name".into()));
         }
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let now = OffsetDateTime::now_utc();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cluster_name);
@@ -106,16 +115,36 @@ impl CertAuthority {
         params.not_before = truncate(now - CLOCK_SKEW);
         params.not_after = truncate(now + CA_VALIDITY);
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
-        let cert = params.self_signed(&key)?;
-        Self::from_pem(&cert.pem(), &key.serialize_pem())
+        let key = RcgenSigner::new(&*signer)?;
+        let cert = match params.self_signed(&key) {
+            Ok(cert) => cert,
+            Err(e) => return Err(key.into_error(e)),
+        };
+        Self::with_signer(&cert.pem(), signer)
     }
 
-    /// Loads a CA from its certificate and private key (PKCS#8/SEC1/PKCS#1 PEM).
+    /// Loads a CA from its certificate and private key (PKCS#8/SEC1/PKCS#1 PEM), which
+    /// becomes a [`SoftwareKey`]: see [`CertAuthority::with_signer`].
+    /// Supported key types: ECDSA P-256/P-384, Ed25519, RSA (SHA-256).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        Self::with_signer(cert_pem, Arc::new(SoftwareKey::from_pem(key_pem)?))
+    }
+
+    /// Loads a CA from its certificate and the stored reference to its key in `keystore`.
+    pub fn load(
+        cert_pem: &str,
+        key: &KeyReference,
+        keystore: &dyn KeyStore,
+    ) -> Result<Self, PkiError> {
+        Self::with_signer(cert_pem, keystore.load(key)?)
+    }
+
+    /// A CA of its certificate and the signer of its key.
     ///
     /// The certificate must be a CA (basicConstraints cA=TRUE) whose first OU is the CA type
-    /// (`user`/`host`/`db`, as written by [`CertAuthority::generate`]), and the key must
-    /// match it. Supported key types: ECDSA P-256/P-384, Ed25519, RSA (SHA-256).
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+    /// (`user`/`host`/`db`, as written by [`CertAuthority::generate`]), and the signer's public
+    /// key must be the certificate's.
+    pub fn with_signer(cert_pem: &str, signer: Arc<dyn Signer>) -> Result<Self, PkiError> {
         let cert_der = first_cert_der(cert_pem)?;
         let cert = parse_cert(&cert_der)?;
         if !cert.is_ca() {
@@ -128,14 +157,13 @@ impl CertAuthority {
             .and_then(|ou| ou.as_str().ok())
             .ok_or_else(|| PkiError::Certificate("CA subject has no OU with the CA type".into()))?
             .parse::<CaType>()?;
-        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| PkiError::Key(e.to_string()))?;
         let spki_der = cert.public_key().raw.to_vec();
-        if key.subject_public_key_info() != spki_der {
+        if signer.public_key_der() != spki_der {
             return Err(PkiError::Key(
                 "private key does not match the CA certificate".into(),
             ));
         }
-        let sig_alg = signature_algorithm(&key)?;
+        let sig_alg = signer.algorithm();
         let key_id = cert
             .iter_extensions()
             .find_map(|ext| match ext.parsed_extension() {
@@ -146,8 +174,7 @@ impl CertAuthority {
         Ok(Self {
             ca_type,
             cert_pem: cert_pem_from_der(&cert_der),
-            key_pem: key_pem.to_owned(),
-            key: Arc::new(key),
+            signer,
             subject_der,
             key_id,
             spki_der,
@@ -161,9 +188,15 @@ impl CertAuthority {
         &self.cert_pem
     }
 
-    /// The CA private key, PEM as given/generated.
-    pub fn key_pem(&self) -> &str {
-        &self.key_pem
+    /// What to store to open the CA's key again ([`CertAuthority::load`]): for a software key,
+    /// its PEM as given/generated.
+    pub fn key_reference(&self) -> KeyReference {
+        self.signer.key_reference()
+    }
+
+    /// The signer of the CA's key.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
     }
 
     /// The CA certificate, DER.
@@ -278,7 +311,7 @@ impl CertAuthority {
             // version [0] EXPLICIT v3
             w.raw(&[0xa0, 0x03, 0x02, 0x01, 0x02]);
             w.unsigned_integer(&random_serial());
-            w.raw(self.sig_alg);
+            w.raw(self.sig_alg.algorithm_identifier_der());
             w.raw(&self.subject_der);
             w.sequence(|w| {
                 w.time(not_before);
@@ -325,11 +358,11 @@ impl CertAuthority {
             return Err(e);
         }
         let tbs = w.finish();
-        let signature = self.key.sign(&tbs)?;
+        let signature = self.signer.sign(&tbs)?;
         let mut w = Writer::with_capacity(tbs.len() + signature.len() + 32);
         w.sequence(|w| {
             w.raw(&tbs);
-            w.raw(self.sig_alg);
+            w.raw(self.sig_alg.algorithm_identifier_der());
             w.bit_string(&signature);
         });
         Ok(cert_pem_from_der(&w.finish()))
@@ -381,23 +414,6 @@ fn check_year(t: OffsetDateTime) -> Result<(), PkiError> {
     }
 }
 
-fn signature_algorithm(key: &rcgen::KeyPair) -> Result<&'static [u8], PkiError> {
-    let alg = key.algorithm();
-    if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
-        Ok(ALG_ECDSA_SHA256)
-    } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
-        Ok(ALG_ECDSA_SHA384)
-    } else if alg == &rcgen::PKCS_ED25519 {
-        Ok(ALG_ED25519)
-    } else if alg == &rcgen::PKCS_RSA_SHA256 {
-        Ok(ALG_RSA_SHA256)
-    } else {
-        Err(PkiError::Key(format!(
-            "unsupported CA key algorithm {alg:?}"
-        )))
-    }
-}
-
 /// 16 random bytes, positive and with a non-zero first byte (minimal DER, webpki-friendly).
 fn random_serial() -> [u8; 16] {
     let mut s: [u8; 16] = rand::random();
@@ -434,4 +450,206 @@ pub fn self_signed_server_cert(dns_names: &[String]) -> Result<(String, String),
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::keystore::SoftwareKeyStore;
+
+    /// A signer that counts its signatures, over a real key; `fail` makes every signature fail.
+    struct Counting {
+        inner: SoftwareKey,
+        calls: AtomicUsize,
+        fail: bool,
+    }
+
+    impl Counting {
+        fn new(inner: SoftwareKey) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                calls: AtomicUsize::new(0),
+                fail: false,
+            })
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Signer for Counting {
+        fn public_key_der(&self) -> &[u8] {
+            self.inner.public_key_der()
+        }
+        fn algorithm(&self) -> SignatureAlgorithm {
+            self.inner.algorithm()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(PkiError::Key("key service unavailable".into()));
+            }
+            self.inner.sign(message)
+        }
+        fn key_reference(&self) -> KeyReference {
+            self.inner.key_reference()
+        }
+    }
+
+    /// Parses `pem` and checks its signature with the CA certificate's public key.
+    fn verify_with_ca(ca: &CertAuthority, pem: &str) {
+        let der = first_cert_der(pem).unwrap();
+        let cert = parse_cert(&der).unwrap();
+        let ca_cert = parse_cert(ca.cert_der()).unwrap();
+        assert_eq!(cert.issuer().as_raw(), ca_cert.subject().as_raw());
+        cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+    }
+
+    fn host(expires: OffsetDateTime) -> HostIdentity {
+        HostIdentity {
+            host_id: "h1".into(),
+            nodename: "node".into(),
+            cluster_name: "example.com".into(),
+            system_roles: vec!["Node".into()],
+            dns_names: vec!["node.example.com".into(), "10.0.0.1".into()],
+            expires,
+        }
+    }
+
+    #[test]
+    fn every_signature_goes_through_the_signer() {
+        let signer = Counting::new(SoftwareKey::generate().unwrap());
+        let ca = CertAuthority::generate_with_signer("example.com", CaType::Host, signer.clone())
+            .unwrap();
+        // The CA's own certificate: one signature, and it verifies with its own key.
+        assert_eq!(signer.calls(), 1);
+        let ca_cert = parse_cert(ca.cert_der()).unwrap();
+        ca_cert.verify_signature(None).unwrap();
+        assert_eq!(ca_cert.public_key().raw, signer.public_key_der());
+
+        let key = crate::generate_key().unwrap();
+        let expires = OffsetDateTime::now_utc() + Duration::hours(1);
+        let identity = Identity {
+            username: "alice".into(),
+            groups: vec!["access".into()],
+            expires,
+            ..Identity::default()
+        };
+        let pem = ca.sign_identity(&identity, &key.public_key_der).unwrap();
+        assert_eq!(signer.calls(), 2);
+        verify_with_ca(&ca, &pem);
+
+        let pem = ca.sign_host(&host(expires), &key.public_key_der).unwrap();
+        assert_eq!(signer.calls(), 3);
+        verify_with_ca(&ca, &pem);
+
+        let names = vec!["proxy.example.com".to_string()];
+        let pem = ca
+            .sign_server(&names, &key.public_key_der, expires)
+            .unwrap();
+        assert_eq!(signer.calls(), 4);
+        verify_with_ca(&ca, &pem);
+
+        let (pem, _key) = ca.issue_server_cert(&names).unwrap();
+        assert_eq!(signer.calls(), 5);
+        verify_with_ca(&ca, &pem);
+
+        // Clones share the signer; reloading over the same signer signs nothing.
+        let again = CertAuthority::with_signer(ca.cert_pem(), signer.clone()).unwrap();
+        assert_eq!(signer.calls(), 5);
+        let pem = again
+            .clone()
+            .sign_identity(&identity, &key.public_key_der)
+            .unwrap();
+        assert_eq!(signer.calls(), 6);
+        verify_with_ca(&ca, &pem);
+    }
+
+    #[test]
+    fn other_algorithms_sign_through_the_trait() {
+        for alg in [
+            SignatureAlgorithm::EcdsaP384Sha384,
+            SignatureAlgorithm::Ed25519,
+            SignatureAlgorithm::RsaPkcs1Sha256,
+        ] {
+            let pem = rcgen::KeyPair::generate_for(alg.rcgen())
+                .unwrap()
+                .serialize_pem();
+            let signer = Counting::new(SoftwareKey::from_pem(&pem).unwrap());
+            let ca =
+                CertAuthority::generate_with_signer("c", CaType::User, signer.clone()).unwrap();
+            parse_cert(ca.cert_der())
+                .unwrap()
+                .verify_signature(None)
+                .unwrap();
+            let key = crate::generate_key().unwrap();
+            let identity = Identity {
+                username: "u".into(),
+                expires: OffsetDateTime::now_utc() + Duration::hours(1),
+                ..Identity::default()
+            };
+            verify_with_ca(
+                &ca,
+                &ca.sign_identity(&identity, &key.public_key_der).unwrap(),
+            );
+            assert_eq!(signer.calls(), 2, "{alg:?}");
+            // The stored reference opens the same key.
+            let loaded =
+                CertAuthority::load(ca.cert_pem(), &ca.key_reference(), &SoftwareKeyStore).unwrap();
+            assert_eq!(loaded.pin(), ca.pin());
+        }
+    }
+
+    #[test]
+    fn a_failing_signer_fails_issuance_with_its_own_error() {
+        let failing = Arc::new(Counting {
+            inner: SoftwareKey::generate().unwrap(),
+            calls: AtomicUsize::new(0),
+            fail: true,
+        });
+        let err =
+            CertAuthority::generate_with_signer("c", CaType::User, failing.clone()).unwrap_err();
+        assert!(
+            matches!(&err, PkiError::Key(m) if m == "key service unavailable"),
+            "{err:?}"
+        );
+        assert_eq!(failing.calls(), 1);
+
+        let ca = CertAuthority::generate("c", CaType::User).unwrap();
+        let ca = CertAuthority::with_signer(
+            ca.cert_pem(),
+            Arc::new(Counting {
+                inner: SoftwareKey::from_pem(ca.key_reference().software_key_pem().unwrap())
+                    .unwrap(),
+                calls: AtomicUsize::new(0),
+                fail: true,
+            }),
+        )
+        .unwrap();
+        let key = crate::generate_key().unwrap();
+        assert!(matches!(
+            ca.sign_server(
+                &["a".to_string()],
+                &key.public_key_der,
+                OffsetDateTime::now_utc() + Duration::hours(1)
+            ),
+            Err(PkiError::Key(_))
+        ));
+    }
+
+    #[test]
+    fn a_signer_of_another_key_is_refused() {
+        let ca = CertAuthority::generate_in(&SoftwareKeyStore, "c", CaType::Db).unwrap();
+        assert_eq!(ca.ca_type(), CaType::Db);
+        let other = SoftwareKeyStore.generate().unwrap();
+        assert!(matches!(
+            CertAuthority::with_signer(ca.cert_pem(), other),
+            Err(PkiError::Key(_))
+        ));
+        assert!(!format!("{ca:?}").contains("PRIVATE"));
+    }
 }

@@ -47,12 +47,14 @@
 //! rcgen's `DistinguishedName` keeps a single value per attribute type (a later `push`
 //! replaces the earlier one), so it cannot express repeated `O`/`L`/custom attributes.
 //! Leaf certificates are therefore DER-encoded by this crate (module `der`) and signed
-//! with the CA's rcgen key; CAs and standalone self-signed certificates use rcgen.
+//! with the CA's [`keystore::Signer`]; CAs and standalone self-signed certificates use rcgen
+//! (a CA's own certificate is signed through its `Signer` too).
 //! Tests check every issued certificate with x509-parser and with rustls/webpki.
 
 mod ca;
 mod der;
 mod identity;
+pub mod keystore;
 pub mod local_token;
 pub mod names;
 pub mod private_file;

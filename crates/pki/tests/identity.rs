@@ -21,6 +21,11 @@ fn der_of(pem: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The PEM of a CA's software key.
+fn key_pem(ca: &CertAuthority) -> String {
+    ca.key_reference().software_key_pem().unwrap().to_owned()
+}
+
 fn full_identity() -> Identity {
     let mut traits = BTreeMap::new();
     traits.insert(
@@ -311,7 +316,7 @@ fn ca_generation_and_reload() {
             / 365;
         assert_eq!(years, 10);
 
-        let again = CertAuthority::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
+        let again = CertAuthority::from_pem(ca.cert_pem(), &key_pem(ca)).unwrap();
         assert_eq!(again.ca_type(), ca.ca_type());
         assert_eq!(again.pin(), ca.pin());
         assert_eq!(again.cert_der(), ca.cert_der());
@@ -330,7 +335,7 @@ fn ca_generation_and_reload() {
 
     // Mismatched key, non-CA cert, garbage.
     assert!(matches!(
-        CertAuthority::from_pem(user.cert_pem(), host.key_pem()),
+        CertAuthority::from_pem(user.cert_pem(), &key_pem(&host)),
         Err(PkiError::Key(_))
     ));
     let key = generate_key().unwrap();
@@ -354,7 +359,7 @@ fn ca_generation_and_reload() {
 fn pin_is_sha256_of_spki() {
     let ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
     // Independently: the SPKI derived from the private key, hashed here.
-    let spki = pki::public_key_der_from_private_pem(ca.key_pem()).unwrap();
+    let spki = pki::public_key_der_from_private_pem(&key_pem(&ca)).unwrap();
     let expected = format!("sha256:{}", hex::encode(Sha256::digest(&spki)));
     assert_eq!(ca.pin(), expected);
     // And via x509-parser's raw SPKI of the certificate.
