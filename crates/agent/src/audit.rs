@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{mpsc, Notify};
 
+use api::audit::AuditEvent;
+
 use crate::Cluster;
 #[cfg(test)]
 use crate::ClusterError;
@@ -31,11 +33,14 @@ const AUDIT_DELAY: Duration = Duration::from_millis(50);
 pub const AUDIT_BACKLOG: usize = 32 * 1024 * 1024;
 /// Sends audit events to the cluster in batches, in order, off the session
 /// path. Events wait in memory while the auth service is unreachable and are
-/// retried; none is dropped while the agent runs. Events travel as JSON text:
-/// a session serializes its common fields once, and all commands of one
+/// retried; none is dropped while the agent runs. Events are
+/// [`AuditEvent`]s and travel as JSON text: a database session serializes its
+/// common fields once ([`DbSession::query_prefix`]), and all commands of one
 /// session in a batch go as one grouped event (`db_queries`, see
 /// [`encode_batch`]), which the audit log reads back as one
 /// `db.session.query` per command.
+///
+/// [`DbSession::query_prefix`]: api::audit::DbSession::query_prefix
 ///
 /// A batch leaves [`AUDIT_DELAY`] after its first event (at once when the
 /// queue is behind). While more than the backlog limit waits, sessions
@@ -64,8 +69,8 @@ impl Backlog {
 enum Queued {
     /// A whole event: the text of a JSON object.
     Event(String),
-    /// One command of a session: the common part of its events (see
-    /// [`open_object`]) and the query.
+    /// One command of a session: the open text of its `db.session.query`
+    /// event (see [`api::audit::DbSession::query_prefix`]) and the query.
     Query(Arc<str>, String),
 }
 
@@ -208,12 +213,13 @@ impl AuditSink {
     }
 
     /// Queue one event.
-    pub fn emit(&self, event: serde_json::Value) {
-        self.queue(Queued::Event(event.to_string()));
+    pub fn emit(&self, event: &AuditEvent) {
+        self.queue(Queued::Event(event.to_json()));
     }
 
-    /// Queue one command of a session whose query events share `prefix`
-    /// (an open JSON object, see [`open_object`]).
+    /// Queue one command of a database session whose `db.session.query`
+    /// events share `prefix` (its open text, from
+    /// [`api::audit::DbSession::query_prefix`], serialized once per session).
     pub fn emit_query(&self, prefix: &Arc<str>, query: String) {
         self.queue(Queued::Query(prefix.clone(), query));
     }
@@ -300,21 +306,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
     }
 }
 
-/// The text of a JSON object without its closing brace, so fields can be
-/// appended (see [`encode_batch`]).
-pub fn open_object(v: &serde_json::Value) -> String {
-    let mut text = v.to_string();
-    if text.ends_with('}') {
-        text.pop();
-    }
-    text
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use api::audit::{AppSession, AppSessionEnd, AppSessionRequest};
     use tokio::io::AsyncWriteExt as _;
+
+    /// The text of a JSON object without its closing brace.
+    fn open_object(v: &serde_json::Value) -> String {
+        let mut text = v.to_string();
+        text.pop();
+        text
+    }
+
+    fn app_end(user: &str) -> AuditEvent {
+        AuditEvent::AppSessionEnd(AppSessionEnd {
+            session: AppSession {
+                user: user.into(),
+                sid: "s".into(),
+                app_name: "a".into(),
+                azure_identity: String::new(),
+                server_id: String::new(),
+            },
+        })
+    }
 
     #[test]
     fn batches_group_a_sessions_commands() {
@@ -393,7 +409,7 @@ mod tests {
     async fn events_arriving_while_a_batch_waits_go_with_it() {
         let g = gate(100);
         let sink = AuditSink::start(g.clone());
-        sink.emit(serde_json::json!({"n": 0}));
+        sink.emit(&app_end("bob"));
         // The sender takes the first event and waits AUDIT_DELAY for more
         // (on this single-threaded runtime it runs only when the test yields).
         for _ in 0..4 {
@@ -406,7 +422,7 @@ mod tests {
         let batches = wait_batches(&g, 1).await;
         assert_eq!(
             batches[0],
-            serde_json::json!([{"n": 0}, {"user": "alice", "db_queries": (1..100).map(|i| format!("GET k{i}")).collect::<Vec<_>>()}])
+            serde_json::json!([app_end("bob").to_value(), {"user": "alice", "db_queries": (1..100).map(|i| format!("GET k{i}")).collect::<Vec<_>>()}])
         );
         assert_eq!(sink.backlog(), 0);
     }
@@ -423,7 +439,19 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = client.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"PING\r\n");
-        sink.emit(serde_json::json!({"q": "x".repeat(200)}));
+        sink.emit(&AuditEvent::AppSessionRequest(AppSessionRequest {
+            session: AppSession {
+                user: "alice".into(),
+                sid: "s".into(),
+                app_name: "a".into(),
+                azure_identity: String::new(),
+                server_id: String::new(),
+            },
+            method: "GET".into(),
+            host: "h".into(),
+            path: "x".repeat(200),
+            status_code: 200,
+        }));
         assert!(sink.backlog() >= 100);
         b.write_all(b"GET k\r\n").await.unwrap();
         // Data is waiting, but the backlog is full: the read waits.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{AuditSink, Cluster, ClusterError};
+use api::audit::{AppSession, AppSessionEnd, AppSessionRequest, AuditEvent};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -278,10 +279,14 @@ impl AzureHandler {
         {
             tracing::debug!(error = %e, "app session connection ended");
         }
-        audit.emit(serde_json::json!({
-            "event": "app.session.end", "code": "T2011I", "user": user,
-            "sid": route.session_id, "app_name": app_name,
-            "azure_identity": route.azure_identity,
+        audit.emit(&AuditEvent::AppSessionEnd(AppSessionEnd {
+            session: AppSession {
+                user,
+                sid: route.session_id,
+                app_name,
+                azure_identity: route.azure_identity,
+                server_id: String::new(),
+            },
         }));
     }
 
@@ -308,12 +313,20 @@ impl AzureHandler {
         let resp = self.check_and_forward(identity, public_key, req).await;
         let status = resp.status().as_u16();
         // Audited off the request path: the answer does not wait for it.
-        self.audit.emit(serde_json::json!({
-                "event": "app.session.request", "code": "T2009I",
-                "user": identity.username, "sid": route.session_id,
-                "app_name": self.app.metadata.name, "azure_identity": route.azure_identity,
-                "method": method, "host": host, "path": path, "status_code": status,
-        }));
+        self.audit
+            .emit(&AuditEvent::AppSessionRequest(AppSessionRequest {
+                session: AppSession {
+                    user: identity.username.clone(),
+                    sid: route.session_id,
+                    app_name: self.app.metadata.name.clone(),
+                    azure_identity: route.azure_identity,
+                    server_id: String::new(),
+                },
+                method,
+                host,
+                path,
+                status_code: status,
+            }));
         resp
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use api::audit::{self, AuditEvent};
 use backend::Item;
 use pki::{HostIdentity, Identity};
 use resources::{App, Database, JoinMethod, SystemRole};
@@ -68,14 +69,16 @@ impl AuthServer {
         remote: &str,
     ) -> Result<HostCerts> {
         let result = self.register_inner(req).await;
-        let (code, success, error) = match &result {
-            Ok(_) => ("TJ002I", true, None),
-            Err(e) => ("TJ002E", false, Some(e.to_string())),
-        };
-        self.emit(serde_json::json!({
-            "event": "instance.join", "code": code, "success": success,
-            "host_id": req.host_id, "node_name": req.node_name, "role": req.roles.join(","),
-            "method": "token", "error": error, "addr.remote": remote,
+        self.emit(AuditEvent::InstanceJoin(audit::InstanceJoin {
+            host_id: req.host_id.clone(),
+            node_name: req.node_name.clone(),
+            role: req.roles.join(","),
+            method: resources::JoinMethod::Token,
+            // The token's name is its secret value.
+            token_name: None,
+            outcome: audit::Outcome::of(&result),
+            azure: None,
+            remote_addr: remote.to_string(),
         }))
         .await;
         result

@@ -4,24 +4,12 @@
 
 use std::time::Duration;
 
+use api::audit::{self, AuditEvent};
 use pki::{Identity, RouteToApp};
 
 pub use api::certs::{AppCertRequest, AppCertResponse};
 
 use crate::{now, random_hex, AuthError, AuthServer, Caller, Result};
-
-
-
-/// Audit events agents may record.
-pub const AGENT_EVENTS: [&str; 7] = [
-    "app.session.start",
-    "app.session.request",
-    "app.session.end",
-    "db.session.start",
-    "db.session.query",
-    "db.session.query.failed",
-    "db.session.end",
-];
 
 impl AuthServer {
     /// Issue an app certificate for the calling user.
@@ -108,11 +96,15 @@ impl AuthServer {
             ..Default::default()
         };
         let cert = self.user_ca().sign_identity(&identity, &key)?;
-        self.emit(serde_json::json!({
-            "event": "app.session.start", "code": "T2007I", "user": id.username,
-            "sid": session_id, "app_name": app.metadata.name,
-            "app_public_addr": app.spec.public_addr,
-            "azure_identity": req.azure_identity,
+        self.emit(AuditEvent::AppSessionStart(audit::AppSessionStart {
+            session: audit::AppSession {
+                user: id.username.clone(),
+                sid: session_id.clone(),
+                app_name: app.metadata.name.clone(),
+                azure_identity: req.azure_identity.clone(),
+                server_id: String::new(),
+            },
+            app_public_addr: app.spec.public_addr.clone(),
         }))
         .await;
         Ok(AppCertResponse {
@@ -171,9 +163,20 @@ impl AuthServer {
         caller: &Caller,
         events: Vec<serde_json::Value>,
     ) -> Result<()> {
+        let Caller::Host(id) = caller else {
+            return Err(AuthError::AccessDenied(
+                "only agents may send audit events".into(),
+            ));
+        };
+        // The parse is the check: only the kinds agents may send, with their
+        // fields, recorded under the agent's identity and the server's time.
         let events = events
             .into_iter()
-            .map(|e| agent_event_checked(caller, e))
+            .map(|e| {
+                AuditEvent::from_agent(e, &id.username)
+                    .map(|e| e.to_value())
+                    .map_err(|e| AuthError::BadParameter(e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.audit()
             .emit_many(events)
@@ -200,34 +203,4 @@ pub(crate) fn check_cert_text(what: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// An agent's event as recorded: only the kinds agents may send, with the
-/// agent's identity and the server's time.
-fn agent_event_checked(caller: &Caller, mut event: serde_json::Value) -> Result<serde_json::Value> {
-    let Caller::Host(id) = caller else {
-        return Err(AuthError::AccessDenied(
-            "only agents may send audit events".into(),
-        ));
-    };
-    let name = event
-        .get("event")
-        .and_then(|e| e.as_str())
-        .unwrap_or_default()
-        .to_string();
-    if !AGENT_EVENTS.contains(&name.as_str()) {
-        return Err(AuthError::BadParameter(format!(
-            "agents may not record {name:?} events"
-        )));
-    }
-    if !event.is_object() {
-        return Err(AuthError::BadParameter("an event is a JSON object".into()));
-    }
-    event["server_id"] = serde_json::Value::String(id.username.clone());
-    // The time is the server's.
-    if let Some(obj) = event.as_object_mut() {
-        obj.remove("time");
-        obj.remove("uid");
-    }
-    Ok(event)
 }

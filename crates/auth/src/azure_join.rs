@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use api::audit::{self, AuditEvent};
 use api::join::{AzureChallenge, AzureRegisterRequest, HostCerts};
 use azure_mint::http::HttpConfig;
 use backend::Item;
@@ -208,28 +209,25 @@ impl AuthServer {
         remote: &str,
     ) -> Result<HostCerts> {
         let result = self.register_azure_inner(req).await;
-        let mut event = serde_json::json!({
-            "event": "instance.join", "method": "azure", "token_name": req.token,
-            "host_id": req.host_id, "node_name": req.node_name, "role": req.roles.join(","),
-            "addr.remote": remote,
-        });
-        match &result {
-            Ok(j) => {
-                event["code"] = "TJ002I".into();
-                event["success"] = true.into();
-                event["azure"] = serde_json::json!({
-                    "vm_id": j.vm_id, "subscription": j.subscription,
-                    "resource_group": j.resource_group, "tenant": j.tenant,
-                });
-            }
-            Err(e) => {
-                event["code"] = "TJ002E".into();
-                event["success"] = false.into();
-                event["error"] = e.to_string().into();
-                tracing::warn!(token = %req.token, host_id = %req.host_id, error = %e, "Azure join refused");
-            }
+        if let Err(e) = &result {
+            tracing::warn!(token = %req.token, host_id = %req.host_id, error = %e, "Azure join refused");
         }
-        self.emit(event).await;
+        self.emit(AuditEvent::InstanceJoin(audit::InstanceJoin {
+            host_id: req.host_id.clone(),
+            node_name: req.node_name.clone(),
+            role: req.roles.join(","),
+            method: resources::JoinMethod::Azure,
+            token_name: Some(req.token.clone()),
+            outcome: audit::Outcome::of(&result),
+            azure: result.as_ref().ok().map(|j| audit::AzureJoin {
+                vm_id: j.vm_id.clone(),
+                subscription: j.subscription.clone(),
+                resource_group: j.resource_group.clone(),
+                tenant: j.tenant.clone(),
+            }),
+            remote_addr: remote.to_string(),
+        }))
+        .await;
         result.map(|j| j.certs)
     }
 

@@ -4,13 +4,12 @@
 //! fails early and clearly) and again by the database agent for every
 //! session, with the user's roles as they are then.
 
+use api::audit::{self, AuditEvent};
 use pki::{Identity, RouteToDatabase};
 
 pub use api::certs::{DbCertRequest, DbCertResponse};
 
 use crate::{AuthError, AuthServer, Caller, Result};
-
-
 
 impl AuthServer {
     /// Issue a database certificate for the calling user.
@@ -91,9 +90,10 @@ impl AuthServer {
             ..Default::default()
         };
         let cert = self.user_ca().sign_identity(&identity, &key)?;
-        self.emit(serde_json::json!({
-            "event": "cert.create", "code": "TC000I", "user": id.username,
-            "cert_type": "db", "db_service": db.metadata.name, "db_user": db_user,
+        self.emit(AuditEvent::CertCreate(audit::CertCreate::Db {
+            user: id.username.clone(),
+            db_service: db.metadata.name.clone(),
+            db_user: db_user.clone(),
         }))
         .await;
         Ok(DbCertResponse {

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use api::audit::{self, AuditEvent};
 use backend::{audit::AuditLog, Backend, Item};
 use pki::keystore::{KeyReference, SoftwareKeyStore};
 use pki::{CaType, CertAuthority, HostIdentity, Identity};
@@ -301,8 +302,8 @@ impl AuthServer {
     }
 
     /// Record an audit event; failures are logged, never returned.
-    pub async fn emit(&self, event: serde_json::Value) {
-        if let Err(e) = self.audit.emit(event).await {
+    pub async fn emit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.emit(event.to_value()).await {
             tracing::error!(error = %e, "failed to write an audit event");
         }
     }
@@ -448,9 +449,10 @@ impl AuthServer {
                 }
                 e => e.into(),
             })?;
-        self.emit(serde_json::json!({
-            "event": "user.create", "code": "T1002I", "user": caller.name(),
-            "name": name, "roles": user.spec.roles,
+        self.emit(AuditEvent::UserCreate(audit::UserChange {
+            user: caller.name(),
+            name: name.clone(),
+            roles: user.spec.roles.clone(),
         }))
         .await;
         let token = random_hex(16);
@@ -492,9 +494,10 @@ impl AuthServer {
                 }
                 e => e.into(),
             })?;
-        self.emit(serde_json::json!({
-            "event": "user.update", "code": "T1003I", "user": caller.name(),
-            "name": name, "roles": user.spec.roles,
+        self.emit(AuditEvent::UserUpdate(audit::UserChange {
+            user: caller.name(),
+            name,
+            roles: user.spec.roles,
         }))
         .await;
         Ok(())
@@ -531,8 +534,8 @@ impl AuthServer {
                 hash.into_bytes(),
             ))
             .await?;
-        self.emit(serde_json::json!({
-            "event": "user.password_change", "code": "T1005I", "user": invite.user,
+        self.emit(AuditEvent::UserPasswordChange(audit::PasswordChange {
+            user: invite.user.clone(),
         }))
         .await;
         Ok(invite.user)
@@ -542,29 +545,19 @@ impl AuthServer {
     /// [`MAX_LOGIN_ATTEMPTS`] within [`LOGIN_ATTEMPT_WINDOW`].
     pub async fn authenticate(&self, user: &str, password: &str, remote: &str) -> Result<User> {
         let result = self.authenticate_inner(user, password).await;
-        match &result {
-            Ok(_) => {
-                self.emit(serde_json::json!({
-                    "event": "user.login", "code": "T1000I", "user": user,
-                    "method": "local", "success": true, "addr.remote": remote,
-                }))
-                .await;
-            }
-            Err(e) => {
-                // The name is the client's: a name no user can have is recorded shortened.
-                let user: String = if check_resource_name("user", user).is_ok() {
-                    user.to_string()
-                } else {
-                    user.chars().take(64).collect()
-                };
-                self.emit(serde_json::json!({
-                    "event": "user.login", "code": "T1000W", "user": user,
-                    "method": "local", "success": false, "error": e.to_string(),
-                    "addr.remote": remote,
-                }))
-                .await;
-            }
-        }
+        // The name is the client's: a name no user can have is recorded shortened.
+        let user: String = if result.is_ok() || check_resource_name("user", user).is_ok() {
+            user.to_string()
+        } else {
+            user.chars().take(64).collect()
+        };
+        self.emit(AuditEvent::UserLogin(audit::UserLogin {
+            user,
+            method: audit::LoginMethod::Local,
+            outcome: audit::Outcome::of(&result),
+            remote_addr: remote.to_string(),
+        }))
+        .await;
         result
     }
 
@@ -624,9 +617,12 @@ impl AuthServer {
             self.backend
                 .delete_range(&prefix, &backend::prefix_end(&prefix))
                 .await?;
-            self.emit(serde_json::json!({
-                "event": "lock.created", "code": "TLK00I", "user": "system",
-                "target": {"user": user}, "reason": "too many failed login attempts",
+            self.emit(AuditEvent::LockCreated(audit::LockCreated {
+                user: "system".into(),
+                target: audit::LockTarget {
+                    user: user.to_string(),
+                },
+                reason: "too many failed login attempts".into(),
             }))
             .await;
         }
@@ -669,10 +665,15 @@ impl AuthServer {
             ..Default::default()
         };
         let cert = self.user_ca.sign_identity(&identity, public_key_der)?;
-        self.emit(serde_json::json!({
-            "event": "cert.create", "code": "TC000I", "cert_type": "user",
-            "identity": {"user": username, "roles": identity.groups,
-                         "expires": identity.expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()},
+        self.emit(AuditEvent::CertCreate(audit::CertCreate::User {
+            identity: audit::CertIdentity {
+                user: username.to_string(),
+                roles: identity.groups,
+                expires: identity
+                    .expires
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            },
         }))
         .await;
         Ok(api::CertsResponse {
@@ -778,6 +779,9 @@ impl AuthServer {
                 )))
             }
         };
+        let audit_kind = audit::ResourceKind::from_name(&kind).ok_or_else(|| {
+            AuthError::BadParameter(format!("resources of kind {kind:?} cannot be created"))
+        })?;
         let exists = match self.backend.get(&key).await {
             Ok(_) => true,
             Err(backend::BackendError::NotFound(_)) => false,
@@ -806,9 +810,11 @@ impl AuthServer {
                 e => e.into(),
             })?;
         }
-        let (event, code) = audit_code(&kind, !exists);
-        self.emit(serde_json::json!({
-            "event": event, "code": code, "user": caller.name(), "name": name, "kind": kind,
+        self.emit(AuditEvent::ResourceWrite(audit::ResourceWrite {
+            user: caller.name(),
+            name,
+            kind: audit_kind,
+            created: !exists,
         }))
         .await;
         Ok(if exists { "updated" } else { "created" })
@@ -897,6 +903,9 @@ impl AuthServer {
                 "resources of kind {kind:?} cannot be deleted"
             )));
         }
+        let audit_kind = audit::ResourceKind::from_name(kind).ok_or_else(|| {
+            AuthError::BadParameter(format!("resources of kind {kind:?} cannot be deleted"))
+        })?;
         self.authorize(caller, kind, "delete").await?;
         if name.is_empty() || name.contains('/') {
             return Err(AuthError::BadParameter(format!("bad {kind} name {name:?}")));
@@ -927,9 +936,10 @@ impl AuthServer {
         if kind == "user" {
             let _ = self.backend.delete(&format!("passwords/{name}")).await;
         }
-        let (event, code) = audit_delete_code(kind);
-        self.emit(serde_json::json!({
-            "event": event, "code": code, "user": caller.name(), "name": name, "kind": kind,
+        self.emit(AuditEvent::ResourceDelete(audit::ResourceDelete {
+            user: caller.name(),
+            name: name.to_string(),
+            kind: audit_kind,
         }))
         .await;
         Ok(())
@@ -963,10 +973,10 @@ impl AuthServer {
                     .with_expiry(SystemTime::from(expires)),
             )
             .await?;
-        self.emit(serde_json::json!({
-            "event": "join_token.create", "code": "TJT00I", "user": caller.name(),
-            "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-            "join_method": "token",
+        self.emit(AuditEvent::JoinTokenCreate(audit::JoinTokenCreate {
+            user: caller.name(),
+            roles,
+            join_method: resources::JoinMethod::Token,
         }))
         .await;
         Ok(token)
@@ -1020,32 +1030,6 @@ impl AuthServer {
             .audit
             .search(from, to, &types, q.limit.unwrap_or(1000))
             .await?)
-    }
-}
-
-fn audit_code(kind: &str, created: bool) -> (String, &'static str) {
-    match (kind, created) {
-        ("role", true) => ("role.created".into(), "T9000I"),
-        ("role", false) => ("role.created".into(), "T9000I"),
-        ("user", true) => ("user.create".into(), "T1002I"),
-        ("user", false) => ("user.update".into(), "T1003I"),
-        ("token", _) => ("join_token.create".into(), "TJT00I"),
-        ("app", true) => ("app.create".into(), "TAP03I"),
-        ("app", false) => ("app.update".into(), "TAP04I"),
-        ("db", true) => ("db.create".into(), "TDB03I"),
-        ("db", false) => ("db.update".into(), "TDB04I"),
-        (k, _) => (format!("{k}.create"), "TRC00I"),
-    }
-}
-
-fn audit_delete_code(kind: &str) -> (String, &'static str) {
-    match kind {
-        "role" => ("role.deleted".into(), "T9001I"),
-        "user" => ("user.delete".into(), "T1004I"),
-        "token" => ("join_token.delete".into(), "TJT01I"),
-        "app" => ("app.delete".into(), "TAP05I"),
-        "db" => ("db.delete".into(), "TDB05I"),
-        k => (format!("{k}.delete"), "TRC02I"),
     }
 }
 

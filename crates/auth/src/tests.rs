@@ -749,3 +749,97 @@ async fn logins_with_impossible_names_write_nothing() {
         .iter()
         .all(|e| e["user"].as_str().is_none_or(|u| u.len() <= 253)));
 }
+
+/// Agents' events are parsed into [`AuditEvent`]s: a batch with a kind agents
+/// may not send is refused whole; what is recorded carries the agent's
+/// identity, the server's time and code, and only the kind's fields.
+#[tokio::test]
+async fn agents_record_only_their_own_kinds_under_their_identity() {
+    use base64::Engine;
+    let auth = server().await;
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .issue_host_certs(
+            "db-host",
+            "db-host",
+            vec!["Db".into()],
+            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            &[],
+        )
+        .unwrap();
+    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let session = audit::DbSession {
+        user: "alice".into(),
+        sid: "s1".into(),
+        db_service: "cache".into(),
+        db_protocol: "redis".into(),
+        db_user: "default".into(),
+        db_name: String::new(),
+        server_id: "someone-else".into(),
+        db_uri: Some("cache:6380".into()),
+        db_origin: Some(String::new()),
+    };
+    let start = AuditEvent::DbSessionStart(audit::DbSessionStart {
+        session: session.clone(),
+        outcome: audit::Outcome::Success,
+    })
+    .to_value();
+    let mut forged = start.clone();
+    forged["code"] = "TDB00W".into();
+    forged["time"] = "2001-01-01T00:00:00Z".into();
+    forged["extra"] = "x".into();
+    let grouped: serde_json::Value = serde_json::from_str(&format!(
+        r#"{},"db_queries":["GET a","GET b"]}}"#,
+        session.query_prefix()
+    ))
+    .unwrap();
+    let login = serde_json::json!({
+        "event": "user.login", "code": "T1000I", "user": "alice",
+        "method": "local", "success": true, "addr.remote": "x",
+    });
+    let search = |types: &str| {
+        let auth = auth.clone();
+        let q = api::EventsQuery {
+            types: Some(types.into()),
+            ..Default::default()
+        };
+        async move { auth.search_events(&Caller::Admin, &q).await.unwrap() }
+    };
+    // One refused kind: nothing of the batch is recorded.
+    let err = auth
+        .agent_events(&agent, vec![start.clone(), login])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
+    assert!(search("db.session.start,user.login").await.is_empty());
+    // Users may not send agents' events.
+    let user = Caller::User(Box::new(Identity {
+        username: "alice".into(),
+        ..Default::default()
+    }));
+    assert!(matches!(
+        auth.agent_events(&user, vec![start.clone()]).await,
+        Err(AuthError::AccessDenied(_))
+    ));
+    auth.agent_events(&agent, vec![forged, grouped])
+        .await
+        .unwrap();
+    let starts = search("db.session.start").await;
+    assert_eq!(starts.len(), 1);
+    let e = &starts[0];
+    assert_eq!(e["server_id"], "db-host");
+    assert_eq!(e["code"], "TDB00I");
+    assert!(e.get("extra").is_none(), "{e}");
+    assert_ne!(e["time"], "2001-01-01T00:00:00Z");
+    let queries = search("db.session.query").await;
+    assert_eq!(
+        queries
+            .iter()
+            .map(|q| q["db_query"].clone())
+            .collect::<Vec<_>>(),
+        vec!["GET a", "GET b"]
+    );
+    assert!(queries
+        .iter()
+        .all(|q| q["code"] == "TDB02I" && q["server_id"] == "db-host"));
+}

@@ -17,8 +17,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agent::audit::open_object;
 use agent::{AuditSink, Cluster};
+use api::audit::{
+    AuditEvent, DbSession, DbSessionEnd, DbSessionQueryFailed, DbSessionStart, Outcome,
+};
 use pki::Identity;
 use redis_proxy::{Backend, CredentialProvider, SessionOptions};
 use resources::{Database, Role};
@@ -234,34 +236,29 @@ impl DbSessions {
         };
         let route = identity.route_to_database.clone().unwrap_or_default();
         let sid = random_id();
-        let base = serde_json::json!({
-            "user": identity.username,
-            "sid": sid,
-            "db_service": route.service_name,
-            "db_protocol": "redis",
-            "db_user": if route.username.is_empty() { "default" } else { route.username.as_str() },
-            "db_name": route.database,
-            "server_id": self.server_id,
-        });
-        let with = |mut v: serde_json::Value, extra: serde_json::Value| {
-            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-                for (k, x) in e {
-                    o.insert(k.clone(), x.clone());
-                }
-            }
-            v
+        let mut session = DbSession {
+            user: identity.username.clone(),
+            sid,
+            db_service: route.service_name.clone(),
+            db_protocol: "redis".into(),
+            db_user: if route.username.is_empty() {
+                "default".into()
+            } else {
+                route.username.clone()
+            },
+            db_name: route.database.clone(),
+            server_id: self.server_id.clone(),
+            db_uri: None,
+            db_origin: None,
         };
         let (db, db_user) = match self.authorize(&identity).await {
             Ok(x) => x,
             Err(msg) => {
                 tracing::info!(user = %identity.username, db = %route.service_name, error = %msg, "database session refused");
-                self.audit.emit(with(
-                    base.clone(),
-                    serde_json::json!({
-                        "event": "db.session.start", "code": "TDB00W", "success": false,
-                        "error": msg,
-                    }),
-                ));
+                self.audit.emit(&AuditEvent::DbSessionStart(DbSessionStart {
+                    session,
+                    outcome: Outcome::Failure(msg.clone()),
+                }));
                 let _ = stream.write_all(&teleport_error(&msg)).await;
                 let _ = stream.shutdown().await;
                 return;
@@ -275,30 +272,29 @@ impl DbSessions {
                 return;
             }
         };
-        let base = with(
-            base,
-            serde_json::json!({ "db_uri": db.spec.uri, "db_origin": db.metadata.labels.get("teleport.dev/origin").cloned().unwrap_or_default() }),
+        session.db_uri = Some(db.spec.uri.clone());
+        session.db_origin = Some(
+            db.metadata
+                .labels
+                .get("teleport.dev/origin")
+                .cloned()
+                .unwrap_or_default(),
         );
-        self.audit.emit(with(
-            base.clone(),
-            serde_json::json!({"event": "db.session.start", "code": "TDB00I", "success": true}),
-        ));
+        self.audit.emit(&AuditEvent::DbSessionStart(DbSessionStart {
+            session: session.clone(),
+            outcome: Outcome::Success,
+        }));
         let audit = self.audit.clone();
-        let query_prefix: Arc<str> = open_object(&with(
-            base.clone(),
-            serde_json::json!({"event": "db.session.query", "code": "TDB02I"}),
-        ))
-        .into();
+        // The session's part of every command's event, serialized once.
+        let query_prefix: Arc<str> = session.query_prefix().into();
         let on_command = |cmd: redis_proxy::CommandEvent| match &cmd.refused {
             // Refused by the engine (never reached Redis): Teleport's
             // db.session.query.failed, on its own.
-            Some(why) => audit.emit(with(
-                base.clone(),
-                serde_json::json!({
-                    "event": "db.session.query.failed", "code": "TDB02W",
-                    "db_query": bounded_query(cmd.query()), "error": why,
-                }),
-            )),
+            Some(why) => audit.emit(&AuditEvent::DbSessionQueryFailed(DbSessionQueryFailed {
+                session: session.clone(),
+                db_query: bounded_query(cmd.query()),
+                error: why.to_string(),
+            })),
             None => audit.emit_query(&query_prefix, bounded_query(cmd.query())),
         };
         let opts = SessionOptions {
@@ -313,15 +309,13 @@ impl DbSessions {
         } else {
             redis_proxy::serve_session(client, &backend, opts, on_command).await
         };
-        let mut end = with(
-            base,
-            serde_json::json!({"event": "db.session.end", "code": "TDB01I"}),
-        );
         if let Err(e) = &result {
             tracing::info!(db = %db.metadata.name, error = %e, "database session ended with an error");
-            end["error"] = e.to_string().into();
         }
-        self.audit.emit(end);
+        self.audit.emit(&AuditEvent::DbSessionEnd(DbSessionEnd {
+            session,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        }));
     }
 }
 
