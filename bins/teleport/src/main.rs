@@ -412,7 +412,9 @@ async fn start(
 
     // The local administrator identity, for tctl on this host.
     let admin = auth.admin_identity_pem()?;
-    write_private(&data_dir.join(ADMIN_IDENTITY), admin.as_bytes())?;
+    let admin_path = data_dir.join(ADMIN_IDENTITY);
+    pki::private_file::write(&admin_path, admin.as_bytes())
+        .with_context(|| format!("writing {}", admin_path.display()))?;
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = Vec::new();
@@ -511,23 +513,6 @@ async fn start(
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
-    Ok(())
-}
-
-fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

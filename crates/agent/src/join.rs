@@ -154,23 +154,11 @@ pub fn host_id(data_dir: &Path) -> Result<String> {
             return Ok(s);
         }
     }
-    let mut raw = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
-    raw[6] = (raw[6] & 0x0f) | 0x40;
-    raw[8] = (raw[8] & 0x3f) | 0x80;
-    let h = hex::encode(raw);
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let id = uuid::Uuid::new_v4().to_string();
     std::fs::create_dir_all(data_dir)
         .map_err(|e| JoinError::Local(format!("creating {}: {e}", data_dir.display())))?;
     // Whole or not at all: a reader (or a crash) never sees an empty ID.
-    client::profile::write_private(&path, id.as_bytes())
+    pki::private_file::write(&path, id.as_bytes())
         .map_err(|e| JoinError::Local(format!("writing {}: {e}", path.display())))?;
     Ok(id)
 }
@@ -289,7 +277,7 @@ impl AgentIdentity {
     /// Store it (0600).
     pub fn save(&self, data_dir: &Path) -> Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(|e| JoinError::Local(e.to_string()))?;
-        client::profile::write_private(&Self::path(data_dir), &text)
+        pki::private_file::write(&Self::path(data_dir), &text)
             .map_err(|e| JoinError::Local(e.to_string()))
     }
 

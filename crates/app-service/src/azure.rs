@@ -405,6 +405,18 @@ impl AzureHandler {
         // Access may have changed since the certificate was issued.
         let roles = match self.roles_of(&identity.groups).await {
             Ok(r) => r,
+            // The auth service answered: a role of the session no longer
+            // exists (404) or the agent may not read it (403). That is a
+            // refusal, not an outage.
+            Err(ClusterError::Http {
+                status: 403 | 404,
+                message,
+            }) => {
+                return error(
+                    ErrorCode::AccessDenied,
+                    &format!("access denied: {message}"),
+                )
+            }
             Err(e) => {
                 return error(
                     ErrorCode::AccessCheckUnavailable,

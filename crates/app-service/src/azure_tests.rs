@@ -37,15 +37,22 @@ fn roles(yaml: &str) -> Vec<Role> {
         .collect()
 }
 
+/// Why the fake auth service gives no roles: it answered with this status,
+/// or (no status) it could not be reached.
+type RolesDown = (Option<u16>, String);
+
 struct FakeCluster {
-    roles: Result<Vec<Role>, String>,
+    roles: Result<Vec<Role>, RolesDown>,
     events: Mutex<Vec<serde_json::Value>>,
 }
 
 #[async_trait::async_trait]
 impl Cluster for FakeCluster {
     async fn roles(&self, _names: &[String]) -> Result<Vec<Role>, ClusterError> {
-        self.roles.clone().map_err(ClusterError::Transport)
+        self.roles.clone().map_err(|(status, message)| match status {
+            Some(status) => ClusterError::Http { status, message },
+            None => ClusterError::Transport(message),
+        })
     }
     async fn audit_batch(&self, body: Vec<u8>) -> Result<(), ClusterError> {
         let events: Vec<serde_json::Value> =
@@ -167,7 +174,7 @@ struct Setup {
 }
 
 struct Options {
-    roles: Result<Vec<Role>, String>,
+    roles: Result<Vec<Role>, RolesDown>,
     mint_fails: bool,
     /// Where `management.azure.com` resolves (the fake Azure when `None`).
     azure_at: Option<SocketAddr>,
@@ -650,7 +657,7 @@ async fn current_roles_decide() {
     );
     s.nothing_left("RBAC");
     let s = setup(Options {
-        roles: Err("auth service unreachable".into()),
+        roles: Err((None, "auth service unreachable".into())),
         ..Options::default()
     })
     .await;
@@ -666,6 +673,23 @@ async fn current_roles_decide() {
         "{body}"
     );
     s.nothing_left("roles unavailable");
+    // A role of the session deleted since: the auth service answers 404,
+    // which is a refusal, not an outage.
+    let s = setup(Options {
+        roles: Err((Some(404), "role \"azure-cli-access\" is not found".into())),
+        ..Options::default()
+    })
+    .await;
+    let (status, code, body) = s
+        .send(s.get("management.azure.com", "/subscriptions"))
+        .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "TeleportAccessDenied"),
+        "{body}"
+    );
+    assert!(body.contains("is not found"), "{body}");
+    s.nothing_left("role deleted");
 }
 
 #[tokio::test]

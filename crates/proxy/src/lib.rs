@@ -118,6 +118,84 @@ pub fn client_hello_route(mut records: &[u8]) -> Result<Option<String>, String> 
     Ok(None)
 }
 
+/// What a session stream goes to an agent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionKind {
+    /// An app session (`teleport-app`).
+    App,
+    /// One database session.
+    Db,
+    /// A multiplexed database connection, relayed whole.
+    DbMux,
+}
+
+impl SessionKind {
+    /// The kind of registered servers that serve it.
+    fn servers(self) -> &'static str {
+        match self {
+            SessionKind::App => "app",
+            SessionKind::Db | SessionKind::DbMux => "db",
+        }
+    }
+
+    /// What it is called in messages.
+    fn what(self) -> &'static str {
+        match self {
+            SessionKind::App => "app",
+            SessionKind::Db | SessionKind::DbMux => "database",
+        }
+    }
+
+    /// The tunnel stream's target for a session of this kind.
+    fn target(self, name: &str, cert: Vec<u8>) -> StreamTarget {
+        match self {
+            SessionKind::App => StreamTarget::App {
+                name: name.to_string(),
+                cert,
+            },
+            SessionKind::Db => StreamTarget::Db { cert },
+            SessionKind::DbMux => StreamTarget::DbMux { cert },
+        }
+    }
+}
+
+/// Why the proxy refused a session or could not open it. The text reaches
+/// the client (a Redis error, or the app's JSON error body), so each says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The connection's certificate is not one for this kind of session.
+    #[error("{0}")]
+    WrongCertificate(&'static str),
+    /// The connection presented no certificate.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The database certificate expired after the connection was made.
+    #[error("the database certificate expired at {expires}: run tsh db login {db}")]
+    Expired {
+        expires: time::OffsetDateTime,
+        db: String,
+    },
+    /// The registered servers could not be read.
+    #[error("listing {what} servers: {source}")]
+    Listing {
+        what: &'static str,
+        source: auth::AuthError,
+    },
+    /// No agent announces the app or database.
+    #[error("{what} {name:?} is not served by any agent")]
+    NotServed { what: &'static str, name: String },
+    /// No agent of the database takes a whole multiplexed connection.
+    #[error("no agent serving {what} {name:?} takes multiplexed connections (agents older than this proxy)")]
+    NoMuxAgent { what: &'static str, name: String },
+    /// The agents serving it are not connected to this proxy.
+    #[error("the agent {host} serving {name:?} is not connected to this proxy")]
+    NotConnected { host: String, name: String },
+    /// Opening the stream through the tunnel failed.
+    #[error(transparent)]
+    Tunnel(#[from] tunnel::TunnelError),
+}
+
 /// What a database connection's certificate allows.
 struct DbSession {
     cert_der: Vec<u8>,
@@ -126,14 +204,16 @@ struct DbSession {
 }
 
 impl DbSession {
-    fn of(conn: &rustls::ServerConnection) -> Result<DbSession, String> {
+    fn of(conn: &rustls::ServerConnection) -> Result<DbSession, SessionError> {
         let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
-            return Err(
-                "a database session needs a database certificate: run tsh db login <db>".into(),
-            );
+            return Err(SessionError::WrongCertificate(
+                "a database session needs a database certificate: run tsh db login <db>",
+            ));
         };
         let Some(route) = id.route_to_database.as_ref() else {
-            return Err("this certificate is not for a database: run tsh db login <db>".into());
+            return Err(SessionError::WrongCertificate(
+                "this certificate is not for a database: run tsh db login <db>",
+            ));
         };
         Ok(DbSession {
             cert_der: peer_cert(conn)?,
@@ -144,30 +224,29 @@ impl DbSession {
 
     /// Refuses new sessions once the certificate has expired (the TLS
     /// handshake checked it only when the connection was made).
-    fn check_current(&self) -> Result<(), String> {
+    fn check_current(&self) -> Result<(), SessionError> {
         if time::OffsetDateTime::now_utc() >= self.expires {
-            return Err(format!(
-                "the database certificate expired at {}: run tsh db login {}",
-                self.expires, self.db
-            ));
+            return Err(SessionError::Expired {
+                expires: self.expires,
+                db: self.db.clone(),
+            });
         }
         Ok(())
     }
 }
 
-/// The agents to dial for a session stream of `kind` (`app`, `db` or
-/// `db-mux`) to the app or database `name`, from the registered servers of
-/// its kind. A multiplexed connection (`db-mux`) goes only to agents that
+/// The agents to dial for a session stream of `kind` to the app or database
+/// `name`, from the registered servers of its kind. A multiplexed connection (`db-mux`) goes only to agents that
 /// announced they take one: an agent older than this proxy would drop the
 /// stream, and with it every session on the connection, so without such an
 /// agent the caller serves the connection session by session instead.
 fn agents_for(
-    servers: Vec<auth::agents::ServerEntry>,
-    kind: &str,
+    servers: Vec<api::inventory::ServerEntry>,
+    kind: SessionKind,
     name: &str,
-) -> Result<Vec<String>, String> {
-    let what = if kind == "app" { "app" } else { "database" };
-    let serving: Vec<auth::agents::ServerEntry> = servers
+) -> Result<Vec<String>, SessionError> {
+    let what = kind.what();
+    let serving: Vec<api::inventory::ServerEntry> = servers
         .into_iter()
         .filter(|s| {
             let served = match (&s.app, &s.db) {
@@ -179,27 +258,35 @@ fn agents_for(
         })
         .collect();
     if serving.is_empty() {
-        return Err(format!("{what} {name:?} is not served by any agent"));
+        return Err(SessionError::NotServed {
+            what,
+            name: name.to_string(),
+        });
     }
-    if kind != "db-mux" {
+    if kind != SessionKind::DbMux {
         return Ok(serving.into_iter().map(|s| s.host_id).collect());
     }
     let capable: Vec<String> = serving
         .iter()
-        .filter(|s| s.has_feature(auth::agents::FEATURE_DB_MUX))
+        .filter(|s| s.has_feature(api::inventory::FEATURE_DB_MUX))
         .map(|s| s.host_id.clone())
         .collect();
     if capable.is_empty() {
-        return Err(format!(
-            "no agent serving {what} {name:?} takes multiplexed connections (agents older than this proxy)"
-        ));
+        return Err(SessionError::NoMuxAgent {
+            what,
+            name: name.to_string(),
+        });
     }
     Ok(capable)
 }
 
 /// Splices a database client (a connection or a stream of a multiplexed
 /// one) to the agent's tunnel stream, or refuses it with a Redis error.
-async fn splice_db<S>(mut client: S, opened: Result<tunnel::TunnelStream, String>, peer: SocketAddr)
+async fn splice_db<S>(
+    mut client: S,
+    opened: Result<tunnel::TunnelStream, SessionError>,
+    peer: SocketAddr,
+)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -210,9 +297,9 @@ where
                 tracing::debug!(%peer, error = %e, "database session ended");
             }
         }
-        Err(msg) => {
-            tracing::info!(%peer, error = %msg, "database session refused");
-            let clean: String = msg.replace(['\r', '\n'], " ");
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "database session refused");
+            let clean: String = e.to_string().replace(['\r', '\n'], " ");
             let _ = client
                 .write_all(format!("-ERR Teleport: {clean}\r\n").as_bytes())
                 .await;
@@ -222,11 +309,11 @@ where
 }
 
 /// The client's certificate (DER) on a connection.
-fn peer_cert(conn: &rustls::ServerConnection) -> Result<Vec<u8>, String> {
+fn peer_cert(conn: &rustls::ServerConnection) -> Result<Vec<u8>, SessionError> {
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| c.as_ref().to_vec())
-        .ok_or_else(|| "no client certificate".to_string())
+        .ok_or(SessionError::NoCertificate)
 }
 
 /// Aborts a task when dropped.
@@ -425,9 +512,14 @@ impl Proxy {
                     tracing::debug!(%peer, error = %e, "app session ended");
                 }
             }
-            Err(msg) => {
-                tracing::info!(%peer, error = %msg, "app session refused");
-                let body = serde_json::json!({"error": {"message": msg}}).to_string();
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "app session refused");
+                let body = serde_json::to_string(&api::ErrorBody {
+                    error: api::ErrorDetail {
+                        message: e.to_string(),
+                    },
+                })
+                .unwrap_or_default();
                 let resp = format!(
                     "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
                     body.len(),
@@ -442,57 +534,61 @@ impl Proxy {
     async fn open_app_stream(
         &self,
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    ) -> Result<tunnel::TunnelStream, String> {
+    ) -> Result<tunnel::TunnelStream, SessionError> {
         let conn = tls.get_ref().1;
         let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
-            return Err("an app session needs an app certificate: run tsh apps login".into());
+            return Err(SessionError::WrongCertificate(
+                "an app session needs an app certificate: run tsh apps login",
+            ));
         };
         let Some(route) = id.route_to_app.as_ref() else {
-            return Err("this certificate is not for an app: run tsh apps login <app>".into());
+            return Err(SessionError::WrongCertificate(
+                "this certificate is not for an app: run tsh apps login <app>",
+            ));
         };
-        self.dial_session(peer_cert(conn)?, "app", &route.name)
+        self.dial_session(peer_cert(conn)?, SessionKind::App, &route.name)
             .await
     }
 
-    /// Opens a session stream (`kind` `app`, `db` or `db-mux`) for the client of
-    /// `conn` to the first agent serving `name` that is reachable through
-    /// this proxy's tunnels, passing the client's certificate along.
+    /// Opens a session stream of `kind` for the client of `conn` to the
+    /// first agent serving `name` that is reachable through this proxy's
+    /// tunnels, passing the client's certificate along. The error is the
+    /// last agent's.
     async fn dial_session(
         &self,
         cert_der: Vec<u8>,
-        kind: &str,
+        kind: SessionKind,
         name: &str,
-    ) -> Result<tunnel::TunnelStream, String> {
-        // A multiplexed database connection goes to a database agent.
-        let served_by = if kind == "db-mux" { "db" } else { kind };
-        let what = if served_by == "db" { "database" } else { kind };
+    ) -> Result<tunnel::TunnelStream, SessionError> {
         let servers = self
             .auth
-            .servers(served_by)
+            .servers(kind.servers())
             .await
-            .map_err(|e| format!("listing {what} servers: {e}"))?;
+            .map_err(|source| SessionError::Listing {
+                what: kind.what(),
+                source,
+            })?;
         let agents = agents_for(servers, kind, name)?;
-        let target = match kind {
-            "app" => StreamTarget::App {
-                name: name.to_string(),
-                cert: cert_der,
-            },
-            "db-mux" => StreamTarget::DbMux { cert: cert_der },
-            _ => StreamTarget::Db { cert: cert_der },
-        }
-        .header();
-        let mut last = String::new();
+        let target = kind.target(name, cert_der).header();
+        let mut last = None;
         for host in &agents {
             if !self.tunnel.is_connected(host) {
-                last = format!("the agent {host} serving {name:?} is not connected to this proxy");
+                last = Some(SessionError::NotConnected {
+                    host: host.clone(),
+                    name: name.to_string(),
+                });
                 continue;
             }
             match self.tunnel.dial(host, &target).await {
                 Ok(s) => return Ok(s),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = Some(e.into()),
             }
         }
-        Err(last)
+        // agents_for returns at least one agent.
+        Err(last.unwrap_or(SessionError::NotServed {
+            what: kind.what(),
+            name: name.to_string(),
+        }))
     }
 
     /// A database session: check the database certificate, find an agent
@@ -510,9 +606,10 @@ impl Proxy {
     async fn open_db_stream(
         &self,
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    ) -> Result<tunnel::TunnelStream, String> {
+    ) -> Result<tunnel::TunnelStream, SessionError> {
         let session = DbSession::of(tls.get_ref().1)?;
-        self.dial_session(session.cert_der, "db", &session.db).await
+        self.dial_session(session.cert_der, SessionKind::Db, &session.db)
+            .await
     }
 
     /// Multiplexed database sessions: the certificate is checked once for
@@ -537,7 +634,10 @@ impl Proxy {
         // handling every session's frames on both sides.
         if let Ok(s) = &session {
             if s.check_current().is_ok() {
-                match self.dial_session(s.cert_der.clone(), "db-mux", &s.db).await {
+                match self
+                    .dial_session(s.cert_der.clone(), SessionKind::DbMux, &s.db)
+                    .await
+                {
                     Ok(mut upstream) => {
                         let mut tls = tls;
                         if let Err(e) = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await
@@ -556,7 +656,7 @@ impl Proxy {
         }
         // A refused certificate refuses every session on the connection,
         // each with the reason as a Redis error.
-        let session: Arc<Result<DbSession, String>> = Arc::new(session);
+        let session: Arc<Result<DbSession, SessionError>> = Arc::new(session);
         let proxy = self.clone();
         let result = tunnel::serve_mux(tls, &tunnel::db_mux_config(), move |stream| {
             let proxy = proxy.clone();
@@ -564,10 +664,19 @@ impl Proxy {
             tokio::spawn(async move {
                 let opened = match session.as_ref() {
                     Ok(s) => match s.check_current() {
-                        Ok(()) => proxy.dial_session(s.cert_der.clone(), "db", &s.db).await,
+                        Ok(()) => {
+                            proxy
+                                .dial_session(s.cert_der.clone(), SessionKind::Db, &s.db)
+                                .await
+                        }
                         Err(e) => Err(e),
                     },
-                    Err(e) => Err(e.clone()),
+                    // The same refusal for every session on the connection
+                    // (`DbSession::of` refuses only certificates).
+                    Err(SessionError::WrongCertificate(m)) => {
+                        Err(SessionError::WrongCertificate(m))
+                    }
+                    Err(_) => Err(SessionError::NoCertificate),
                 };
                 splice_db(stream, opened, peer).await;
             });
@@ -626,7 +735,10 @@ impl Proxy {
     /// Open a stream to the agent and exchange a ping.
     pub async fn ping_agent(&self, server_id: &str) -> Result<(), tunnel::TunnelError> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = self.tunnel.dial(server_id, br#"{"kind":"ping"}"#).await?;
+        let mut s = self
+            .tunnel
+            .dial(server_id, &StreamTarget::Ping.header())
+            .await?;
         let mut buf = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
             .await
@@ -720,11 +832,11 @@ mod tests {
             entry("other", "elsewhere", &[mux]),
         ];
         assert_eq!(
-            agents_for(servers.clone(), "db", "cache").unwrap(),
+            agents_for(servers.clone(), SessionKind::Db, "cache").unwrap(),
             vec!["old".to_string(), "new".to_string()]
         );
         assert_eq!(
-            agents_for(servers.clone(), "db-mux", "cache").unwrap(),
+            agents_for(servers.clone(), SessionKind::DbMux, "cache").unwrap(),
             vec!["new".to_string()]
         );
         // Only old agents: the caller falls back to single sessions.
@@ -732,14 +844,18 @@ mod tests {
             entry("old", "cache", &[]),
             entry("new", "elsewhere", &[mux]),
         ];
-        let err = agents_for(old_only.clone(), "db-mux", "cache").unwrap_err();
-        assert!(err.contains("multiplexed"), "{err}");
+        let err = agents_for(old_only.clone(), SessionKind::DbMux, "cache").unwrap_err();
+        assert!(matches!(err, SessionError::NoMuxAgent { .. }), "{err}");
+        assert!(err.to_string().contains("multiplexed"), "{err}");
         assert_eq!(
-            agents_for(old_only, "db", "cache").unwrap(),
+            agents_for(old_only, SessionKind::Db, "cache").unwrap(),
             vec!["old".to_string()]
         );
-        let err = agents_for(servers, "db-mux", "missing").unwrap_err();
-        assert_eq!(err, "database \"missing\" is not served by any agent");
+        let err = agents_for(servers, SessionKind::DbMux, "missing").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database \"missing\" is not served by any agent"
+        );
     }
 
     #[test]
