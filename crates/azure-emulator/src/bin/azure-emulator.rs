@@ -48,6 +48,8 @@ async fn main() -> anyhow::Result<()> {
     let handle = azure_emulator::Emulator::start_on(world, &args.addr)
         .await
         .context("starting the emulator")?;
+    // Handlers first: a client may stop the emulator as soon as it has read the exports.
+    let stopped = stop_signal()?;
     let env = handle.try_env(args.vm.as_deref())?;
     let root = handle
         .write_attestation_root(args.attestation_root.as_deref())
@@ -64,23 +66,28 @@ async fn main() -> anyhow::Result<()> {
         handle.addr(),
         args.vm.as_deref().unwrap_or(handle.default_vm())
     );
-    wait_for_signal().await?;
+    stopped.await?;
     handle.shutdown().await;
     Ok(())
 }
 
+/// SIGTERM or SIGINT, with the handlers installed at once (not when first awaited).
 #[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }
 
+/// Ctrl-C.
 #[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("Ctrl-C handler")
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    Ok(async { tokio::signal::ctrl_c().await.context("Ctrl-C handler") })
 }
