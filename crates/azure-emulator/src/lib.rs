@@ -12,6 +12,7 @@ pub mod entra;
 pub mod fixture;
 pub mod imds;
 pub mod jwt;
+pub mod local_redis;
 pub mod pki;
 pub mod redis_server;
 pub mod server;

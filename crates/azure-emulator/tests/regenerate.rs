@@ -6,8 +6,9 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use azure_emulator::local_redis::LocalRedis as Redis;
 use azure_emulator::{Emulator, EmulatorHandle};
 use serde_json::{json, Value};
 
@@ -22,78 +23,20 @@ fn my_redis_url(action: &str) -> String {
     format!("https://management.azure.com/subscriptions/{SUB}/resourceGroups/my-resource-group/providers/Microsoft.Cache/redis/my-redis/{action}?api-version=2024-11-01")
 }
 
-/// A plain-TCP redis-server requiring `password` on a free port; killed on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// Raw connections to a test's redis-server.
+trait Connect {
+    fn conn(&self) -> Conn;
+    /// Whether the server takes `password`.
+    fn accepts(&self, password: &str) -> bool;
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    fn start(password: &str) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        // A port handed to two tests at once: the loser exits, and is started again elsewhere.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let log = dir.path().join(format!("redis-{port}.log"));
-            let mut child = std::process::Command::new("/usr/bin/redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--requirepass",
-                    password,
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(&log)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            loop {
-                if std::fs::read_to_string(&log)
-                    .unwrap_or_default()
-                    .contains("Ready to accept connections")
-                {
-                    return Redis {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "redis-server did not start");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("redis-server could not take any of five free ports");
-    }
-
+impl Connect for Redis {
     fn conn(&self) -> Conn {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Conn(s)
     }
 
-    /// Whether the server takes `password`.
     fn accepts(&self, password: &str) -> bool {
         self.conn().call(&["AUTH", password]) == "+OK"
     }
@@ -202,7 +145,7 @@ impl Arm {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerating_a_key_changes_arm_and_the_server() {
-    let redis = Redis::start(PRIMARY);
+    let redis = Redis::start(PRIMARY).unwrap();
     let emu = start(&redis, &[]).await;
     let arm = Arm::new(&emu).await;
     // A connection authenticated before the rotation.
@@ -268,11 +211,11 @@ async fn regenerating_a_key_changes_arm_and_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_key_refusals_and_redis_enterprise() {
-    let redis = Redis::start(PRIMARY);
+    let redis = Redis::start(PRIMARY).unwrap();
     // The shards of the Redis Enterprise database: every node gets the new keys.
     let nodes = [
-        Redis::start(ENTERPRISE_PRIMARY),
-        Redis::start(ENTERPRISE_PRIMARY),
+        Redis::start(ENTERPRISE_PRIMARY).unwrap(),
+        Redis::start(ENTERPRISE_PRIMARY).unwrap(),
     ];
     let emu = start(&redis, &[&nodes[0], &nodes[1]]).await;
     let arm = Arm::new(&emu).await;

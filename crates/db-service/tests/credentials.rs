@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_emulator::local_redis::LocalRedis as Redis;
 use azure_mint::arm::{ArmClient, CredentialBearer};
 use azure_mint::credential::DefaultChain;
 use azure_mint::http::HttpConfig;
@@ -163,88 +164,6 @@ fn example_configuration_registers_its_databases() {
 
 const SECONDARY: &str = "c2Vjb25kYXJ5LWtleS1vZi1teS1yZWRpcw==";
 
-/// A plain-TCP redis-server of the test's own requiring `password`, on a free
-/// port; ready when its log says so; killed on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Redis {
-    fn start(password: &str) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        // Another test may be handed the same free port: a server that exits
-        // is started again on another one.
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let log = dir.path().join(format!("redis-{port}.log"));
-            let mut child = std::process::Command::new("/usr/bin/redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--requirepass",
-                    password,
-                ])
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(&log)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            loop {
-                if std::fs::read_to_string(&log)
-                    .unwrap_or_default()
-                    .contains("Ready to accept connections")
-                {
-                    return Redis {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        panic!("redis-server could not take any of five free ports");
-    }
-
-    /// Makes the server accept `new` only (as a cache after a key
-    /// regeneration), authenticating with `old`.
-    fn set_password(&self, old: &str, new: &str) {
-        let out = std::process::Command::new("/usr/bin/redis-cli")
-            .args(["-p", &self.port.to_string(), "--no-auth-warning", "-a", old])
-            .args(["CONFIG", "SET", "requirepass", new])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK", "{out:?}");
-    }
-}
-
 /// Opens `n` connections at once through the engine's connection factory and
 /// checks each answers PING; returns the failures.
 async fn connect_many(backend: &redis_proxy::Backend, n: usize) -> Vec<String> {
@@ -277,7 +196,7 @@ async fn connect_many(backend: &redis_proxy::Backend, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections_share_one_fallback_after_rotation() {
     let emu = emulator(false).await;
-    let redis = Redis::start(PRIMARY);
+    let redis = Redis::start(PRIMARY).unwrap();
     let mut db = my_redis();
     db.spec.uri = format!("redis://127.0.0.1:{}", redis.port);
     let provider = source(&emu, CLIENT_ID).provider(&db);
@@ -288,7 +207,7 @@ async fn concurrent_connections_share_one_fallback_after_rotation() {
     // The cache accepts only the secondary key while listKeys still lists
     // the old primary first: every one of many concurrent connections gets
     // in, and the keys are fetched once for all of them.
-    redis.set_password(PRIMARY, SECONDARY);
+    redis.set_password(PRIMARY, SECONDARY).unwrap();
     let failures = connect_many(&backend, 20).await;
     assert!(failures.is_empty(), "{failures:?}");
     let fetched = emu.request_count("my-redis/listKeys");
@@ -301,7 +220,7 @@ async fn concurrent_connections_share_one_fallback_after_rotation() {
     // (the new primary, listed first, is refused too): the connections
     // step from the refused keys to the one that works.
     let (new_primary, new_secondary) = emu.rotate_redis_keys("my-redis").unwrap();
-    redis.set_password(SECONDARY, &new_secondary);
+    redis.set_password(SECONDARY, &new_secondary).unwrap();
     let failures = connect_many(&backend, 20).await;
     assert!(failures.is_empty(), "{failures:?}");
     let fetched_after = emu.request_count("my-redis/listKeys");
@@ -312,13 +231,13 @@ async fn concurrent_connections_share_one_fallback_after_rotation() {
     );
 
     // Back to the primary (the operator's next step): found again.
-    redis.set_password(&new_secondary, &new_primary);
+    redis.set_password(&new_secondary, &new_primary).unwrap();
     assert!(connect_many(&backend, 20).await.is_empty());
 
     // Neither key works: a clear error, and later connections try again.
     // Listing the same keys again just before means no listKeys per
     // refused connection.
-    redis.set_password(&new_primary, "known-to-nobody");
+    redis.set_password(&new_primary, "known-to-nobody").unwrap();
     let fetched = emu.request_count("my-redis/listKeys");
     let failures = connect_many(&backend, 5).await;
     assert_eq!(failures.len(), 5);
@@ -327,6 +246,6 @@ async fn concurrent_connections_share_one_fallback_after_rotation() {
         "{failures:?}"
     );
     assert!(emu.request_count("my-redis/listKeys") <= fetched + 1);
-    redis.set_password("known-to-nobody", &new_primary);
+    redis.set_password("known-to-nobody", &new_primary).unwrap();
     assert!(connect_many(&backend, 5).await.is_empty());
 }
