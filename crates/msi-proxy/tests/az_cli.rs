@@ -4,16 +4,15 @@
 //! a named one that is missing fails.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use common::{IDENTITY, SUB, TENANT};
 use http::{Request, Response};
-use msi_proxy::{verify_local_token, MsiProxy, MsiProxyConfig, Upstream, UpstreamError};
-
-const IDENTITY: &str = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
-const SUB: &str = "11111111-1111-1111-1111-111111111111";
-const TENANT: &str = "22222222-2222-2222-2222-222222222222";
+use msi_proxy::{verify_local_token, MsiProxy, Upstream, UpstreamError};
 
 #[derive(Default)]
 struct Arm {
@@ -33,26 +32,9 @@ impl Upstream for Arm {
             .lock()
             .unwrap()
             .push((req.method().to_string(), req.uri().to_string(), auth));
-        let body = if req.uri().host() == Some("management.azure.com")
-            && req.uri().path() == "/subscriptions"
-        {
-            serde_json::json!({"value": [{
-                "id": format!("/subscriptions/{SUB}"),
-                "subscriptionId": SUB,
-                "tenantId": TENANT,
-                "displayName": "teleport-test-sub",
-                "state": "Enabled",
-                "subscriptionPolicies": {},
-                "authorizationSource": "RoleBased",
-                "managedByTenants": [],
-            }]})
-        } else {
-            serde_json::json!({"value": []})
-        };
-        let mut r = Response::new(Bytes::from(body.to_string()));
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        Ok(r)
+        let arm = req.uri().host() == Some("management.azure.com");
+        let body = common::arm_body(if arm { req.uri().path() } else { "" });
+        Ok(common::json_response(&body))
     }
 }
 
@@ -97,6 +79,19 @@ const INHERITED: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
 ];
 
+/// Runs `cmd` with `env` as its only proxy, CA and identity settings; fails after two minutes.
+async fn run(mut cmd: tokio::process::Command, env: &[(String, String)]) -> std::process::Output {
+    cmd.kill_on_drop(true);
+    for k in INHERITED {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("client timed out")
+        .unwrap()
+}
+
 async fn az(
     az: &PathBuf,
     env: &[(String, String)],
@@ -107,36 +102,15 @@ async fn az(
     cmd.args(args)
         .env("AZURE_CONFIG_DIR", config_dir)
         .env("AZURE_CORE_COLLECT_TELEMETRY", "0")
-        .env("AZURE_CORE_NO_COLOR", "1")
-        .kill_on_drop(true);
-    for k in INHERITED {
-        cmd.env_remove(k);
-    }
-    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-        .await
-        .expect("az timed out")
-        .unwrap()
+        .env("AZURE_CORE_NO_COLOR", "1");
+    run(cmd, env).await
 }
 
 async fn start(dir: &tempfile::TempDir) -> (MsiProxy, Arc<Arm>, pki::KeyPair) {
     let key = pki::generate_key().unwrap();
     let arm = Arc::new(Arm::default());
-    let proxy = MsiProxy::start(
-        MsiProxyConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            identity: IDENTITY.into(),
-            tenant_id: Some(TENANT.into()),
-            signing_key_pem: key.private_key_pem.clone(),
-            token_expiry: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            local_ca_path: dir.path().join("keys/azure-cli-localca.pem"),
-            secret: None,
-            upstream_proxy: None,
-        },
-        arm.clone(),
-    )
-    .await
-    .unwrap();
+    let config = common::config(&key, 1, dir.path().join("keys/azure-cli-localca.pem"));
+    let proxy = MsiProxy::start(config, arm.clone()).await.unwrap();
     (proxy, arm, key)
 }
 
@@ -157,25 +131,53 @@ fn check_login(out: &std::process::Output) {
     );
 }
 
-#[tokio::test]
-async fn real_az_login_with_the_app_service_protocol() {
-    let Some(az_bin) = az_path() else {
+/// A logged-in `az`: its binary, configuration and environment, and the proxy it went through.
+struct Login {
+    bin: PathBuf,
+    cfg: PathBuf,
+    env: Vec<(String, String)>,
+    arm: Arc<Arm>,
+    key: pki::KeyPair,
+    _proxy: MsiProxy,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the proxy and runs `az login --identity` with the proxy's variables that `keep`
+/// keeps; checks the login. `None` (skipped) without an az CLI.
+async fn login(keep: fn(&str) -> bool) -> Option<Login> {
+    let Some(bin) = az_path() else {
         eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
-        return;
+        return None;
     };
     let dir = tempfile::tempdir().unwrap();
     let (proxy, arm, key) = start(&dir).await;
     let cfg = dir.path().join("az");
-    let env = proxy.env();
-
+    let env: Vec<_> = proxy.env().into_iter().filter(|(k, _)| keep(k)).collect();
     let out = az(
-        &az_bin,
+        &bin,
         &env,
         &cfg,
         &["login", "--identity", "--resource-id", IDENTITY],
     )
     .await;
     check_login(&out);
+    Some(Login {
+        bin,
+        cfg,
+        env,
+        arm,
+        key,
+        _proxy: proxy,
+        _dir: dir,
+    })
+}
+
+#[tokio::test]
+async fn real_az_login_with_the_app_service_protocol() {
+    let Some(l) = login(|_| true).await else {
+        return;
+    };
+    let (az_bin, cfg, env, arm, key) = (&l.bin, &l.cfg, &l.env, &l.arm, &l.key);
     {
         let seen = arm.seen.lock().unwrap();
         let (method, uri, auth) = seen
@@ -191,7 +193,7 @@ async fn real_az_login_with_the_app_service_protocol() {
     }
 
     // a later command uses a fresh token from the endpoint and reaches ARM
-    let out = az(&az_bin, &env, &cfg, &["vm", "list", "-o", "json"]).await;
+    let out = az(az_bin, env, cfg, &["vm", "list", "-o", "json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -209,57 +211,26 @@ async fn real_az_login_with_the_app_service_protocol() {
         ))));
 }
 
+/// Only the proxy and CA variables: az falls back to IMDS at 169.254.169.254 via HTTP_PROXY.
+fn imds_only(k: &str) -> bool {
+    !k.starts_with("IDENTITY_") && !k.starts_with("MSI_")
+}
+
 #[tokio::test]
 async fn real_az_login_through_imds_over_http_proxy() {
-    let Some(az_bin) = az_path() else {
-        eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy, arm, _key) = start(&dir).await;
-    let cfg = dir.path().join("az");
-    // only the proxy and CA variables: az falls back to IMDS at 169.254.169.254 via HTTP_PROXY
-    let env: Vec<_> = proxy
-        .env()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
-        .collect();
-    let out = az(
-        &az_bin,
-        &env,
-        &cfg,
-        &["login", "--identity", "--resource-id", IDENTITY],
-    )
-    .await;
-    check_login(&out);
-    assert!(!arm.seen.lock().unwrap().is_empty());
+    if let Some(l) = login(imds_only).await {
+        assert!(!l.arm.seen.lock().unwrap().is_empty());
+    }
 }
 
 #[tokio::test]
 async fn real_az_login_with_msi_endpoint_and_secret() {
-    let Some(az_bin) = az_path() else {
-        eprintln!("skipped: no az CLI (set AZ_CLI or run cargo xtask test)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy, arm, _key) = start(&dir).await;
-    let cfg = dir.path().join("az");
     // MSI_ENDPOINT + MSI_SECRET only: MSAL's Azure ML protocol against the legacy endpoint
     // (no HTTP_PROXY either, so a silent fallback to IMDS could not succeed)
-    let env: Vec<_> = proxy
-        .env()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.eq_ignore_ascii_case("http_proxy"))
-        .collect();
-    let out = az(
-        &az_bin,
-        &env,
-        &cfg,
-        &["login", "--identity", "--resource-id", IDENTITY],
-    )
-    .await;
-    check_login(&out);
-    assert!(!arm.seen.lock().unwrap().is_empty());
+    let keep = |k: &str| !k.starts_with("IDENTITY_") && !k.eq_ignore_ascii_case("http_proxy");
+    if let Some(l) = login(keep).await {
+        assert!(!l.arm.seen.lock().unwrap().is_empty());
+    }
 }
 
 /// The Azure SDK for JavaScript (`@azure/identity` + `@azure/core-rest-pipeline` under Node):
@@ -278,23 +249,13 @@ async fn javascript_sdk_through_the_proxy() {
     let imds: Vec<_> = proxy
         .env()
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("IDENTITY_") && !k.starts_with("MSI_"))
+        .filter(|(k, _)| imds_only(k))
         .collect();
     for (mode, env) in [("app service", app_service), ("imds", imds)] {
         let before = arm.seen.lock().unwrap().len();
         let mut cmd = tokio::process::Command::new("node");
-        cmd.arg(&script)
-            .arg(SUB)
-            .env("NODE_PATH", &modules)
-            .kill_on_drop(true);
-        for k in INHERITED {
-            cmd.env_remove(k);
-        }
-        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-            .await
-            .expect("node timed out")
-            .unwrap();
+        cmd.arg(&script).arg(SUB).env("NODE_PATH", &modules);
+        let out = run(cmd, &env).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode}: {stderr}");
         let seen = arm.seen.lock().unwrap();

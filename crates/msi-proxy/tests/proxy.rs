@@ -2,11 +2,14 @@
 //! `Upstream` recording what it is handed.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{IDENTITY, SUB, TENANT};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
@@ -16,9 +19,6 @@ use msi_proxy::{
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-const IDENTITY: &str = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
-const SUB: &str = "11111111-1111-1111-1111-111111111111";
-const TENANT: &str = "22222222-2222-2222-2222-222222222222";
 const ARM_RESOURCE: &str = "https://management.core.windows.net/";
 
 #[derive(Default)]
@@ -31,25 +31,10 @@ impl Upstream for Recorder {
     async fn forward(&self, req: Request<Bytes>) -> Result<Response<Bytes>, UpstreamError> {
         let path = req.uri().path().to_owned();
         self.reqs.lock().unwrap().push(req);
-        let body = if path == "/subscriptions" {
-            serde_json::json!({"value": [{
-                "id": format!("/subscriptions/{SUB}"),
-                "subscriptionId": SUB,
-                "tenantId": TENANT,
-                "displayName": "teleport-test-sub",
-                "state": "Enabled",
-                "subscriptionPolicies": {},
-                "authorizationSource": "RoleBased",
-                "managedByTenants": [],
-            }]})
-        } else if path == "/fail" {
+        if path == "/fail" {
             return Err(UpstreamError::bad_gateway("cluster unreachable"));
-        } else {
-            serde_json::json!({"value": []})
-        };
-        let mut r = Response::new(Bytes::from(body.to_string()));
-        r.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
+        }
+        let mut r = common::json_response(&common::arm_body(&path));
         r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
         Ok(r)
     }
@@ -63,18 +48,10 @@ struct Fixture {
 }
 
 fn config(dir: &tempfile::TempDir, key: &pki::KeyPair) -> MsiProxyConfig {
-    MsiProxyConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        identity: IDENTITY.into(),
-        tenant_id: Some(TENANT.into()),
-        signing_key_pem: key.private_key_pem.clone(),
-        token_expiry: time::OffsetDateTime::now_utc() + time::Duration::hours(8),
-        local_ca_path: dir
-            .path()
-            .join("keys/proxy/alice-app/cluster/azure-cli-localca.pem"),
-        secret: None,
-        upstream_proxy: None,
-    }
+    let ca = dir
+        .path()
+        .join("keys/proxy/alice-app/cluster/azure-cli-localca.pem");
+    common::config(key, 8, ca)
 }
 
 async fn fixture_with(edit: impl FnOnce(&mut MsiProxyConfig)) -> Fixture {
@@ -108,6 +85,26 @@ where
     let resp = sender.send_request(req).await.unwrap();
     let (p, b) = resp.into_parts();
     (p.status, p.headers, b.collect().await.unwrap().to_bytes())
+}
+
+/// Sends `GET uri` with `headers` on a new connection to `addr`.
+async fn get_from(
+    addr: SocketAddr,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Bytes) {
+    send(TcpStream::connect(addr).await.unwrap(), get(uri, headers)).await
+}
+
+/// Sends an IMDS token request (`GET uri`, `Metadata: true`) for `host` to `addr`, authenticated
+/// by the header `auth` (name, value).
+async fn imds_get(
+    addr: SocketAddr,
+    uri: &str,
+    host: &str,
+    auth: (&str, &str),
+) -> (StatusCode, HeaderMap, Bytes) {
+    get_from(addr, uri, &[("host", host), ("metadata", "true"), auth]).await
 }
 
 fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
@@ -421,11 +418,7 @@ async fn token_endpoints_of_every_style() {
     // legacy MSI: secret in the path, GET ...
     let uri =
         format!("/{secret}/msi/token?resource={r}&msi_res_id={id_lower}&api-version=2017-09-01");
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&uri, &[("host", "x")]),
-    )
-    .await;
+    let (st, _, body) = get_from(addr, &uri, &[("host", "x")]).await;
     check_ok(st, &body, &legacy_keys);
     // ... or a form POST (msrestazure's Cloud Shell style)
     let req = Request::builder()
@@ -442,11 +435,7 @@ async fn token_endpoints_of_every_style() {
     check_ok(st, &body, &legacy_keys);
     // wrong secret in the path
     let uri = format!("/nope/msi/token?resource={r}&api-version=2017-09-01");
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&uri, &[("host", "x")]),
-    )
-    .await;
+    let (st, _, body) = get_from(addr, &uri, &[("host", "x")]).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert!(json(&body).get("access_token").is_none());
 
@@ -454,31 +443,15 @@ async fn token_endpoints_of_every_style() {
     let path = format!(
         "/metadata/identity/oauth2/token?api-version=2018-02-01&resource={r}&msi_res_id={id}"
     );
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &path,
-            &[
-                ("host", "x"),
-                ("metadata", "true"),
-                ("x-identity-header", &secret),
-            ],
-        ),
-    )
-    .await;
+    let (st, _, body) = imds_get(addr, &path, "x", ("x-identity-header", &secret)).await;
     check_ok(st, &body, &imds_keys);
     let abs = format!("http://169.254.169.254{path}");
     let auth = proxy_auth(&secret);
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &abs,
-            &[
-                ("host", "169.254.169.254"),
-                ("metadata", "true"),
-                ("proxy-authorization", &auth),
-            ],
-        ),
+    let (st, _, body) = imds_get(
+        addr,
+        &abs,
+        "169.254.169.254",
+        ("proxy-authorization", &auth),
     )
     .await;
     check_ok(st, &body, &imds_keys);
@@ -486,12 +459,10 @@ async fn token_endpoints_of_every_style() {
     let exp_in: i64 = v["expires_in"].as_str().unwrap().parse().unwrap();
     assert!((3590..=3600).contains(&exp_in), "{exp_in}");
     // IMDS without the Metadata header
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &abs,
-            &[("host", "169.254.169.254"), ("proxy-authorization", &auth)],
-        ),
+    let (st, _, body) = get_from(
+        addr,
+        &abs,
+        &[("host", "169.254.169.254"), ("proxy-authorization", &auth)],
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
@@ -502,11 +473,8 @@ async fn token_endpoints_of_every_style() {
         "{}?api-version=2019-08-01&resource={r}",
         env["IDENTITY_ENDPOINT"]
     );
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&abs, &[("host", "x"), ("x-identity-header", &secret)]),
-    )
-    .await;
+    let (st, _, body) =
+        get_from(addr, &abs, &[("host", "x"), ("x-identity-header", &secret)]).await;
     check_ok(
         st,
         &body,
@@ -519,18 +487,11 @@ async fn token_endpoints_of_every_style() {
         ],
     );
     // missing / wrong secret header
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&abs, &[("host", "x")]),
-    )
-    .await;
+    let (st, _, body) = get_from(addr, &abs, &[("host", "x")]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(json(&body).get("access_token").is_none());
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&abs, &[("host", "x"), ("x-identity-header", "wrong")]),
-    )
-    .await;
+    let (st, _, body) =
+        get_from(addr, &abs, &[("host", "x"), ("x-identity-header", "wrong")]).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert!(json(&body).get("access_token").is_none());
 
@@ -547,11 +508,8 @@ async fn token_endpoints_of_every_style() {
             "{}?api-version=2019-08-01&resource={r}&{q}",
             env["IDENTITY_ENDPOINT"]
         );
-        let (st, _, body) = send(
-            TcpStream::connect(addr).await.unwrap(),
-            get(&uri, &[("host", "x"), ("x-identity-header", &secret)]),
-        )
-        .await;
+        let (st, _, body) =
+            get_from(addr, &uri, &[("host", "x"), ("x-identity-header", &secret)]).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
         let v = json(&body);
         assert_eq!(v["error"], "invalid_request");
@@ -561,26 +519,12 @@ async fn token_endpoints_of_every_style() {
             .contains("unexpected value"));
         let imds =
             format!("/metadata/identity/oauth2/token?api-version=2018-02-01&resource={r}&{q}");
-        let (st, _, _) = send(
-            TcpStream::connect(addr).await.unwrap(),
-            get(
-                &imds,
-                &[
-                    ("host", "x"),
-                    ("metadata", "true"),
-                    ("x-identity-header", &secret),
-                ],
-            ),
-        )
-        .await;
+        let (st, _, _) = imds_get(addr, &imds, "x", ("x-identity-header", &secret)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
     }
     let uri = format!("{}?api-version=2019-08-01", env["IDENTITY_ENDPOINT"]);
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(&uri, &[("host", "x"), ("x-identity-header", &secret)]),
-    )
-    .await;
+    let (st, _, body) =
+        get_from(addr, &uri, &[("host", "x"), ("x-identity-header", &secret)]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(
         json(&body)["error_description"],
@@ -1005,7 +949,7 @@ async fn a_local_process_without_the_secret_gets_no_token() {
         if let Some(a) = auth {
             h.push(("proxy-authorization", a));
         }
-        let (st, _, body) = send(TcpStream::connect(addr).await.unwrap(), get(&path, &h)).await;
+        let (st, _, body) = get_from(addr, &path, &h).await;
         assert_eq!(st, StatusCode::UNAUTHORIZED, "{auth:?}: {body:?}");
         let v = json(&body);
         assert!(v.get("access_token").is_none(), "{v}");
@@ -1015,18 +959,7 @@ async fn a_local_process_without_the_secret_gets_no_token() {
             "{msg}"
         );
     }
-    let (st, _, _) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &path,
-            &[
-                ("host", "127.0.0.1"),
-                ("metadata", "true"),
-                ("x-identity-header", "wrong"),
-            ],
-        ),
-    )
-    .await;
+    let (st, _, _) = imds_get(addr, &path, "127.0.0.1", ("x-identity-header", "wrong")).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 
     // Through the proxy to 169.254.169.254, and to any other plain-HTTP host: 407 asking for
@@ -1037,8 +970,7 @@ async fn a_local_process_without_the_secret_gets_no_token() {
             if let Some(a) = auth {
                 h.push(("proxy-authorization", a));
             }
-            let (st, headers, body) =
-                send(TcpStream::connect(addr).await.unwrap(), get(uri, &h)).await;
+            let (st, headers, body) = get_from(addr, uri, &h).await;
             assert_eq!(
                 st,
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,
@@ -1071,33 +1003,17 @@ async fn a_local_process_without_the_secret_gets_no_token() {
     assert!(f.rec.reqs.lock().unwrap().is_empty());
 
     // With the secret each way is served.
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &abs,
-            &[
-                ("host", "169.254.169.254"),
-                ("metadata", "true"),
-                ("proxy-authorization", &proxy_auth(&secret)),
-            ],
-        ),
+    let (st, _, body) = imds_get(
+        addr,
+        &abs,
+        "169.254.169.254",
+        ("proxy-authorization", &proxy_auth(&secret)),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{body:?}");
     let jwt = json(&body)["access_token"].as_str().unwrap().to_owned();
     verify_local_token(&jwt, &f.key.public_key_der).unwrap();
-    let (st, _, body) = send(
-        TcpStream::connect(addr).await.unwrap(),
-        get(
-            &path,
-            &[
-                ("host", "127.0.0.1"),
-                ("metadata", "true"),
-                ("x-identity-header", &secret),
-            ],
-        ),
-    )
-    .await;
+    let (st, _, body) = imds_get(addr, &path, "127.0.0.1", ("x-identity-header", &secret)).await;
     assert_eq!(st, StatusCode::OK, "{body:?}");
     // IMDS inside an authenticated tunnel to Teleport's token host
     let tls = tls_to(&f, "azure-identity.teleport.dev", f.proxy.local_ca_pem()).await;
