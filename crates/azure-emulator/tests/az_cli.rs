@@ -57,9 +57,10 @@ impl Az {
         }
     }
 
-    async fn run(&self, args: &[&str]) -> Out {
+    /// Runs `az` with the words of `line` (none holds a space).
+    async fn run(&self, line: &str) -> Out {
         let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(args).args(["--output", "json"]);
+        cmd.args(line.split_whitespace()).args(["--output", "json"]);
         for k in [
             "http_proxy",
             "https_proxy",
@@ -91,15 +92,28 @@ impl Az {
         }
     }
 
-    async fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args).await;
-        assert!(
-            out.ok,
-            "az {args:?} failed:\n{}\n{}",
-            out.stdout, out.stderr
-        );
+    async fn json(&self, line: &str) -> Value {
+        let out = self.run(line).await;
+        assert!(out.ok, "az {line} failed:\n{}\n{}", out.stdout, out.stderr);
         serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("az {args:?} printed no JSON ({e}):\n{}", out.stdout))
+            .unwrap_or_else(|e| panic!("az {line} printed no JSON ({e}):\n{}", out.stdout))
+    }
+
+    /// `az login --identity` as the user-assigned identity `id`.
+    async fn login(&self, id: &str) -> Value {
+        self.json(&format!("login --identity --resource-id {id}"))
+            .await
+    }
+
+    /// Runs `line`, which ARM refuses with AuthorizationFailed.
+    async fn denied(&self, line: &str) {
+        let out = self.run(line).await;
+        assert!(!out.ok, "az {line} succeeded: {}", out.stdout);
+        assert!(
+            out.stderr.contains("AuthorizationFailed"),
+            "az {line}: {}",
+            out.stderr
+        );
     }
 }
 
@@ -120,9 +134,7 @@ async fn az_as_teleport_azure_sees_its_resource_group() {
     let az = Az::new(&emu, None);
     let id = identity_id("my-resource-group", "teleport-azure");
 
-    let login = az
-        .json(&["login", "--identity", "--resource-id", &id])
-        .await;
+    let login = az.login(&id).await;
     let account = &login[0];
     assert_eq!(account["id"], SUB);
     assert_eq!(account["tenantId"], "11111111-2222-3333-4444-555555555555");
@@ -132,12 +144,12 @@ async fn az_as_teleport_azure_sees_its_resource_group() {
     );
     assert_eq!(account["user"]["type"], "servicePrincipal");
 
-    let show = az.json(&["account", "show"]).await;
+    let show = az.json("account show").await;
     assert_eq!(show["id"], SUB);
     assert_eq!(show["name"], "Azure subscription 1");
     assert_eq!(show["user"]["name"], "userAssignedIdentity");
 
-    let vms = az.json(&["vm", "list"]).await;
+    let vms = az.json("vm list").await;
     assert_eq!(names(&vms), ["app-vm", "teleport-vm"]);
     for vm in vms.as_array().unwrap() {
         assert_eq!(vm["resourceGroup"], "my-resource-group");
@@ -152,54 +164,26 @@ async fn az_as_teleport_azure_sees_its_resource_group() {
     assert!(teleport_vm["identity"]["userAssignedIdentities"][&id].is_object());
 
     let ident = az
-        .json(&[
-            "identity",
-            "show",
-            "-g",
-            "my-resource-group",
-            "-n",
-            "teleport-azure",
-        ])
+        .json("identity show -g my-resource-group -n teleport-azure")
         .await;
     assert_eq!(ident["id"], id);
     assert_eq!(ident["clientId"], "6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01");
     assert_eq!(ident["principalId"], "7b3e6d1f-2c4e-4f90-8b8c-1d2e3f4a5b02");
 
-    let redis = az.json(&["redis", "list"]).await;
+    let redis = az.json("redis list").await;
     assert_eq!(names(&redis), ["my-redis"]);
     assert_eq!(redis[0]["hostName"], "my-redis.redis.cache.windows.net");
     assert_eq!(redis[0]["sslPort"], 6380);
 
     let keys = az
-        .json(&[
-            "redis",
-            "list-keys",
-            "-g",
-            "my-resource-group",
-            "-n",
-            "my-redis",
-        ])
+        .json("redis list-keys -g my-resource-group -n my-redis")
         .await;
     assert_eq!(keys["primaryKey"], "cHJpbWFyeS1rZXktb2YtbXktcmVkaXM=");
     assert_eq!(keys["secondaryKey"], "c2Vjb25kYXJ5LWtleS1vZi1teS1yZWRpcw==");
 
     // Outside its resource group: refused with ARM's AuthorizationFailed.
-    let denied = az
-        .run(&[
-            "identity",
-            "show",
-            "-g",
-            "other-resource-group",
-            "-n",
-            "other-identity",
-        ])
+    az.denied("identity show -g other-resource-group -n other-identity")
         .await;
-    assert!(!denied.ok);
-    assert!(
-        denied.stderr.contains("AuthorizationFailed"),
-        "{}",
-        denied.stderr
-    );
     emu.shutdown().await;
 }
 
@@ -209,65 +193,28 @@ async fn az_as_second_identity_sees_only_its_group() {
     let az = Az::new(&emu, Some("other-vm"));
     let id = identity_id("other-resource-group", "other-identity");
 
-    let login = az
-        .json(&["login", "--identity", "--resource-id", &id])
-        .await;
+    let login = az.login(&id).await;
     assert_eq!(login[0]["id"], SUB);
-    let show = az.json(&["account", "show"]).await;
+    let show = az.json("account show").await;
     assert_eq!(
         show["user"]["assignedIdentityInfo"],
         format!("MSIResource-{id}")
     );
 
-    let vms = az.json(&["vm", "list"]).await;
+    let vms = az.json("vm list").await;
     assert_eq!(names(&vms), ["other-vm"]);
     let ident = az
-        .json(&[
-            "identity",
-            "show",
-            "-g",
-            "other-resource-group",
-            "-n",
-            "other-identity",
-        ])
+        .json("identity show -g other-resource-group -n other-identity")
         .await;
     assert_eq!(ident["clientId"], "0e6192a4-5f71-4c23-9ebf-4a5b6c7d8e05");
-    let redis = az.json(&["redis", "list"]).await;
+    let redis = az.json("redis list").await;
     assert_eq!(names(&redis), ["other-redis"]);
 
     // Reader cannot read keys, and cannot see the other group at all.
-    let keys = az
-        .run(&[
-            "redis",
-            "list-keys",
-            "-g",
-            "other-resource-group",
-            "-n",
-            "other-redis",
-        ])
+    az.denied("redis list-keys -g other-resource-group -n other-redis")
         .await;
-    assert!(!keys.ok);
-    assert!(
-        keys.stderr.contains("AuthorizationFailed"),
-        "{}",
-        keys.stderr
-    );
-    let other = az
-        .run(&[
-            "redis",
-            "list-keys",
-            "-g",
-            "my-resource-group",
-            "-n",
-            "my-redis",
-        ])
+    az.denied("redis list-keys -g my-resource-group -n my-redis")
         .await;
-    assert!(!other.ok);
-    assert!(
-        other.stderr.contains("AuthorizationFailed"),
-        "{}",
-        other.stderr
-    );
     emu.shutdown().await;
 }
 
@@ -277,13 +224,11 @@ async fn az_with_the_app_service_protocol() {
     let mut az = Az::new(&emu, None);
     az.env = emu.app_service_env(None).unwrap();
     let id = identity_id("my-resource-group", "teleport-azure");
-    let login = az
-        .json(&["login", "--identity", "--resource-id", &id])
-        .await;
+    let login = az.login(&id).await;
     assert_eq!(login[0]["id"], SUB);
     assert_eq!(emu.request_count("169.254.169.254/msi/token"), 1);
     assert_eq!(emu.request_count("/metadata/identity/oauth2/token"), 0);
-    let vms = az.json(&["vm", "list"]).await;
+    let vms = az.json("vm list").await;
     assert_eq!(names(&vms), ["app-vm", "teleport-vm"]);
     emu.shutdown().await;
 }
@@ -295,34 +240,20 @@ async fn az_with_a_service_principal_secret() {
     let app = "3194c5d7-82a4-4f56-a1e2-7d8e9fa0b108";
     let tenant = "11111111-2222-3333-4444-555555555555";
     let bad = az
-        .run(&[
-            "login",
-            "--service-principal",
-            "-u",
-            app,
-            "-p",
-            "wrong",
-            "--tenant",
-            tenant,
-        ])
+        .run(&format!(
+            "login --service-principal -u {app} -p wrong --tenant {tenant}"
+        ))
         .await;
     assert!(!bad.ok);
     assert!(bad.stderr.contains("AADSTS7000215"), "{}", bad.stderr);
     let login = az
-        .json(&[
-            "login",
-            "--service-principal",
-            "-u",
-            app,
-            "-p",
-            "app-secret-value",
-            "--tenant",
-            tenant,
-        ])
+        .json(&format!(
+            "login --service-principal -u {app} -p app-secret-value --tenant {tenant}"
+        ))
         .await;
     assert_eq!(login[0]["user"]["name"], app);
     // Reader on the whole subscription: every VM.
-    let vms = az.json(&["vm", "list"]).await;
+    let vms = az.json("vm list").await;
     assert_eq!(names(&vms), ["app-vm", "other-vm", "teleport-vm"]);
     emu.shutdown().await;
 }
@@ -333,7 +264,9 @@ async fn az_cannot_use_an_identity_not_attached_to_its_vm() {
     // The default VM holds teleport-azure only.
     let az = Az::new(&emu, None);
     let id = identity_id("other-resource-group", "other-identity");
-    let out = az.run(&["login", "--identity", "--resource-id", &id]).await;
+    let out = az
+        .run(&format!("login --identity --resource-id {id}"))
+        .await;
     assert!(
         !out.ok,
         "login with a foreign identity succeeded: {}",
@@ -351,17 +284,10 @@ async fn az_redis_regenerate_keys() {
     let emu = Emulator::start_fixture(&fixture()).await.unwrap();
     let az = Az::new(&emu, None);
     let id = identity_id("my-resource-group", "teleport-azure");
-    az.json(&["login", "--identity", "--resource-id", &id])
-        .await;
-    let cache = ["-g", "my-resource-group", "-n", "my-redis"];
-    let regenerate = |kind: &'static str| {
-        let mut args = vec!["redis", "regenerate-keys"];
-        args.extend_from_slice(&cache);
-        args.extend_from_slice(&["--key-type", kind]);
-        args
-    };
-    let mut list = vec!["redis", "list-keys"];
-    list.extend_from_slice(&cache);
+    az.login(&id).await;
+    let cache = "-g my-resource-group -n my-redis";
+    let regenerate = |kind: &str| format!("redis regenerate-keys {cache} --key-type {kind}");
+    let list = format!("redis list-keys {cache}");
 
     let keys = az.json(&regenerate("Primary")).await;
     let primary = keys["primaryKey"].as_str().unwrap().to_string();
@@ -377,30 +303,10 @@ async fn az_redis_regenerate_keys() {
     // other-identity is a Reader of its own group: it may not rotate other-redis's keys.
     let other = Az::new(&emu, Some("other-vm"));
     other
-        .json(&[
-            "login",
-            "--identity",
-            "--resource-id",
-            &identity_id("other-resource-group", "other-identity"),
-        ])
+        .login(&identity_id("other-resource-group", "other-identity"))
         .await;
-    let denied = other
-        .run(&[
-            "redis",
-            "regenerate-keys",
-            "-g",
-            "other-resource-group",
-            "-n",
-            "other-redis",
-            "--key-type",
-            "Primary",
-        ])
+    other
+        .denied("redis regenerate-keys -g other-resource-group -n other-redis --key-type Primary")
         .await;
-    assert!(!denied.ok);
-    assert!(
-        denied.stderr.contains("AuthorizationFailed"),
-        "{}",
-        denied.stderr
-    );
     emu.shutdown().await;
 }
