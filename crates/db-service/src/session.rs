@@ -235,7 +235,7 @@ impl DbSessions {
             }
         };
         let route = identity.route_to_database.clone().unwrap_or_default();
-        let sid = random_id();
+        let sid = uuid::Uuid::new_v4().to_string();
         let mut session = DbSession {
             user: identity.username.clone(),
             sid,
@@ -317,19 +317,6 @@ impl DbSessions {
             error: result.as_ref().err().map(|e| e.to_string()),
         }));
     }
-}
-
-fn random_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 #[cfg(test)]

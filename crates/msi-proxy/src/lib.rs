@@ -37,8 +37,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use upstream::AppUpstream;
 pub use token::{verify_local_token, Claims, TokenError, ISSUER, ZERO_TENANT};
+pub use upstream::AppUpstream;
 
 /// Largest request or response body forwarded (bytes); larger requests get 413.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;

@@ -70,10 +70,8 @@ impl crate::Upstream for AppUpstream {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        let method =
-            reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|_| {
-                crate::UpstreamError::new(http::StatusCode::BAD_REQUEST, "bad method")
-            })?;
+        let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+            .map_err(|_| crate::UpstreamError::new(http::StatusCode::BAD_REQUEST, "bad method"))?;
         let mut out = self.http.request(method, format!("{}{path}", self.base));
         for (name, value) in parts.headers.iter() {
             let n = name.as_str();
@@ -102,4 +100,3 @@ impl crate::Upstream for AppUpstream {
             .map_err(|e| crate::UpstreamError::bad_gateway(e.to_string()))
     }
 }
-
