@@ -16,6 +16,21 @@ const META: &str = "metadata:
   revision: '7'
 ";
 
+/// The `dynamic_labels` of an app or a database, every field set.
+const DYNAMIC_LABELS: &str = "  dynamic_labels:
+    arch:
+      command: [uname, -p]
+      period: 1m0s
+      result: x86_64
+";
+
+/// Parses `text`, which must be refused with a message starting with `start`.
+fn refused_with(text: &str, start: &str) -> ParseError {
+    let err = parse_resources(text).unwrap_err();
+    assert!(err.message.starts_with(start), "{err}");
+    err
+}
+
 fn conditions() -> String {
     "    logins: [root]
     namespaces: [default]
@@ -101,12 +116,7 @@ fn documents() -> Vec<(String, String)> {
   public_addr: azure.example.com
   cloud: Azure
   insecure_skip_verify: true
-  dynamic_labels:
-    arch:
-      command: [uname, -p]
-      period: 1m0s
-      result: x86_64
-"
+{DYNAMIC_LABELS}"
         ),
     ));
     docs.push((
@@ -124,12 +134,7 @@ fn documents() -> Vec<(String, String)> {
     name: cache
     resource_id: /subscriptions/0/resourceGroups/g/providers/Microsoft.Cache/Redis/cache
     is_enterprise: true
-  dynamic_labels:
-    arch:
-      command: [uname, -p]
-      period: 1m0s
-      result: x86_64
-"
+{DYNAMIC_LABELS}"
         ),
     ));
     docs.push((
@@ -253,11 +258,9 @@ fn the_issue_examples_are_refused_with_path_and_line() {
     assert_eq!(err.line, Some(10), "{err}");
     assert!(err.to_string().starts_with("document 1, line 10, column 5: unknown key `spec.deny.azure_identitie` (did you mean `azure_identities`?); the valid keys in `spec.deny` are: logins, "), "{err}");
     let text = "kind: role\nversion: v5\nmetadata:\n  name: dev\nspec:\n  allow:\n    app_label:\n      env: dev\n";
-    let err = parse_resources(text).unwrap_err();
-    assert!(
-        err.message
-            .starts_with("unknown key `spec.allow.app_label` (did you mean `app_labels`?)"),
-        "{err}"
+    refused_with(
+        text,
+        "unknown key `spec.allow.app_label` (did you mean `app_labels`?)",
     );
 }
 
@@ -338,47 +341,28 @@ spec:
 #[test]
 fn teleport_settings_this_build_lacks_are_named_as_such() {
     let text = "kind: role\nversion: v7\nmetadata: {name: r}\nspec:\n  options:\n    cert_format: standard\n";
-    let err = parse_resources(text).unwrap_err();
-    assert!(
-        err.message.starts_with(
-            "unknown key `spec.options.cert_format` (a Teleport setting this build does not support: remove it)"
+    refused_with(text, "unknown key `spec.options.cert_format` (a Teleport setting this build does not support: remove it)");
+}
+
+#[test]
+fn a_repeated_key_is_refused() {
+    // A selector's key, a metadata label, a dynamic label.
+    let errs = [
+        (
+            "kind: role\nversion: v7\nmetadata: {name: r}\nspec:\n  deny:\n    db_labels:\n      env: dev\n      env: prod\n",
+            "spec.deny.db_labels: duplicate key `env`",
         ),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_repeated_selector_key_is_refused() {
-    let text = "kind: role\nversion: v7\nmetadata: {name: r}\nspec:\n  deny:\n    db_labels:\n      env: dev\n      env: prod\n";
-    let err = parse_resources(text).unwrap_err();
-    assert!(
-        err.message
-            .starts_with("spec.deny.db_labels: duplicate key `env`"),
-        "{err}"
-    );
-    assert!(err.line.is_some(), "{err}");
-}
-
-#[test]
-fn a_repeated_metadata_label_is_refused() {
-    let text = "kind: app\nversion: v3\nmetadata:\n  name: a\n  labels:\n    env: dev\n    env: prod\nspec: {uri: 'http://a'}\n";
-    let err = parse_resources(text).unwrap_err();
-    assert!(
-        err.message
-            .starts_with("metadata.labels: duplicate key `env`"),
-        "{err}"
-    );
-}
-
-#[test]
-fn a_repeated_dynamic_label_is_refused() {
-    let text = "kind: db\nversion: v3\nmetadata: {name: d}\nspec:\n  protocol: redis\n  uri: h:6379\n  dynamic_labels:\n    arch: {command: [uname]}\n    arch: {command: [id]}\n";
-    let err = parse_resources(text).unwrap_err();
-    assert!(
-        err.message
-            .starts_with("spec.dynamic_labels: duplicate key `arch`"),
-        "{err}"
-    );
+        (
+            "kind: app\nversion: v3\nmetadata:\n  name: a\n  labels:\n    env: dev\n    env: prod\nspec: {uri: 'http://a'}\n",
+            "metadata.labels: duplicate key `env`",
+        ),
+        (
+            "kind: db\nversion: v3\nmetadata: {name: d}\nspec:\n  protocol: redis\n  uri: h:6379\n  dynamic_labels:\n    arch: {command: [uname]}\n    arch: {command: [id]}\n",
+            "spec.dynamic_labels: duplicate key `arch`",
+        ),
+    ]
+    .map(|(text, start)| refused_with(text, start));
+    assert!(errs[0].line.is_some(), "{}", errs[0]);
 }
 
 #[test]
