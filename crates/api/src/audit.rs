@@ -458,9 +458,9 @@ pub struct DbSessionStart {
     pub outcome: Outcome,
 }
 
-/// `db.session.query`: one command (as the audit log returns it, with
-/// `db_query`) or, as agents send and the log stores it, several
-/// (`db_queries`).
+/// `db.session.query`: commands of a session, as agents send them and the
+/// audit log stores them (`db_queries`); a search of the log returns one
+/// event per command, with its `db_query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DbSessionQuery {
     /// The session.
