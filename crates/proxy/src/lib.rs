@@ -286,8 +286,7 @@ async fn splice_db<S>(
     mut client: S,
     opened: Result<tunnel::TunnelStream, SessionError>,
     peer: SocketAddr,
-)
-where
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncWriteExt;
@@ -560,14 +559,14 @@ impl Proxy {
         kind: SessionKind,
         name: &str,
     ) -> Result<tunnel::TunnelStream, SessionError> {
-        let servers = self
-            .auth
-            .servers(kind.servers())
-            .await
-            .map_err(|source| SessionError::Listing {
-                what: kind.what(),
-                source,
-            })?;
+        let servers =
+            self.auth
+                .servers(kind.servers())
+                .await
+                .map_err(|source| SessionError::Listing {
+                    what: kind.what(),
+                    source,
+                })?;
         let agents = agents_for(servers, kind, name)?;
         let target = kind.target(name, cert_der).header();
         let mut last = None;
