@@ -49,10 +49,12 @@ struct FakeCluster {
 #[async_trait::async_trait]
 impl Cluster for FakeCluster {
     async fn roles(&self, _names: &[String]) -> Result<Vec<Role>, ClusterError> {
-        self.roles.clone().map_err(|(status, message)| match status {
-            Some(status) => ClusterError::Http { status, message },
-            None => ClusterError::Transport(message),
-        })
+        self.roles
+            .clone()
+            .map_err(|(status, message)| match status {
+                Some(status) => ClusterError::Http { status, message },
+                None => ClusterError::Transport(message),
+            })
     }
     async fn audit_batch(&self, body: Vec<u8>) -> Result<(), ClusterError> {
         let events: Vec<serde_json::Value> =
