@@ -506,8 +506,9 @@ const DB_SESSION_QUERY_FAILED: &str = "db.session.query.failed";
 const DB_SESSION_END: &str = "db.session.end";
 
 /// The kinds of events agents may send (see [`AuditEvent::from_agent`]).
-pub const AGENT_EVENTS: [&str; 7] = [
-    APP_SESSION_START,
+/// `app.session.start` is not one: the auth service records it when it
+/// issues the app certificate, so an agent cannot invent a session.
+pub const AGENT_EVENTS: [&str; 6] = [
     APP_SESSION_REQUEST,
     APP_SESSION_END,
     DB_SESSION_START,
@@ -602,11 +603,6 @@ impl AuditEvent {
         };
         let server_id = server_id.to_string();
         Ok(match kind {
-            APP_SESSION_START => {
-                let mut e: AppSessionStart = parse(APP_SESSION_START, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::AppSessionStart(e)
-            }
             APP_SESSION_REQUEST => {
                 let mut e: AppSessionRequest = parse(APP_SESSION_REQUEST, event)?;
                 e.session.server_id = server_id;

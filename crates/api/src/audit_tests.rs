@@ -489,10 +489,6 @@ fn every_agent_kind_parses_back_with_the_agents_identity() {
         assert_eq!(parsed.to_value(), expected);
     }
     let app_events = [
-        AuditEvent::AppSessionStart(AppSessionStart {
-            session: app_session(""),
-            app_public_addr: "a.example.com".into(),
-        }),
         AuditEvent::AppSessionRequest(AppSessionRequest {
             session: app_session(""),
             method: "GET".into(),
@@ -558,6 +554,14 @@ fn agents_may_send_only_agent_kinds() {
     .to_value();
     let err = AuditEvent::from_agent(login.clone(), "me").unwrap_err();
     assert!(matches!(err, AgentEventError::NotForAgents(ref k) if k == "user.login"));
+    // The auth service records app session starts itself.
+    let start = AuditEvent::AppSessionStart(AppSessionStart {
+        session: app_session(""),
+        app_public_addr: "a.example.com".into(),
+    })
+    .to_value();
+    let refused = AuditEvent::from_agent(start, "me").unwrap_err();
+    assert!(matches!(refused, AgentEventError::NotForAgents(ref k) if k == "app.session.start"));
     assert_eq!(
         err.to_string(),
         r#"agents may not record "user.login" events"#
