@@ -285,6 +285,35 @@ pub(crate) fn prepare(mut item: Item) -> Item {
     item
 }
 
+/// Refuses a compare-and-swap whose replacement is another key's.
+pub(crate) fn same_key(expected: &Item, replace: &Item) -> Result<(), BackendError> {
+    if expected.key == replace.key {
+        return Ok(());
+    }
+    Err(BackendError::BadParameter(format!(
+        "compare and swap keys differ: {:?} and {:?}",
+        expected.key, replace.key
+    )))
+}
+
+/// A backend's expiry sweeper: runs `sweep` on the backend's state every [`SWEEP_INTERVAL`]
+/// while the state lives (held weakly between runs); a failure is logged as `name`'s.
+pub(crate) async fn sweep_while_alive<T, F, Fut>(state: std::sync::Weak<T>, name: &str, sweep: F)
+where
+    F: Fn(std::sync::Arc<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), BackendError>>,
+{
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        if let Err(e) = sweep(state).await {
+            tracing::warn!(error = %e, "{name} backend: expiry sweep failed");
+        }
+    }
+}
+
 /// Aborts its background tasks when dropped.
 #[derive(Default)]
 pub(crate) struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);

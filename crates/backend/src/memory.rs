@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
-use crate::{prepare, Backend, BackendError, Event, Item, Tasks, SWEEP_INTERVAL, WATCH_CAPACITY};
+use crate::{
+    prepare, same_key, sweep_while_alive, Backend, BackendError, Event, Item, Tasks, WATCH_CAPACITY,
+};
 
 pub struct MemoryBackend {
     inner: Arc<Inner>,
@@ -59,18 +61,10 @@ impl MemoryBackend {
         });
         let tasks = Tasks::default();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let weak: Weak<Inner> = Arc::downgrade(&inner);
-            tasks.push(rt.spawn(async move {
-                let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    if let Err(e) = inner.sweep() {
-                        tracing::warn!(error = %e, "memory backend: expiry sweep failed");
-                    }
-                }
-            }));
+            let sweeper = sweep_while_alive(Arc::downgrade(&inner), "memory", |inner| async move {
+                inner.sweep()
+            });
+            tasks.push(rt.spawn(sweeper));
         }
         MemoryBackend { inner, tasks }
     }
@@ -129,12 +123,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn compare_and_swap(&self, expected: &Item, replace: Item) -> Result<Item, BackendError> {
-        if expected.key != replace.key {
-            return Err(BackendError::BadParameter(format!(
-                "compare and swap keys differ: {:?} and {:?}",
-                expected.key, replace.key
-            )));
-        }
+        same_key(expected, &replace)?;
         let mut items = self.inner.lock()?;
         match Self::live(&items, &expected.key, SystemTime::now()) {
             None => Err(BackendError::NotFound(expected.key.clone())),

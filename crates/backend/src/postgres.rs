@@ -33,7 +33,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Row};
 
 use crate::{
-    from_micros, prepare, Backend, BackendError, Event, Item, Tasks, SWEEP_INTERVAL, WATCH_CAPACITY,
+    from_micros, prepare, same_key, sweep_while_alive, Backend, BackendError, Event, Item, Tasks,
+    WATCH_CAPACITY,
 };
 
 const CHANNEL: &str = "teleport_kv";
@@ -238,6 +239,21 @@ impl Inner {
             .map_err(pg_err)
     }
 
+    /// Writes `item` by `sql`, whose parameters are the item's key, value, expiry and revision
+    /// ($1 to $4), then `more`; returns how many rows it changed.
+    async fn write(
+        &self,
+        sql: &str,
+        item: &Item,
+        more: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, BackendError> {
+        let key = item.key.as_bytes();
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&key, &item.value, &item.expires, &item.revision];
+        params.extend_from_slice(more);
+        self.execute(sql, &params).await
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Item>, BackendError> {
         let sql = with_now(
             &format!("SELECT key, value, expires, revision FROM kv WHERE key = $1 AND {LIVE}"),
@@ -340,18 +356,10 @@ impl PostgresBackend {
         });
         let tasks = Tasks::default();
         tasks.push(tokio::spawn(feed(config, Arc::downgrade(&inner), listener)));
-        let weak = Arc::downgrade(&inner);
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                if let Err(e) = inner.sweep().await {
-                    tracing::warn!(error = %e, "postgres backend: expiry sweep failed");
-                }
-            }
-        }));
+        let sweeper = sweep_while_alive(Arc::downgrade(&inner), "postgres", |inner| async move {
+            inner.sweep().await
+        });
+        tasks.push(tokio::spawn(sweeper));
         Ok(PostgresBackend { inner, tasks })
     }
 }
@@ -368,22 +376,11 @@ impl Backend for PostgresBackend {
     async fn create(&self, item: Item) -> Result<Item, BackendError> {
         let item = prepare(item);
         let now = SystemTime::now();
-        let n = self
-            .inner
-            .execute(
-                "INSERT INTO kv (key, value, expires, revision) VALUES ($1, $2, $3, $4)
+        let sql = "INSERT INTO kv (key, value, expires, revision) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (key) DO UPDATE
                  SET value = EXCLUDED.value, expires = EXCLUDED.expires, revision = EXCLUDED.revision
-                 WHERE kv.expires IS NOT NULL AND kv.expires <= $5",
-                &[
-                    &item.key.as_bytes(),
-                    &item.value,
-                    &item.expires,
-                    &item.revision,
-                    &now,
-                ],
-            )
-            .await?;
+                 WHERE kv.expires IS NOT NULL AND kv.expires <= $5";
+        let n = self.inner.write(sql, &item, &[&now]).await?;
         if n == 0 {
             return Err(BackendError::AlreadyExists(item.key));
         }
@@ -392,14 +389,10 @@ impl Backend for PostgresBackend {
 
     async fn put(&self, item: Item) -> Result<Item, BackendError> {
         let item = prepare(item);
-        self.inner
-            .execute(
-                "INSERT INTO kv (key, value, expires, revision) VALUES ($1, $2, $3, $4)
+        let sql = "INSERT INTO kv (key, value, expires, revision) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (key) DO UPDATE
-                 SET value = EXCLUDED.value, expires = EXCLUDED.expires, revision = EXCLUDED.revision",
-                &[&item.key.as_bytes(), &item.value, &item.expires, &item.revision],
-            )
-            .await?;
+                 SET value = EXCLUDED.value, expires = EXCLUDED.expires, revision = EXCLUDED.revision";
+        self.inner.write(sql, &item, &[]).await?;
         Ok(item)
     }
 
@@ -440,19 +433,7 @@ impl Backend for PostgresBackend {
             ),
             5,
         );
-        let n = self
-            .inner
-            .execute(
-                &sql,
-                &[
-                    &item.key.as_bytes(),
-                    &item.value,
-                    &item.expires,
-                    &item.revision,
-                    &now,
-                ],
-            )
-            .await?;
+        let n = self.inner.write(&sql, &item, &[&now]).await?;
         if n == 0 {
             return Err(BackendError::NotFound(item.key));
         }
@@ -460,12 +441,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn compare_and_swap(&self, expected: &Item, replace: Item) -> Result<Item, BackendError> {
-        if expected.key != replace.key {
-            return Err(BackendError::BadParameter(format!(
-                "compare and swap keys differ: {:?} and {:?}",
-                expected.key, replace.key
-            )));
-        }
+        same_key(expected, &replace)?;
         let item = prepare(replace);
         let now = SystemTime::now();
         let sql = with_now(
@@ -477,17 +453,7 @@ impl Backend for PostgresBackend {
         );
         let n = self
             .inner
-            .execute(
-                &sql,
-                &[
-                    &item.key.as_bytes(),
-                    &item.value,
-                    &item.expires,
-                    &item.revision,
-                    &expected.value,
-                    &now,
-                ],
-            )
+            .write(&sql, &item, &[&expected.value, &now])
             .await?;
         if n == 0 {
             return Err(match self.inner.get(&item.key).await? {

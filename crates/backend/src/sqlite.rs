@@ -7,15 +7,15 @@
 //! feed follows commit order.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use crate::{
-    from_micros, prepare, to_micros, Backend, BackendError, Event, Item, Tasks, SWEEP_INTERVAL,
-    WATCH_CAPACITY,
+    from_micros, prepare, same_key, sweep_while_alive, to_micros, Backend, BackendError, Event,
+    Item, Tasks, WATCH_CAPACITY,
 };
 
 /// The file name used when the configured path is a directory.
@@ -172,18 +172,10 @@ impl SqliteBackend {
             events,
         });
         let tasks = Tasks::default();
-        let weak: Weak<Inner> = Arc::downgrade(&inner);
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                if let Err(e) = inner.run(sweep).await {
-                    tracing::warn!(error = %e, "sqlite backend: expiry sweep failed");
-                }
-            }
-        }));
+        let sweeper = sweep_while_alive(Arc::downgrade(&inner), "sqlite", |inner| async move {
+            inner.run(sweep).await
+        });
+        tasks.push(tokio::spawn(sweeper));
         Ok(SqliteBackend {
             inner,
             path: file,
@@ -197,17 +189,24 @@ impl SqliteBackend {
     }
 }
 
-fn sweep(conn: &mut Connection, events: &Sender) -> Result<(), BackendError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
+/// Opens a write transaction, taking the database's write lock at once.
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, BackendError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)
+}
+
+/// Deletes, in one transaction, the rows that `sql` (a `DELETE … RETURNING key`) deletes with
+/// `args`, then emits a delete event for each.
+fn delete_where(
+    conn: &mut Connection,
+    events: &Sender,
+    sql: &str,
+    args: &[&dyn ToSql],
+) -> Result<(), BackendError> {
+    let tx = write_tx(conn)?;
     let keys = {
-        let mut stmt = tx
-            .prepare("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ? RETURNING key")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![now_micros()], key_of)
-            .map_err(db_err)?;
+        let mut stmt = tx.prepare(sql).map_err(db_err)?;
+        let rows = stmt.query_map(args, key_of).map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
     };
     tx.commit().map_err(db_err)?;
@@ -215,6 +214,11 @@ fn sweep(conn: &mut Connection, events: &Sender) -> Result<(), BackendError> {
         emit(events, Event::delete(key));
     }
     Ok(())
+}
+
+fn sweep(conn: &mut Connection, events: &Sender) -> Result<(), BackendError> {
+    let sql = "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ? RETURNING key";
+    delete_where(conn, events, sql, params![now_micros()])
 }
 
 #[async_trait::async_trait]
@@ -241,9 +245,7 @@ impl Backend for SqliteBackend {
         let item = prepare(item);
         self.inner
             .run(move |conn, events| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
+                let tx = write_tx(conn)?;
                 if live_exists(&tx, &item.key, now_micros())? {
                     return Err(BackendError::AlreadyExists(item.key));
                 }
@@ -315,19 +317,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn compare_and_swap(&self, expected: &Item, replace: Item) -> Result<Item, BackendError> {
-        if expected.key != replace.key {
-            return Err(BackendError::BadParameter(format!(
-                "compare and swap keys differ: {:?} and {:?}",
-                expected.key, replace.key
-            )));
-        }
+        same_key(expected, &replace)?;
         let item = prepare(replace);
         let old_value = expected.value.clone();
         self.inner
             .run(move |conn, events| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
+                let tx = write_tx(conn)?;
                 let now = now_micros();
                 let n = tx
                     .execute(
@@ -422,30 +417,13 @@ impl Backend for SqliteBackend {
         let (start, end) = (start.to_string(), end.to_string());
         self.inner
             .run(move |conn, events| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
-                let keys = {
-                    let mut stmt;
-                    let rows = if end.is_empty() {
-                        stmt = tx
-                            .prepare("DELETE FROM kv WHERE key >= ? RETURNING key")
-                            .map_err(db_err)?;
-                        stmt.query_map(params![start], key_of)
-                    } else {
-                        stmt = tx
-                            .prepare("DELETE FROM kv WHERE key >= ? AND key < ? RETURNING key")
-                            .map_err(db_err)?;
-                        stmt.query_map(params![start, end], key_of)
-                    }
-                    .map_err(db_err)?;
-                    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
-                };
-                tx.commit().map_err(db_err)?;
-                for key in keys {
-                    emit(events, Event::delete(key));
+                if end.is_empty() {
+                    let sql = "DELETE FROM kv WHERE key >= ? RETURNING key";
+                    delete_where(conn, events, sql, params![start])
+                } else {
+                    let sql = "DELETE FROM kv WHERE key >= ? AND key < ? RETURNING key";
+                    delete_where(conn, events, sql, params![start, end])
                 }
-                Ok(())
             })
             .await
     }
