@@ -57,14 +57,14 @@
 //!   new owner.
 
 use crate::backend::reauth_deadline;
-use crate::resp::{self, Frame, FrameCursor, Limits};
+use crate::resp::{self, Frame, FrameCursor, Limits, ProtocolError};
 use crate::session::{Action, Cmd, SessionState};
 use crate::SessionOptions;
 use crate::{teleport_error, Backend, CommandEvent, Connected, EngineError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -375,7 +375,77 @@ pub(crate) fn classify(name: &str, args: &[&[u8]]) -> Route {
 // ---------------------------------------------------------------------------
 // Node connections
 
-type Reply = Result<Bytes, String>;
+/// Why a command got no reply from its node: the client gets it as
+/// `-ERR Teleport: ...`. Shared by every command that was waiting on the
+/// connection.
+#[derive(Debug, thiserror::Error)]
+enum NodeError {
+    /// Connecting or authenticating to the node failed.
+    #[error(transparent)]
+    Connect(EngineError),
+    /// The connection failed or ended after it was open.
+    #[error("database node {node}: {source}")]
+    Lost {
+        /// `host:port`.
+        node: String,
+        /// What happened on it.
+        source: LinkError,
+    },
+    /// The node's connection task went away without answering.
+    #[error("database node connection closed")]
+    Closed,
+}
+
+/// What ended an open node connection.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("write failed: {0}")]
+    Write(#[source] std::io::Error),
+    /// The connection's reader stopped (it reports its own error).
+    #[error("connection closed")]
+    ReaderGone,
+    /// New credentials for the re-authentication could not be had.
+    #[error(transparent)]
+    Credentials(EngineError),
+    #[error("read failed: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("connection closed by the server")]
+    ServerClosed,
+    #[error("invalid reply: {0}")]
+    InvalidReply(#[source] ProtocolError),
+    /// The node answered the engine's re-authentication with this error.
+    #[error("re-authentication refused: {0}")]
+    ReauthRefused(String),
+    /// A reply with no command waiting for it.
+    #[error("unexpected reply")]
+    UnexpectedReply,
+}
+
+/// Why a `CLUSTER SLOTS` reply could not be applied.
+#[derive(Debug, thiserror::Error)]
+enum SlotsError {
+    /// The node answered with an error (its text).
+    #[error("{0}")]
+    Refused(String),
+    /// Not an array.
+    #[error("unexpected reply {0}")]
+    Unexpected(String),
+    #[error("invalid slot range")]
+    InvalidRange,
+    #[error("invalid node address")]
+    InvalidNodeAddress,
+    /// More nodes than a slot map entry can name.
+    #[error("too many nodes")]
+    TooManyNodes,
+    /// A refresh's reply that is not one complete frame.
+    #[error("invalid CLUSTER SLOTS reply")]
+    InvalidReply,
+    /// A refresh's reply that never came.
+    #[error(transparent)]
+    Node(Arc<NodeError>),
+}
+
+type Reply = Result<Bytes, Arc<NodeError>>;
 
 /// Commands the engine sends itself; their replies are consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,9 +490,9 @@ impl NodeHandle {
     }
 }
 
-fn fail(waiter: Waiter, msg: &str) {
+fn fail(waiter: Waiter, e: &Arc<NodeError>) {
     if let Waiter::Reply(tx) = waiter {
-        let _ = tx.send(Err(msg.to_string()));
+        let _ = tx.send(Err(e.clone()));
     }
 }
 
@@ -442,11 +512,11 @@ async fn run_node(
         None => match backend.connect_authenticated().await {
             Ok(c) => c,
             Err(e) => {
-                let msg = e.to_string();
-                tracing::debug!(node = %label, error = %msg, "cluster node connection failed");
+                tracing::debug!(node = %label, error = %e, "cluster node connection failed");
+                let e = Arc::new(NodeError::Connect(e));
                 rx.close();
                 while let Ok(batch) = rx.try_recv() {
-                    batch.waiters.into_iter().for_each(|w| fail(w, &msg));
+                    batch.waiters.into_iter().for_each(|w| fail(w, &e));
                 }
                 return;
             }
@@ -463,16 +533,19 @@ async fn run_node(
             r = reader => r,
         }
     };
-    if let Err(e) = result {
-        let msg = format!("database node {label}: {e}");
-        tracing::debug!(error = %msg, "cluster node connection ended");
+    if let Err(source) = result {
+        let e = Arc::new(NodeError::Lost {
+            node: label,
+            source,
+        });
+        tracing::debug!(error = %e, "cluster node connection ended");
         rx.close();
-        waiting.into_iter().for_each(|w| fail(w, &msg));
+        waiting.into_iter().for_each(|w| fail(w, &e));
         while let Ok(ws) = wrx.try_recv() {
-            ws.into_iter().for_each(|w| fail(w, &msg));
+            ws.into_iter().for_each(|w| fail(w, &e));
         }
         while let Ok(batch) = rx.try_recv() {
-            batch.waiters.into_iter().for_each(|w| fail(w, &msg));
+            batch.waiters.into_iter().for_each(|w| fail(w, &e));
         }
     }
 }
@@ -491,9 +564,9 @@ async fn node_writer<W: AsyncWrite + Unpin>(
     backend: &Backend,
     hello: Option<Bytes>,
     mut reauth_at: Option<tokio::time::Instant>,
-) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("write failed: {e}");
-    let gone = |_| "connection closed".to_string();
+) -> Result<(), LinkError> {
+    let io = LinkError::Write;
+    let gone = |_| LinkError::ReaderGone;
     if let Some(h) = hello {
         wtx.send(vec![Waiter::Internal(Internal::Hello)])
             .map_err(gone)?;
@@ -504,7 +577,7 @@ async fn node_writer<W: AsyncWrite + Unpin>(
         let batch = tokio::select! {
             biased;
             () = sleep_until_opt(reauth_at) => {
-                let creds = backend.credentials().await.map_err(|e| e.to_string())?;
+                let creds = backend.credentials().await.map_err(LinkError::Credentials)?;
                 reauth_at = creds.valid_for.map(reauth_deadline);
                 if let Some(cmd) = creds.auth_command() {
                     wtx.send(vec![Waiter::Internal(Internal::Auth)]).map_err(gone)?;
@@ -542,25 +615,20 @@ async fn node_reader<R: AsyncRead + Unpin>(
     wrx: &mut mpsc::UnboundedReceiver<Vec<Waiter>>,
     waiting: &mut VecDeque<Waiter>,
     limits: &Limits,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut cursor = FrameCursor::default();
     // Attribute frames (`|`) waiting for the reply they annotate.
     let mut attrs = 0usize;
     loop {
         buf.reserve(16 * 1024);
-        let n = r
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("read failed: {e}"))?;
+        let n = r.read_buf(&mut buf).await.map_err(LinkError::Read)?;
         if n == 0 {
-            return Err("connection closed by the server".into());
+            return Err(LinkError::ServerClosed);
         }
         loop {
             let rest = buf.get(attrs..).unwrap_or_default();
-            let next = cursor
-                .next(rest, limits)
-                .map_err(|e| format!("invalid reply: {e}"))?;
+            let next = cursor.next(rest, limits).map_err(LinkError::InvalidReply)?;
             let Some((len, top)) = next else { break };
             match top {
                 b'|' => {
@@ -595,7 +663,7 @@ async fn node_reader<R: AsyncRead + Unpin>(
                 Some(Waiter::Internal(kind)) if is_error(&reply) => {
                     let text = String::from_utf8_lossy(&reply).trim_end().to_string();
                     if kind == Internal::Auth {
-                        return Err(format!("re-authentication refused: {text}"));
+                        return Err(LinkError::ReauthRefused(text));
                     }
                     tracing::warn!(?kind, reply = %text, "cluster node refused an engine command");
                 }
@@ -604,7 +672,7 @@ async fn node_reader<R: AsyncRead + Unpin>(
                         tracing::debug!("re-authenticated a cluster node connection");
                     }
                 }
-                None => return Err("unexpected reply".into()),
+                None => return Err(LinkError::UnexpectedReply),
             }
         }
     }
@@ -768,25 +836,25 @@ impl Pool {
     }
 
     /// Replaces the slot map with a `CLUSTER SLOTS` reply.
-    fn apply_slots(&mut self, reply: &Frame) -> Result<(), String> {
+    fn apply_slots(&mut self, reply: &Frame) -> Result<(), SlotsError> {
         let ranges = match reply {
             Frame::Array(r) | Frame::Set(r) => r,
             Frame::Error(e) | Frame::BlobError(e) => {
-                return Err(String::from_utf8_lossy(e).into_owned())
+                return Err(SlotsError::Refused(String::from_utf8_lossy(e).into_owned()))
             }
-            other => return Err(format!("unexpected reply {other:?}")),
+            other => return Err(SlotsError::Unexpected(format!("{other:?}"))),
         };
         let mut slots = vec![NO_NODE; SLOTS];
         for range in ranges {
             let Frame::Array(items) = range else {
-                return Err("invalid slot range".into());
+                return Err(SlotsError::InvalidRange);
             };
             let (Some(start), Some(end), Some(Frame::Array(master))) = (
                 items.first().and_then(int_of),
                 items.get(1).and_then(int_of),
                 items.get(2),
             ) else {
-                return Err("invalid slot range".into());
+                return Err(SlotsError::InvalidRange);
             };
             let (Some(host), Some(port)) = (
                 master.first().and_then(text_of),
@@ -795,12 +863,12 @@ impl Pool {
                     .and_then(int_of)
                     .and_then(|p| u16::try_from(p).ok()),
             ) else {
-                return Err("invalid node address".into());
+                return Err(SlotsError::InvalidNodeAddress);
             };
             let host = String::from_utf8_lossy(host).into_owned();
             let id = master.get(2).and_then(text_of);
             let idx = self.find_or_add(&host, port, id);
-            let idx = u16::try_from(idx).map_err(|_| "too many nodes".to_string())?;
+            let idx = u16::try_from(idx).map_err(|_| SlotsError::TooManyNodes)?;
             let start = usize::try_from(start.max(0)).unwrap_or(0);
             let end = usize::try_from(end.max(-1) + 1).unwrap_or(0).min(SLOTS);
             for s in slots.iter_mut().take(end).skip(start) {
@@ -820,9 +888,11 @@ impl Pool {
             Err(oneshot::error::TryRecvError::Closed) => self.refresh = None,
             Ok(reply) => {
                 self.refresh = None;
-                let applied = reply.and_then(|bytes| match resp::parse(&bytes, &self.limits) {
-                    Ok(Some((frame, _))) => self.apply_slots(&frame),
-                    _ => Err("invalid CLUSTER SLOTS reply".into()),
+                let applied = reply.map_err(SlotsError::Node).and_then(|bytes| {
+                    match resp::parse(&bytes, &self.limits) {
+                        Ok(Some((frame, _))) => self.apply_slots(&frame),
+                        _ => Err(SlotsError::InvalidReply),
+                    }
                 });
                 match applied {
                     Ok(()) => tracing::debug!("cluster slot map refreshed"),
@@ -1214,15 +1284,13 @@ impl Shared {
                     flush_out(out, w).await?;
                     (&mut rx)
                         .await
-                        .unwrap_or_else(|_| Err("database node connection closed".into()))
+                        .unwrap_or_else(|_| Err(Arc::new(NodeError::Closed)))
                 }
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    Err("database node connection closed".into())
-                }
+                Err(oneshot::error::TryRecvError::Closed) => Err(Arc::new(NodeError::Closed)),
             };
             let reply = match reply {
                 Ok(r) => r,
-                Err(e) => return Ok(Bytes::from(teleport_error(&e))),
+                Err(e) => return Ok(Bytes::from(teleport_error(&e.to_string()))),
             };
             if reply.first() != Some(&b'-') {
                 return Ok(reply);
