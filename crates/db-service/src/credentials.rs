@@ -40,6 +40,53 @@ pub const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
 /// Tokens are renewed when less than this part of their life is left.
 const TOKEN_REUSE_FRACTION: u32 = 4;
 
+/// Why the agent has no credentials for an Azure Redis database. The
+/// session's client gets the text (`-ERR Teleport: failed to get database
+/// credentials: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// ARM refused `listKeys` (authorization failed, 403): Teleport's text
+    /// ([`list_keys_denied`]).
+    #[error("{}", list_keys_denied(.db))]
+    ListKeysDenied {
+        /// The database.
+        db: String,
+        /// ARM's refusal.
+        #[source]
+        source: azure_mint::Error,
+    },
+    /// `listKeys` failed otherwise.
+    #[error("{}: {source}", list_keys_denied(.db))]
+    ListKeys {
+        /// The database.
+        db: String,
+        /// What failed.
+        source: azure_mint::Error,
+    },
+    /// `listKeys` listed no usable key.
+    #[error("missing keys: Azure returned no access key for Azure Redis {0:?}")]
+    NoKeys(String),
+    /// The credential chain gave no Entra token.
+    #[error("getting a Microsoft Entra token for Azure Redis {db:?}: {source}")]
+    EntraToken {
+        /// The database.
+        db: String,
+        /// The chain's error.
+        source: azure_core::Error,
+    },
+    /// The Entra token does not say whose it is.
+    #[error("the Microsoft Entra token for Azure Redis {0:?} has no oid claim")]
+    NoObjectId(String),
+}
+
+impl CredentialError {
+    /// Whether Azure refused the agent (a missing role assignment), as
+    /// opposed to a failure that retrying may get past.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, CredentialError::ListKeysDenied { .. })
+    }
+}
+
 /// Credentials for the Azure databases an agent serves.
 pub struct AzureCredentialSource {
     arm: Arc<ArmClient>,
@@ -215,17 +262,20 @@ impl AzureRedisCredentials {
     }
 
     /// The keys `listKeys` returns, primary first, empty ones left out.
-    async fn list_keys(&self) -> Result<Vec<String>, String> {
+    async fn list_keys(&self) -> Result<Vec<String>, CredentialError> {
         let keys = if self.enterprise {
             self.arm.redis_enterprise_keys(&self.resource_id).await
         } else {
             self.arm.redis_keys(&self.resource_id).await
         };
-        let keys = keys.map_err(|e| match &e {
-            azure_mint::Error::Arm(a) if a.is_authorization_failed() || a.status == 403 => {
-                list_keys_denied(&self.db_name)
+        let keys = keys.map_err(|source| {
+            let db = self.db_name.clone();
+            match &source {
+                azure_mint::Error::Arm(a) if a.is_authorization_failed() || a.status == 403 => {
+                    CredentialError::ListKeysDenied { db, source }
+                }
+                _ => CredentialError::ListKeys { db, source },
             }
-            _ => format!("{}: {e}", list_keys_denied(&self.db_name)),
         })?;
         let mut listed: Vec<String> = Vec::with_capacity(2);
         for key in [keys.primary_key, keys.secondary_key].into_iter().flatten() {
@@ -234,32 +284,23 @@ impl AzureRedisCredentials {
             }
         }
         if listed.is_empty() {
-            return Err(format!(
-                "missing keys: Azure returned no access key for Azure Redis {:?}",
-                self.db_name
-            ));
+            return Err(CredentialError::NoKeys(self.db_name.clone()));
         }
         Ok(listed)
     }
 
-    async fn entra_token(&self) -> Result<(Credentials, SystemTime), String> {
+    async fn entra_token(&self) -> Result<(Credentials, SystemTime), CredentialError> {
         let token = self
             .tokens
             .get_token(&[REDIS_SCOPE], None)
             .await
-            .map_err(|e| {
-                format!(
-                    "getting a Microsoft Entra token for Azure Redis {:?}: {e}",
-                    self.db_name
-                )
+            .map_err(|source| CredentialError::EntraToken {
+                db: self.db_name.clone(),
+                source,
             })?;
         let secret = token.token.secret().to_string();
-        let object_id = object_id_of(&secret).ok_or_else(|| {
-            format!(
-                "the Microsoft Entra token for Azure Redis {:?} has no oid claim",
-                self.db_name
-            )
-        })?;
+        let object_id = object_id_of(&secret)
+            .ok_or_else(|| CredentialError::NoObjectId(self.db_name.clone()))?;
         let expires = azure_mint::credential::to_token(&token).expires_on;
         let valid_for = expires
             .duration_since(SystemTime::now())
@@ -296,9 +337,12 @@ pub fn object_id_of(jwt: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-#[async_trait::async_trait]
-impl CredentialProvider for AzureRedisCredentials {
-    async fn credentials(&self) -> Result<Credentials, String> {
+impl AzureRedisCredentials {
+    /// The credentials for a new connection (what
+    /// [`CredentialProvider::credentials`] hands the engine): the access key
+    /// in use, or an Entra token with enough life left, fetched when there
+    /// is none.
+    pub async fn current(&self) -> Result<Credentials, CredentialError> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         if state.mode == Some(Mode::AccessKey) {
@@ -328,12 +372,8 @@ impl CredentialProvider for AzureRedisCredentials {
                     Some(key) => Some(key),
                     None => state.keys.restart(),
                 };
-                key.map(|k| Credentials::password(None, k)).ok_or_else(|| {
-                    format!(
-                        "missing keys: Azure returned no access key for Azure Redis {:?}",
-                        self.db_name
-                    )
-                })
+                key.map(|k| Credentials::password(None, k))
+                    .ok_or_else(|| CredentialError::NoKeys(self.db_name.clone()))
             }
             Some(Mode::Entra) => {
                 if let Some((creds, expires)) = &state.token {
@@ -357,6 +397,15 @@ impl CredentialProvider for AzureRedisCredentials {
                 Ok(creds)
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for AzureRedisCredentials {
+    /// [`AzureRedisCredentials::current`]; the engine's provider interface
+    /// takes the error's text.
+    async fn credentials(&self) -> Result<Credentials, String> {
+        self.current().await.map_err(|e| e.to_string())
     }
 
     async fn invalidate(&self, rejected: &Credentials) {

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use azure_mint::arm::{ArmClient, Redis, RedisEnterprise, RedisEnterpriseDatabase};
-use azure_mint::authority::{Authority, Host};
+use azure_mint::authority::{AddressError, Authority, Host};
 use config::AzureMatcher;
 use resources::{Database, DatabaseAzure};
 
@@ -52,20 +52,44 @@ pub const AZURE_REDIS_SUFFIXES: &[&str] = &[
 /// ARM names this way reaches nothing beyond the agent's host, and TLS still verifies it.
 const LOOPBACK_NAME: &str = "localhost";
 
+/// Why a resource ARM reported is not registered as a database (logged,
+/// and the resource skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum SkipReason {
+    /// The host name is not a host.
+    #[error(transparent)]
+    BadHost(#[from] AddressError),
+    /// The host name carries a port.
+    #[error("{0:?} carries a port: ARM reports host names without one")]
+    HostWithPort(String),
+    /// The host is an IP address.
+    #[error("{0:?} is an IP address, not an Azure Redis host name")]
+    IpAddress(String),
+    /// The host is not under one of [`AZURE_REDIS_SUFFIXES`].
+    #[error("{0:?} is not under an Azure Redis DNS suffix ({suffixes})", suffixes = AZURE_REDIS_SUFFIXES.join(", "))]
+    NotAzureRedisHost(String),
+    /// The name (resource name or `TeleportDatabaseName` tag) is not one
+    /// the auth service registers.
+    #[error(
+        "the database name {0:?} is not 1 to 253 letters, digits, '-', '_' and '.' \
+         (set the TeleportDatabaseName tag to one)"
+    )]
+    BadName(String),
+    /// The resource ID is not a plain ARM path.
+    #[error("{0:?} is not a plain ARM resource ID")]
+    BadResourceId(String),
+}
+
 /// The host of a Redis endpoint that ARM reported, when it may be dialled: a DNS name
 /// ([`Authority::parse`]: no userinfo, port, path, query, whitespace or IP literal) strictly
 /// under one of [`AZURE_REDIS_SUFFIXES`] (or [`LOOPBACK_NAME`]). Lowercase.
-pub fn redis_endpoint_host(host_name: &str) -> Result<String, String> {
-    let authority = Authority::parse(host_name).map_err(|e| e.to_string())?;
+pub fn redis_endpoint_host(host_name: &str) -> Result<String, SkipReason> {
+    let authority = Authority::parse(host_name)?;
     if authority.port().is_some() {
-        return Err(format!(
-            "{host_name:?} carries a port: ARM reports host names without one"
-        ));
+        return Err(SkipReason::HostWithPort(host_name.to_string()));
     }
     let Host::Dns(name) = authority.host() else {
-        return Err(format!(
-            "{host_name:?} is an IP address, not an Azure Redis host name"
-        ));
+        return Err(SkipReason::IpAddress(host_name.to_string()));
     };
     let under = |suffix: &str| {
         name.len() > suffix.len() + 1
@@ -75,31 +99,25 @@ pub fn redis_endpoint_host(host_name: &str) -> Result<String, String> {
     if name == LOOPBACK_NAME || AZURE_REDIS_SUFFIXES.iter().any(|s| under(s)) {
         Ok(name.clone())
     } else {
-        Err(format!(
-            "{host_name:?} is not under an Azure Redis DNS suffix ({})",
-            AZURE_REDIS_SUFFIXES.join(", ")
-        ))
+        Err(SkipReason::NotAzureRedisHost(host_name.to_string()))
     }
 }
 
 /// A database name from Azure (a resource name or a `TeleportDatabaseName` tag) when it is one
 /// the auth service registers: 1 to 253 letters, digits, `-`, `_` and `.`, not only dots.
-fn resource_name(name: &str) -> Result<(), String> {
+fn resource_name(name: &str) -> Result<(), SkipReason> {
     let ok = api::inventory::safe_name(name) && !name.bytes().all(|b| b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "the database name {name:?} is not 1 to 253 letters, digits, '-', '_' and '.' \
-             (set the TeleportDatabaseName tag to one)"
-        ))
+        Err(SkipReason::BadName(name.to_string()))
     }
 }
 
 /// An ARM resource ID that later becomes part of ARM URLs (`listKeys`, the resource's settings):
 /// `/subscriptions/...` segments of letters, digits and `-_.()`, none empty, `.` or `..`, so that
 /// no URL built from it names another path, query or fragment.
-fn resource_id_ok(id: &str) -> Result<(), String> {
+fn resource_id_ok(id: &str) -> Result<(), SkipReason> {
     let ok = id.len() <= 1024
         && id.starts_with("/subscriptions/")
         && id.split('/').skip(1).all(|seg| {
@@ -113,12 +131,12 @@ fn resource_id_ok(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{id:?} is not a plain ARM resource ID"))
+        Err(SkipReason::BadResourceId(id.to_string()))
     }
 }
 
 /// A discovered resource that cannot be registered: skipped, and said why.
-fn skip(id: &str, why: &str) -> Option<Database> {
+fn skip(id: &str, why: &dyn std::fmt::Display) -> Option<Database> {
     tracing::warn!(resource = %id, "Azure discovery skips the resource: {why}");
     None
 }
@@ -238,7 +256,7 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
         .cloned()
         .unwrap_or_else(|| r.name.clone());
     if port == 0 {
-        return skip(&r.id, "its TLS port is 0");
+        return skip(&r.id, &"its TLS port is 0");
     }
     if let Err(why) = resource_id_ok(&r.id) {
         return skip(&r.id, &why);
@@ -309,7 +327,7 @@ pub fn enterprise_database(
         .cloned()
         .unwrap_or(default_name);
     if port == 0 {
-        return skip(&d.id, "its port is 0");
+        return skip(&d.id, &"its port is 0");
     }
     if let Err(why) = resource_id_ok(&d.id) {
         return skip(&d.id, &why);
@@ -398,4 +416,40 @@ pub async fn discover(
         }
     }
     Ok(out.into_values().collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_reasons_say_what_is_wrong() {
+        let why = |r: Result<String, SkipReason>| r.unwrap_err().to_string();
+        assert_eq!(
+            why(redis_endpoint_host("c.redis.cache.windows.net:6380")),
+            "\"c.redis.cache.windows.net:6380\" carries a port: ARM reports host names without one"
+        );
+        assert_eq!(
+            why(redis_endpoint_host("10.0.0.1")),
+            "\"10.0.0.1\" is an IP address, not an Azure Redis host name"
+        );
+        assert!(why(redis_endpoint_host("c.example.com")).starts_with(
+            "\"c.example.com\" is not under an Azure Redis DNS suffix (redis.cache.windows.net, "
+        ));
+        assert!(matches!(
+            redis_endpoint_host("u@c.redis.cache.windows.net"),
+            Err(SkipReason::BadHost(AddressError::Userinfo(_)))
+        ));
+        assert_eq!(
+            resource_name("..").unwrap_err().to_string(),
+            "the database name \"..\" is not 1 to 253 letters, digits, '-', '_' and '.' (set the TeleportDatabaseName tag to one)"
+        );
+        assert_eq!(
+            resource_id_ok("/subscriptions/../x")
+                .unwrap_err()
+                .to_string(),
+            "\"/subscriptions/../x\" is not a plain ARM resource ID"
+        );
+    }
 }

@@ -182,7 +182,7 @@ impl DbService {
     /// One heartbeat: discovery (discovered databases follow Azure: ones
     /// that vanish stop being announced and expire from the cluster),
     /// dynamic labels, then the announcement.
-    async fn heartbeat(&self, ctx: &agent::Context) -> Result<(), String> {
+    async fn heartbeat(&self, ctx: &agent::Context) -> Result<(), agent::ClusterError> {
         let mut current = self.dbs.read().await.clone();
         if !self.matchers.is_empty() {
             match discovery::discover(&self.arm, &self.matchers).await {
@@ -199,10 +199,8 @@ impl DbService {
         }
         refresh_labels(&mut current).await;
         *self.dbs.write().await = current.clone();
-        let api = ctx.api().await.map_err(|e| e.to_string())?;
-        heartbeat_once(&api, &current)
-            .await
-            .map_err(|e| e.to_string())
+        let api = ctx.api().await?;
+        heartbeat_once(&api, &current).await
     }
 }
 

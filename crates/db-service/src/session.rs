@@ -65,6 +65,80 @@ fn bounded_query(mut query: String) -> String {
     query
 }
 
+/// Why a database session did not start. The client gets the text as
+/// `-ERR Teleport: ...`; a refused session is also recorded
+/// (`db.session.start`, TDB00W).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The certificate carries no database route.
+    #[error("this certificate is not for a database: run tsh db login <db>")]
+    NotDatabaseCertificate,
+    /// The certificate expired (sessions opened later on a multiplexed
+    /// connection).
+    #[error("the database certificate expired at {expires}: run tsh db login {database}")]
+    Expired {
+        /// When it expired.
+        expires: time::OffsetDateTime,
+        /// The database it was for.
+        database: String,
+    },
+    /// The route names a database this agent does not serve.
+    #[error("database {0:?} is not served by this agent")]
+    NotServed(String),
+    /// The database's protocol is not one the agent proxies.
+    #[error("database {name:?} uses protocol {protocol:?}, which this agent does not proxy")]
+    UnsupportedProtocol {
+        /// The database.
+        name: String,
+        /// Its protocol.
+        protocol: String,
+    },
+    /// The user's roles could not be read from the cluster.
+    #[error("reading the user's roles failed: {0}")]
+    Roles(#[source] agent::ClusterError),
+    /// A role of the user cannot be evaluated.
+    #[error("role evaluation failed: {0}")]
+    RoleEvaluation(#[source] rbac::RbacError),
+    /// The user's roles refuse the database or the database user.
+    #[error(transparent)]
+    Access(#[from] rbac::AccessError),
+    /// The database refuses the database user whatever the roles say
+    /// (Azure Cache for Redis: only `default`); the text is
+    /// [`Database::check_db_user`]'s.
+    #[error("{0}")]
+    DbUser(String),
+    /// The database's URI names no host and port.
+    #[error("database {0:?} has an unusable URI")]
+    UnusableUri(String),
+    /// The TLS client configuration for the database could not be built.
+    #[error("TLS setup for database {name:?}: {source}")]
+    Tls {
+        /// The database.
+        name: String,
+        /// Why.
+        source: pki::PkiError,
+    },
+}
+
+impl SessionError {
+    /// Whether the user was refused (their certificate, roles or route),
+    /// as opposed to the agent failing to serve an allowed session.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            SessionError::NotDatabaseCertificate
+            | SessionError::Expired { .. }
+            | SessionError::NotServed(_)
+            | SessionError::UnsupportedProtocol { .. }
+            | SessionError::DbUser(_) => true,
+            SessionError::Access(e) => e.is_access_denied(),
+            SessionError::Roles(_)
+            | SessionError::RoleEvaluation(_)
+            | SessionError::UnusableUri(_)
+            | SessionError::Tls { .. } => false,
+        }
+    }
+}
+
 /// Serves database sessions for the databases an agent announces.
 pub struct DbSessions {
     dbs: Arc<RwLock<Vec<Database>>>,
@@ -108,16 +182,21 @@ fn roots_for(db: &Database) -> Vec<String> {
 pub fn backend_for(
     db: &Database,
     credentials: Arc<dyn CredentialProvider>,
-) -> Result<Backend, String> {
+) -> Result<Backend, SessionError> {
     let (host, port) = db
         .host_port()
-        .ok_or_else(|| format!("database {:?} has an unusable URI", db.metadata.name))?;
+        .ok_or_else(|| SessionError::UnusableUri(db.metadata.name.clone()))?;
     let plain = db.spec.uri.starts_with("redis://");
     let tls = if plain {
         None
     } else {
-        let cfg = pki::tls::client_config(None, None, &roots_for(db), false, &[])
-            .map_err(|e| format!("TLS setup for database {:?}: {e}", db.metadata.name))?;
+        let cfg =
+            pki::tls::client_config(None, None, &roots_for(db), false, &[]).map_err(|source| {
+                SessionError::Tls {
+                    name: db.metadata.name.clone(),
+                    source,
+                }
+            })?;
         Some(Arc::new(cfg))
     };
     Ok(Backend::new(host, port, tls, credentials))
@@ -155,7 +234,7 @@ impl DbSessions {
         self.cluster.roles(names).await
     }
 
-    async fn backend(&self, db: &Database) -> Result<Backend, String> {
+    async fn backend(&self, db: &Database) -> Result<Backend, SessionError> {
         let mut cache = self.backends.lock().await;
         if let Some((known, backend)) = cache.get(&db.metadata.name) {
             if known.spec == db.spec {
@@ -168,19 +247,19 @@ impl DbSessions {
     }
 
     /// Check the session's access; the database and user on success.
-    async fn authorize(&self, identity: &Identity) -> Result<(Database, String), String> {
+    async fn authorize(&self, identity: &Identity) -> Result<(Database, String), SessionError> {
         let route = identity
             .route_to_database
             .as_ref()
-            .ok_or("this certificate is not for a database: run tsh db login <db>")?;
+            .ok_or(SessionError::NotDatabaseCertificate)?;
         // The proxy checked the certificate when the connection was made;
         // sessions opened later on a multiplexed connection are checked
         // here.
         if identity.expires <= time::OffsetDateTime::now_utc() {
-            return Err(format!(
-                "the database certificate expired at {}: run tsh db login {}",
-                identity.expires, route.service_name
-            ));
+            return Err(SessionError::Expired {
+                expires: identity.expires,
+                database: route.service_name.clone(),
+            });
         }
         let db = self
             .dbs
@@ -189,17 +268,12 @@ impl DbSessions {
             .iter()
             .find(|d| d.metadata.name == route.service_name)
             .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "database {:?} is not served by this agent",
-                    route.service_name
-                )
-            })?;
+            .ok_or_else(|| SessionError::NotServed(route.service_name.clone()))?;
         if db.spec.protocol != "redis" {
-            return Err(format!(
-                "database {:?} uses protocol {:?}, which this agent does not proxy",
-                db.metadata.name, db.spec.protocol
-            ));
+            return Err(SessionError::UnsupportedProtocol {
+                name: db.metadata.name.clone(),
+                protocol: db.spec.protocol.clone(),
+            });
         }
         let user = if route.username.is_empty() {
             "default".to_string()
@@ -209,13 +283,11 @@ impl DbSessions {
         let roles = self
             .roles_of(&identity.groups)
             .await
-            .map_err(|e| format!("reading the user's roles failed: {e}"))?;
+            .map_err(SessionError::Roles)?;
         let checker = rbac::AccessChecker::new(roles, &identity.traits)
-            .map_err(|e| format!("role evaluation failed: {e}"))?;
-        checker
-            .check_access_to_db(&db.all_labels(), Some(&user), None)
-            .map_err(|e| e.to_string())?;
-        db.check_db_user(&user)?;
+            .map_err(SessionError::RoleEvaluation)?;
+        checker.check_access_to_db(&db.all_labels(), Some(&user), None)?;
+        db.check_db_user(&user).map_err(SessionError::DbUser)?;
         Ok((db, user))
     }
 
@@ -253,8 +325,13 @@ impl DbSessions {
         };
         let (db, db_user) = match self.authorize(&identity).await {
             Ok(x) => x,
-            Err(msg) => {
-                tracing::info!(user = %identity.username, db = %route.service_name, error = %msg, "database session refused");
+            Err(e) => {
+                let msg = e.to_string();
+                if e.is_refusal() {
+                    tracing::info!(user = %identity.username, db = %route.service_name, error = %msg, "database session refused");
+                } else {
+                    tracing::warn!(user = %identity.username, db = %route.service_name, error = %msg, "database session could not be authorized");
+                }
                 self.audit.emit(&AuditEvent::DbSessionStart(DbSessionStart {
                     session,
                     outcome: Outcome::Failure(msg.clone()),
@@ -266,8 +343,9 @@ impl DbSessions {
         };
         let backend = match self.backend(&db).await {
             Ok(b) => b,
-            Err(msg) => {
-                let _ = stream.write_all(&teleport_error(&msg)).await;
+            Err(e) => {
+                tracing::warn!(db = %db.metadata.name, error = %e, "database session could not start");
+                let _ = stream.write_all(&teleport_error(&e.to_string())).await;
                 let _ = stream.shutdown().await;
                 return;
             }
