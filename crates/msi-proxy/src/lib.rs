@@ -43,6 +43,26 @@ pub use upstream::AppUpstream;
 /// Largest request or response body forwarded (bytes); larger requests get 413.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// The variables by which clients find an identity endpoint, a proxy or trusted CAs: those
+/// [`MsiProxy::env`] may set, and `AZURE_POD_IDENTITY_AUTHORITY_HOST`, which would send IMDS
+/// requests elsewhere. A client that must use only the proxy's settings inherits none of them.
+pub const CLIENT_SETTINGS: &[&str] = &[
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "NO_PROXY",
+    "no_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+];
+
 /// Configuration of [`MsiProxy::start`].
 #[derive(Clone)]
 pub struct MsiProxyConfig {

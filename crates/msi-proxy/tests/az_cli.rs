@@ -62,22 +62,7 @@ fn js_sdk_path() -> Option<PathBuf> {
 
 /// Variables of the test machine that would point clients at other proxies or CAs: removed so
 /// a client has only what the proxy exports.
-const INHERITED: &[&str] = &[
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "NO_PROXY",
-    "no_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-];
+const INHERITED: &[&str] = msi_proxy::CLIENT_SETTINGS;
 
 /// Runs `cmd` with `env` as its only proxy, CA and identity settings; fails after two minutes.
 async fn run(mut cmd: tokio::process::Command, env: &[(String, String)]) -> std::process::Output {
