@@ -282,24 +282,44 @@ pub fn cluster_client_config(
 /// trusts the host CA must also check the role, not only the chain and name.
 pub const CLUSTER_SERVER_ROLES: &[&str] = &["Auth", "Proxy"];
 
-/// Why a server certificate that chains to a trusted root is still refused.
-#[derive(Debug)]
-struct NotAClusterServer(String);
-
-impl std::fmt::Display for NotAClusterServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a server certificate that chains to a trusted root is still refused
+/// ([`check_server_role`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerRoleError {
+    /// The certificate could not be read as a cluster identity.
+    #[error("server certificate: {0}")]
+    Unreadable(#[source] PkiError),
+    /// A cluster CA issued it, but not to a proxy or auth server.
+    #[error("the server presented a cluster certificate for {username:?} with system role {role}, not a proxy or auth server's: refusing it")]
+    NotAClusterServer {
+        /// The certificate's user (the host ID for a host certificate).
+        username: String,
+        /// Its system role, or `none (a user certificate)`.
+        role: String,
+    },
 }
 
-impl std::error::Error for NotAClusterServer {}
+/// [`ServerRoleError`] as rustls carries it: rustls shows the `Debug` form in
+/// its message (`invalid peer certificate: Other(OtherError(...))`), so
+/// that form holds the text.
+#[derive(thiserror::Error)]
+#[error(transparent)]
+struct NotAClusterServer(ServerRoleError);
+
+impl std::fmt::Debug for NotAClusterServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NotAClusterServer")
+            .field(&self.0.to_string())
+            .finish()
+    }
+}
 
 /// Checks a server certificate that verified against trusted roots: a
 /// certificate issued by a cluster CA (it carries `teleport_cluster` or a
 /// system role) must be a cluster server's ([`CLUSTER_SERVER_ROLES`]); other
 /// certificates (public CAs, database CAs) carry no cluster identity and pass.
-pub fn check_server_role(leaf_der: &[u8]) -> Result<(), String> {
-    let id = Identity::from_cert_der(leaf_der).map_err(|e| format!("server certificate: {e}"))?;
+pub fn check_server_role(leaf_der: &[u8]) -> Result<(), ServerRoleError> {
+    let id = Identity::from_cert_der(leaf_der).map_err(ServerRoleError::Unreadable)?;
     let cluster_issued = !id.teleport_cluster.is_empty() || id.system_role.is_some();
     if !cluster_issued {
         return Ok(());
@@ -314,12 +334,11 @@ pub fn check_server_role(leaf_der: &[u8]) -> Result<(), String> {
     }
     let role = id
         .system_role
-        .as_deref()
-        .unwrap_or("none (a user certificate)");
-    Err(format!(
-        "the server presented a cluster certificate for {:?} with system role {role}, not a proxy or auth server's: refusing it",
-        id.username
-    ))
+        .unwrap_or_else(|| "none (a user certificate)".to_string());
+    Err(ServerRoleError::NotAClusterServer {
+        username: id.username,
+        role,
+    })
 }
 
 /// Verifies the chain with web PKI rules against fixed roots (checking a
