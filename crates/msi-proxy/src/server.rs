@@ -232,6 +232,40 @@ fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// Why a CONNECT target could not be reached (the client gets 502 with the
+/// text).
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    /// Connecting to the target itself failed.
+    #[error("{0}")]
+    Connect(#[source] std::io::Error),
+    /// Connecting to the upstream proxy failed.
+    #[error("upstream proxy {host}:{port}: {source}")]
+    UpstreamConnect {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    /// Writing to or reading from the upstream proxy failed.
+    #[error("{0}")]
+    UpstreamIo(#[source] std::io::Error),
+    /// The upstream proxy closed the connection before its answer ended.
+    #[error("upstream proxy closed the connection")]
+    UpstreamClosed,
+    /// The upstream proxy's answer head is longer than we read.
+    #[error("upstream proxy response head too large")]
+    HeadTooLarge,
+    /// The upstream proxy's status line has no status code.
+    #[error("bad upstream proxy response {0:?}")]
+    BadResponse(String),
+    /// The upstream proxy refused the CONNECT.
+    #[error("upstream proxy answered {0} to CONNECT")]
+    Refused(u16),
+    /// Nothing within [`IO_TIMEOUT`].
+    #[error("timed out")]
+    TimedOut,
+}
+
 enum BodyError {
     TooLarge,
     Read(String),
@@ -432,16 +466,20 @@ impl Shared {
     }
 
     /// Opens a TCP stream to `host:port`, through the upstream proxy when configured.
-    async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, String> {
+    async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
         let work = async {
             match &self.upstream_proxy {
                 None => TcpStream::connect((host, port))
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(DialError::Connect),
                 Some(p) => {
                     let mut s = TcpStream::connect((p.host.as_str(), p.port))
                         .await
-                        .map_err(|e| format!("upstream proxy {}:{}: {e}", p.host, p.port))?;
+                        .map_err(|source| DialError::UpstreamConnect {
+                            host: p.host.clone(),
+                            port: p.port,
+                            source,
+                        })?;
                     let target = if host.contains(':') {
                         format!("[{host}]:{port}")
                     } else {
@@ -454,10 +492,10 @@ impl Shared {
                     head.push_str("\r\n");
                     s.write_all(head.as_bytes())
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(DialError::UpstreamIo)?;
                     let status = read_response_head(&mut s).await?;
                     if !(200..300).contains(&status) {
-                        return Err(format!("upstream proxy answered {status} to CONNECT"));
+                        return Err(DialError::Refused(status));
                     }
                     Ok(s)
                 }
@@ -465,7 +503,7 @@ impl Shared {
         };
         tokio::time::timeout(IO_TIMEOUT, work)
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| DialError::TimedOut)?
     }
 
     /// TLS interception of an Azure (or token) host.
@@ -845,16 +883,16 @@ impl Shared {
 
 /// Reads an HTTP response head byte by byte (so nothing after it is consumed); returns the
 /// status code.
-async fn read_response_head(s: &mut TcpStream) -> Result<u16, String> {
+async fn read_response_head(s: &mut TcpStream) -> Result<u16, DialError> {
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err("upstream proxy response head too large".into());
+            return Err(DialError::HeadTooLarge);
         }
-        let n = s.read(&mut byte).await.map_err(|e| e.to_string())?;
+        let n = s.read(&mut byte).await.map_err(DialError::UpstreamIo)?;
         if n == 0 {
-            return Err("upstream proxy closed the connection".into());
+            return Err(DialError::UpstreamClosed);
         }
         head.push(byte[0]);
     }
@@ -863,7 +901,7 @@ async fn read_response_head(s: &mut TcpStream) -> Result<u16, String> {
     line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad upstream proxy response {:?}", line.trim()))
+        .ok_or_else(|| DialError::BadResponse(line.trim().to_string()))
 }
 
 #[cfg(test)]
