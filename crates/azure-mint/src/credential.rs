@@ -102,10 +102,32 @@ pub fn client_secret(
     Ok(cred)
 }
 
+/// Why a link of the default chain has no credential (reported when no
+/// link gives a token, as `azidentity` reports it).
+#[derive(Debug, thiserror::Error)]
+enum Unavailable {
+    /// The credential could not be built from its settings.
+    #[error(transparent)]
+    Build(#[from] Error),
+    /// A variable the link needs is not set.
+    #[error("missing environment variable {0}")]
+    MissingVariable(&'static str),
+    /// `AZURE_CLIENT_SECRET` is not set (the only environment credential
+    /// supported).
+    #[error("missing environment variable AZURE_CLIENT_SECRET (client certificates and passwords are not supported)")]
+    NoClientSecret,
+    /// `AZURE_FEDERATED_TOKEN_FILE` is not set.
+    #[error("no token file specified: set AZURE_FEDERATED_TOKEN_FILE (AKS workload identity)")]
+    NoTokenFile,
+    /// The token file is set but the tenant or client ID is not.
+    #[error("missing AZURE_TENANT_ID or AZURE_CLIENT_ID for workload identity")]
+    NoWorkloadIds,
+}
+
 /// One link of the default chain: a credential, or why it could not be built.
 struct Link {
     name: &'static str,
-    credential: Result<Credential, String>,
+    credential: Result<Credential, Unavailable>,
 }
 
 /// The default chain: environment (client secret), workload identity, managed identity, in that order.
@@ -143,10 +165,12 @@ impl DefaultChain {
         let tenant = var("AZURE_TENANT_ID");
         let client = var("AZURE_CLIENT_ID");
         let environment = match (&tenant, &client, var("AZURE_CLIENT_SECRET")) {
-            (Some(t), Some(c), Some(s)) => client_secret(t, c, &s, http, cloud).map_err(|e| e.to_string()),
-            (None, _, _) => Err("missing environment variable AZURE_TENANT_ID".to_string()),
-            (_, None, _) => Err("missing environment variable AZURE_CLIENT_ID".to_string()),
-            (_, _, None) => Err("missing environment variable AZURE_CLIENT_SECRET (client certificates and passwords are not supported)".to_string()),
+            (Some(t), Some(c), Some(s)) => {
+                client_secret(t, c, &s, http, cloud).map_err(Unavailable::from)
+            }
+            (None, _, _) => Err(Unavailable::MissingVariable("AZURE_TENANT_ID")),
+            (_, None, _) => Err(Unavailable::MissingVariable("AZURE_CLIENT_ID")),
+            (_, _, None) => Err(Unavailable::NoClientSecret),
         };
         let workload = match (&tenant, &client, var("AZURE_FEDERATED_TOKEN_FILE")) {
             (Some(t), Some(c), Some(f)) => workload_identity(
@@ -156,20 +180,15 @@ impl DefaultChain {
                 http,
                 cloud,
             )
-            .map_err(|e| e.to_string()),
-            (_, _, None) => Err(
-                "no token file specified: set AZURE_FEDERATED_TOKEN_FILE (AKS workload identity)"
-                    .to_string(),
-            ),
-            _ => {
-                Err("missing AZURE_TENANT_ID or AZURE_CLIENT_ID for workload identity".to_string())
-            }
+            .map_err(Unavailable::from),
+            (_, _, None) => Err(Unavailable::NoTokenFile),
+            _ => Err(Unavailable::NoWorkloadIds),
         };
         let id = match client {
             Some(c) => ManagedIdentityId::ClientId(c),
             None => ManagedIdentityId::System,
         };
-        let managed = managed_identity(&id, http, cloud).map_err(|e| e.to_string());
+        let managed = managed_identity(&id, http, cloud).map_err(Unavailable::from);
         Self {
             links: vec![
                 Link {
@@ -203,7 +222,7 @@ impl DefaultChain {
                 continue;
             };
             match &link.credential {
-                Err(why) => failures.push((i, why.clone())),
+                Err(why) => failures.push((i, why.to_string())),
                 Ok(cred) => match cred.get_token(scopes, None).await {
                     Ok(token) => {
                         if let Ok(mut g) = self.last_good.lock() {
