@@ -378,10 +378,10 @@ async fn run_tunnels(
             _ = stop.changed() => break,
         }
         let id = identity.read().await.clone();
-        let listed: Result<Vec<api::inventory::ProxyEntry>, String> =
+        let listed: Result<Vec<api::inventory::ProxyEntry>, JoinError> =
             match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
-                Ok(api) => api.get("/v1/auth/proxies").await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(api) => api.get("/v1/auth/proxies").await.map_err(JoinError::from),
+                Err(e) => Err(e),
             };
         match listed {
             Ok(list) => {
