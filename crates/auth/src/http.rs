@@ -35,6 +35,7 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
         .route("/v1/auth/apps", get(list_apps))
         .route("/v1/auth/dbs", get(list_dbs))
         .route("/v1/auth/inventory", get(inventory))
+        .route("/v1/auth/servers/{kind}", get(list_servers))
         .route("/v1/auth/proxies", get(proxies))
         .route("/v1/auth/certs/app", post(app_cert))
         .route("/v1/auth/certs/db", post(db_cert))
@@ -221,6 +222,28 @@ async fn list_dbs(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<resources::Database>>> {
     Ok(Json(auth.list_dbs_for(&caller).await?))
+}
+
+/// Every agent's registered server of a kind (`app` or `db`), for
+/// `tctl apps ls` / `tctl db ls` / `tctl get app_server`: needs `list` on
+/// that kind of resource.
+async fn list_servers(
+    State(auth): State<Arc<AuthServer>>,
+    Extension(caller): Extension<Caller>,
+    Path(kind): Path<String>,
+) -> Result<Json<Vec<crate::agents::ServerEntry>>> {
+    require_identified(&caller)?;
+    let resource = match kind.as_str() {
+        "app" => resources::KIND_APP,
+        "db" => resources::KIND_DB,
+        other => {
+            return Err(AuthError::BadParameter(format!(
+                "unknown server kind {other:?}: app or db"
+            )))
+        }
+    };
+    auth.authorize(&caller, resource, "list").await?;
+    Ok(Json(auth.servers(&kind).await?))
 }
 
 async fn inventory(
