@@ -17,9 +17,23 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::term::cell;
 use client::{ApiClient, Credentials, ProfileStore};
+
+mod connect;
+mod invite;
+mod servers;
+
+use servers::ServerKind;
+
+/// Output format of a listing (`--format`); other values are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Yaml,
+}
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +63,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Cluster name, version and CA pin.
-    Status,
+    /// Cluster name, version, CAs and their rotation state, CA pin.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCmd),
@@ -65,13 +83,14 @@ enum Cmd {
         /// File (`-` or none for standard input).
         file: Option<String>,
     },
-    /// Show resources: KIND or KIND/NAME.
+    /// Show resources: KIND or KIND/NAME, or `all`.
     Get {
-        /// e.g. `role`, `roles`, `role/admin`, `users`, `tokens`.
+        /// e.g. `role`, `roles`, `role/admin`, `users`, `tokens`,
+        /// `app_server`, `db_server`, `all`.
         what: String,
-        /// yaml, json or text.
-        #[arg(long, default_value = "yaml")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        format: Format,
     },
     /// Delete a resource: KIND/NAME.
     Rm {
@@ -84,11 +103,27 @@ enum Cmd {
     /// Audit events.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// Applications registered by the app agents.
+    #[command(subcommand)]
+    Apps(ServersCmd),
+    /// Databases registered by the database agents.
+    #[command(subcommand)]
+    Db(ServersCmd),
     /// Agents connected to the proxies through reverse tunnels.
     #[command(subcommand)]
     Inventory(InventoryCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ServersCmd {
+    /// List the registered servers, one row per agent.
+    Ls {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,9 +134,9 @@ enum UsersCmd {
     Update(UserUpdate),
     /// List users.
     Ls {
-        /// text, json or yaml.
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Delete a user.
     Rm {
@@ -165,15 +200,16 @@ enum TokensCmd {
         /// Use this value instead of a random one.
         #[arg(long)]
         value: Option<String>,
-        /// text (the token alone), json or yaml; without it a message.
-        #[arg(long)]
-        format: Option<String>,
+        /// text (the token alone), json or yaml; without it a message with
+        /// the command that starts the agent.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
     },
     /// List tokens.
     Ls {
-        /// text, json or yaml.
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Delete a token.
     Rm {
@@ -208,9 +244,9 @@ enum AuthCmd {
 enum InventoryCmd {
     /// List connected agents.
     Ls {
-        /// text or json.
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -227,9 +263,9 @@ enum EventsCmd {
         /// Most events to show.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
-        /// text or json.
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -276,7 +312,7 @@ fn connect(cli: &Cli) -> Result<ApiClient> {
                 .map(|(p, _)| p.web_proxy_addr)
                 .map_err(|_| anyhow!("--auth-server must be set when using an identity file"))?,
         };
-        return Ok(ApiClient::new(&addr, Some(&creds), cli.insecure)?);
+        return connect::identity_file_client(&addr, &creds, cli.insecure);
     }
     let config_path = cli.config.clone().or_else(|| {
         let p = PathBuf::from(DEFAULT_CONFIG);
@@ -286,13 +322,7 @@ fn connect(cli: &Cli) -> Result<ApiClient> {
         let cfg = config::load(&path)?;
         if cfg.auth_service.enabled {
             let id_path = cfg.data_dir().join(ADMIN_IDENTITY);
-            let creds = Credentials::load_identity_file(&id_path).map_err(|_| {
-                anyhow!(
-                    "cannot read the local admin identity {}: is the auth service (teleport start -c {}) running on this host?",
-                    id_path.display(),
-                    path.display()
-                )
-            })?;
+            let creds = connect::load_admin_identity(&id_path, &path)?;
             let addr = match &cli.auth_server {
                 Some(a) => a.clone(),
                 None => local_addr(cfg.auth_listen_addr()?),
@@ -353,16 +383,19 @@ async fn run(cli: Cli) -> Result<()> {
     let api = connect(&cli)?;
     match cli.cmd {
         Cmd::Version => Ok(()),
-        Cmd::Status => {
+        Cmd::Status { format } => {
             let s = api.status().await?;
-            println!("Cluster      {}", cell(&s.cluster_name));
-            println!("Version      {}", cell(&s.version));
-            for ca in &s.cas {
-                println!("{:<12} {}", cell(&format!("{} CA", ca.kind)), cell(&ca.pin));
+            match format {
+                Format::Json => {
+                    println!("{}", client::term::json(serde_json::to_string_pretty(&s)?))
+                }
+                Format::Yaml => print!("{}", serde_yaml_ng::to_string(&s)?),
+                Format::Text => print!("{}", status_text(&s)),
             }
-            println!("CA pin       {}", cell(&s.ca_pin));
             Ok(())
         }
+        Cmd::Apps(ServersCmd::Ls { format }) => servers_ls(&api, ServerKind::App, format).await,
+        Cmd::Db(ServersCmd::Ls { format }) => servers_ls(&api, ServerKind::Db, format).await,
         Cmd::Users(cmd) => users(&api, cmd).await,
         Cmd::Tokens(cmd) => tokens(&api, cmd).await,
         Cmd::Create { force, file } => {
@@ -397,9 +430,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Get { what, format } => {
-            let (kind, name) = resources::parse_kind_ref(&what)?;
-            let items = api.get_resources(kind, name.as_deref()).await?;
-            print_resources(&items, &format)
+            let items = get_items(&api, &what).await?;
+            print_resources(&items, format)
         }
         Cmd::Rm { what } => {
             let (kind, name) = resources::parse_kind_ref(&what)?;
@@ -440,11 +472,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Inventory(InventoryCmd::Ls { format }) => {
             let list: Vec<serde_json::Value> = api.get("/v1/auth/inventory").await?;
-            if format == "json" {
-                println!(
-                    "{}",
-                    client::term::json(serde_json::to_string_pretty(&list)?)
-                );
+            if format != Format::Text {
+                print_resources(&list, format)?;
             } else {
                 println!("{:<38} {:<24} Last Seen", "Server ID", "Proxy");
                 println!("{:<38} {:<24} ---------", "---------", "-----");
@@ -473,11 +502,8 @@ async fn run(cli: Cli) -> Result<()> {
                 limit: Some(limit),
             };
             let events = api.events(&q).await?;
-            if format == "json" {
-                println!(
-                    "{}",
-                    client::term::json(serde_json::to_string_pretty(&events)?)
-                );
+            if format != Format::Text {
+                print_resources(&events, format)?;
             } else {
                 println!(
                     "{:<32} {:<22} {:<8} {:<16} Details",
@@ -504,13 +530,90 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
+/// `tctl status` as text: the cluster, each CA with its rotation state and
+/// pin, and the host CA pin (the line agents' `ca_pin` takes).
+fn status_text(s: &api::StatusResponse) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("Cluster      {}\n", cell(&s.cluster_name)));
+    out.push_str(&format!("Version      {}\n", cell(&s.version)));
+    for ca in &s.cas {
+        // CAs are never rotated in this build.
+        let label = format!("{} CA", capitalized(&ca.kind));
+        out.push_str(&format!("{:<12} never updated\n", cell(&label)));
+    }
+    for ca in &s.cas {
+        let label = format!("{} CA pin", ca.kind);
+        out.push_str(&format!("{:<12} {}\n", cell(&label), cell(&ca.pin)));
+    }
+    out.push_str(&format!("CA pin       {}\n", cell(&s.ca_pin)));
+    out
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// `tctl get WHAT`: a stored kind (or KIND/NAME), the registered servers
+/// (`app_server`, `db_server`), or `all` (every kind `tctl create` takes,
+/// with the cluster name and CAs, as a backup would).
+async fn get_items(api: &ApiClient, what: &str) -> Result<Vec<serde_json::Value>> {
+    let (kind_text, name) = match what.trim().split_once('/') {
+        Some((k, n)) => (k, Some(n)),
+        None => (what.trim(), None),
+    };
+    if let Some(kind) = ServerKind::from_get_kind(kind_text) {
+        let list = servers::list(api, kind).await?;
+        let mut items = servers::as_resources(kind, &list)?;
+        if let Some(n) = name {
+            items.retain(|i| i["metadata"]["name"].as_str() == Some(n));
+            if items.is_empty() {
+                bail!("{kind_text} {n:?} is not found");
+            }
+        }
+        return Ok(items);
+    }
+    if kind_text.eq_ignore_ascii_case("all") {
+        if name.is_some() {
+            bail!("`tctl get all` takes no name");
+        }
+        let mut items = Vec::new();
+        for kind in [
+            "cluster_name",
+            "cert_authority",
+            "role",
+            "user",
+            "token",
+            "app",
+            "db",
+        ] {
+            items.extend(api.get_resources(kind, None).await?);
+        }
+        return Ok(items);
+    }
+    let (kind, name) = resources::parse_kind_ref(what)?;
+    Ok(api.get_resources(kind, name.as_deref()).await?)
+}
+
+async fn servers_ls(api: &ApiClient, kind: ServerKind, format: Format) -> Result<()> {
+    let list = servers::list(api, kind).await?;
     match format {
-        "json" => println!(
+        Format::Text => print!("{}", servers::text(kind, &list)),
+        _ => print_resources(&servers::as_resources(kind, &list)?, format)?,
+    }
+    Ok(())
+}
+
+fn print_resources(items: &[serde_json::Value], format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!(
             "{}",
             client::term::json(serde_json::to_string_pretty(items)?)
         ),
-        "yaml" => {
+        Format::Yaml => {
             let mut first = true;
             for item in items {
                 if !first {
@@ -520,7 +623,7 @@ fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
                 print!("{}", serde_yaml_ng::to_string(item)?);
             }
         }
-        "text" => {
+        Format::Text => {
             for item in items {
                 println!(
                     "{} {}",
@@ -529,7 +632,6 @@ fn print_resources(items: &[serde_json::Value], format: &str) -> Result<()> {
                 );
             }
         }
-        other => bail!("unsupported format {other:?}: use yaml, json or text"),
     }
     Ok(())
 }
@@ -612,7 +714,7 @@ async fn users(api: &ApiClient, cmd: UsersCmd) -> Result<()> {
         }
         UsersCmd::Ls { format } => {
             let users = api.get_resources("user", None).await?;
-            if format == "text" {
+            if format == Format::Text {
                 println!("{:<24} Roles", "User");
                 println!("{:<24} -----", "----");
                 for u in &users {
@@ -628,7 +730,7 @@ async fn users(api: &ApiClient, cmd: UsersCmd) -> Result<()> {
                 }
                 Ok(())
             } else {
-                print_resources(&users, &format)
+                print_resources(&users, format)
             }
         }
         UsersCmd::Rm { name } => {
@@ -659,6 +761,19 @@ fn new_user(
     }))?)
 }
 
+/// The address agents join through: the first proxy the cluster knows, or
+/// the address tctl reached.
+async fn proxy_addr(api: &ApiClient) -> String {
+    let proxies: Vec<api::inventory::ProxyEntry> =
+        api.get("/v1/auth/proxies").await.unwrap_or_default();
+    let mut addrs: Vec<String> = proxies.into_iter().map(|p| p.addr).collect();
+    addrs.sort();
+    addrs
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| api.base().trim_start_matches("https://").to_string())
+}
+
 async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
     match cmd {
         TokensCmd::Add {
@@ -668,22 +783,23 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
             format,
         } => {
             let ttl = parse_ttl(&ttl)?;
-            resources::SystemRole::parse_list(&kind)?;
+            let roles = resources::SystemRole::parse_list(&kind)
+                .map_err(|e| anyhow!(invite::bad_type(&kind, &e)))?;
             let token = api.create_token(&kind, ttl, value.as_deref()).await?;
             let name = token.metadata.name.clone();
-            match format.as_deref() {
-                Some("text") => println!("{}", cell(&name)),
-                Some("json") => println!(
+            match format {
+                Some(Format::Text) => println!("{}", cell(&name)),
+                Some(Format::Json) => println!(
                     "{}",
                     client::term::json(serde_json::to_string_pretty(&token)?)
                 ),
-                Some("yaml") => print!("{}", serde_yaml_ng::to_string(&token)?),
-                Some(other) => bail!("unsupported format {other:?}: use text, json or yaml"),
+                Some(Format::Yaml) => print!("{}", serde_yaml_ng::to_string(&token)?),
                 None => {
-                    println!(
-                        "The invite token: {}\nThis token will expire in {} minutes.\n\nUse this token in join_params.token_name of an agent's teleport.yaml (a file path holding it works too).",
-                        cell(&name),
-                        ttl.as_secs() / 60
+                    let pin = api.status().await?.ca_pin;
+                    let proxy = proxy_addr(api).await;
+                    print!(
+                        "{}",
+                        invite::join_message(&cell(&name), &roles, ttl, &cell(&pin), &cell(&proxy))
                     );
                 }
             }
@@ -691,8 +807,8 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
         }
         TokensCmd::Ls { format } => {
             let list = api.get_resources("token", None).await?;
-            if format != "text" {
-                return print_resources(&list, &format);
+            if format != Format::Text {
+                return print_resources(&list, format);
             }
             println!(
                 "{:<34} {:<12} {:<8} Expiry Time (UTC)",
