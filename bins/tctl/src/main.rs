@@ -840,3 +840,69 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command of the tree with its path (`tokens ls`).
+    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name()).trim().to_string();
+            if sub.get_subcommands().next().is_none() {
+                out.push((p, sub.clone()));
+            } else {
+                leaves(sub, &p, out);
+            }
+        }
+    }
+
+    /// Generated from the command tree: every listing takes `--format`
+    /// with exactly text, json and yaml (`auth sign --format` names an
+    /// identity file format, not a listing's).
+    #[test]
+    fn every_listing_takes_text_json_yaml() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "", &mut all);
+        let mut checked = 0;
+        for (path, cmd) in &all {
+            let format = cmd.get_arguments().find(|a| a.get_id() == "format");
+            let is_listing = path.ends_with(" ls") || path == "get" || path == "status";
+            if is_listing {
+                assert!(format.is_some(), "{path} has no --format");
+            }
+            let Some(format) = format else { continue };
+            if path == "auth sign" {
+                continue;
+            }
+            let values: Vec<String> = format
+                .get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            assert_eq!(values, ["text", "json", "yaml"], "{path}");
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} listings found");
+    }
+
+    #[test]
+    fn status_text_shows_each_ca_rotation_and_the_pin() {
+        let s = api::StatusResponse {
+            cluster_name: "c".into(),
+            version: "1".into(),
+            cas: vec![api::CaStatus {
+                kind: "host".into(),
+                pin: "sha256:aa".into(),
+                cert: String::new(),
+            }],
+            ca_pin: "sha256:aa".into(),
+        };
+        let t = status_text(&s);
+        assert!(t.contains("Host CA      never updated\n"), "{t}");
+        assert!(t.contains("host CA pin  sha256:aa\n"), "{t}");
+        assert!(t.ends_with("CA pin       sha256:aa\n"), "{t}");
+    }
+}
