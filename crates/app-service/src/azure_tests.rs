@@ -246,6 +246,14 @@ async fn setup(o: Options) -> Setup {
     }
 }
 
+/// A setup with `o` whose `GET /subscriptions` is answered with `status` and the error `code`:
+/// the setup and the answer's body.
+async fn answered(o: Options, status: StatusCode, code: &str) -> (Setup, String) {
+    let s = setup(o).await;
+    let body = s.expect(s.arm(), status, code, "").await;
+    (s, body)
+}
+
 /// A local token as tsh signs it with the session key.
 fn local_token(key: &EcdsaKeyPair, identity: &str, aud: &str) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -275,6 +283,38 @@ impl Setup {
             .header("authorization", format!("Bearer {}", self.token()))
             .body(Full::new(Bytes::new()))
             .unwrap()
+    }
+
+    /// `GET /subscriptions` of `management.azure.com` with the session's token.
+    fn arm(&self) -> Request<Full<Bytes>> {
+        self.get("management.azure.com", "/subscriptions")
+    }
+
+    /// Sends `req`, which is answered with `status` and the error `code` (`what` says
+    /// which case); returns the body.
+    async fn expect(
+        &self,
+        req: Request<Full<Bytes>>,
+        status: StatusCode,
+        code: &str,
+        what: &str,
+    ) -> String {
+        self.expect_as(&self.identity, req, status, code, what)
+            .await
+    }
+
+    /// [`Setup::expect`] for a request with the certificate `identity`.
+    async fn expect_as(
+        &self,
+        identity: &Identity,
+        req: Request<Full<Bytes>>,
+        status: StatusCode,
+        code: &str,
+        what: &str,
+    ) -> String {
+        let (got, got_code, body) = self.send_as(identity, req).await;
+        assert_eq!((got, got_code.as_str()), (status, code), "{what}: {body}");
+        body
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, String, String) {
@@ -473,36 +513,24 @@ async fn crafted_hosts_are_refused_before_anything_is_dialled() {
 #[tokio::test]
 async fn the_host_header_is_required_once() {
     let s = setup(Options::default()).await;
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    let mut req = s.arm();
     req.headers_mut().remove("host");
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "TeleportBadRequest"),
-        "{body}"
-    );
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
+        .await;
+    let mut req = s.arm();
     req.headers_mut().append(
         "host",
         hyper::header::HeaderValue::from_str(&format!("other.host:{}", s.other_port)).unwrap(),
     );
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "TeleportBadRequest"),
-        "{body}"
-    );
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
+        .await;
+    let mut req = s.arm();
     req.headers_mut().insert(
         "host",
         hyper::header::HeaderValue::from_bytes(b"management.azure.com\xff").unwrap(),
     );
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "TeleportBadRequest"),
-        "{body}"
-    );
+    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
+        .await;
     s.nothing_left("Host headers");
 }
 
@@ -517,36 +545,29 @@ async fn request_targets_must_be_paths() {
         // Asterisk-form.
         "*".to_string(),
     ] {
-        let (status, code, body) = s.send(s.get("management.azure.com", &target)).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::BAD_REQUEST, "TeleportBadRequest"),
-            "{target}: {body}"
-        );
+        s.expect(
+            s.get("management.azure.com", &target),
+            StatusCode::BAD_REQUEST,
+            "TeleportBadRequest",
+            &target,
+        )
+        .await;
     }
     // Authority-form with CONNECT.
     let mut req = s.get("management.azure.com", &format!("other.host:{p}"));
     *req.method_mut() = hyper::Method::CONNECT;
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "TeleportBadRequest"),
-        "{body}"
-    );
+    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
+        .await;
     s.nothing_left("targets");
 }
 
 #[tokio::test]
 async fn the_local_token_must_be_the_sessions() {
     let s = setup(Options::default()).await;
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    let mut req = s.arm();
     req.headers_mut().remove("authorization");
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNAUTHORIZED, "TeleportInvalidToken"),
-        "{body}"
-    );
+    s.expect(req, StatusCode::UNAUTHORIZED, "TeleportInvalidToken", "")
+        .await;
     for bearer in [
         "Bearer forged.jwt.token".to_string(),
         "Basic dXNlcjpwdw==".to_string(),
@@ -560,15 +581,16 @@ async fn the_local_token_must_be_the_sessions() {
             )
         ),
     ] {
-        let mut req = s.get("management.azure.com", "/subscriptions");
+        let mut req = s.arm();
         req.headers_mut()
             .insert("authorization", bearer.parse().unwrap());
-        let (status, code, body) = s.send(req).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::UNAUTHORIZED, "TeleportInvalidToken"),
-            "{bearer}: {body}"
-        );
+        s.expect(
+            req,
+            StatusCode::UNAUTHORIZED,
+            "TeleportInvalidToken",
+            &bearer,
+        )
+        .await;
     }
     // Signed by the session key, for several resources or odd ones.
     for aud in [
@@ -578,34 +600,31 @@ async fn the_local_token_must_be_the_sessions() {
         "https://management.azure.com/#x",
         "https://management.azure.com/\n",
     ] {
-        let mut req = s.get("management.azure.com", "/subscriptions");
+        let mut req = s.arm();
         req.headers_mut().insert(
             "authorization",
             format!("Bearer {}", local_token(&s.key, ID, aud))
                 .parse()
                 .unwrap(),
         );
-        let (status, code, body) = s.send(req).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::UNAUTHORIZED, "TeleportInvalidToken"),
-            "audience {aud:?}: {body}"
-        );
+        s.expect(
+            req,
+            StatusCode::UNAUTHORIZED,
+            "TeleportInvalidToken",
+            &format!("audience {aud:?}"),
+        )
+        .await;
     }
     // Signed by the session key, for another identity.
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    let mut req = s.arm();
     req.headers_mut().insert(
         "authorization",
         format!("Bearer {}", local_token(&s.key, OTHER_ID, ARM_AUDIENCE))
             .parse()
             .unwrap(),
     );
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::FORBIDDEN, "TeleportAccessDenied"),
-        "{body}"
-    );
+    s.expect(req, StatusCode::FORBIDDEN, "TeleportAccessDenied", "")
+        .await;
     s.nothing_left("tokens");
 }
 
@@ -630,104 +649,81 @@ async fn the_certificate_must_route_to_this_app_with_an_identity() {
         ("expired", expired),
         ("no identity", no_identity),
     ] {
-        let (status, code, body) = s
-            .send_as(&identity, s.get("management.azure.com", "/subscriptions"))
-            .await;
-        assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::FORBIDDEN, "TeleportAccessDenied"),
-            "{what}: {body}"
-        );
+        s.expect_as(
+            &identity,
+            s.arm(),
+            StatusCode::FORBIDDEN,
+            "TeleportAccessDenied",
+            what,
+        )
+        .await;
     }
     s.nothing_left("certificates");
 }
 
 #[tokio::test]
 async fn current_roles_decide() {
-    let s = setup(Options {
-        roles: Ok(roles(&role_yaml(OTHER_ID))),
-        ..Options::default()
-    })
+    let (s, _) = answered(
+        Options {
+            roles: Ok(roles(&role_yaml(OTHER_ID))),
+            ..Options::default()
+        },
+        StatusCode::FORBIDDEN,
+        "TeleportAccessDenied",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::FORBIDDEN, "TeleportAccessDenied"),
-        "{body}"
-    );
     s.nothing_left("RBAC");
-    let s = setup(Options {
-        roles: Err((None, "auth service unreachable".into())),
-        ..Options::default()
-    })
+    let (s, _) = answered(
+        Options {
+            roles: Err((None, "auth service unreachable".into())),
+            ..Options::default()
+        },
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TeleportAccessCheckUnavailable",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TeleportAccessCheckUnavailable"
-        ),
-        "{body}"
-    );
     s.nothing_left("roles unavailable");
     // A role of the session deleted since: the auth service answers 404,
     // which is a refusal, not an outage.
-    let s = setup(Options {
-        roles: Err((Some(404), "role \"azure-cli-access\" is not found".into())),
-        ..Options::default()
-    })
+    let (s, body) = answered(
+        Options {
+            roles: Err((Some(404), "role \"azure-cli-access\" is not found".into())),
+            ..Options::default()
+        },
+        StatusCode::FORBIDDEN,
+        "TeleportAccessDenied",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::FORBIDDEN, "TeleportAccessDenied"),
-        "{body}"
-    );
     assert!(body.contains("is not found"), "{body}");
     s.nothing_left("role deleted");
 }
 
 #[tokio::test]
 async fn a_failed_mint_says_so() {
-    let s = setup(Options {
-        mint_fails: true,
-        ..Options::default()
-    })
+    let (s, body) = answered(
+        Options {
+            mint_fails: true,
+            ..Options::default()
+        },
+        StatusCode::BAD_GATEWAY,
+        "TeleportTokenMintFailed",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_GATEWAY, "TeleportTokenMintFailed"),
-        "{body}"
-    );
     assert!(body.contains("minting a token for"), "{body}");
     assert!(s.seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn unreachable_azure_is_not_access_denied() {
-    let s = setup(Options {
-        azure_at: Some(closed_port().await),
-        ..Options::default()
-    })
+    let (_, body) = answered(
+        Options {
+            azure_at: Some(closed_port().await),
+            ..Options::default()
+        },
+        StatusCode::BAD_GATEWAY,
+        "TeleportUpstreamUnreachable",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_GATEWAY, "TeleportUpstreamUnreachable"),
-        "{body}"
-    );
     let message = serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["message"]
         .as_str()
         .unwrap()
@@ -742,34 +738,31 @@ async fn unreachable_azure_is_not_access_denied() {
 #[tokio::test]
 async fn a_silent_azure_times_out() {
     let (silent, _) = counting_listener().await;
-    let s = setup(Options {
-        azure_at: Some(silent),
-        timeout: Duration::from_millis(300),
-        ..Options::default()
-    })
+    answered(
+        Options {
+            azure_at: Some(silent),
+            timeout: Duration::from_millis(300),
+            ..Options::default()
+        },
+        StatusCode::GATEWAY_TIMEOUT,
+        "TeleportUpstreamTimeout",
+    )
     .await;
-    let (status, code, body) = s
-        .send(s.get("management.azure.com", "/subscriptions"))
-        .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::GATEWAY_TIMEOUT, "TeleportUpstreamTimeout"),
-        "{body}"
-    );
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
     let s = setup(Options::default()).await;
-    let mut req = s.get("management.azure.com", "/subscriptions");
+    let mut req = s.arm();
     *req.method_mut() = hyper::Method::PUT;
     *req.body_mut() = Full::new(Bytes::from(vec![b'x'; MAX_BODY + 1]));
-    let (status, code, body) = s.send(req).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "TeleportRequestTooLarge"),
-        "{body}"
-    );
+    s.expect(
+        req,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "TeleportRequestTooLarge",
+        "",
+    )
+    .await;
     assert!(s.seen.lock().unwrap().is_empty());
 }
 
