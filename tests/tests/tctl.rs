@@ -272,6 +272,16 @@ fn registered_servers_are_listed() {
     }
     let err = fails(node.tctl(&["apps", "ls", "--format=bogus"]).unwrap()).unwrap();
     assert!(err.contains("invalid value 'bogus'"), "{err}");
+
+    // Listing every agent's servers is an administrator's right, not a user's.
+    add_user(&node, "alice", "access", PASSWORD).unwrap();
+    let file = tmp.path().join("alice.pem");
+    sign_identity(&node, "alice", &file, "1h").unwrap();
+    let home = tmp.path().join("alice-home");
+    for args in [["apps", "ls"], ["db", "ls"]] {
+        let err = fails(tctl_with_identity(&home, &file, &node.web_addr, &args)).unwrap();
+        assert!(err.contains("access denied"), "{args:?}: {err}");
+    }
 }
 
 #[test]
