@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use client::{Credentials, Profile, ProfileStore};
 
-use crate::{load_active, Cli};
+use crate::{load_active, load_session, login_command, Cli};
 
 struct Session {
     profile: Profile,
@@ -15,8 +15,13 @@ struct Session {
     store: ProfileStore,
 }
 
-fn session(cli: &Cli) -> Result<Session> {
-    let (profile, creds) = load_active(cli)?;
+/// The active profile; with `margin`, refused when its session has expired
+/// (or expires within `margin`). Logging out needs no live session.
+fn session(cli: &Cli, margin: Option<std::time::Duration>) -> Result<Session> {
+    let (profile, creds) = match margin {
+        Some(m) => load_session(cli, m)?,
+        None => load_active(cli)?,
+    };
     if profile.web_proxy_addr.is_empty() {
         bail!("--proxy must be set when using an identity file");
     }
@@ -88,15 +93,50 @@ async fn run_az(
     ))
 }
 
-pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> {
-    let s = session(cli)?;
+/// An app session needs a few seconds of the user's certificate left: one
+/// asked for at its last second would expire while az logs in (az then says
+/// only `ERROR: None, None`).
+const APP_LOGIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The app `app` as the cluster lists it for the user, with an API client.
+async fn find_app(
+    cli: &Cli,
+    s: &Session,
+    app: &str,
+) -> Result<(client::ApiClient, resources::App)> {
     let insecure = cli.insecure || s.profile.insecure;
-    let api = client::ApiClient::new(&s.profile.web_proxy_addr, Some(&s.creds), insecure)?;
+    let api = client::ApiClient::new(&s.profile.web_proxy_addr, Some(&s.creds), insecure)?
+        .with_login_hint(login_command(cli, &s.profile));
     let apps: Vec<resources::App> = api.get("/v1/auth/apps").await?;
     let found = apps
-        .iter()
+        .into_iter()
         .find(|a| a.metadata.name == app)
         .ok_or_else(|| anyhow!("app {app:?} not found: tsh apps ls lists the apps you may use"))?;
+    Ok((api, found))
+}
+
+/// `tsh apps login APP --list-identities`: the Azure identities the user's
+/// certificate lets them assume, without asking for an app session. Read from
+/// the certificate alone (no connection), so it works whatever the state of
+/// the app's agent; the cluster checks the choice again at `tsh apps login`.
+pub async fn list_identities(cli: &Cli, app: &str) -> Result<()> {
+    let s = session(cli, Some(std::time::Duration::ZERO))?;
+    let user = client::identity_of(&s.creds)?;
+    print!("{}", client::apps::identities_table(&user.azure_identities));
+    if !user.azure_identities.is_empty() {
+        println!(
+            "\nLog in with one: tsh apps login {} --azure-identity <name>",
+            client::term::cell(app)
+        );
+    }
+    Ok(())
+}
+
+pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> {
+    let s = session(cli, Some(APP_LOGIN_MARGIN))?;
+    let (api, found) = find_app(cli, &s, app).await?;
+    let found = &found;
+    let insecure = cli.insecure || s.profile.insecure;
     let user = client::identity_of(&s.creds)?;
     let azure_identity = if found.is_azure_cloud() {
         client::apps::resolve_azure_identity(&user.azure_identities, flag)?
@@ -104,7 +144,7 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
         String::new()
     };
     let key = pki::generate_key()?;
-    let resp: api::certs::AppCertResponse = api
+    let resp: api::certs::AppCertResponse = match api
         .post(
             "/v1/auth/certs/app",
             &api::certs::AppCertRequest {
@@ -113,7 +153,22 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
                 public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
             },
         )
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        // The certificate lists the identity but the cluster refuses it: the
+        // roles changed since login.
+        Err(client::ClientError::Http {
+            status: 403,
+            message,
+        }) if found.is_azure_cloud() => bail!(client::apps::identity_no_longer_allowed(
+            &azure_identity,
+            &message,
+            &user.azure_identities,
+            &login_command(cli, &s.profile),
+        )),
+        Err(e) => return Err(e.into()),
+    };
     let cert = resp.tls_cert;
     let paths = s
         .store
@@ -136,6 +191,13 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
     proxy.shutdown().await;
     print!("{out}");
     if code != 0 {
+        // The session may have run out while az logged in: say so rather
+        // than leave az's own message alone.
+        client::check_session(
+            &app_creds,
+            &login_command(cli, &s.profile),
+            std::time::Duration::ZERO,
+        )?;
         bail!("az login failed (exit code {code})");
     }
     println!("Logged into Azure app {app:?}.");
@@ -145,7 +207,7 @@ pub async fn apps_login(cli: &Cli, app: &str, flag: Option<&str>) -> Result<()> 
 }
 
 pub fn apps_logout(cli: &Cli, app: Option<&str>) -> Result<()> {
-    let s = session(cli)?;
+    let s = session(cli, None)?;
     let names: Vec<String> = match app {
         Some(a) => vec![a.to_string()],
         None => s
@@ -175,7 +237,7 @@ fn azure_session(s: &Session) -> Result<(String, Credentials)> {
 }
 
 pub async fn az(cli: &Cli, args: &[String]) -> Result<i32> {
-    let s = session(cli)?;
+    let s = session(cli, Some(std::time::Duration::ZERO))?;
     let insecure = cli.insecure || s.profile.insecure;
     let (app, creds) = azure_session(&s)?;
     let proxy = start_local_proxy(&s, &app, &creds, insecure, 0).await?;
@@ -189,7 +251,7 @@ pub async fn proxy_azure(cli: &Cli, port: Option<u16>, format: &str) -> Result<(
     if !matches!(format, "unix" | "command-prompt" | "powershell" | "text") {
         bail!("unsupported format {format:?}: use unix, command-prompt, powershell or text");
     }
-    let s = session(cli)?;
+    let s = session(cli, Some(std::time::Duration::ZERO))?;
     let insecure = cli.insecure || s.profile.insecure;
     let (app, creds) = azure_session(&s)?;
     let proxy = start_local_proxy(&s, &app, &creds, insecure, port.unwrap_or(0)).await?;

@@ -4,17 +4,26 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use client::{Credentials, Profile, ProfileStore};
 
-use crate::{load_active, Cli};
+use crate::{load_active, load_session, login_command, Cli};
 
 struct Session {
     profile: Profile,
     creds: Credentials,
     store: ProfileStore,
     insecure: bool,
+    /// The command that logs in again, for an expired session.
+    login: String,
 }
 
-fn session(cli: &Cli) -> Result<Session> {
-    let (profile, creds) = load_active(cli)?;
+/// The active profile; when `live`, refused if its session has expired
+/// (logging out needs no live session).
+fn session(cli: &Cli, live: bool) -> Result<Session> {
+    let (profile, creds) = if live {
+        load_session(cli, std::time::Duration::ZERO)?
+    } else {
+        load_active(cli)?
+    };
+    let login = login_command(cli, &profile);
     if profile.web_proxy_addr.is_empty() {
         bail!("--proxy must be set when using an identity file");
     }
@@ -24,6 +33,7 @@ fn session(cli: &Cli) -> Result<Session> {
         creds,
         store: ProfileStore::from_env()?,
         insecure,
+        login,
     })
 }
 
@@ -36,7 +46,8 @@ pub struct Route<'a> {
 
 /// Get a database certificate and store it.
 async fn login_inner(s: &Session, route: &Route<'_>) -> Result<(Credentials, resources::Database)> {
-    let api = client::ApiClient::new(&s.profile.web_proxy_addr, Some(&s.creds), s.insecure)?;
+    let api = client::ApiClient::new(&s.profile.web_proxy_addr, Some(&s.creds), s.insecure)?
+        .with_login_hint(s.login.clone());
     let key = pki::generate_key()?;
     let resp: api::certs::DbCertResponse = api
         .post(
@@ -63,7 +74,7 @@ async fn login_inner(s: &Session, route: &Route<'_>) -> Result<(Credentials, res
 }
 
 pub async fn login(cli: &Cli, route: &Route<'_>) -> Result<()> {
-    let s = session(cli)?;
+    let s = session(cli, true)?;
     let (_, db) = login_inner(&s, route).await?;
     // The name as the cluster sent it may reach the terminal: escaped.
     let name = client::term::cell(&db.metadata.name);
@@ -96,7 +107,7 @@ fn redis_cli() -> String {
 /// `tsh db connect`: a local tunnel and `redis-cli` on it; returns
 /// redis-cli's exit code.
 pub async fn connect(cli: &Cli, route: &Route<'_>, extra: &[String]) -> Result<i32> {
-    let s = session(cli)?;
+    let s = session(cli, true)?;
     let creds = session_creds(&s, route).await?;
     let dialer = client::db::DbDialer::new(&s.profile.web_proxy_addr, &creds, s.insecure)?;
     let tunnel = client::db::LocalTunnel::start(dialer, 0).await?;
@@ -119,7 +130,7 @@ pub async fn connect(cli: &Cli, route: &Route<'_>, extra: &[String]) -> Result<i
 }
 
 pub fn logout(cli: &Cli, db: Option<&str>) -> Result<()> {
-    let s = session(cli)?;
+    let s = session(cli, false)?;
     if let Some(d) = db {
         if !s.store.remove_db(&s.profile, d) {
             bail!("not logged into database {d:?}");
@@ -142,7 +153,7 @@ pub async fn proxy(cli: &Cli, route: &Route<'_>, port: Option<u16>, tunnel: bool
             route.db
         );
     }
-    let s = session(cli)?;
+    let s = session(cli, true)?;
     let creds = session_creds(&s, route).await?;
     let id = client::identity_of(&creds)?;
     let dialer = client::db::DbDialer::new(&s.profile.web_proxy_addr, &creds, s.insecure)?;

@@ -49,9 +49,10 @@ enum Cmd {
         /// Teleport user name.
         #[arg(long, env = "TELEPORT_USER")]
         user: Option<String>,
-        /// Requested validity in minutes.
-        #[arg(long)]
-        ttl: Option<u64>,
+        /// Requested validity: minutes as Teleport takes them (`90`), or a
+        /// duration (`90m`, `1h`, `30s`).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
     },
     /// Show the current profile.
     Status {
@@ -96,6 +97,9 @@ enum AppsCmd {
         /// Azure identity: full resource ID or its name.
         #[arg(long = "azure-identity")]
         azure_identity: Option<String>,
+        /// List the Azure identities you may assume with this app, and stop.
+        #[arg(long = "list-identities", conflicts_with = "azure_identity")]
+        list_identities: bool,
     },
     /// Remove app certificates.
     Logout {
@@ -240,7 +244,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Apps(AppsCmd::Ls { format }) => runtime()?.block_on(apps_ls(&cli, format)),
         Cmd::Apps(AppsCmd::Login {
             app,
+            azure_identity: _,
+            list_identities: true,
+        }) => runtime()?.block_on(azure::list_identities(&cli, app)),
+        Cmd::Apps(AppsCmd::Login {
+            app,
             azure_identity,
+            list_identities: false,
         }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
         Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
         Cmd::Db(DbCmd::Ls { format }) => runtime()?.block_on(db_ls(&cli, format)),
@@ -326,7 +336,23 @@ fn read_password(user: &str) -> Result<String> {
     }
 }
 
-async fn login(cli: &Cli, user: Option<String>, ttl: Option<u64>) -> Result<()> {
+/// `--ttl`: a bare number is minutes, as in Teleport; else a duration
+/// (`90m`, `1h30m`, `30s`).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .ok()
+            .and_then(|m| m.checked_mul(60))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} minutes is too long"));
+    }
+    resources::parse_go_duration(text)
+        .map_err(|e| format!("{e}: give minutes (90) or a duration (90m, 1h, 30s)"))
+}
+
+async fn login(cli: &Cli, user: Option<String>, ttl: Option<Duration>) -> Result<()> {
     let store = ProfileStore::from_env()?;
     let previous = store.current().ok();
     let proxy = cli
@@ -338,9 +364,15 @@ async fn login(cli: &Cli, user: Option<String>, ttl: Option<u64>) -> Result<()> 
         .or_else(|| previous.as_ref().map(|(p, _)| p.user.clone()))
         .or_else(|| std::env::var("USER").ok())
         .ok_or_else(|| anyhow!("--user must be set"))?;
+    // Logging in again to the proxy of a profile made with --insecure (after
+    // expiry, or to refresh roles) keeps it, as later commands of the
+    // profile do; a proxy without a profile (after `tsh logout`) is checked.
+    let insecure = cli.insecure || store.profile_for(&proxy).is_some_and(|p| p.insecure);
+    // Reach the proxy before asking for a password: an untrusted proxy is
+    // refused with what to do, and no password is typed for nothing.
+    client::ping_proxy(&proxy, insecure).await?;
     let password = read_password(&user)?;
-    let insecure = cli.insecure;
-    let ttl = Duration::from_secs(ttl.unwrap_or(0) * 60);
+    let ttl = ttl.unwrap_or(Duration::ZERO);
     let (ping, creds) = client::password_login(&proxy, &user, &password, insecure, ttl).await?;
     let addr = client::base_url(&proxy)
         .trim_start_matches("https://")
@@ -370,6 +402,28 @@ fn load_active(cli: &Cli) -> Result<(Profile, Credentials)> {
     }
     let store = ProfileStore::from_env()?;
     Ok(store.current()?)
+}
+
+/// The command that gets a fresh certificate for `profile`: `tsh login` with
+/// its proxy, user and `--insecure`, or a new identity file.
+pub(crate) fn login_command(cli: &Cli, profile: &Profile) -> String {
+    if cli.identity.is_some() {
+        return format!("tctl auth sign --user={} --out=FILE", profile.user);
+    }
+    Profile {
+        insecure: cli.insecure || profile.insecure,
+        ..profile.clone()
+    }
+    .login_command()
+}
+
+/// The active profile, refused with "your session has expired" and how to log
+/// in again when its certificate has expired (or expires within `margin`):
+/// found here, before any connection, rather than as a TLS alert.
+pub(crate) fn load_session(cli: &Cli, margin: Duration) -> Result<(Profile, Credentials)> {
+    let (profile, creds) = load_active(cli)?;
+    client::check_session(&creds, &login_command(cli, &profile), margin)?;
+    Ok((profile, creds))
 }
 
 fn go_duration(d: time::Duration) -> String {
@@ -478,7 +532,11 @@ fn status(cli: &Cli, format: &str) -> Result<()> {
         print_profile(&profile, &creds, true)?;
     }
     if id.expires <= OffsetDateTime::now_utc() {
-        bail!("Active profile expired.");
+        let e = client::check_session(&creds, &login_command(cli, &profile), Duration::ZERO)
+            .err()
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| anyhow!("your session has expired"));
+        return Err(e.context("Active profile expired"));
     }
     Ok(())
 }
@@ -497,7 +555,7 @@ fn logout() -> Result<()> {
 }
 
 fn api_client(cli: &Cli) -> Result<client::ApiClient> {
-    let (profile, creds) = load_active(cli)?;
+    let (profile, creds) = load_session(cli, Duration::ZERO)?;
     if profile.web_proxy_addr.is_empty() {
         bail!("--proxy must be set when using an identity file");
     }
@@ -505,7 +563,8 @@ fn api_client(cli: &Cli) -> Result<client::ApiClient> {
         &profile.web_proxy_addr,
         Some(&creds),
         cli.insecure || profile.insecure,
-    )?)
+    )?
+    .with_login_hint(login_command(cli, &profile)))
 }
 
 async fn apps_ls(cli: &Cli, format: &str) -> Result<()> {
@@ -594,4 +653,21 @@ async fn db_ls(cli: &Cli, format: &str) -> Result<()> {
         &rows,
     );
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_takes_minutes_or_a_duration() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90 * 60));
+        assert_eq!(parse_ttl("90m").unwrap(), Duration::from_secs(90 * 60));
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("30s").unwrap(), Duration::from_secs(30));
+        assert!(parse_ttl("soon").unwrap_err().contains("90m, 1h, 30s"));
+        assert!(parse_ttl("-5m").is_err());
+        assert!(parse_ttl(&u64::MAX.to_string()).is_err());
+    }
 }

@@ -8,11 +8,13 @@ use crate::{ClientError, Credentials, Profile, ProfileStore, Result};
 
 /// Pick the Azure identity for `tsh apps login --azure-identity`, as Teleport
 /// does: the full resource ID or its last segment, case-insensitively; no
-/// flag is fine when exactly one identity is allowed.
+/// flag is fine when exactly one identity is allowed. Every refusal lists the
+/// identities one may assume ([`identities_table`]), as Teleport prints them
+/// before its error.
 pub fn resolve_azure_identity(allowed: &[String], flag: Option<&str>) -> Result<String> {
-    let denied = |m: String| ClientError::Local(m);
+    let denied = |m: String| ClientError::Local(with_identities(&m, allowed));
     if allowed.is_empty() {
-        return Err(denied(
+        return Err(ClientError::Local(
             "no Azure identities available, check your permissions".into(),
         ));
     }
@@ -29,11 +31,7 @@ pub fn resolve_azure_identity(allowed: &[String], flag: Option<&str>) -> Result<
     }
     let by_name: Vec<&String> = allowed
         .iter()
-        .filter(|a| {
-            a.rsplit('/')
-                .next()
-                .is_some_and(|last| last.eq_ignore_ascii_case(wanted))
-        })
+        .filter(|a| identity_name(a).eq_ignore_ascii_case(wanted))
         .collect();
     match by_name.as_slice() {
         [one] => Ok((*one).clone()),
@@ -44,6 +42,71 @@ pub fn resolve_azure_identity(allowed: &[String], flag: Option<&str>) -> Result<
             "provided identity {wanted:?} is ambiguous, please specify full identity name"
         ))),
     }
+}
+
+/// The name of an identity: the last segment of its resource ID.
+pub fn identity_name(resource_id: &str) -> &str {
+    resource_id.rsplit('/').next().unwrap_or(resource_id)
+}
+
+/// `message`, then the identities one may assume.
+pub fn with_identities(message: &str, allowed: &[String]) -> String {
+    format!("{message}\n\n{}", identities_table(allowed).trim_end())
+}
+
+/// The identities of `allowed` as a table (`Available Azure identities`:
+/// the name `--azure-identity` takes, then the full resource ID), each cell
+/// with its control characters escaped: the IDs come from the cluster's roles.
+pub fn identities_table(allowed: &[String]) -> String {
+    if allowed.is_empty() {
+        return "No Azure identities available: ask your administrator for a role with azure_identities.\n"
+            .into();
+    }
+    let rows: Vec<(String, String)> = allowed
+        .iter()
+        .map(|a| {
+            (
+                crate::term::cell(identity_name(a)).into_owned(),
+                crate::term::cell(a).into_owned(),
+            )
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .chain(std::iter::once("Name".len()))
+        .max()
+        .unwrap_or(4);
+    let mut out = String::from("Available Azure identities:\n");
+    out.push_str(&format!("  {:<width$} Resource ID\n", "Name"));
+    out.push_str(&format!("  {} {}\n", "-".repeat(width), "-".repeat(11)));
+    for (name, id) in rows {
+        out.push_str(&format!("  {name:<width$} {id}\n"));
+    }
+    out
+}
+
+/// The message for an identity the cluster refused though the certificate
+/// lists it: the roles changed since login. `server` is the cluster's reason,
+/// `login` the command that refreshes the certificate.
+pub fn identity_no_longer_allowed(
+    identity: &str,
+    server: &str,
+    allowed: &[String],
+    login: &str,
+) -> String {
+    format!(
+        "the cluster refused Azure identity {:?}: {server}\n\
+         Your roles may have changed since you logged in: log in again with `{login}` \
+         to refresh the identities you may assume, then list them with \
+         `tsh apps login <app> --list-identities`.\n\n{}",
+        crate::term::cell(identity),
+        identities_table(allowed).trim_end().replacen(
+            "Available Azure identities:",
+            "Identities in your current certificate:",
+            1
+        )
+    )
 }
 
 /// Where an app session's files live:
@@ -202,18 +265,15 @@ mod tests {
             A
         );
         assert_eq!(resolve_azure_identity(&[A.to_string()], None).unwrap(), A);
-        assert_eq!(
-            err(&[A, B], None),
-            "multiple Azure identities available, choose one with --azure-identity flag"
+        assert!(err(&[A, B], None).starts_with(
+            "multiple Azure identities available, choose one with --azure-identity flag\n"
+        ));
+        assert!(
+            err(&[A], Some("nope")).starts_with("failed to find the identity matching \"nope\"\n")
         );
-        assert_eq!(
-            err(&[A], Some("nope")),
-            "failed to find the identity matching \"nope\""
-        );
-        assert_eq!(
-            err(&[B, B2], Some("other")),
-            "provided identity \"other\" is ambiguous, please specify full identity name"
-        );
+        assert!(err(&[B, B2], Some("other")).starts_with(
+            "provided identity \"other\" is ambiguous, please specify full identity name\n"
+        ));
         assert_eq!(
             resolve_azure_identity(&[B.into(), B2.into()], Some(B2)).unwrap(),
             B2
@@ -226,5 +286,47 @@ mod tests {
             err(&[], None),
             "no Azure identities available, check your permissions"
         );
+    }
+
+    /// Every refusal lists what one may assume: names and full IDs.
+    #[test]
+    fn refusals_list_the_identities() {
+        for (allowed, flag) in [
+            (&[A, B][..], None),
+            (&[A, B][..], Some("teleport-azur")),
+            (&[B, B2, A][..], Some("other")),
+        ] {
+            let e = err(allowed, flag);
+            let (_, list) = e.split_once("\n\n").unwrap();
+            let lines: Vec<&str> = list.lines().collect();
+            assert_eq!(lines[0], "Available Azure identities:", "{e}");
+            assert!(lines[1].trim_start().starts_with("Name"), "{e}");
+            assert_eq!(lines.len(), 3 + allowed.len(), "{e}");
+            for (line, id) in lines[3..].iter().zip(allowed) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(cols, [identity_name(id), *id], "{e}");
+            }
+        }
+        // Control characters from a role reach the terminal escaped.
+        let table = identities_table(&["/x/evil\u{1b}[2J".to_string()]);
+        assert!(!table.contains('\u{1b}'), "{table}");
+        assert!(identities_table(&[]).starts_with("No Azure identities available"));
+
+        let msg = identity_no_longer_allowed(
+            A,
+            "access denied",
+            &[A.to_string(), B.to_string()],
+            "tsh login --proxy=p:3080 --user=alice",
+        );
+        assert!(msg.contains("the cluster refused Azure identity"), "{msg}");
+        assert!(
+            msg.contains("log in again with `tsh login --proxy=p:3080 --user=alice`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Identities in your current certificate:"),
+            "{msg}"
+        );
+        assert!(msg.contains(B), "{msg}");
     }
 }

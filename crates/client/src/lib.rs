@@ -31,6 +31,120 @@ pub enum ClientError {
     /// Local state (profile, keys, identity file) is missing or broken.
     #[error("{0}")]
     Local(String),
+    /// The server's certificate does not chain to a trusted authority: a
+    /// self-signed proxy (or one signed by a CA this computer does not know)
+    /// reached without `--insecure`.
+    #[error(
+        "the proxy at {addr} presented a certificate that is not trusted: it is self-signed or \
+         signed by an authority this computer does not know ({detail}).\n\
+         If this is a test cluster with a self-signed certificate and you trust the network, \
+         add --insecure to skip the check (tsh login --proxy={addr} --insecure); otherwise set \
+         SSL_CERT_FILE to a bundle holding the CA that signed the proxy's certificate, or ask \
+         your Teleport administrator"
+    )]
+    UntrustedProxy {
+        /// `host:port` of the proxy.
+        addr: String,
+        /// What the TLS library said.
+        detail: String,
+    },
+    /// The user's session certificate has expired: found locally before
+    /// dialing, or refused by the cluster with the TLS alert
+    /// `certificate_expired`.
+    #[error("{}", session_expired_text(*.expired_at, .login.as_deref()))]
+    SessionExpired {
+        /// When the certificate expired, when known.
+        expired_at: Option<time::OffsetDateTime>,
+        /// The command that logs in again (`tsh login --proxy=... --user=...`).
+        login: Option<String>,
+    },
+}
+
+/// The message of [`ClientError::SessionExpired`].
+fn session_expired_text(expired_at: Option<time::OffsetDateTime>, login: Option<&str>) -> String {
+    let when = expired_at
+        .and_then(|t| {
+            t.to_offset(time::UtcOffset::UTC)
+                .format(&time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                ))
+                .ok()
+        })
+        .map(|t| format!(" (it was valid until {t})"))
+        .unwrap_or_default();
+    let login = login.unwrap_or("tsh login --proxy=PROXY --user=USER");
+    format!("your session has expired{when}: log in again with `{login}`")
+}
+
+/// A TLS failure that says something the user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate chains to no trusted authority (self-signed).
+    UntrustedServer,
+    /// The server refused our certificate because it has expired.
+    CertificateExpired,
+}
+
+/// The [`TlsFailure`] somewhere in `err`'s chain of sources, if any. rustls'
+/// error is found as itself or inside the `std::io::Error` that carries it
+/// through hyper and tokio-rustls (whose `source()` skips it).
+pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        // hyper wraps tokio-rustls' io::Error in another io::Error.
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(i) = inner {
+            if let Some(found) = i.downcast_ref::<rustls::Error>().and_then(classify_rustls) {
+                return Some(found);
+            }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|x| x as &(dyn std::error::Error + 'static));
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn classify_rustls(e: &rustls::Error) -> Option<TlsFailure> {
+    use rustls::{AlertDescription, CertificateError};
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            Some(TlsFailure::UntrustedServer)
+        }
+        // A self-signed certificate that is its own CA.
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            Some(TlsFailure::UntrustedServer)
+        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateExpired) => {
+            Some(TlsFailure::CertificateExpired)
+        }
+        _ => None,
+    }
+}
+
+/// `Err(SessionExpired)` when `creds`' certificate is no longer valid at
+/// `now` (or within `margin` of it), naming `login` as the way back.
+pub fn check_session(
+    creds: &Credentials,
+    login: &str,
+    margin: std::time::Duration,
+) -> Result<pki::Identity> {
+    let id = identity_of(creds)?;
+    let margin = time::Duration::try_from(margin).unwrap_or(time::Duration::ZERO);
+    if id.expires <= time::OffsetDateTime::now_utc() + margin {
+        return Err(ClientError::SessionExpired {
+            expired_at: Some(id.expires),
+            login: Some(login.to_string()),
+        });
+    }
+    Ok(id)
 }
 
 impl ClientError {
@@ -77,6 +191,10 @@ pub fn split_pem_certs(text: &str) -> Vec<String> {
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// `host:port` as given, for messages.
+    addr: String,
+    /// The command that logs in again, named when the session has expired.
+    login_hint: Option<String>,
 }
 
 /// Normalize `host[:port]` to a base URL, defaulting to port 3080.
@@ -127,7 +245,16 @@ impl ApiClient {
         Ok(ApiClient {
             base: base_url(addr),
             http,
+            addr: base_url(addr).trim_start_matches("https://").to_string(),
+            login_hint: None,
         })
+    }
+
+    /// Name `login` (`tsh login --proxy=... --user=...`) in the error of a
+    /// session the cluster refuses as expired.
+    pub fn with_login_hint(mut self, login: impl Into<String>) -> ApiClient {
+        self.login_hint = Some(login.into());
+        self
     }
 
     /// The base URL.
@@ -170,7 +297,17 @@ impl ApiClient {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        ClientError::Transport(format!("cannot reach {}: {msg}", self.base))
+        match tls_failure(&e) {
+            Some(TlsFailure::UntrustedServer) => ClientError::UntrustedProxy {
+                addr: self.addr.clone(),
+                detail: "invalid peer certificate: UnknownIssuer".into(),
+            },
+            Some(TlsFailure::CertificateExpired) => ClientError::SessionExpired {
+                expired_at: None,
+                login: self.login_hint.clone(),
+            },
+            None => ClientError::Transport(format!("cannot reach {}: {msg}", self.base)),
+        }
     }
 
     /// `GET path`, decoding JSON.
@@ -409,6 +546,12 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
+/// `GET /webapi/ping` of the proxy at `proxy`, before asking for a password:
+/// an untrusted proxy is refused here, with [`ClientError::UntrustedProxy`].
+pub async fn ping_proxy(proxy: &str, insecure: bool) -> Result<api::PingResponse> {
+    ApiClient::new(proxy, None, insecure)?.ping().await
+}
+
 /// Log in with a password: make a key, get it certified, return credentials.
 pub async fn password_login(
     proxy: &str,
@@ -435,4 +578,130 @@ pub async fn password_login(
 pub fn identity_of(creds: &Credentials) -> Result<Identity> {
     Identity::from_cert_pem(&creds.cert_pem)
         .map_err(|e| ClientError::Local(format!("the certificate cannot be read: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn creds_expiring(at: time::OffsetDateTime) -> Credentials {
+        let ca = pki::CertAuthority::generate("c", pki::CaType::User).unwrap();
+        let key = pki::generate_key().unwrap();
+        let id = pki::Identity {
+            username: "alice".into(),
+            expires: at,
+            ..Default::default()
+        };
+        Credentials {
+            cert_pem: ca.sign_identity(&id, &key.public_key_der).unwrap(),
+            key_pem: key.private_key_pem,
+            ca_pems: vec![ca.cert_pem().to_string()],
+        }
+    }
+
+    #[test]
+    fn expired_sessions_are_found_before_dialing() {
+        let login = "tsh login --proxy=p:3080 --user=alice --insecure";
+        let now = time::OffsetDateTime::now_utc();
+        let past = creds_expiring(now - time::Duration::minutes(1));
+        let e = check_session(&past, login, Duration::ZERO).unwrap_err();
+        assert!(matches!(e, ClientError::SessionExpired { .. }));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("your session has expired (it was valid until "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!("log in again with `{login}`")),
+            "{text}"
+        );
+
+        let soon = creds_expiring(now + time::Duration::seconds(30));
+        assert!(check_session(&soon, login, Duration::ZERO).is_ok());
+        assert!(check_session(&soon, login, Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart() {
+        let unknown = std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(tls_failure(&unknown), Some(TlsFailure::UntrustedServer));
+        let expired = std::io::Error::other(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateExpired,
+        ));
+        assert_eq!(tls_failure(&expired), Some(TlsFailure::CertificateExpired));
+        let direct = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired);
+        assert_eq!(tls_failure(&direct), Some(TlsFailure::CertificateExpired));
+        // hyper's io::Error around tokio-rustls' io::Error.
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                std::sync::Arc::new(webpki::Error::CaUsedAsEndEntity),
+            ))),
+        ));
+        assert_eq!(tls_failure(&nested), Some(TlsFailure::UntrustedServer));
+        let other = std::io::Error::other(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        ));
+        assert_eq!(tls_failure(&other), None);
+        assert_eq!(tls_failure(&std::io::Error::other("plain")), None);
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = ClientError::UntrustedProxy {
+            addr: "127.0.0.1:3080".into(),
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        }
+        .to_string();
+        assert!(e.contains("not trusted"), "{e}");
+        assert!(e.contains("self-signed"), "{e}");
+        assert!(
+            e.contains("tsh login --proxy=127.0.0.1:3080 --insecure"),
+            "{e}"
+        );
+        let e = ClientError::SessionExpired {
+            expired_at: None,
+            login: None,
+        }
+        .to_string();
+        assert_eq!(
+            e,
+            "your session has expired: log in again with `tsh login --proxy=PROXY --user=USER`"
+        );
+        let p = Profile {
+            web_proxy_addr: "p:3080".into(),
+            user: "alice".into(),
+            cluster: "c".into(),
+            insecure: true,
+        };
+        assert_eq!(
+            p.login_command(),
+            "tsh login --proxy=p:3080 --user=alice --insecure"
+        );
+    }
+
+    #[test]
+    fn profile_for_a_proxy_is_found_even_when_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::at(dir.path());
+        let p = Profile {
+            web_proxy_addr: "proxy.example.com:3080".into(),
+            user: "alice".into(),
+            cluster: "example".into(),
+            insecure: true,
+        };
+        let past = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        store.save(&p, &creds_expiring(past)).unwrap();
+        assert_eq!(store.profile_for("proxy.example.com:3080"), Some(p.clone()));
+        assert_eq!(
+            store.profile_for("https://proxy.example.com:3080/"),
+            Some(p)
+        );
+        assert_eq!(store.profile_for("proxy.example.com:443"), None);
+        assert_eq!(store.profile_for("other.example.com:3080"), None);
+        assert_eq!(store.profile_for("../x:3080"), None);
+    }
 }

@@ -37,6 +37,17 @@ impl Profile {
     pub fn name(&self) -> String {
         profile_name(&self.web_proxy_addr)
     }
+
+    /// The command that logs this profile in again:
+    /// `tsh login --proxy=ADDR --user=USER`, with `--insecure` when the
+    /// profile was made with it.
+    pub fn login_command(&self) -> String {
+        let insecure = if self.insecure { " --insecure" } else { "" };
+        format!(
+            "tsh login --proxy={} --user={}{insecure}",
+            self.web_proxy_addr, self.user
+        )
+    }
 }
 
 /// The profile name for a proxy address.
@@ -260,6 +271,18 @@ impl ProfileStore {
                 ca_pems: crate::split_pem_certs(&cas),
             },
         ))
+    }
+
+    /// The profile stored for the proxy at `addr` (`host:port`), whatever
+    /// the state of its keys (an expired session's profile is still there):
+    /// `tsh login` takes its `--insecure` from it.
+    pub fn profile_for(&self, addr: &str) -> Option<Profile> {
+        let url = crate::base_url(addr);
+        let name = profile_name(url.trim_start_matches("https://"));
+        path_component("profile name", &name).ok()?;
+        let text = std::fs::read_to_string(self.dir.join(format!("{name}.yaml"))).ok()?;
+        let profile: Profile = serde_yaml_ng::from_str(&text).ok()?;
+        (crate::base_url(&profile.web_proxy_addr) == url).then_some(profile)
     }
 
     /// The current profile, if logged in.

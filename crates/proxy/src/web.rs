@@ -292,7 +292,7 @@ async fn invite_form(
         Ok(user) => page(
             "Password set",
             &format!(
-                "<p>The password of <b>{}</b> is set. Log in with <code>tsh login --proxy={} --user={}</code>.</p>",
+                "<p>The password of <b>{}</b> is set. Log in with <code>tsh login --proxy={} --user={}</code> (add <code>--insecure</code> if the proxy's certificate is self-signed, as on a test cluster; tsh then remembers it for this proxy).</p>",
                 escape(&user),
                 escape(&web.public_addr),
                 escape(&user)
