@@ -4,6 +4,7 @@
 //! The binaries are taken from the workspace's target directory (build them
 //! with `cargo build --workspace --bins`; `cargo xtask test` does).
 
+pub mod azure;
 pub mod redis;
 
 use std::io::Write;
@@ -14,6 +15,31 @@ use std::time::{Duration, Instant};
 
 /// Errors of the harness (the tests turn them into failures).
 pub type Result<T> = std::result::Result<T, String>;
+
+/// Writes `text` to `config` and runs teleport with it ([`spawn_teleport`]), its log in a new
+/// `dir/teleport.log`.
+fn start_teleport(
+    dir: &Path,
+    config: &Path,
+    text: &str,
+    env: &[(String, String)],
+) -> Result<Child> {
+    std::fs::write(config, text).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
+    spawn_teleport(config, env, log)
+}
+
+/// Runs `teleport start -c config` with `env` added, its stderr to `log`.
+fn spawn_teleport(config: &Path, env: &[(String, String)], log: std::fs::File) -> Result<Child> {
+    Command::new(bin("teleport")?)
+        .args(["start", "-c"])
+        .arg(config)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start teleport: {e}"))
+}
 
 /// Directory holding the built binaries.
 pub fn bin_dir() -> PathBuf {
@@ -128,16 +154,7 @@ impl Node {
                 format!("{auth_extra_yaml}\n")
             },
         );
-        std::fs::write(&config, text).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin("teleport")?)
-            .args(["start", "-c"])
-            .arg(&config)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start teleport: {e}"))?;
+        let child = start_teleport(dir, &config, &text, env)?;
         let mut node = Node {
             dir: dir.to_path_buf(),
             config,
@@ -166,15 +183,7 @@ impl Node {
             .append(true)
             .open(self.dir.join("teleport.log"))
             .map_err(|e| e.to_string())?;
-        let child = Command::new(bin("teleport")?)
-            .args(["start", "-c"])
-            .arg(&self.config)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start teleport: {e}"))?;
-        self.child = Some(child);
+        self.child = Some(spawn_teleport(&self.config, &self.env, log)?);
         self.wait_ready(Duration::from_secs(60))
     }
 
@@ -339,8 +348,50 @@ pub fn set_password(proxy: &str, token: &str, password: &str) -> Result<()> {
 
 /// Create a user with `tctl users add` on `node` and set its password.
 pub fn add_user(node: &Node, name: &str, roles: &str, password: &str) -> Result<()> {
-    let out = ok(node.tctl(&["users", "add", name, &format!("--roles={roles}")])?)?;
+    add_user_with(node, name, roles, &[], password)
+}
+
+/// An identity file for `user` at `out` from `tctl auth sign --ttl=ttl`; tctl's output.
+pub fn sign_identity(node: &Node, user: &str, out: &Path, ttl: &str) -> Result<String> {
+    let user = format!("--user={user}");
+    let out = out
+        .to_str()
+        .ok_or("the identity file's path is not UTF-8")?;
+    let ttl = format!("--ttl={ttl}");
+    ok(node.tctl(&["auth", "sign", &user, "--out", out, &ttl])?)
+}
+
+/// The `tctl users add` flags of the Redis guide's user: every database user and name.
+pub const ALL_DATABASE_USERS: &[&str] = &["--db-users=*", "--db-names=*"];
+
+/// Like [`add_user`], with more `tctl users add` flags (`--db-users=*`, ...).
+pub fn add_user_with(
+    node: &Node,
+    name: &str,
+    roles: &str,
+    flags: &[&str],
+    password: &str,
+) -> Result<()> {
+    let roles = format!("--roles={roles}");
+    let mut args = vec!["users", "add", name, &roles];
+    args.extend_from_slice(flags);
+    let out = ok(node.tctl(&args)?)?;
     set_password(&node.web_addr, &invite_token(&out)?, password)
+}
+
+/// `tsh login` of `user` with `password` to `node`'s proxy (not verifying its certificate),
+/// as the user of `home`.
+pub fn tsh_login(node: &Node, home: &Path, user: &str, password: &str) -> Result<Output> {
+    let proxy = format!("--proxy={}", node.web_addr);
+    let user = format!("--user={user}");
+    let args = ["login", &proxy, &user, "--insecure"];
+    tsh(home, &args, Some(&format!("{password}\n")))
+}
+
+/// A join token for an agent of `kind` (`app`, `db`), valid for an hour, from `tctl tokens add`.
+pub fn join_token(node: &Node, kind: &str) -> Result<String> {
+    let kind = format!("--type={kind}");
+    ok(node.tctl(&["tokens", "add", &kind, "--ttl=1h", "--format=text"])?)
 }
 
 /// A PostgreSQL database of its own, dropped on drop.
@@ -419,16 +470,7 @@ impl Agent {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let config = dir.join("teleport.yaml");
         let text = config_yaml.replace("{data_dir}", &dir.join("data").display().to_string());
-        std::fs::write(&config, text).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join("teleport.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin("teleport")?)
-            .args(["start", "-c"])
-            .arg(&config)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start teleport: {e}"))?;
+        let child = start_teleport(dir, &config, &text, env)?;
         Ok(Agent {
             dir: dir.to_path_buf(),
             child: Some(child),
@@ -495,15 +537,25 @@ pub fn ca_pin(node: &Node) -> Result<String> {
         .ok_or_else(|| format!("no CA pin in {status}"))
 }
 
-/// The Azure emulator with the guides' fixture, on a runtime of its own
-/// (keep both alive for as long as the emulator is needed).
-pub fn start_emulator() -> Result<(tokio::runtime::Runtime, azure_emulator::EmulatorHandle)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A runtime of its own for an emulator.
+fn emulator_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
+        .map_err(|e| e.to_string())
+}
+
+/// The guides' emulator fixture.
+fn emulator_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml")
+}
+
+/// The Azure emulator with the guides' fixture, on a runtime of its own
+/// (keep both alive for as long as the emulator is needed).
+pub fn start_emulator() -> Result<(tokio::runtime::Runtime, azure_emulator::EmulatorHandle)> {
+    let rt = emulator_runtime()?;
+    let fixture = emulator_fixture();
     let emu = rt
         .block_on(azure_emulator::Emulator::start_fixture(&fixture))
         .map_err(|e| format!("starting the Azure emulator: {e}"))?;
@@ -527,13 +579,8 @@ pub fn loopback_direct(env: Vec<(String, String)>) -> Vec<(String, String)> {
 pub fn start_emulator_with(
     edit: impl FnOnce(&mut serde_yaml_ng::Value),
 ) -> Result<(tokio::runtime::Runtime, azure_emulator::EmulatorHandle)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-emulator.yaml");
-    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let rt = emulator_runtime()?;
+    let text = std::fs::read_to_string(emulator_fixture()).map_err(|e| e.to_string())?;
     let mut doc: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
     edit(&mut doc);

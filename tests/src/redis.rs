@@ -571,3 +571,137 @@ fn rand_bytes() -> [u8; 16] {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A `tsh proxy db --tunnel` process; killed on drop.
+pub struct Tunnel {
+    child: Child,
+    /// The local port the tunnel listens on.
+    pub port: u16,
+    /// Held open: tsh prints more after its first line.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Tunnel {
+    /// `tsh [global...] proxy db --tunnel --port N db` as the user of `home`, started once tsh
+    /// says so.
+    pub fn start(home: &Path, global: &[&str], db: &str) -> Result<Tunnel> {
+        use std::io::BufRead;
+        let port = free_port();
+        let mut child = Command::new(crate::bin("tsh")?)
+            .env("TELEPORT_HOME", home)
+            .args(global)
+            .args(["proxy", "db", "--tunnel", "--port", &port.to_string(), db])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start tsh: {e}"))?;
+        let mut tunnel = Tunnel {
+            _stdout: std::io::BufReader::new(child.stdout.take().ok_or("tsh has no stdout")?),
+            child,
+            port,
+        };
+        let mut line = String::new();
+        tunnel
+            ._stdout
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let started = format!("Started authenticated tunnel for the Redis database \"{db}\"");
+        if !line.contains(&started) {
+            return Err(format!("tsh proxy db: {line}"));
+        }
+        Ok(tunnel)
+    }
+}
+
+/// A raw RESP connection to 127.0.0.1, as a client keeps one.
+pub struct Resp(pub std::net::TcpStream);
+
+impl Resp {
+    /// Connects to `port`; a reply may take `timeout`.
+    pub fn connect(port: u16, timeout: Duration) -> Result<Resp> {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        Ok(Resp(s))
+    }
+
+    /// Sends one command.
+    pub fn send(&mut self, args: &[&str]) -> Result<()> {
+        use std::io::Write;
+        let mut b = format!("*{}\r\n", args.len());
+        for a in args {
+            b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.0.write_all(b.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    /// One line-ish reply: a simple, error or integer reply's line, a short bulk string's text,
+    /// `(nil)` for a null bulk string; what was read when the connection closes.
+    pub fn reply(&mut self) -> Result<String> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        while !out.ends_with(b"\r\n") {
+            if self.0.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+                break;
+            }
+            out.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&out).to_string();
+        let Some(n) = head
+            .strip_prefix('$')
+            .and_then(|n| n.trim().parse::<i64>().ok())
+        else {
+            return Ok(head.trim_end().to_string());
+        };
+        let Ok(n) = usize::try_from(n) else {
+            return Ok("(nil)".into());
+        };
+        let mut body = vec![0u8; n + 2];
+        self.0.read_exact(&mut body).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&body[..n]).to_string())
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn call(&mut self, args: &[&str]) -> Result<String> {
+        self.send(args)?;
+        self.reply()
+    }
+}
+
+/// What `redis-benchmark` did: whether it succeeded, and its output.
+pub struct Benchmark {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `redis-benchmark -h 127.0.0.1 -p port args...`, killed after `limit`.
+pub fn redis_benchmark(port: u16, args: &[&str], limit: Duration) -> Result<Benchmark> {
+    let mut bench = Command::new("/usr/bin/redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start redis-benchmark: {e}"))?;
+    let status = poll(limit, "redis-benchmark to finish", || {
+        bench.try_wait().ok().flatten()
+    });
+    if status.is_err() {
+        let _ = bench.kill();
+    }
+    let out = bench.wait_with_output().map_err(|e| e.to_string())?;
+    Ok(Benchmark {
+        success: status?.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

@@ -58,10 +58,7 @@ app_service:
 /// Starts an app agent in `dir/agent` that joins `node` with a fresh app
 /// token; its `arch` dynamic label reads `dir/arch`, written with `arch`.
 fn start_app_agent(node: &Node, dir: &std::path::Path, arch: &str) -> Agent {
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let token = join_token(node, "app").unwrap();
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{}\n", token.trim())).unwrap();
     let label_file = dir.join("arch");
@@ -94,18 +91,7 @@ fn token_join_registers_apps_filtered_by_rbac() {
     let admin_home = tmp.path().join("admin");
     let dev_home = tmp.path().join("dev");
     for (home, user) in [(&admin_home, "admin"), (&dev_home, "dev")] {
-        ok(tsh(
-            home,
-            &[
-                "login",
-                &format!("--proxy={}", node.web_addr),
-                &format!("--user={user}"),
-                "--insecure",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        )
-        .unwrap())
-        .unwrap();
+        ok(tsh_login(&node, home, user, PASSWORD).unwrap()).unwrap();
     }
 
     let all = poll(Duration::from_secs(60), "the agent's apps", || {
@@ -169,56 +155,29 @@ fn bad_joins_are_refused_clearly() {
 
     // Unknown token.
     let token_file = tmp.path().join("token");
+    // An agent in `dir` with the CA pin `pin` and the token file's token:
+    // it exits, saying `why`.
+    let refused = |dir: &str, pin: &str, why: &str| {
+        let config = agent_config(&node, pin, &token_file, &label_file);
+        let mut agent = Agent::start(&tmp.path().join(dir), &config).unwrap();
+        let status = agent.wait_exit(Duration::from_secs(30)).unwrap();
+        assert!(agent.log().contains(why), "{}", agent.log());
+        status
+    };
     std::fs::write(&token_file, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let mut agent = Agent::start(
-        &tmp.path().join("a1"),
-        &agent_config(&node, &pin, &token_file, &label_file),
-    )
-    .unwrap();
-    let status = agent.wait_exit(Duration::from_secs(30)).unwrap();
+    let status = refused("a1", &pin, "does not exist or has expired");
     assert!(!status.success());
-    assert!(
-        agent.log().contains("does not exist or has expired"),
-        "{}",
-        agent.log()
-    );
 
     // A token for another role.
-    let db_token = ok(node
-        .tctl(&["tokens", "add", "--type=db", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let db_token = join_token(&node, "db").unwrap();
     std::fs::write(&token_file, db_token.trim()).unwrap();
-    let mut agent = Agent::start(
-        &tmp.path().join("a2"),
-        &agent_config(&node, &pin, &token_file, &label_file),
-    )
-    .unwrap();
-    agent.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        agent.log().contains("does not allow joining as App"),
-        "{}",
-        agent.log()
-    );
+    refused("a2", &pin, "does not allow joining as App");
 
     // A wrong CA pin: the agent does not even send its token.
-    let app_token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let app_token = join_token(&node, "app").unwrap();
     std::fs::write(&token_file, app_token.trim()).unwrap();
     let wrong = format!("sha256:{}", "0".repeat(64));
-    let mut agent = Agent::start(
-        &tmp.path().join("a3"),
-        &agent_config(&node, &wrong, &token_file, &label_file),
-    )
-    .unwrap();
-    agent.wait_exit(Duration::from_secs(30)).unwrap();
-    assert!(
-        agent.log().contains("does not match teleport.ca_pin"),
-        "{}",
-        agent.log()
-    );
+    refused("a3", &wrong, "does not match teleport.ca_pin");
 
     let events = ok(node
         .tctl(&["events", "ls", "--type=instance.join", "--format=json"])
@@ -304,10 +263,7 @@ fn time_since(rfc3339: &str) -> f64 {
 fn database_agents_register_for_tsh_db_ls() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&tmp.path().join("node"), "db.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=db", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let token = join_token(&node, "db").unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, token.trim()).unwrap();
     let pin = ca_pin(&node).unwrap();
@@ -318,36 +274,14 @@ fn database_agents_register_for_tsh_db_ls() {
     );
     let agent = Agent::start(&tmp.path().join("agent"), &config).unwrap();
     // The Redis guide's user.
-    let out = ok(node
-        .tctl(&[
-            "users",
-            "add",
-            "--roles=access",
-            "--db-users=*",
-            "--db-names=*",
-            "alice",
-        ])
-        .unwrap())
-    .unwrap();
-    set_password(&node.web_addr, &invite_token(&out).unwrap(), PASSWORD).unwrap();
+    add_user_with(&node, "alice", "access", ALL_DATABASE_USERS, PASSWORD).unwrap();
     let role = tmp.path().join("dev-db.yaml");
     std::fs::write(&role, "kind: role\nversion: v7\nmetadata:\n  name: dev-db\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: [default]\n").unwrap();
     ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
     add_user(&node, "bob", "dev-db", PASSWORD).unwrap();
     let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
     for (home, user) in [(&alice, "alice"), (&bob, "bob")] {
-        ok(tsh(
-            home,
-            &[
-                "login",
-                &format!("--proxy={}", node.web_addr),
-                &format!("--user={user}"),
-                "--insecure",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        )
-        .unwrap())
-        .unwrap();
+        ok(tsh_login(&node, home, user, PASSWORD).unwrap()).unwrap();
     }
     let all = poll(Duration::from_secs(60), "the databases", || {
         let out = ok(tsh(&alice, &["db", "ls"], None).unwrap()).unwrap();
@@ -486,10 +420,7 @@ fn agents_cannot_ask_for_names_they_do_not_hold() {
     use base64::Engine;
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&tmp.path().join("node"), "names.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let token = join_token(&node, "app").unwrap();
     let rt = runtime().unwrap();
     let api = client::ApiClient::new(&node.web_addr, None, true).unwrap();
     let key = pki::generate_key().unwrap();

@@ -19,20 +19,8 @@ const ARM_AUDIENCE: &str = "https://management.core.windows.net/";
 
 /// The app service agent on the emulator's default VM, serving `azure-cli`.
 fn start_azure_agent(dir: &Path, node: &Node, env: Vec<(String, String)>) -> Agent {
-    std::fs::create_dir_all(dir).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let config = format!(
-        "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
-        node.web_addr,
-        ca_pin(node).unwrap(),
-        token_file.display()
-    );
-    Agent::start_with_env(dir, &config, &loopback_direct(env)).unwrap()
+    let token = join_token(node, "app").unwrap();
+    e2e::azure::start_azure_agent(dir, node, token.trim(), env).unwrap()
 }
 
 /// A local token as tsh signs it with the app session key (ES256).
@@ -128,17 +116,7 @@ fn crafted_hosts_never_take_the_azure_token_elsewhere() {
     // The user's app session: an identity file, then an app certificate for
     // the identity with a key of the user's own (what tsh apps login does).
     let id_file = tmp.path().join("user.pem");
-    ok(node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=teleport-user",
-            "--out",
-            id_file.to_str().unwrap(),
-            "--ttl=1h",
-        ])
-        .unwrap())
-    .unwrap();
+    sign_identity(&node, "teleport-user", &id_file, "1h").unwrap();
     let creds = client::Credentials::load_identity_file(&id_file).unwrap();
     let key = pki::generate_key().unwrap();
     let app_cert: serde_json::Value = poll(Duration::from_secs(60), "an app certificate", || {
@@ -163,23 +141,13 @@ fn crafted_hosts_never_take_the_azure_token_elsewhere() {
     let upstream = msi_proxy::AppUpstream::new(&node.web_addr, &session, true).unwrap();
     let token = local_token(&key.private_key_pem, TELEPORT_AZURE);
     let send = |authority: &str| {
-        use msi_proxy::Upstream;
-        let req = http::Request::builder()
-            .method("GET")
-            .uri(format!(
-                "https://{authority}/subscriptions?api-version=2022-12-01"
-            ))
-            .header("host", authority)
-            .header("authorization", format!("Bearer {token}"))
-            .body(bytes::Bytes::new())
-            .unwrap();
-        let resp = rt.block_on(upstream.forward(req)).unwrap();
-        let body = String::from_utf8_lossy(resp.body()).to_string();
+        let (status, body) =
+            e2e::azure::get_subscriptions(&rt, &upstream, authority, &token).unwrap();
         let code = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
             .unwrap_or_default();
-        (resp.status().as_u16(), code, body)
+        (status, code, body)
     };
 
     // The session and its token are good: Azure answers them.

@@ -45,22 +45,7 @@ fn js_sdk() -> PathBuf {
 
 /// Variables of the test machine that would hand a client other proxies, CAs or
 /// identity endpoints: removed, so that a client has only what tsh prints.
-const INHERITED: &[&str] = &[
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "NO_PROXY",
-    "no_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-];
+const INHERITED: &[&str] = msi_proxy::CLIENT_SETTINGS;
 
 /// `cmd` with the printed exports as its only proxy, CA and identity settings.
 fn with_exports(mut cmd: Command, env: &[(String, String)]) -> Command {
@@ -124,16 +109,15 @@ impl Drop for Proc {
 /// The app service agent, with the emulator's environment (it runs on the
 /// emulator's default VM).
 fn start_agent(dir: &Path, node: &Node, token: &str, env: Vec<(String, String)>) -> Agent {
-    std::fs::create_dir_all(dir).unwrap();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, token).unwrap();
-    let config = format!(
-        "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
-        node.web_addr,
-        ca_pin(node).unwrap(),
-        token_file.display()
-    );
-    Agent::start_with_env(dir, &config, &loopback_direct(env)).unwrap()
+    e2e::azure::start_azure_agent(dir, node, token, env).unwrap()
+}
+
+/// `tsh apps login azure-cli --azure-identity identity`.
+fn apps_login(home: &Path, identity: &str) -> std::process::Output {
+    tsh_az(
+        home,
+        &["apps", "login", "azure-cli", "--azure-identity", identity],
+    )
 }
 
 fn tsh_az(home: &Path, args: &[&str]) -> std::process::Output {
@@ -164,10 +148,7 @@ fn azure_cli_through_teleport() {
     let (rt, emulator) = start_emulator().unwrap();
 
     let node = Node::start(&tmp.path().join("node"), "azure.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&["tokens", "add", "--type=app", "--ttl=1h", "--format=text"])
-        .unwrap())
-    .unwrap();
+    let token = join_token(&node, "app").unwrap();
     let agent_dir = tmp.path().join("agent");
     let agent = start_agent(&agent_dir, &node, token.trim(), emulator.env(None));
     let agent_log = || agent.log();
@@ -178,18 +159,7 @@ fn azure_cli_through_teleport() {
     ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
     add_user(&node, "teleport-user", "azure-cli-access", PASSWORD).unwrap();
     let home = tmp.path().join("home");
-    ok(tsh(
-        &home,
-        &[
-            "login",
-            &format!("--proxy={}", node.web_addr),
-            "--user=teleport-user",
-            "--insecure",
-        ],
-        Some(&format!("{PASSWORD}\n")),
-    )
-    .unwrap())
-    .unwrap();
+    ok(tsh_login(&node, &home, "teleport-user", PASSWORD).unwrap()).unwrap();
 
     poll(Duration::from_secs(60), "azure-cli in tsh apps ls", || {
         ok(tsh(&home, &["apps", "ls"], None).unwrap())
@@ -206,27 +176,14 @@ fn azure_cli_through_teleport() {
     .unwrap();
 
     // Wrong names give Teleport's errors.
-    let err = fails(tsh_az(
-        &home,
-        &["apps", "login", "azure-cli", "--azure-identity", "nope"],
-    ))
-    .unwrap();
+    let err = fails(apps_login(&home, "nope")).unwrap();
     assert!(
         err.contains("failed to find the identity matching \"nope\""),
         "{err}"
     );
 
     // The login: az's own output, then ours.
-    let out = tsh_az(
-        &home,
-        &[
-            "apps",
-            "login",
-            "azure-cli",
-            "--azure-identity",
-            "TELEPORT-AZURE",
-        ],
-    );
+    let out = apps_login(&home, "TELEPORT-AZURE");
     let text = ok(out)
         .map_err(|e| format!("{e}\n{}", agent_log()))
         .unwrap();
@@ -273,21 +230,7 @@ fn azure_cli_through_teleport() {
     };
     let upstream = msi_proxy::AppUpstream::new(&node.web_addr, &creds, true).unwrap();
     let send = |host: &str, token: &str| {
-        use msi_proxy::Upstream;
-        let req = http::Request::builder()
-            .method("GET")
-            .uri(format!(
-                "https://{host}/subscriptions?api-version=2022-12-01"
-            ))
-            .header("host", host)
-            .header("authorization", format!("Bearer {token}"))
-            .body(bytes::Bytes::new())
-            .unwrap();
-        let resp = rt.block_on(upstream.forward(req)).unwrap();
-        (
-            resp.status().as_u16(),
-            String::from_utf8_lossy(resp.body()).to_string(),
-        )
+        e2e::azure::get_subscriptions(&rt, &upstream, host, token).unwrap()
     };
     let (status, body) = send("169.254.169.254", "x");
     assert_eq!(status, 403, "{body}");
@@ -303,50 +246,22 @@ fn azure_cli_through_teleport() {
 
     // The same with an identity file made by tctl auth sign.
     let id_file = tmp.path().join("bot.pem");
-    ok(node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=teleport-user",
-            "--out",
-            id_file.to_str().unwrap(),
-            "--ttl=1h",
-        ])
-        .unwrap())
-    .unwrap();
+    sign_identity(&node, "teleport-user", &id_file, "1h").unwrap();
     let bot_home = tmp.path().join("bot-home");
     let id = id_file.to_str().unwrap();
-    let login = tsh_az(
-        &bot_home,
-        &[
-            "-i",
-            id,
-            "--proxy",
-            &node.web_addr,
-            "--insecure",
-            "apps",
-            "login",
-            "azure-cli",
-        ],
-    );
+    // tsh with the identity file.
+    let as_bot = |args: &[&str]| {
+        let mut all = vec!["-i", id, "--proxy", &node.web_addr, "--insecure"];
+        all.extend_from_slice(args);
+        tsh_az(&bot_home, &all)
+    };
+    let login = as_bot(&["apps", "login", "azure-cli"]);
     let text = ok(login).unwrap();
     assert!(
         text.contains("Logged into Azure app \"azure-cli\"."),
         "{text}"
     );
-    let vms = json(tsh_az(
-        &bot_home,
-        &[
-            "-i",
-            id,
-            "--proxy",
-            &node.web_addr,
-            "--insecure",
-            "az",
-            "vm",
-            "list",
-        ],
-    ));
+    let vms = json(as_bot(&["az", "vm", "list"]));
     assert!(!vms.as_array().unwrap().is_empty(), "{vms}");
 
     // tsh proxy azure: any client with the printed environment.
@@ -559,16 +474,7 @@ fn azure_cli_through_teleport() {
     )
     .unwrap())
     .unwrap();
-    let out = tsh_az(
-        &home,
-        &[
-            "apps",
-            "login",
-            "azure-cli",
-            "--azure-identity",
-            "other-identity",
-        ],
-    );
+    let out = apps_login(&home, "other-identity");
     let both = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -582,17 +488,7 @@ fn azure_cli_through_teleport() {
 
     // An expired session is refused: an app certificate valid for a few seconds.
     let short = tmp.path().join("short.pem");
-    ok(node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=teleport-user",
-            "--out",
-            short.to_str().unwrap(),
-            "--ttl=5s",
-        ])
-        .unwrap())
-    .unwrap();
+    sign_identity(&node, "teleport-user", &short, "5s").unwrap();
     let short_creds = client::Credentials::load_identity_file(&short).unwrap();
     let key = pki::generate_key().unwrap();
     let app_cert: serde_json::Value = rt

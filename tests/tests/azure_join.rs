@@ -107,35 +107,29 @@ fn join_events(c: &Cluster) -> String {
 fn agents_on_allowed_vms_join() {
     let tmp = tempfile::tempdir().unwrap();
     let c = cluster(tmp.path());
-    create_token(
-        &c,
-        tmp.path(),
-        "azure-token",
-        &format!("      - subscription: 11111111-1111-1111-1111-111111111111\n      - subscription: {SUB}\n        resource_groups: [\"group1\", \"my-resource-group\"]\n"),
-    );
-    // The resource group written with another case still matches.
-    create_token(
-        &c,
-        tmp.path(),
-        "azure-token-case",
-        &format!("      - subscription: {SUB}\n        resource_groups: [\"My-Resource-GROUP\"]\n        tenant: {TENANT}\n"),
-    );
-    let agents = [
-        start_agent(
-            &c,
-            &tmp.path().join("a1"),
-            None,
+    let tokens = [
+        (
             "azure-token",
-            TELEPORT_AZURE_CLIENT,
+            format!("      - subscription: 11111111-1111-1111-1111-111111111111\n      - subscription: {SUB}\n        resource_groups: [\"group1\", \"my-resource-group\"]\n"),
         ),
-        start_agent(
-            &c,
-            &tmp.path().join("a2"),
-            None,
+        // The resource group written with another case still matches.
+        (
             "azure-token-case",
-            TELEPORT_AZURE_CLIENT,
+            format!("      - subscription: {SUB}\n        resource_groups: [\"My-Resource-GROUP\"]\n        tenant: {TENANT}\n"),
         ),
     ];
+    for (name, rules) in &tokens {
+        create_token(&c, tmp.path(), name, rules);
+    }
+    let agents = [("a1", "azure-token"), ("a2", "azure-token-case")].map(|(dir, token)| {
+        start_agent(
+            &c,
+            &tmp.path().join(dir),
+            None,
+            token,
+            TELEPORT_AZURE_CLIENT,
+        )
+    });
     for agent in &agents {
         poll(Duration::from_secs(60), "the Azure join", || {
             agent
@@ -162,50 +156,30 @@ fn agents_on_allowed_vms_join() {
 fn agents_outside_the_rules_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let c = cluster(tmp.path());
-    create_token(
-        &c,
-        tmp.path(),
-        "azure-token",
-        &format!("      - subscription: {SUB}\n        resource_groups: [\"my-resource-group\"]\n"),
-    );
-    create_token(
-        &c,
-        tmp.path(),
-        "other-subscription",
-        "      - subscription: 33333333-3333-3333-3333-333333333333\n",
-    );
-    create_token(
-        &c,
-        tmp.path(),
-        "other-tenant",
-        &format!(
-            "      - subscription: {SUB}\n        tenant: 99999999-9999-9999-9999-999999999999\n"
-        ),
-    );
-    let mut agents = [
-        // A VM in another resource group.
-        start_agent(
-            &c,
-            &tmp.path().join("b1"),
-            Some("other-vm"),
+    let tokens = [
+        (
             "azure-token",
-            OTHER_IDENTITY_CLIENT,
+            format!("      - subscription: {SUB}\n        resource_groups: [\"my-resource-group\"]\n"),
         ),
-        start_agent(
-            &c,
-            &tmp.path().join("b2"),
-            None,
+        (
             "other-subscription",
-            TELEPORT_AZURE_CLIENT,
+            "      - subscription: 33333333-3333-3333-3333-333333333333\n".to_string(),
         ),
-        start_agent(
-            &c,
-            &tmp.path().join("b3"),
-            None,
+        (
             "other-tenant",
-            TELEPORT_AZURE_CLIENT,
+            format!("      - subscription: {SUB}\n        tenant: 99999999-9999-9999-9999-999999999999\n"),
         ),
     ];
+    for (name, rules) in &tokens {
+        create_token(&c, tmp.path(), name, rules);
+    }
+    let mut agents = [
+        // A VM in another resource group.
+        ("b1", Some("other-vm"), "azure-token", OTHER_IDENTITY_CLIENT),
+        ("b2", None, "other-subscription", TELEPORT_AZURE_CLIENT),
+        ("b3", None, "other-tenant", TELEPORT_AZURE_CLIENT),
+    ]
+    .map(|(dir, vm, token, client)| start_agent(&c, &tmp.path().join(dir), vm, token, client));
     for agent in &mut agents {
         let status = agent.wait_exit(Duration::from_secs(60)).unwrap();
         assert!(!status.success());

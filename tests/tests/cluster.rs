@@ -6,17 +6,7 @@ use e2e::*;
 const PASSWORD: &str = "correct horse battery staple";
 
 fn login(node: &Node, home: &std::path::Path, user: &str, password: &str) -> std::process::Output {
-    tsh(
-        home,
-        &[
-            "login",
-            &format!("--proxy={}", node.web_addr),
-            &format!("--user={user}"),
-            "--insecure",
-        ],
-        Some(&format!("{password}\n")),
-    )
-    .unwrap()
+    tsh_login(node, home, user, password).unwrap()
 }
 
 /// The audited `user.login` events, from `tctl events ls`.
@@ -228,17 +218,7 @@ fn identity_files_and_tokens() {
     let node = Node::start(&tmp.path().join("node"), "id.example", &Storage::Sqlite).unwrap();
     add_user(&node, "bot", "editor", PASSWORD).unwrap();
     let file = tmp.path().join("bot.pem");
-    let out = ok(node
-        .tctl(&[
-            "auth",
-            "sign",
-            "--user=bot",
-            "--out",
-            file.to_str().unwrap(),
-            "--ttl=1h",
-        ])
-        .unwrap())
-    .unwrap();
+    let out = sign_identity(&node, "bot", &file, "1h").unwrap();
     assert!(out.contains("written to"), "{out}");
     let empty_home = tmp.path().join("nohome");
     let status =

@@ -83,11 +83,16 @@ impl Hostile {
 /// No control character but line feeds (and the tab) reaches the terminal;
 /// the hostile text is shown escaped.
 fn assert_escaped(what: &str, text: &str) {
+    assert_no_control(what, text);
+    assert!(text.contains("\\u{1b}[31mred"), "{what}: {text:?}");
+}
+
+/// No control character but line feeds (and the tab) is in `text`.
+fn assert_no_control(what: &str, text: &str) {
     assert!(
         !text.chars().any(|c| c.is_control() && c != '\n'),
         "{what} printed control characters: {text:?}"
     );
-    assert!(text.contains("\\u{1b}[31mred"), "{what}: {text:?}");
 }
 
 #[test]
@@ -119,15 +124,21 @@ fn identity(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `tctl -i IDENTITY --auth-server=SERVER --insecure args...`, with an identity
+/// file the hostile server accepts.
+fn hostile_tctl(server: &Hostile, args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let id = identity(home.path());
+    let auth = format!("--auth-server={}", server.addr);
+    let mut all = vec!["-i", id.to_str().unwrap(), &auth, "--insecure"];
+    all.extend_from_slice(args);
+    tctl_as(home.path(), &all).unwrap()
+}
+
 #[test]
 fn tctl_escapes_an_error_from_the_server() {
     let server = Hostile::start();
-    let home = tempfile::tempdir().unwrap();
-    let id = identity(home.path());
-    let id = id.to_str().unwrap();
-    let auth = format!("--auth-server={}", server.addr);
-    let err =
-        fails(tctl_as(home.path(), &["-i", id, &auth, "--insecure", "status"]).unwrap()).unwrap();
+    let err = fails(hostile_tctl(&server, &["status"])).unwrap();
     assert_escaped("tctl status", &err);
     assert!(err.contains("ERROR: denied "), "{err:?}");
 }
@@ -135,44 +146,12 @@ fn tctl_escapes_an_error_from_the_server() {
 #[test]
 fn tctl_escapes_listings_from_the_server() {
     let server = Hostile::start();
-    let home = tempfile::tempdir().unwrap();
-    let id = identity(home.path());
-    let id = id.to_str().unwrap();
-    let auth = format!("--auth-server={}", server.addr);
-    let text = ok(tctl_as(
-        home.path(),
-        &[
-            "-i",
-            id,
-            &auth,
-            "--insecure",
-            "get",
-            "roles",
-            "--format=text",
-        ],
-    )
-    .unwrap())
-    .unwrap();
+    let text = ok(hostile_tctl(&server, &["get", "roles", "--format=text"])).unwrap();
     assert_escaped("tctl get roles --format=text", &text);
     for format in ["json", "yaml"] {
-        let out = ok(tctl_as(
-            home.path(),
-            &[
-                "-i",
-                id,
-                &auth,
-                "--insecure",
-                "get",
-                "roles",
-                &format!("--format={format}"),
-            ],
-        )
-        .unwrap())
-        .unwrap();
-        assert!(
-            !out.chars().any(|c| c.is_control() && c != '\n'),
-            "tctl get roles --format={format}: {out:?}"
-        );
+        let format = format!("--format={format}");
+        let out = ok(hostile_tctl(&server, &["get", "roles", &format])).unwrap();
+        assert_no_control(&format!("tctl get roles {format}"), &out);
         assert!(out.contains("red"), "{out:?}");
     }
 }

@@ -5,13 +5,13 @@
 //! sessions continue; refusals; RESP3; a hostile client.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use e2e::redis::AzureRedis;
+use e2e::redis::{redis_benchmark, AzureRedis, Resp, Tunnel};
 use e2e::*;
 
 struct Cluster {
@@ -88,21 +88,6 @@ fn connect(home: &Path, args: &[&str]) -> String {
     stdout_of(tsh(home, &all, None).unwrap())
 }
 
-/// A `tsh proxy db --tunnel` process; killed on drop.
-struct Tunnel {
-    child: Child,
-    port: u16,
-    /// Held open: tsh prints more after its first line.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Tunnel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn tunnel(home: &Path) -> Tunnel {
     tunnel_to(home, "my-azure-redis")
 }
@@ -113,79 +98,12 @@ fn tunnel_to(home: &Path, db: &str) -> Tunnel {
 
 /// `tsh [global...] proxy db --tunnel --port N db`.
 fn tunnel_with(home: &Path, global: &[&str], db: &str) -> Tunnel {
-    let port = free_port();
-    let mut child = Command::new(bin("tsh").unwrap())
-        .env("TELEPORT_HOME", home)
-        .args(global)
-        .args(["proxy", "db", "--tunnel", "--port", &port.to_string(), db])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    assert!(
-        line.contains(&format!(
-            "Started authenticated tunnel for the Redis database \"{db}\""
-        )),
-        "{line}"
-    );
-    Tunnel {
-        child,
-        port,
-        _stdout: stdout,
-    }
+    Tunnel::start(home, global, db).unwrap()
 }
 
-/// A raw RESP connection.
-struct Raw(TcpStream);
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Raw(s)
-    }
-
-    fn send(&mut self, args: &[&str]) {
-        let mut b = format!("*{}\r\n", args.len());
-        for a in args {
-            b.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.0.write_all(b.as_bytes()).unwrap();
-    }
-
-    /// One line-ish reply (simple, error, integer or a short bulk).
-    fn reply(&mut self) -> String {
-        let mut out = Vec::new();
-        let mut byte = [0u8; 1];
-        // First line.
-        while !out.ends_with(b"\r\n") {
-            if self.0.read(&mut byte).unwrap() == 0 {
-                break;
-            }
-            out.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&out).to_string();
-        if let Some(n) = head
-            .strip_prefix('$')
-            .and_then(|n| n.trim().parse::<i64>().ok())
-        {
-            if n < 0 {
-                return "(nil)".into();
-            }
-            let mut body = vec![0u8; n as usize + 2];
-            self.0.read_exact(&mut body).unwrap();
-            return String::from_utf8_lossy(&body[..n as usize]).to_string();
-        }
-        head.trim_end().to_string()
-    }
-
-    fn call(&mut self, args: &[&str]) -> String {
-        self.send(args);
-        self.reply()
-    }
+/// A raw RESP connection to `port`.
+fn raw_to(port: u16) -> Resp {
+    Resp::connect(port, Duration::from_secs(20)).unwrap()
 }
 
 #[test]
@@ -250,22 +168,22 @@ fn guide_walk_with_redis_cli() {
 
     // Keys rotated in Azure and in the server while a session continues.
     let t = tunnel(&alice);
-    let mut open = Raw::connect(t.port);
-    assert_eq!(open.call(&["SET", "k", "before"]), "+OK");
+    let mut open = raw_to(t.port);
+    assert_eq!(open.call(&["SET", "k", "before"]).unwrap(), "+OK");
     let (new_primary, _) = c.emu.rotate_redis_keys("my-redis").unwrap();
     c.redis.set_password(&new_primary).unwrap();
-    assert_eq!(open.call(&["GET", "k"]), "before");
+    assert_eq!(open.call(&["GET", "k"]).unwrap(), "before");
     // A new session's key commands go over the agent's shared Redis
     // connection, authenticated before the rotation.
     let listed = c.emu.request_count("my-redis/listKeys");
-    let mut fresh = Raw::connect(t.port);
-    assert_eq!(fresh.call(&["SET", "k", "after"]), "+OK");
+    let mut fresh = raw_to(t.port);
+    assert_eq!(fresh.call(&["SET", "k", "after"]).unwrap(), "+OK");
     assert_eq!(c.emu.request_count("my-redis/listKeys"), listed);
     // SELECT needs a Redis connection of the session's own: the agent's
     // cached key is refused (WRONGPASS), it fetches the new one and retries.
-    assert_eq!(fresh.call(&["SELECT", "0"]), "+OK");
+    assert_eq!(fresh.call(&["SELECT", "0"]).unwrap(), "+OK");
     assert_eq!(c.emu.request_count("my-redis/listKeys"), listed + 1);
-    assert_eq!(open.call(&["GET", "k"]), "after");
+    assert_eq!(open.call(&["GET", "k"]).unwrap(), "after");
     // A pipeline through the tunnel keeps its order.
     let mut p = String::new();
     for i in 0..200 {
@@ -276,26 +194,26 @@ fn guide_walk_with_redis_cli() {
     }
     fresh.0.write_all(p.as_bytes()).unwrap();
     for _ in 0..200 {
-        assert_eq!(fresh.reply(), "+OK");
+        assert_eq!(fresh.reply().unwrap(), "+OK");
     }
     // greeting, counter, h3, k and the 200 pipelined keys.
-    assert_eq!(fresh.call(&["DBSIZE"]), ":204");
+    assert_eq!(fresh.call(&["DBSIZE"]).unwrap(), ":204");
 
     // A hostile byte stream ends that session with a Teleport error, and
     // the agent keeps serving.
-    let mut bad = Raw::connect(t.port);
+    let mut bad = raw_to(t.port);
     bad.0
         .write_all(b"*2\r\n$3\r\nGET\r\n$99999999999999\r\n")
         .unwrap();
-    let reply = bad.reply();
+    let reply = bad.reply().unwrap();
     assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
-    let mut junk = Raw::connect(t.port);
+    let mut junk = raw_to(t.port);
     junk.0
         .write_all(&[0xff, 0x00, 0x2a, 0x2d, 0x31, 0x0d, 0x0a, 0x01])
         .unwrap();
-    let reply = junk.reply();
+    let reply = junk.reply().unwrap();
     assert!(reply.starts_with("-ERR Teleport: "), "{reply}");
-    assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+    assert_eq!(raw_to(t.port).call(&["GET", "k"]).unwrap(), "after");
 
     // A client library as applications use it: redis-py names itself with
     // CLIENT SETINFO on every connection (here with a client name too) and,
@@ -364,7 +282,7 @@ fn guide_walk_with_redis_cli() {
     let out = with_id(&["db", "connect", "my-azure-redis", "--", "GET", "k"]);
     assert!(out.contains("after"), "{out}");
     let t = tunnel_with(&bot, &global, "my-azure-redis");
-    assert_eq!(Raw::connect(t.port).call(&["GET", "k"]), "after");
+    assert_eq!(raw_to(t.port).call(&["GET", "k"]).unwrap(), "after");
     drop(t);
     let out = with_id(&["db", "logout"]);
     assert!(
@@ -383,12 +301,12 @@ fn guide_walk_with_redis_cli() {
     let out = stdout_of(tsh(&short_home, &login, None).unwrap());
     assert!(out.contains("has been saved"), "{out}");
     let t = tunnel_with(&short_home, &short_global, "my-azure-redis");
-    assert_eq!(Raw::connect(t.port).call(&["PING"]), "+PONG");
+    assert_eq!(raw_to(t.port).call(&["PING"]).unwrap(), "+PONG");
     let refused = poll(
         Duration::from_secs(30),
         "the expired certificate refused",
         || {
-            let reply = Raw::connect(t.port).call(&["PING"]);
+            let reply = raw_to(t.port).call(&["PING"]).unwrap();
             (reply != "+PONG").then_some(reply)
         },
     )
@@ -439,23 +357,31 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         // Several sessions at once, each with its own state (SELECT) and
         // its own replies.
         let port = local.addr().port();
-        let mut sessions: Vec<Raw> = (0..8).map(|_| Raw::connect(port)).collect();
+        let mut sessions: Vec<Resp> = (0..8).map(|_| raw_to(port)).collect();
         for (i, s) in sessions.iter_mut().enumerate() {
-            assert_eq!(s.call(&["SELECT", &(i % 4).to_string()]), "+OK");
+            assert_eq!(s.call(&["SELECT", &(i % 4).to_string()]).unwrap(), "+OK");
             assert_eq!(
-                s.call(&["SET", &format!("mux-{multiplex}-{i}"), "v"]),
+                s.call(&["SET", &format!("mux-{multiplex}-{i}"), "v"])
+                    .unwrap(),
                 "+OK"
             );
         }
         for (i, s) in sessions.iter_mut().enumerate() {
-            let visible = s.call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 4) % 8)]);
+            let visible = s
+                .call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 4) % 8)])
+                .unwrap();
             // Sessions i and i+4 share database i % 4.
             assert_eq!(visible, ":1", "session {i}");
-            let other = s.call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 1) % 8)]);
+            let other = s
+                .call(&["EXISTS", &format!("mux-{multiplex}-{}", (i + 1) % 8)])
+                .unwrap();
             assert_eq!(other, ":0", "session {i}");
         }
         for (i, s) in sessions.iter_mut().enumerate() {
-            assert_eq!(s.call(&["DEL", &format!("mux-{multiplex}-{i}")]), ":1");
+            assert_eq!(
+                s.call(&["DEL", &format!("mux-{multiplex}-{i}")]).unwrap(),
+                ":1"
+            );
         }
         drop(sessions);
         drop(local);
@@ -480,12 +406,12 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         .unwrap()
         .with_timeout(Duration::from_millis(500));
     let local = rt.block_on(LocalTunnel::start(dialer, 0)).unwrap();
-    let mut waiting: Vec<Raw> = (0..5).map(|_| Raw::connect(local.addr().port())).collect();
+    let mut waiting: Vec<Resp> = (0..5).map(|_| raw_to(local.addr().port())).collect();
     for c in waiting.iter_mut() {
-        c.send(&["PING"]);
+        c.send(&["PING"]).unwrap();
     }
     for c in waiting.iter_mut() {
-        let reply = c.reply();
+        let reply = c.reply().unwrap();
         assert!(
             reply.starts_with("-ERR Teleport: connecting to the proxy at"),
             "{reply}"
@@ -502,16 +428,16 @@ fn sessions_with_and_without_multiplexing(home: &Path) {
         .with_reuse_silent(Duration::from_millis(300));
     let local = rt.block_on(LocalTunnel::start(dialer, 0)).unwrap();
     let port = local.addr().port();
-    let mut first = Raw::connect(port);
-    assert_eq!(first.call(&["PING"]), "+PONG");
-    let mut second = Raw::connect(port);
-    assert_eq!(second.call(&["PING"]), "+PONG");
+    let mut first = raw_to(port);
+    assert_eq!(first.call(&["PING"]).unwrap(), "+PONG");
+    let mut second = raw_to(port);
+    assert_eq!(second.call(&["PING"]).unwrap(), "+PONG");
     assert_eq!(relay.connections(), 1, "a busy connection is shared");
     relay.freeze();
     // Longer than the connection may be silent and still take sessions.
     std::thread::sleep(Duration::from_millis(400));
-    let mut third = Raw::connect(port);
-    assert_eq!(third.call(&["PING"]), "+PONG");
+    let mut third = raw_to(port);
+    assert_eq!(third.call(&["PING"]).unwrap(), "+PONG");
     assert_eq!(relay.connections(), 2);
 }
 
@@ -726,9 +652,9 @@ fn entra_id_for_caches_without_access_keys() {
     // An open session outlives its token: the agent sends AUTH with a new
     // token before the old one expires, and the session goes on.
     let t = tunnel_to(&alice, "entra-redis");
-    let mut open = Raw::connect(t.port);
-    assert_eq!(open.call(&["GET", "from"]), "entra");
-    let id = open.call(&["CLIENT", "ID"]);
+    let mut open = raw_to(t.port);
+    assert_eq!(open.call(&["GET", "from"]).unwrap(), "entra");
+    let id = open.call(&["CLIENT", "ID"]).unwrap();
     let id = id.trim_start_matches(':');
     let before = auth_calls(server);
     // This very connection's last command becomes the engine's AUTH (the
@@ -744,9 +670,12 @@ fn entra_id_for_caches_without_access_keys() {
         "{line}"
     );
     assert!(auth_calls(server) > before);
-    assert_eq!(open.call(&["PING"]), "+PONG");
-    assert_eq!(open.call(&["ACL", "WHOAMI"]), e2e::redis::AGENT_OBJECT_ID);
-    assert_eq!(open.call(&["GET", "from"]), "entra");
+    assert_eq!(open.call(&["PING"]).unwrap(), "+PONG");
+    assert_eq!(
+        open.call(&["ACL", "WHOAMI"]).unwrap(),
+        e2e::redis::AGENT_OBJECT_ID
+    );
+    assert_eq!(open.call(&["GET", "from"]).unwrap(), "entra");
     // The engine's AUTH is not the user's: not audited as a query.
     // Events arrive in batches, after the replies.
     let queries = poll(Duration::from_secs(20), "query events", || {
@@ -829,7 +758,7 @@ fn redis_enterprise_oss_cluster() {
 
     // A pipelined session through a tunnel, and a slot moving under it.
     let t = tunnel_to(&alice, DB);
-    let mut raw = Raw::connect(t.port);
+    let mut raw = raw_to(t.port);
     let mut p = String::new();
     for i in 0..300 {
         let k = format!("key:{i}");
@@ -840,7 +769,7 @@ fn redis_enterprise_oss_cluster() {
     }
     raw.0.write_all(p.as_bytes()).unwrap();
     for _ in 0..300 {
-        assert_eq!(raw.reply(), "+OK");
+        assert_eq!(raw.reply().unwrap(), "+OK");
     }
     assert_eq!(nodes.total_keys().unwrap(), 305);
     let slot: u16 = nodes
@@ -872,8 +801,8 @@ fn redis_enterprise_oss_cluster() {
         assert!(out.contains("OK"), "{out}");
     }
     // The session's map is stale: MOVED is followed inside the agent.
-    assert_eq!(raw.call(&["SET", "moved-key", "here"]), "+OK");
-    assert_eq!(raw.call(&["GET", "moved-key"]), "here");
+    assert_eq!(raw.call(&["SET", "moved-key", "here"]).unwrap(), "+OK");
+    assert_eq!(raw.call(&["GET", "moved-key"]).unwrap(), "here");
     assert_eq!(
         nodes
             .node_cli(target, &["GET", "moved-key"])
@@ -883,10 +812,10 @@ fn redis_enterprise_oss_cluster() {
     );
 
     // Garbage ends only that session.
-    let mut bad = Raw::connect(t.port);
+    let mut bad = raw_to(t.port);
     bad.0.write_all(b"*1\r\n$-7\r\n").unwrap();
-    assert!(bad.reply().starts_with("-ERR Teleport: "));
-    assert_eq!(raw.call(&["GET", "a"]), "1");
+    assert!(bad.reply().unwrap().starts_with("-ERR Teleport: "));
+    assert_eq!(raw.call(&["GET", "a"]).unwrap(), "1");
 }
 
 /// redis-benchmark's default suite through `tsh proxy db --tunnel`: its
@@ -903,13 +832,13 @@ fn redis_benchmark_default_suite_through_the_tunnel() {
     let t = tunnel(&alice);
     // Typed by hand: inline commands, quoting and AUTH (first: the audit
     // log lists the oldest events first).
-    let mut raw = Raw::connect(t.port);
+    let mut raw = raw_to(t.port);
     raw.0
         .write_all(b"SET inline \"typed by hand\"\r\nGET inline\r\nAUTH typed-secret\n")
         .unwrap();
-    assert_eq!(raw.reply(), "+OK");
-    assert_eq!(raw.reply(), "typed by hand");
-    assert_eq!(raw.reply(), "+OK");
+    assert_eq!(raw.reply().unwrap(), "+OK");
+    assert_eq!(raw.reply().unwrap(), "typed by hand");
+    assert_eq!(raw.reply().unwrap(), "+OK");
     let queries = poll(Duration::from_secs(20), "inline query events", || {
         let q = c.events("db.session.query");
         (q.iter()
@@ -925,46 +854,24 @@ fn redis_benchmark_default_suite_through_the_tunnel() {
     assert!(!format!("{queries:?}").contains("typed-secret"));
     // AUTH as another user than the session's is refused, in HELLO as in
     // AUTH, and the session goes on as it was (RESP2).
-    let auth = raw.call(&["AUTH", "other", "pw"]);
+    let auth = raw.call(&["AUTH", "other", "pw"]).unwrap();
     assert!(
         auth.starts_with("-ERR Teleport: this session is for database user \"default\""),
         "{auth}"
     );
-    assert_eq!(raw.call(&["HELLO", "3", "AUTH", "other", "pw"]), auth);
-    raw.0.write_all(b"HELLO 3 AUTH other pw\r\n").unwrap();
-    assert_eq!(raw.reply(), auth);
-    assert_eq!(raw.call(&["GET", "no-such-key"]), "(nil)");
-
-    let port = t.port.to_string();
-    let mut bench = Command::new("/usr/bin/redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "-n",
-            "200",
-            "-c",
-            "10",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = poll(
-        Duration::from_secs(180),
-        "redis-benchmark to finish",
-        || bench.try_wait().unwrap(),
+    assert_eq!(
+        raw.call(&["HELLO", "3", "AUTH", "other", "pw"]).unwrap(),
+        auth
     );
-    if status.is_err() {
-        let _ = bench.kill();
-    }
-    let out = bench.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    raw.0.write_all(b"HELLO 3 AUTH other pw\r\n").unwrap();
+    assert_eq!(raw.reply().unwrap(), auth);
+    assert_eq!(raw.call(&["GET", "no-such-key"]).unwrap(), "(nil)");
+
+    let args = ["-q", "-n", "200", "-c", "10"];
+    let out = redis_benchmark(t.port, &args, Duration::from_secs(180)).unwrap();
+    let (stdout, stderr) = (out.stdout, out.stderr);
     assert!(
-        status.unwrap().success(),
+        out.success,
         "redis-benchmark: {stdout}\n{stderr}\n{}",
         c.agent.log()
     );
