@@ -27,6 +27,21 @@ fn client(emu: &EmulatorHandle, vm: Option<&str>) -> reqwest::Client {
         .unwrap()
 }
 
+/// ARM's list of subscriptions.
+const SUBSCRIPTIONS: &str = "https://management.azure.com/subscriptions?api-version=2022-12-01";
+
+/// The string `v` holds.
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// `get`, which must be answered with `status`: the body.
+async fn answer(c: &reqwest::Client, url: &str, headers: &[(&str, &str)], status: u16) -> Value {
+    let (got, body) = get(c, url, headers).await;
+    assert_eq!(got, status, "GET {url}: {body}");
+    body
+}
+
 async fn get(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut req = c.get(url);
     for (k, v) in headers {
@@ -47,8 +62,7 @@ const TOKEN_URL: &str = "http://169.254.169.254/metadata/identity/oauth2/token?a
 async fn imds_token_shapes_and_errors() {
     let emu = start().await;
     let c = client(&emu, None);
-    let (status, body) = get(&c, TOKEN_URL, &[("Metadata", "true")]).await;
-    assert_eq!(status, 200);
+    let body = answer(&c, TOKEN_URL, &[("Metadata", "true")], 200).await;
     for k in ["expires_in", "expires_on", "ext_expires_in", "not_before"] {
         assert!(
             body[k].as_str().unwrap().parse::<i64>().is_ok(),
@@ -58,8 +72,7 @@ async fn imds_token_shapes_and_errors() {
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["resource"], "https://management.azure.com/");
 
-    let (status, body) = get(&c, TOKEN_URL, &[]).await;
-    assert_eq!(status, 400);
+    let body = answer(&c, TOKEN_URL, &[], 400).await;
     assert_eq!(
         body["error_description"],
         "Required metadata header not specified"
@@ -93,19 +106,14 @@ async fn app_service_protocol() {
     let url = format!("{endpoint}?api-version=2019-08-01&resource=https://management.core.windows.net/&mi_res_id={id}");
     let (status, body) = get(&c, &url, &[("X-IDENTITY-HEADER", &secret)]).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["expires_on"].as_str().unwrap().parse::<i64>().is_ok());
+    assert!(str_of(&body["expires_on"]).parse::<i64>().is_ok());
     assert_eq!(body["client_id"], "6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01");
-    let (status, _) = get(&c, &url, &[("X-IDENTITY-HEADER", "wrong")]).await;
-    assert_eq!(status, 401);
+    let _ = answer(&c, &url, &[("X-IDENTITY-HEADER", "wrong")], 401).await;
     let other = url
         .replace("my-resource-group", "other-resource-group")
         .replace("teleport-azure", "other-identity");
-    let (status, body) = get(&c, &other, &[("X-IDENTITY-HEADER", &secret)]).await;
-    assert_eq!(status, 400);
-    assert!(body["message"]
-        .as_str()
-        .unwrap()
-        .contains("No User Assigned"));
+    let body = answer(&c, &other, &[("X-IDENTITY-HEADER", &secret)], 400).await;
+    assert!(str_of(&body["message"]).contains("No User Assigned"));
 }
 
 #[tokio::test]
@@ -113,7 +121,7 @@ async fn tokens_verify_against_oidc_discovery_and_jwks() {
     let emu = start().await;
     let c = client(&emu, None);
     let (_, tok) = get(&c, TOKEN_URL, &[("Metadata", "true")]).await;
-    let jwt = tok["access_token"].as_str().unwrap();
+    let jwt = str_of(&tok["access_token"]);
     let parts: Vec<&str> = jwt.split('.').collect();
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -134,37 +142,33 @@ async fn tokens_verify_against_oidc_discovery_and_jwks() {
         assert!(!claims[k].is_null(), "claim {k} missing");
     }
 
-    let (status, oidc) = get(
+    let oidc = answer(
         &c,
         &format!("https://login.microsoftonline.com/{TENANT}/.well-known/openid-configuration"),
         &[],
+        200,
     )
     .await;
-    assert_eq!(status, 200);
     assert_eq!(oidc["issuer"], claims["iss"]);
-    let (status, v2) = get(
+    let v2 = answer(
         &c,
         &format!(
             "https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration"
         ),
         &[],
+        200,
     )
     .await;
-    assert_eq!(status, 200);
-    assert!(v2["token_endpoint"]
-        .as_str()
-        .unwrap()
-        .ends_with("/oauth2/v2.0/token"));
-    let (status, jwks) = get(&c, oidc["jwks_uri"].as_str().unwrap(), &[]).await;
-    assert_eq!(status, 200);
+    assert!(str_of(&v2["token_endpoint"]).ends_with("/oauth2/v2.0/token"));
+    let jwks = answer(&c, str_of(&oidc["jwks_uri"]), &[], 200).await;
     let key = jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
         .find(|k| k["kid"] == header["kid"])
         .unwrap();
-    let n = URL_SAFE_NO_PAD.decode(key["n"].as_str().unwrap()).unwrap();
-    let e = URL_SAFE_NO_PAD.decode(key["e"].as_str().unwrap()).unwrap();
+    let n = URL_SAFE_NO_PAD.decode(str_of(&key["n"])).unwrap();
+    let e = URL_SAFE_NO_PAD.decode(str_of(&key["e"])).unwrap();
     let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     RsaPublicKeyComponents { n: &n, e: &e }
         .verify(
@@ -174,37 +178,22 @@ async fn tokens_verify_against_oidc_discovery_and_jwks() {
         )
         .unwrap();
 
-    let (status, body) = get(
+    let body = answer(
         &c,
         "https://login.microsoftonline.com/not-our-tenant/v2.0/.well-known/openid-configuration",
         &[],
+        400,
     )
     .await;
-    assert_eq!(status, 400);
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .starts_with("AADSTS90002"));
+    assert!(str_of(&body["error_description"]).starts_with("AADSTS90002"));
 
     // ARM: no token, a token for another audience.
-    let (status, body) = get(
-        &c,
-        "https://management.azure.com/subscriptions?api-version=2022-12-01",
-        &[],
-    )
-    .await;
-    assert_eq!(status, 401);
+    let body = answer(&c, SUBSCRIPTIONS, &[], 401).await;
     assert_eq!(body["error"]["code"], "AuthenticationFailed");
     let vault = TOKEN_URL.replace("https://management.azure.com/", "https://vault.azure.net");
     let (_, vt) = get(&c, &vault, &[("Metadata", "true")]).await;
-    let bearer = format!("Bearer {}", vt["access_token"].as_str().unwrap());
-    let (status, body) = get(
-        &c,
-        "https://management.azure.com/subscriptions?api-version=2022-12-01",
-        &[("Authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(status, 401);
+    let bearer = format!("Bearer {}", str_of(&vt["access_token"]));
+    let body = answer(&c, SUBSCRIPTIONS, &[("Authorization", &bearer)], 401).await;
     assert_eq!(body["error"]["code"], "InvalidAuthenticationTokenAudience");
     // Hosts the emulator does not serve are refused at CONNECT.
     assert!(c
@@ -222,9 +211,7 @@ async fn attested_document_is_pkcs7_as_azure_makes_it() {
     let (status, body) = get(&c, url, &[("Metadata", "true")]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["encoding"], "pkcs7");
-    let der_bytes = STANDARD
-        .decode(body["signature"].as_str().unwrap())
-        .unwrap();
+    let der_bytes = STANDARD.decode(str_of(&body["signature"])).unwrap();
 
     // ContentInfo { signedData, [0] SignedData }
     let (_, ci, rest) = der::read(&der_bytes).unwrap();
@@ -249,7 +236,7 @@ async fn attested_document_is_pkcs7_as_azure_makes_it() {
     assert_eq!(doc["nonce"], "abcdefABCDEF0123456789_-abcdefgh");
     assert_eq!(doc["vmId"], "2083b4c6-7193-4e45-90d1-6c7d8e9fa007");
     assert_eq!(doc["subscriptionId"], SUB);
-    let created = doc["timeStamp"]["createdOn"].as_str().unwrap();
+    let created = str_of(&doc["timeStamp"]["createdOn"]);
     assert_eq!(created.len(), "11/24/26 04:05:06 -0000".len());
     assert!(created.ends_with(" -0000"));
     assert!(doc["timeStamp"]["expiresOn"].is_string());
@@ -310,8 +297,7 @@ async fn attested_document_is_pkcs7_as_azure_makes_it() {
     assert!(root_pem.contains("BEGIN CERTIFICATE"));
 
     let too_long = url.replace("abc", "x").replace(&url, "http://169.254.169.254/metadata/attested/document?api-version=2021-02-01&nonce=012345678901234567890123456789012");
-    let (status, _) = get(&c, &too_long, &[("Metadata", "true")]).await;
-    assert_eq!(status, 400);
+    let _ = answer(&c, &too_long, &[("Metadata", "true")], 400).await;
 }
 
 #[tokio::test]
@@ -324,12 +310,11 @@ async fn arm_paging_and_fault_knobs() {
         .unwrap();
     let c = client(&emu, None);
     let (_, tok) = get(&c, TOKEN_URL, &[("Metadata", "true")]).await;
-    let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", str_of(&tok["access_token"]));
     let mut url = format!("https://management.azure.com/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01");
     let mut names = Vec::new();
     loop {
-        let (status, page) = get(&c, &url, &[("Authorization", &bearer)]).await;
-        assert_eq!(status, 200);
+        let page = answer(&c, &url, &[("Authorization", &bearer)], 200).await;
         assert_eq!(page["value"].as_array().unwrap().len(), 1);
         names.push(page["value"][0]["name"].as_str().unwrap().to_string());
         match page["nextLink"].as_str() {
@@ -341,13 +326,7 @@ async fn arm_paging_and_fault_knobs() {
     assert_eq!(names, ["app-vm", "teleport-vm"]);
 
     emu.fail_next("management.azure.com/subscriptions", 1, 503, None);
-    let (status, body) = get(
-        &c,
-        "https://management.azure.com/subscriptions?api-version=2022-12-01",
-        &[("Authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(status, 503);
+    let body = answer(&c, SUBSCRIPTIONS, &[("Authorization", &bearer)], 503).await;
     assert_eq!(body["error"]["code"], "InjectedFault");
     let start = std::time::Instant::now();
     emu.delay_next(
@@ -355,13 +334,7 @@ async fn arm_paging_and_fault_knobs() {
         1,
         std::time::Duration::from_millis(300),
     );
-    let (status, _) = get(
-        &c,
-        "https://management.azure.com/subscriptions?api-version=2022-12-01",
-        &[("Authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(status, 200);
+    let _ = answer(&c, SUBSCRIPTIONS, &[("Authorization", &bearer)], 200).await;
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
     assert!(emu.rotate_redis_keys("no-such-cache").is_none());
     let (p, s) = emu.rotate_redis_keys("default").unwrap();
