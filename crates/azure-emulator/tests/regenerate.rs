@@ -137,6 +137,12 @@ impl Arm {
         )
     }
 
+    /// `regenerateKey` of `url` (a cache's or a database's, without the action) for the key
+    /// `key_type`.
+    async fn regenerate(&self, url: &str, key_type: &str) -> (u16, Value) {
+        self.post(url, &json!({ "keyType": key_type })).await
+    }
+
     async fn post(&self, url: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, url, Some(&body.to_string()))
             .await
@@ -153,10 +159,7 @@ async fn regenerating_a_key_changes_arm_and_the_server() {
     assert_eq!(open.call(&["AUTH", PRIMARY]), "+OK");
 
     let (status, keys) = arm
-        .post(
-            &my_redis_url("regenerateKey"),
-            &json!({"keyType": "Primary"}),
-        )
+        .regenerate(&my_redis_url("regenerateKey"), "Primary")
         .await;
     assert_eq!(status, 200, "{keys}");
     let new_primary = keys["primaryKey"].as_str().unwrap().to_string();
@@ -174,10 +177,7 @@ async fn regenerating_a_key_changes_arm_and_the_server() {
 
     // keyType is read in any case, as ARM's enums are.
     let (status, keys) = arm
-        .post(
-            &my_redis_url("regenerateKey"),
-            &json!({"keyType": "secondary"}),
-        )
+        .regenerate(&my_redis_url("regenerateKey"), "secondary")
         .await;
     assert_eq!(status, 200, "{keys}");
     assert_eq!(keys["primaryKey"], new_primary.as_str());
@@ -193,10 +193,7 @@ async fn regenerating_a_key_changes_arm_and_the_server() {
         "+OK"
     );
     let (status, body) = arm
-        .post(
-            &my_redis_url("regenerateKey"),
-            &json!({"keyType": "Primary"}),
-        )
+        .regenerate(&my_redis_url("regenerateKey"), "Primary")
         .await;
     assert_eq!(status, 500, "{body}");
     let msg = body["error"]["message"].as_str().unwrap();
@@ -221,31 +218,25 @@ async fn regenerate_key_refusals_and_redis_enterprise() {
     let arm = Arm::new(&emu).await;
     let url = my_redis_url("regenerateKey");
 
-    let (status, body) = arm.post(&url, &json!({"keyType": "Tertiary"})).await;
+    let (status, body) = arm.regenerate(&url, "Tertiary").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "InvalidRequestBody");
     let (status, _) = arm.post(&url, &json!({})).await;
     assert_eq!(status, 400);
     let (status, body) = arm
-        .post(
-            &url.replace("?api-version=2024-11-01", ""),
-            &json!({"keyType": "Primary"}),
-        )
+        .regenerate(&url.replace("?api-version=2024-11-01", ""), "Primary")
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "MissingApiVersionParameter");
     let (status, _) = arm.send(reqwest::Method::GET, &url, None).await;
     assert_eq!(status, 405);
     let (status, body) = arm
-        .post(
-            &url.replace("/my-redis/", "/no-such-cache/"),
-            &json!({"keyType": "Primary"}),
-        )
+        .regenerate(&url.replace("/my-redis/", "/no-such-cache/"), "Primary")
         .await;
     assert_eq!(status, 404, "{body}");
     // teleport-azure holds no role in other-resource-group.
     let other = format!("https://management.azure.com/subscriptions/{SUB}/resourceGroups/other-resource-group/providers/Microsoft.Cache/redis/other-redis/regenerateKey?api-version=2024-11-01");
-    let (status, body) = arm.post(&other, &json!({"keyType": "Primary"})).await;
+    let (status, body) = arm.regenerate(&other, "Primary").await;
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "AuthorizationFailed");
     assert!(body["error"]["message"]
@@ -261,9 +252,9 @@ async fn regenerate_key_refusals_and_redis_enterprise() {
     // A Redis Enterprise database.
     let db = format!("https://management.azure.com/subscriptions/{SUB}/resourceGroups/my-resource-group/providers/Microsoft.Cache/redisEnterprise/my-enterprise/databases/default");
     let (status, keys) = arm
-        .post(
+        .regenerate(
             &format!("{db}/regenerateKey?api-version=2025-04-01"),
-            &json!({"keyType": "Secondary"}),
+            "Secondary",
         )
         .await;
     assert_eq!(status, 200, "{keys}");
