@@ -319,3 +319,67 @@ fn status_shows_rotation_state_in_every_format() {
         ok(node.tctl(args).unwrap()).unwrap();
     }
 }
+
+/// `tctl -c <config> args...` on `node` with `EDITOR=editor`.
+fn tctl_editing(node: &Node, editor: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin("tctl").unwrap());
+    cmd.arg("-c")
+        .arg(&node.config)
+        .env_remove("VISUAL")
+        .env("EDITOR", editor)
+        .args(args);
+    output(cmd, None).unwrap()
+}
+
+#[test]
+fn edit_saves_what_the_editor_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "edit.example", &Storage::Sqlite).unwrap();
+    let role = tmp.path().join("dev-db.yaml");
+    std::fs::write(
+        &role,
+        "kind: role\nversion: v7\nmetadata:\n  name: dev-db\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: [default]\n",
+    )
+    .unwrap();
+    ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    // An editor that changes the label.
+    let script = tmp.path().join("editor.sh");
+    std::fs::write(&script, "#!/bin/sh\nsed -i 's/- dev$/- staging/' \"$1\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = ok(tctl_editing(
+        &node,
+        script.to_str().unwrap(),
+        &["edit", "role/dev-db"],
+    ))
+    .unwrap();
+    assert!(out.contains("role \"dev-db\" has been updated"), "{out}");
+    let got = ok(node.tctl(&["get", "role/dev-db"]).unwrap()).unwrap();
+    assert!(
+        got.contains("- staging") && !got.contains("- dev\n"),
+        "{got}"
+    );
+    // An editor that changes nothing saves nothing.
+    let out = ok(tctl_editing(&node, "true", &["edit", "role/dev-db"])).unwrap();
+    assert!(out.contains("no changes made"), "{out}");
+    // Renaming is refused.
+    let rename = tmp.path().join("rename.sh");
+    std::fs::write(
+        &rename,
+        "#!/bin/sh\nsed -i 's/name: dev-db/name: other/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&rename, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = fails(tctl_editing(
+        &node,
+        rename.to_str().unwrap(),
+        &["edit", "role/dev-db"],
+    ))
+    .unwrap();
+    assert!(
+        err.contains("cannot change a resource's kind or name"),
+        "{err}"
+    );
+    let err = fails(node.tctl(&["get", "role/other"]).unwrap()).unwrap();
+    assert!(err.contains("not found"), "{err}");
+}

@@ -22,6 +22,7 @@ use client::term::cell;
 use client::{ApiClient, Credentials, ProfileStore};
 
 mod connect;
+mod edit;
 mod invite;
 mod servers;
 
@@ -91,6 +92,11 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
+    },
+    /// Edit a resource (KIND/NAME) in $VISUAL or $EDITOR and save it.
+    Edit {
+        /// e.g. `role/dev`.
+        what: String,
     },
     /// Delete a resource: KIND/NAME.
     Rm {
@@ -432,6 +438,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Get { what, format } => {
             let items = get_items(&api, &what).await?;
             print_resources(&items, format)
+        }
+        Cmd::Edit { what } => {
+            let (kind, name) = resources::parse_kind_ref(&what)?;
+            let name =
+                name.ok_or_else(|| anyhow!("give the resource as KIND/NAME, e.g. role/dev"))?;
+            println!("{}", cell(&edit::edit(&api, kind, &name).await?));
+            Ok(())
         }
         Cmd::Rm { what } => {
             let (kind, name) = resources::parse_kind_ref(&what)?;
