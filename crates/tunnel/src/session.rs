@@ -223,6 +223,13 @@ mod tests {
     }
 
     /// An echo server behind `serve_mux`.
+    /// A client of an echo server over an in-memory connection, both allowing `max` sessions.
+    fn echoed(max: usize) -> (MuxClient, tokio::task::JoinHandle<()>) {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = echo_server(b, max);
+        (MuxClient::start(a, &cfg(max)), server)
+    }
+
     fn echo_server(io: tokio::io::DuplexStream, max: usize) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let _ = serve_mux(io, &cfg(max), |mut s| {
@@ -247,9 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_sessions_share_one_connection_and_keep_their_bytes_apart() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let server = echo_server(b, 64);
-        let client = MuxClient::start(a, &cfg(64));
+        let (client, server) = echoed(64);
         let mut tasks = Vec::new();
         for i in 0..40u32 {
             let client = client.clone();
@@ -278,9 +283,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_connection_says_so_instead_of_breaking() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let server = echo_server(b, 2);
-        let client = MuxClient::start(a, &cfg(2));
+        let (client, server) = echoed(2);
         let mut one = client.try_open().await.unwrap().unwrap();
         let two = client.try_open().await.unwrap().unwrap();
         assert!(client.try_open().await.unwrap().is_none());
@@ -313,9 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_offers_follow_what_reads_return() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let server = echo_server(b, 8);
-        let client = MuxClient::start(a, &cfg(8));
+        let (client, server) = echoed(8);
         let mut s = client.try_open().await.unwrap().unwrap();
         // Reads into fresh, uninitialised room (as the Redis engine does).
         async fn round(s: &mut TunnelStream, msg: &[u8]) {
@@ -348,9 +349,7 @@ mod tests {
     #[tokio::test]
     async fn silence_is_measured_from_the_last_bytes_received() {
         use std::time::Duration;
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let server = echo_server(b, 8);
-        let client = MuxClient::start(a, &cfg(8));
+        let (client, server) = echoed(8);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(client.silent_for() >= Duration::from_millis(100));
         let mut s = client.try_open().await.unwrap().unwrap();
@@ -367,9 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_client_closes_the_connection() {
-        let (a, b) = tokio::io::duplex(64 * 1024);
-        let server = echo_server(b, 8);
-        let client = MuxClient::start(a, &cfg(8));
+        let (client, server) = echoed(8);
         let mut s = client.try_open().await.unwrap().unwrap();
         s.write_all(b"x").await.unwrap();
         let mut one = [0u8; 1];
