@@ -207,7 +207,21 @@ impl DbDialer {
             self.connector
                 .connect(self.server_name.clone(), tcp)
                 .await
-                .map_err(|e| ClientError::Local(format!("TLS to the proxy failed: {e}")))
+                .map_err(|e| match crate::find_tls_failure(&e) {
+                    Some((crate::TlsFailure::UntrustedServer, detail)) => {
+                        ClientError::UntrustedProxy {
+                            addr: self.addr.clone(),
+                            detail,
+                        }
+                    }
+                    Some((crate::TlsFailure::CertificateExpired, _)) => {
+                        ClientError::SessionExpired {
+                            expired_at: None,
+                            login: None,
+                        }
+                    }
+                    None => ClientError::Local(format!("TLS to the proxy failed: {e}")),
+                })
         };
         tokio::time::timeout(self.timeout, dial)
             .await

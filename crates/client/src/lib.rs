@@ -89,13 +89,22 @@ pub enum TlsFailure {
 /// error is found as itself or inside the `std::io::Error` that carries it
 /// through hyper and tokio-rustls (whose `source()` skips it).
 pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    find_tls_failure(err).map(|(f, _)| f)
+}
+
+/// [`tls_failure`], with what rustls said.
+pub(crate) fn find_tls_failure(
+    err: &(dyn std::error::Error + 'static),
+) -> Option<(TlsFailure, String)> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         // hyper wraps tokio-rustls' io::Error in another io::Error.
         let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(i) = inner {
-            if let Some(found) = i.downcast_ref::<rustls::Error>().and_then(classify_rustls) {
-                return Some(found);
+            if let Some(tls) = i.downcast_ref::<rustls::Error>() {
+                if let Some(found) = classify_rustls(tls) {
+                    return Some((found, tls.to_string()));
+                }
             }
             inner = i
                 .downcast_ref::<std::io::Error>()
@@ -297,12 +306,12 @@ impl ApiClient {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        match tls_failure(&e) {
-            Some(TlsFailure::UntrustedServer) => ClientError::UntrustedProxy {
+        match find_tls_failure(&e) {
+            Some((TlsFailure::UntrustedServer, detail)) => ClientError::UntrustedProxy {
                 addr: self.addr.clone(),
-                detail: "invalid peer certificate: UnknownIssuer".into(),
+                detail,
             },
-            Some(TlsFailure::CertificateExpired) => ClientError::SessionExpired {
+            Some((TlsFailure::CertificateExpired, _)) => ClientError::SessionExpired {
                 expired_at: None,
                 login: self.login_hint.clone(),
             },
