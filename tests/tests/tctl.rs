@@ -383,3 +383,53 @@ fn edit_saves_what_the_editor_changed() {
     let err = fails(node.tctl(&["get", "role/other"]).unwrap()).unwrap();
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn an_expired_identity_says_how_to_renew_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start(&tmp.path().join("node"), "exp.example", &Storage::Sqlite).unwrap();
+    add_user(&node, "bot", "editor", PASSWORD).unwrap();
+    let file = tmp.path().join("bot.pem");
+    sign_identity(&node, "bot", &file, "2s").unwrap();
+    let home = tmp.path().join("nohome");
+    let err = poll(Duration::from_secs(20), "the identity to expire", || {
+        fails(tctl_with_identity(
+            &home,
+            &file,
+            &node.web_addr,
+            &["users", "ls"],
+        ))
+        .ok()
+    })
+    .unwrap();
+    assert!(err.contains("expired"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tctl auth sign --user=bot --out={}",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("CertificateExpired"), "{err}");
+    // A tsh profile that expired: tctl names the tsh login to run.
+    let home = tmp.path().join("home");
+    let proxy = format!("--proxy={}", node.web_addr);
+    ok(tsh(
+        &home,
+        &["login", &proxy, "--user=bot", "--insecure", "--ttl=2s"],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .unwrap())
+    .unwrap();
+    let err = poll(Duration::from_secs(20), "the session to expire", || {
+        fails(tctl_as(&home, &["users", "ls"]).unwrap()).ok()
+    })
+    .unwrap();
+    assert!(
+        err.contains(&format!(
+            "tsh login --proxy={} --user=bot --insecure",
+            node.web_addr
+        )),
+        "{err}"
+    );
+}

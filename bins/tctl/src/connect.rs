@@ -35,6 +35,19 @@ pub fn identity_file_client(addr: &str, creds: &Credentials, insecure: bool) -> 
     Ok(ApiClient::with_tls(addr, tls)?)
 }
 
+/// Refuses an identity file whose certificate has expired, naming the
+/// command that makes a new one.
+pub fn check_identity_file(path: &Path, creds: &Credentials) -> Result<String> {
+    let id = client::identity_of(creds)?;
+    let renew = format!(
+        "tctl auth sign --user={} --out={}",
+        id.username,
+        path.display()
+    );
+    client::check_session(creds, &renew, std::time::Duration::ZERO)?;
+    Ok(renew)
+}
+
 /// Reads the local admin identity `path` of the auth service configured in
 /// `config`, saying what to do when it cannot be read.
 pub fn load_admin_identity(path: &Path, config: &Path) -> Result<Credentials> {

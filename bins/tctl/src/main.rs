@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::term::cell;
-use client::{ApiClient, Credentials, ProfileStore};
+use client::{ApiClient, Credentials, Profile, ProfileStore};
 
 mod connect;
 mod edit;
@@ -318,7 +318,10 @@ fn connect(cli: &Cli) -> Result<ApiClient> {
                 .map(|(p, _)| p.web_proxy_addr)
                 .map_err(|_| anyhow!("--auth-server must be set when using an identity file"))?,
         };
-        return connect::identity_file_client(&addr, &creds, cli.insecure);
+        let renew = connect::check_identity_file(path, &creds)?;
+        return Ok(
+            connect::identity_file_client(&addr, &creds, cli.insecure)?.with_login_hint(renew)
+        );
     }
     let config_path = cli.config.clone().or_else(|| {
         let p = PathBuf::from(DEFAULT_CONFIG);
@@ -341,12 +344,17 @@ fn connect(cli: &Cli) -> Result<ApiClient> {
             "not logged in: run tsh login, use an identity file (-i), or run tctl on the auth host"
         )
     })?;
+    let login = Profile {
+        insecure: cli.insecure || profile.insecure,
+        ..profile.clone()
+    }
+    .login_command();
+    client::check_session(&creds, &login, Duration::ZERO)?;
     let addr = cli.auth_server.clone().unwrap_or(profile.web_proxy_addr);
-    Ok(ApiClient::new(
-        &addr,
-        Some(&creds),
-        cli.insecure || profile.insecure,
-    )?)
+    Ok(
+        ApiClient::new(&addr, Some(&creds), cli.insecure || profile.insecure)?
+            .with_login_hint(login),
+    )
 }
 
 /// Name of the admin identity file in the data directory (shared with teleport).
