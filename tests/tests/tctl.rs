@@ -433,3 +433,23 @@ fn an_expired_identity_says_how_to_renew_it() {
         "{err}"
     );
 }
+
+#[test]
+fn version_flag_and_commands_this_build_lacks() {
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("tctl").unwrap());
+        cmd.args(args).env_remove("TELEPORT_CONFIG_FILE");
+        output(cmd, None).unwrap()
+    };
+    let flag = ok(run(&["--version"])).unwrap();
+    let sub = ok(run(&["version"])).unwrap();
+    assert!(flag.starts_with("Teleport v"), "{flag}");
+    assert_eq!(flag, sub);
+    // Teleport's `tctl nodes ...`: one line saying why, not a parser error.
+    for args in [&["nodes", "ls"][..], &["nodes", "add", "--roles=node"][..]] {
+        let err = fails(run(args)).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("no SSH service"), "{err}");
+        assert!(err.contains("tctl apps ls"), "{err}");
+    }
+}

@@ -120,6 +120,12 @@ enum Cmd {
     Inventory(InventoryCmd),
     /// Print the version.
     Version,
+    /// Teleport's SSH nodes: not in this build.
+    #[command(hide = true)]
+    Nodes {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,12 +282,27 @@ enum EventsCmd {
 }
 
 fn main() -> ExitCode {
+    // `tctl --version` as `tctl version` (clap's own flag would print only
+    // the number).
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("{}", api::version_line());
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     let level = if cli.debug { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(level)
         .with_writer(std::io::stderr)
         .try_init();
+    if matches!(cli.cmd, Cmd::Nodes { .. }) {
+        eprintln!(
+            "{}",
+            client::term::error_line(
+                "tctl nodes: this build has no SSH service, so no nodes; the registered apps and databases are listed by `tctl apps ls` and `tctl db ls`"
+            )
+        );
+        return ExitCode::FAILURE;
+    }
     if matches!(cli.cmd, Cmd::Version) {
         println!("{}", api::version_line());
         return ExitCode::SUCCESS;
@@ -396,7 +417,7 @@ fn check_azure_identities(ids: &[String]) -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     let api = connect(&cli)?;
     match cli.cmd {
-        Cmd::Version => Ok(()),
+        Cmd::Version | Cmd::Nodes { .. } => Ok(()),
         Cmd::Status { format } => {
             let s = api.status().await?;
             match format {
