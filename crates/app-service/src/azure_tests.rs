@@ -290,6 +290,14 @@ impl Setup {
         self.get("management.azure.com", "/subscriptions")
     }
 
+    /// [`Setup::arm`] with the `Authorization` header `authorization`.
+    fn authorized(&self, authorization: &str) -> Request<Full<Bytes>> {
+        let mut req = self.arm();
+        let value = hyper::header::HeaderValue::from_str(authorization).unwrap();
+        req.headers_mut().insert("authorization", value);
+        req
+    }
+
     /// Sends `req`, which is answered with `status` and the error `code` (`what` says
     /// which case); returns the body.
     async fn expect(
@@ -513,24 +521,23 @@ async fn crafted_hosts_are_refused_before_anything_is_dialled() {
 #[tokio::test]
 async fn the_host_header_is_required_once() {
     let s = setup(Options::default()).await;
-    let mut req = s.arm();
-    req.headers_mut().remove("host");
-    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
-        .await;
-    let mut req = s.arm();
-    req.headers_mut().append(
-        "host",
-        hyper::header::HeaderValue::from_str(&format!("other.host:{}", s.other_port)).unwrap(),
-    );
-    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
-        .await;
-    let mut req = s.arm();
-    req.headers_mut().insert(
-        "host",
-        hyper::header::HeaderValue::from_bytes(b"management.azure.com\xff").unwrap(),
-    );
-    s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", "")
-        .await;
+    let mut missing = s.arm();
+    missing.headers_mut().remove("host");
+    let mut twice = s.arm();
+    let other = format!("other.host:{}", s.other_port);
+    let other = hyper::header::HeaderValue::from_str(&other).unwrap();
+    twice.headers_mut().append("host", other);
+    let mut not_text = s.arm();
+    let bytes = hyper::header::HeaderValue::from_bytes(b"management.azure.com\xff").unwrap();
+    not_text.headers_mut().insert("host", bytes);
+    for (what, req) in [
+        ("missing", missing),
+        ("twice", twice),
+        ("not text", not_text),
+    ] {
+        s.expect(req, StatusCode::BAD_REQUEST, "TeleportBadRequest", what)
+            .await;
+    }
     s.nothing_left("Host headers");
 }
 
@@ -581,11 +588,8 @@ async fn the_local_token_must_be_the_sessions() {
             )
         ),
     ] {
-        let mut req = s.arm();
-        req.headers_mut()
-            .insert("authorization", bearer.parse().unwrap());
         s.expect(
-            req,
+            s.authorized(&bearer),
             StatusCode::UNAUTHORIZED,
             "TeleportInvalidToken",
             &bearer,
@@ -600,15 +604,9 @@ async fn the_local_token_must_be_the_sessions() {
         "https://management.azure.com/#x",
         "https://management.azure.com/\n",
     ] {
-        let mut req = s.arm();
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", local_token(&s.key, ID, aud))
-                .parse()
-                .unwrap(),
-        );
+        let bearer = format!("Bearer {}", local_token(&s.key, ID, aud));
         s.expect(
-            req,
+            s.authorized(&bearer),
             StatusCode::UNAUTHORIZED,
             "TeleportInvalidToken",
             &format!("audience {aud:?}"),
@@ -616,15 +614,14 @@ async fn the_local_token_must_be_the_sessions() {
         .await;
     }
     // Signed by the session key, for another identity.
-    let mut req = s.arm();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", local_token(&s.key, OTHER_ID, ARM_AUDIENCE))
-            .parse()
-            .unwrap(),
-    );
-    s.expect(req, StatusCode::FORBIDDEN, "TeleportAccessDenied", "")
-        .await;
+    let bearer = format!("Bearer {}", local_token(&s.key, OTHER_ID, ARM_AUDIENCE));
+    s.expect(
+        s.authorized(&bearer),
+        StatusCode::FORBIDDEN,
+        "TeleportAccessDenied",
+        "",
+    )
+    .await;
     s.nothing_left("tokens");
 }
 
@@ -663,39 +660,40 @@ async fn the_certificate_must_route_to_this_app_with_an_identity() {
 
 #[tokio::test]
 async fn current_roles_decide() {
-    let (s, _) = answered(
-        Options {
-            roles: Ok(roles(&role_yaml(OTHER_ID))),
+    let cases = [
+        (
+            "RBAC",
+            Ok(roles(&role_yaml(OTHER_ID))),
+            StatusCode::FORBIDDEN,
+            "TeleportAccessDenied",
+        ),
+        (
+            "roles unavailable",
+            Err((None, "auth service unreachable".into())),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TeleportAccessCheckUnavailable",
+        ),
+        // A role of the session deleted since: the auth service answers 404,
+        // which is a refusal, not an outage.
+        (
+            "role deleted",
+            Err((Some(404), "role \"azure-cli-access\" is not found".into())),
+            StatusCode::FORBIDDEN,
+            "TeleportAccessDenied",
+        ),
+    ];
+    for (what, roles, status, code) in cases {
+        let deleted = matches!(roles, Err((Some(404), _)));
+        let o = Options {
+            roles,
             ..Options::default()
-        },
-        StatusCode::FORBIDDEN,
-        "TeleportAccessDenied",
-    )
-    .await;
-    s.nothing_left("RBAC");
-    let (s, _) = answered(
-        Options {
-            roles: Err((None, "auth service unreachable".into())),
-            ..Options::default()
-        },
-        StatusCode::SERVICE_UNAVAILABLE,
-        "TeleportAccessCheckUnavailable",
-    )
-    .await;
-    s.nothing_left("roles unavailable");
-    // A role of the session deleted since: the auth service answers 404,
-    // which is a refusal, not an outage.
-    let (s, body) = answered(
-        Options {
-            roles: Err((Some(404), "role \"azure-cli-access\" is not found".into())),
-            ..Options::default()
-        },
-        StatusCode::FORBIDDEN,
-        "TeleportAccessDenied",
-    )
-    .await;
-    assert!(body.contains("is not found"), "{body}");
-    s.nothing_left("role deleted");
+        };
+        let (s, body) = answered(o, status, code).await;
+        if deleted {
+            assert!(body.contains("is not found"), "{body}");
+        }
+        s.nothing_left(what);
+    }
 }
 
 #[tokio::test]
