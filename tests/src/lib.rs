@@ -351,6 +351,22 @@ pub fn add_user(node: &Node, name: &str, roles: &str, password: &str) -> Result<
     add_user_with(node, name, roles, &[], password)
 }
 
+/// A node of `cluster` on SQLite in a temporary directory of its own (`node` in it).
+pub fn sqlite_node(cluster: &str) -> Result<(tempfile::TempDir, Node)> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = Node::start(&tmp.path().join("node"), cluster, &Storage::Sqlite)?;
+    Ok((tmp, node))
+}
+
+/// Writes `yaml` to `file` and runs `tctl create file` on `node`.
+pub fn create_from(node: &Node, file: &Path, yaml: &str) -> Result<Output> {
+    std::fs::write(file, yaml).map_err(|e| e.to_string())?;
+    let path = file
+        .to_str()
+        .ok_or("the resource file's path is not UTF-8")?;
+    node.tctl(&["create", path])
+}
+
 /// An identity file for `user` at `out` from `tctl auth sign --ttl=ttl`; tctl's output.
 pub fn sign_identity(node: &Node, user: &str, out: &Path, ttl: &str) -> Result<String> {
     let user = format!("--user={user}");

@@ -77,8 +77,7 @@ fn apps_ls(home: &std::path::Path) -> String {
 
 #[test]
 fn token_join_registers_apps_filtered_by_rbac() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "agents.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("agents.example").unwrap();
     let agent = start_app_agent(&node, tmp.path(), "x86_64");
     let label_file = tmp.path().join("arch");
 
@@ -147,8 +146,7 @@ fn token_join_registers_apps_filtered_by_rbac() {
 
 #[test]
 fn bad_joins_are_refused_clearly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "refuse.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("refuse.example").unwrap();
     let pin = ca_pin(&node).unwrap();
     let label_file = tmp.path().join("arch");
     std::fs::write(&label_file, "x\n").unwrap();
@@ -194,9 +192,7 @@ fn bad_joins_are_refused_clearly() {
 
 #[test]
 fn agents_reconnect_when_the_proxy_comes_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node =
-        Node::start(&tmp.path().join("node"), "tunnel.example", &Storage::Sqlite).unwrap();
+    let (tmp, mut node) = sqlite_node("tunnel.example").unwrap();
     let agent = start_app_agent(&node, tmp.path(), "x");
     let host_id = poll(Duration::from_secs(30), "the agent's host id", || {
         std::fs::read_to_string(tmp.path().join("agent/data/host_uuid"))
@@ -261,8 +257,7 @@ fn time_since(rfc3339: &str) -> f64 {
 
 #[test]
 fn database_agents_register_for_tsh_db_ls() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "db.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("db.example").unwrap();
     let token = join_token(&node, "db").unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, token.trim()).unwrap();
@@ -354,9 +349,7 @@ fn bogus_join(rt: &tokio::runtime::Runtime, api: &client::ApiClient) -> (u16, St
 
 #[test]
 fn a_join_flood_is_rate_limited_and_agents_retry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node =
-        Node::start(&tmp.path().join("node"), "flood.example", &Storage::Sqlite).unwrap();
+    let (tmp, mut node) = sqlite_node("flood.example").unwrap();
     // 10 join requests at once, then one per 20 s: slow enough that no
     // request refills while the test floods or the agent starts.
     let text = std::fs::read_to_string(&node.config).unwrap().replace(
@@ -418,8 +411,7 @@ fn a_join_flood_is_rate_limited_and_agents_retry() {
 #[test]
 fn agents_cannot_ask_for_names_they_do_not_hold() {
     use base64::Engine;
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "names.example", &Storage::Sqlite).unwrap();
+    let (_tmp, node) = sqlite_node("names.example").unwrap();
     let token = join_token(&node, "app").unwrap();
     let rt = runtime().unwrap();
     let api = client::ApiClient::new(&node.web_addr, None, true).unwrap();

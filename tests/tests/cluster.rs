@@ -20,8 +20,7 @@ fn login_events(node: &Node) -> Vec<serde_json::Value> {
 
 #[test]
 fn login_status_and_logout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "example.com", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("example.com").unwrap();
     let status = ok(node.tctl(&["status"]).unwrap()).unwrap();
     assert!(status.contains("Cluster      example.com"), "{status}");
     let pin = status.lines().find(|l| l.starts_with("CA pin")).unwrap();
@@ -65,8 +64,7 @@ fn login_status_and_logout() {
 
 #[test]
 fn wrong_passwords_are_refused_audited_and_lock_the_account() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "lock.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("lock.example").unwrap();
     add_user(&node, "bob", "access", PASSWORD).unwrap();
     let home = tmp.path().join("home");
     for _ in 0..5 {
@@ -84,8 +82,7 @@ fn wrong_passwords_are_refused_audited_and_lock_the_account() {
 
 #[test]
 fn password_requests_are_rate_limited_per_address() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(&tmp.path().join("node"), "rate.example", &Storage::Sqlite).unwrap();
+    let (tmp, mut node) = sqlite_node("rate.example").unwrap();
     // 4 password requests at once, then one a minute.
     let text = std::fs::read_to_string(&node.config).unwrap().replace(
         "proxy_service:\n",
@@ -117,15 +114,9 @@ fn password_requests_are_rate_limited_per_address() {
 
 #[test]
 fn resources_create_get_and_remove() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "res.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("res.example").unwrap();
     let role = tmp.path().join("role.yaml");
-    std::fs::write(
-        &role,
-        "kind: role\nversion: v5\nmetadata:\n  name: azure-cli-access\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n    azure_identities:\n      - '{{internal.azure_identities}}'\n",
-    )
-    .unwrap();
-    let out = ok(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    let out = ok(create_from(&node, &role, "kind: role\nversion: v5\nmetadata:\n  name: azure-cli-access\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n    azure_identities:\n      - '{{internal.azure_identities}}'\n").unwrap()).unwrap();
     assert!(
         out.contains("role \"azure-cli-access\" has been created"),
         "{out}"
@@ -142,23 +133,13 @@ fn resources_create_get_and_remove() {
 
     // Bad input: the error names the document and the line.
     let bad = tmp.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "kind: role\nversion: v7\nmetadata:\n  name: ok\nspec: {}\n---\nkind: role\nversion: v7\nmetadata:\n  name: broken\nspec:\n  allow:\n    logins: {a: [}\n",
-    )
-    .unwrap();
-    let err = fails(node.tctl(&["create", bad.to_str().unwrap()]).unwrap()).unwrap();
+    let err = fails(create_from(&node, &bad, "kind: role\nversion: v7\nmetadata:\n  name: ok\nspec: {}\n---\nkind: role\nversion: v7\nmetadata:\n  name: broken\nspec:\n  allow:\n    logins: {a: [}\n").unwrap()).unwrap();
     assert!(err.contains("document 2") && err.contains("line"), "{err}");
     let err = fails(node.tctl(&["get", "role/ok"]).unwrap()).unwrap();
     assert!(err.contains("not found"), "{err}");
 
     let wildcard = tmp.path().join("wild.yaml");
-    std::fs::write(
-        &wildcard,
-        "kind: role\nversion: v7\nmetadata:\n  name: wild\nspec:\n  allow:\n    azure_identities: ['*']\n",
-    )
-    .unwrap();
-    let err = fails(node.tctl(&["create", wildcard.to_str().unwrap()]).unwrap()).unwrap();
+    let err = fails(create_from(&node, &wildcard, "kind: role\nversion: v7\nmetadata:\n  name: wild\nspec:\n  allow:\n    azure_identities: ['*']\n").unwrap()).unwrap();
     assert!(
         err.contains("wildcard matcher is not allowed in allow.azure_identities"),
         "{err}"
@@ -171,8 +152,7 @@ fn resources_create_get_and_remove() {
 
 #[test]
 fn azure_identities_reach_the_certificate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "az.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("az.example").unwrap();
     add_user(&node, "carol", "access", PASSWORD).unwrap();
     let err = fails(
         node.tctl(&["users", "update", "carol", "--set-azure-identities", "*"])
@@ -214,8 +194,7 @@ fn azure_identities_reach_the_certificate() {
 
 #[test]
 fn identity_files_and_tokens() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "id.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("id.example").unwrap();
     add_user(&node, "bot", "editor", PASSWORD).unwrap();
     let file = tmp.path().join("bot.pem");
     let out = sign_identity(&node, "bot", &file, "1h").unwrap();
@@ -263,8 +242,7 @@ fn identity_files_and_tokens() {
 
 #[test]
 fn anonymous_callers_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "anon.example", &Storage::Sqlite).unwrap();
+    let (_tmp, node) = sqlite_node("anon.example").unwrap();
     let rt = runtime().unwrap();
     rt.block_on(async {
         let c = client::ApiClient::new(&node.web_addr, None, true).unwrap();
@@ -280,8 +258,7 @@ fn anonymous_callers_are_refused() {
 
 #[test]
 fn sigterm_stops_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(&tmp.path().join("node"), "stop.example", &Storage::Sqlite).unwrap();
+    let (_tmp, mut node) = sqlite_node("stop.example").unwrap();
     let status = node.stop().unwrap();
     assert!(status.success(), "{status}:\n{}", node.log());
 }

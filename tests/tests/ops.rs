@@ -44,8 +44,7 @@ fn curl(url: &str) -> String {
 
 #[test]
 fn discovery_endpoints_answer_without_authentication() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "ops.example", &Storage::Sqlite).unwrap();
+    let (_tmp, node) = sqlite_node("ops.example").unwrap();
     for path in [
         "/v1/webapi/ping",
         "/webapi/ping",
@@ -149,8 +148,7 @@ fn systemd_unit_has_teleports_shape_and_verifies() {
 
 #[test]
 fn sighup_does_not_stop_the_service() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut node = Node::start(&tmp.path().join("node"), "hup.example", &Storage::Sqlite).unwrap();
+    let (_tmp, mut node) = sqlite_node("hup.example").unwrap();
     let pid = node.pid().unwrap().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     poll(
@@ -168,8 +166,7 @@ fn sighup_does_not_stop_the_service() {
 /// standard error) instead of panicking on the broken pipe.
 #[test]
 fn clis_end_quietly_when_their_output_closes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "pipe.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("pipe.example").unwrap();
     let home = tmp.path().join("home");
     add_user(&node, "alice", "access", "correct horse battery staple").unwrap();
     ok(tsh(
@@ -227,8 +224,7 @@ fn clis_end_quietly_when_their_output_closes() {
 fn slow_and_many_unauthenticated_clients_are_bounded() {
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "slow.example", &Storage::Sqlite).unwrap();
+    let (_tmp, node) = sqlite_node("slow.example").unwrap();
     let rt = runtime().unwrap();
     rt.block_on(async {
         // Half a request head over TLS, then silence.

@@ -502,20 +502,9 @@ impl Relay {
 fn refusals() {
     let c = cluster();
     // A user whose roles do not cover the cache's labels.
-    let role = c.tmp().join("prod-only.yaml");
-    std::fs::write(
-        &role,
-        "kind: role\nversion: v7\nmetadata:\n  name: prod-only\nspec:\n  allow:\n    db_labels:\n      env: prod\n    db_users: ['*']\n",
-    )
-    .unwrap();
-    ok(c.node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    ok(create_from(&c.node, &c.tmp().join("prod-only.yaml"), "kind: role\nversion: v7\nmetadata:\n  name: prod-only\nspec:\n  allow:\n    db_labels:\n      env: prod\n    db_users: ['*']\n").unwrap()).unwrap();
     let dev = c.tmp().join("dev-redis.yaml");
-    std::fs::write(
-        &dev,
-        "kind: role\nversion: v7\nmetadata:\n  name: dev-redis\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: ['*']\n",
-    )
-    .unwrap();
-    ok(c.node.tctl(&["create", dev.to_str().unwrap()]).unwrap()).unwrap();
+    ok(create_from(&c.node, &dev, "kind: role\nversion: v7\nmetadata:\n  name: dev-redis\nspec:\n  allow:\n    db_labels:\n      env: dev\n    db_users: ['*']\n").unwrap()).unwrap();
     let bob = c.login("bob", "prod-only", &[]);
     let carol = c.login("carol", "dev-redis", &[]);
     c.wait_listed(&carol).unwrap();

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{bin, fails, Node, Storage};
+use e2e::{bin, create_from, fails, sqlite_node};
 
 #[test]
 fn teleport_start_refuses_a_typo_in_a_section() {
@@ -58,15 +58,9 @@ fn teleport_start_refuses_a_typo_in_a_section() {
 
 #[test]
 fn tctl_create_refuses_a_typo_in_a_denial() {
-    let tmp = tempfile::tempdir().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "typo.example", &Storage::Sqlite).unwrap();
+    let (tmp, node) = sqlite_node("typo.example").unwrap();
     let role = tmp.path().join("role.yaml");
-    std::fs::write(
-        &role,
-        "kind: role\nversion: v5\nmetadata:\n  name: no-azure-identities\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n  deny:\n    azure_identitie:\n      - '*'\n",
-    )
-    .unwrap();
-    let err = fails(node.tctl(&["create", role.to_str().unwrap()]).unwrap()).unwrap();
+    let err = fails(create_from(&node, &role, "kind: role\nversion: v5\nmetadata:\n  name: no-azure-identities\nspec:\n  allow:\n    app_labels:\n      '*': '*'\n  deny:\n    azure_identitie:\n      - '*'\n").unwrap()).unwrap();
     assert!(
         err.contains("document 1, line 10, column 5: unknown key `spec.deny.azure_identitie` (did you mean `azure_identities`?)"),
         "{err}"
