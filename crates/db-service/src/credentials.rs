@@ -402,10 +402,10 @@ impl AzureRedisCredentials {
 
 #[async_trait::async_trait]
 impl CredentialProvider for AzureRedisCredentials {
-    /// [`AzureRedisCredentials::current`]; the engine's provider interface
-    /// takes the error's text.
-    async fn credentials(&self) -> Result<Credentials, String> {
-        self.current().await.map_err(|e| e.to_string())
+    /// [`AzureRedisCredentials::current`], its error kept as the engine's
+    /// error's source.
+    async fn credentials(&self) -> Result<Credentials, redis_proxy::CredentialError> {
+        Ok(self.current().await?)
     }
 
     async fn invalidate(&self, rejected: &Credentials) {

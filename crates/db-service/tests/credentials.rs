@@ -100,7 +100,7 @@ async fn no_list_keys_permission_gives_teleports_error() {
     let provider = source(&emu, "0e6192a4-5f71-4c23-9ebf-4a5b6c7d8e05").provider(&my_redis());
     let e = provider.credentials().await.unwrap_err();
     assert!(
-        e.starts_with("Failed to get token for Azure Redis \"my-azure-redis\". Please make sure the database agent has the \"listKeys\" permission to the database."),
+        e.to_string().starts_with("Failed to get token for Azure Redis \"my-azure-redis\". Please make sure the database agent has the \"listKeys\" permission to the database."),
         "{e}"
     );
 }

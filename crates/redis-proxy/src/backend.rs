@@ -65,9 +65,13 @@ impl std::fmt::Debug for Credentials {
 /// out credentials not yet refused on it. One provider serves all the
 /// connections to a database, so it is where a fallback (to the other key)
 /// is decided once for all of them.
+/// Why a provider has no credentials: its own error (listing keys refused,
+/// no token), kept as the source of [`EngineError::Credentials`].
+pub type CredentialError = Box<dyn std::error::Error + Send + Sync>;
+
 #[async_trait::async_trait]
 pub trait CredentialProvider: Send + Sync {
-    async fn credentials(&self) -> Result<Credentials, String>;
+    async fn credentials(&self) -> Result<Credentials, CredentialError>;
 
     /// The server refused `rejected` (`WRONGPASS`): forget it, so the next
     /// [`CredentialProvider::credentials`] call fetches fresh ones.
@@ -79,7 +83,7 @@ pub struct StaticCredentials(pub Credentials);
 
 #[async_trait::async_trait]
 impl CredentialProvider for StaticCredentials {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Credentials, CredentialError> {
         Ok(self.0.clone())
     }
 }

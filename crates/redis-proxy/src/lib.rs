@@ -91,8 +91,8 @@ mod session;
 pub mod shared;
 
 pub use backend::{
-    reauth_deadline, tls_config, Backend, BackendStream, Connected, CredentialProvider,
-    Credentials, StaticCredentials,
+    reauth_deadline, tls_config, Backend, BackendStream, Connected, CredentialError,
+    CredentialProvider, Credentials, StaticCredentials,
 };
 pub use cluster::serve_cluster_session;
 pub use resp::{Frame, Limits, ProtocolError};
@@ -112,7 +112,7 @@ pub enum EngineError {
     #[error("TLS to the database failed: {0}")]
     Tls(String),
     #[error("failed to get database credentials: {0}")]
-    Credentials(String),
+    Credentials(#[source] CredentialError),
     #[error("database authentication failed: {0}")]
     Auth(String),
     #[error("database connection error: {0}")]

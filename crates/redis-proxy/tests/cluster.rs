@@ -571,7 +571,7 @@ struct Expiring {
 
 #[async_trait::async_trait]
 impl CredentialProvider for Expiring {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Credentials, redis_proxy::CredentialError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(Credentials {
             username: None,

@@ -977,7 +977,7 @@ struct ExpiringCreds {
 
 #[async_trait::async_trait]
 impl redis_proxy::CredentialProvider for ExpiringCreds {
-    async fn credentials(&self) -> Result<redis_proxy::Credentials, String> {
+    async fn credentials(&self) -> Result<redis_proxy::Credentials, redis_proxy::CredentialError> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(redis_proxy::Credentials {
             username: Some("entra-object-id".into()),

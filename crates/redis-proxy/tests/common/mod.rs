@@ -201,7 +201,7 @@ impl TestCreds {
 
 #[async_trait::async_trait]
 impl CredentialProvider for TestCreds {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Credentials, redis_proxy::CredentialError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let password = match self.stale.lock().unwrap().take() {
             Some(s) => s,
