@@ -386,10 +386,17 @@ async fn run_tunnels(
         match listed {
             Ok(list) => {
                 for p in list {
-                    if dialled.insert(p.addr.clone()) {
-                        tracing::info!(proxy = %p.addr, "opening a reverse tunnel to another proxy");
+                    let addr = match proxy_dial_addr(&p) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the cluster listed a proxy address this agent will not dial");
+                            continue;
+                        }
+                    };
+                    if dialled.insert(addr.clone()) {
+                        tracing::info!(proxy = %addr, "opening a reverse tunnel to another proxy");
                         handles.push(spawn_tunnel(
-                            p.addr,
+                            addr,
                             identity.clone(),
                             services.clone(),
                             stop.clone(),
@@ -403,6 +410,28 @@ async fn run_tunnels(
     for h in handles {
         let _ = h.await;
     }
+}
+
+/// The address to dial for a proxy the cluster lists: its `addr` parsed as
+/// `host:port` (a DNS name or IP address and a port, nothing else), never
+/// dialled as the text the auth service sent.
+fn proxy_dial_addr(p: &api::inventory::ProxyEntry) -> Result<String, ProxyAddrError> {
+    let authority = azure_mint::authority::Authority::parse(&p.addr)?;
+    match authority.port() {
+        Some(_) => Ok(authority.to_string()),
+        None => Err(ProxyAddrError::NoPort(authority.to_string())),
+    }
+}
+
+/// Why a listed proxy address is not dialled.
+#[derive(Debug, thiserror::Error)]
+enum ProxyAddrError {
+    /// Not a `host:port`.
+    #[error("proxy address: {0}")]
+    Invalid(#[from] azure_mint::authority::AddressError),
+    /// A host without the port to dial.
+    #[error("proxy address {0:?} has no port")]
+    NoPort(String),
 }
 
 fn spawn_tunnel(
@@ -572,5 +601,38 @@ async fn handle_stream(
                 let _ = stream.shutdown().await;
             }
         },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Proxy addresses from the cluster are parsed before they are dialled.
+    #[test]
+    fn listed_proxies_are_dialled_only_as_host_and_port() {
+        let entry = |addr: &str| api::inventory::ProxyEntry {
+            id: addr.to_string(),
+            addr: addr.to_string(),
+        };
+        assert_eq!(
+            proxy_dial_addr(&entry("proxy-2.example.com:3080")).unwrap(),
+            "proxy-2.example.com:3080"
+        );
+        assert_eq!(
+            proxy_dial_addr(&entry("127.0.0.1:3080")).unwrap(),
+            "127.0.0.1:3080"
+        );
+        for bad in [
+            "proxy.example.com",
+            "evil.com:443@proxy.example.com:3080",
+            "proxy.example.com:3080/path",
+            "proxy example.com:3080",
+            "proxy.example.com:0",
+            "",
+        ] {
+            assert!(proxy_dial_addr(&entry(bad)).is_err(), "{bad:?}");
+        }
     }
 }
