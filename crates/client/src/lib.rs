@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod db;
+pub mod discover;
 pub mod profile;
 pub mod term;
 
@@ -47,6 +48,16 @@ pub enum ClientError {
         addr: String,
         /// What the TLS library said.
         detail: String,
+    },
+    /// The address given as the proxy is the cluster's auth service: it
+    /// answers TLS with the auth server's certificate but serves no web API.
+    #[error(
+        "{addr} is the auth service; tsh logs in through the proxy \
+         (proxy_service.web_listen_addr, usually port 3080 or 443)"
+    )]
+    AuthServiceNotProxy {
+        /// `host:port` that was dialled.
+        addr: String,
     },
     /// The user's session certificate has expired: found locally before
     /// dialing, or refused by the cluster with the TLS alert
@@ -206,19 +217,13 @@ pub struct ApiClient {
     login_hint: Option<String>,
 }
 
-/// Normalize `host[:port]` to a base URL, defaulting to port 3080.
+/// Normalize `host[:port]` to a base URL, defaulting to port 3080 (a
+/// profile always holds the port; `tsh login` finds it with
+/// [`discover::find_proxy`], trying 443 first).
 pub fn base_url(addr: &str) -> String {
-    let addr = addr
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_string();
-    let has_port = addr
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
-    if has_port {
-        format!("https://{addr}")
-    } else {
-        format!("https://{addr}:3080")
+    match discover::split_addr(addr) {
+        (host, Some(port)) => format!("https://{host}:{port}"),
+        (host, None) => format!("https://{host}:3080"),
     }
 }
 
@@ -710,6 +715,13 @@ mod tests {
             Some(p)
         );
         assert_eq!(store.profile_for("proxy.example.com:443"), None);
+        // `--proxy=host`: the profile of that host, whichever port it found.
+        assert_eq!(
+            store
+                .profile_for("proxy.example.com")
+                .map(|p| p.web_proxy_addr),
+            Some("proxy.example.com:3080".to_string())
+        );
         assert_eq!(store.profile_for("other.example.com:3080"), None);
         assert_eq!(store.profile_for("../x:3080"), None);
     }

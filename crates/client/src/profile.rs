@@ -273,16 +273,19 @@ impl ProfileStore {
         ))
     }
 
-    /// The profile stored for the proxy at `addr` (`host:port`), whatever
-    /// the state of its keys (an expired session's profile is still there):
-    /// `tsh login` takes its `--insecure` from it.
+    /// The profile stored for the proxy at `addr` (`host:port`, or `host`
+    /// alone for whichever port the profile found), whatever the state of
+    /// its keys (an expired session's profile is still there): `tsh login`
+    /// takes its `--insecure` from it.
     pub fn profile_for(&self, addr: &str) -> Option<Profile> {
-        let url = crate::base_url(addr);
-        let name = profile_name(url.trim_start_matches("https://"));
+        let (host, port) = crate::discover::split_addr(addr);
+        let name = profile_name(&format!("{host}:{}", port.unwrap_or(3080)));
         path_component("profile name", &name).ok()?;
         let text = std::fs::read_to_string(self.dir.join(format!("{name}.yaml"))).ok()?;
         let profile: Profile = serde_yaml_ng::from_str(&text).ok()?;
-        (crate::base_url(&profile.web_proxy_addr) == url).then_some(profile)
+        let (p_host, p_port) = crate::discover::split_addr(&profile.web_proxy_addr);
+        let same_port = port.is_none() || p_port.unwrap_or(3080) == port.unwrap_or(3080);
+        (p_host == host && same_port).then_some(profile)
     }
 
     /// The current profile, if logged in.
