@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod db_configure;
+pub mod flags;
+
+pub use flags::StartFlags;
+
 /// Errors reading or checking a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +38,10 @@ pub enum ConfigError {
     /// The file parsed but makes no sense.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A command-line flag that sets configuration is wrong (the message
+    /// names the flag).
+    #[error("{0}")]
+    Flag(String),
 }
 
 /// A boolean that also accepts YAML 1.1 spellings, as Teleport's files use them.
