@@ -60,6 +60,30 @@ pub fn agent_cert_names(host_id: &str, node_name: &str, asked: &[String]) -> Res
     Ok(names)
 }
 
+/// What every join method checks first: the request's host ID is a [`safe_name`], and its
+/// roles (each entry a comma-separated list) name at least one system role.
+pub(crate) fn join_roles(host_id: &str, roles: &[String]) -> Result<Vec<SystemRole>> {
+    if !safe_name(host_id) {
+        return Err(AuthError::BadParameter(
+            "host_id must be letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    let asked: Vec<SystemRole> = roles
+        .iter()
+        .map(|r| SystemRole::parse_list(r))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| AuthError::BadParameter(e.to_string()))?
+        .into_iter()
+        .flatten()
+        .collect();
+    if asked.is_empty() {
+        return Err(AuthError::BadParameter(
+            "the join request names no role".into(),
+        ));
+    }
+    Ok(asked)
+}
+
 impl AuthServer {
     /// Check a join attempt and issue host certificates. Every outcome is
     /// audited as `instance.join`.
@@ -85,25 +109,7 @@ impl AuthServer {
     }
 
     async fn register_inner(&self, req: &RegisterRequest) -> Result<HostCerts> {
-        if !safe_name(&req.host_id) {
-            return Err(AuthError::BadParameter(
-                "host_id must be letters, digits, '-', '_' or '.'".into(),
-            ));
-        }
-        let asked: Vec<SystemRole> = req
-            .roles
-            .iter()
-            .map(|r| resources::SystemRole::parse_list(r))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| AuthError::BadParameter(e.to_string()))?
-            .into_iter()
-            .flatten()
-            .collect();
-        if asked.is_empty() {
-            return Err(AuthError::BadParameter(
-                "the join request names no role".into(),
-            ));
-        }
+        let asked = join_roles(&req.host_id, &req.roles)?;
         let allowed = self.token_roles(&req.token).await?;
         for role in &asked {
             if !allowed.contains(role) {
@@ -207,12 +213,7 @@ impl AuthServer {
         caller: &Caller,
         public_key_b64: &str,
     ) -> Result<HostCerts> {
-        let Caller::Host(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "only agents (host certificates) may renew host certificates".into(),
-            ));
-        };
-        let id: &Identity = id;
+        let id = caller.host("only agents (host certificates) may renew host certificates")?;
         self.issue_host_certs(
             &id.username,
             &id.username,
@@ -224,11 +225,7 @@ impl AuthServer {
 
     /// Record a heartbeat from the calling agent.
     pub async fn heartbeat(&self, caller: &Caller, hb: Heartbeat) -> Result<()> {
-        let Caller::Host(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "only agents may send heartbeats".into(),
-            ));
-        };
+        let id = caller.host("only agents may send heartbeats")?;
         if hb.features.len() > MAX_FEATURES
             || hb
                 .features
@@ -239,18 +236,14 @@ impl AuthServer {
                 "a heartbeat announces at most {MAX_FEATURES} features, each of 1 to {MAX_FEATURE_LEN} bytes"
             )));
         }
-        let features = hb.features;
-        let (prefix, role, name, entry) = match (hb.kind.as_str(), hb.app, hb.db) {
+        let (prefix, role, name, app, db) = match (hb.kind.as_str(), hb.app, hb.db) {
             ("app", Some(app), _) => {
-                app.validate()
-                    .map_err(|e| AuthError::BadParameter(e.to_string()))?;
-                // Its names, labels and description reach users' terminals.
-                app.check_served_text().map_err(|e| {
-                    AuthError::BadParameter(format!(
-                        "app {:?} cannot be announced: {e}",
-                        app.metadata.name
-                    ))
-                })?;
+                check_announced(
+                    "app",
+                    &app.metadata.name,
+                    app.validate(),
+                    app.check_served_text(),
+                )?;
                 // It is copied into the certificates of the app's sessions.
                 let addr = &app.spec.public_addr;
                 if addr.len() > 300 || addr.chars().any(|c| c.is_control() || c.is_whitespace()) {
@@ -260,48 +253,30 @@ impl AuthServer {
                     )));
                 }
                 let name = app.metadata.name.clone();
-                (
-                    "app_servers",
-                    "App",
-                    name,
-                    ServerEntry {
-                        host_id: id.username.clone(),
-                        hostname: id.username.clone(),
-                        app: Some(app),
-                        db: None,
-                        features,
-                    },
-                )
+                ("app_servers", "App", name, Some(app), None)
             }
             ("db", _, Some(db)) => {
-                db.validate()
-                    .map_err(|e| AuthError::BadParameter(e.to_string()))?;
-                // Its names, labels and description reach users' terminals.
-                db.check_served_text().map_err(|e| {
-                    AuthError::BadParameter(format!(
-                        "database {:?} cannot be announced: {e}",
-                        db.metadata.name
-                    ))
-                })?;
+                check_announced(
+                    "database",
+                    &db.metadata.name,
+                    db.validate(),
+                    db.check_served_text(),
+                )?;
                 let name = db.metadata.name.clone();
-                (
-                    "db_servers",
-                    "Db",
-                    name,
-                    ServerEntry {
-                        host_id: id.username.clone(),
-                        hostname: id.username.clone(),
-                        app: None,
-                        db: Some(db),
-                        features,
-                    },
-                )
+                ("db_servers", "Db", name, None, Some(db))
             }
             _ => {
                 return Err(AuthError::BadParameter(
                     "a heartbeat carries an app or a db".into(),
                 ))
             }
+        };
+        let entry = ServerEntry {
+            host_id: id.username.clone(),
+            hostname: id.username.clone(),
+            app,
+            db,
+            features: hb.features,
         };
         if !id.groups.iter().any(|g| g == role) {
             return Err(AuthError::AccessDenied(format!(
@@ -313,16 +288,35 @@ impl AuthServer {
                 "bad resource name {name:?}"
             )));
         }
+        self.put_expiring(
+            format!("{prefix}/{name}/{}", id.username),
+            &entry,
+            SERVER_TTL,
+        )
+        .await
+    }
+
+    /// Store `record` as JSON under `key` for `ttl`.
+    async fn put_expiring(
+        &self,
+        key: String,
+        record: &impl serde::Serialize,
+        ttl: Duration,
+    ) -> Result<()> {
+        let item = Item::new(key, serde_json::to_vec(record)?);
         self.backend()
-            .put(
-                Item::new(
-                    format!("{prefix}/{name}/{}", id.username),
-                    serde_json::to_vec(&entry)?,
-                )
-                .with_expiry(SystemTime::now() + SERVER_TTL),
-            )
+            .put(item.with_expiry(SystemTime::now() + ttl))
             .await?;
         Ok(())
+    }
+
+    /// The records under `prefix` that parse as `T` (one that does not is left out).
+    async fn list_records<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+        let items = backend::get_prefix(&**self.backend(), prefix).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| serde_json::from_slice(&i.value).ok())
+            .collect())
     }
 
     /// Registered servers of a kind (`app` or `db`), every agent's entry.
@@ -351,48 +345,62 @@ impl AuthServer {
 
     /// Apps the calling user may access, one entry per app name.
     pub async fn list_apps_for(&self, caller: &Caller) -> Result<Vec<App>> {
-        let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "log in with tsh login to list apps".into(),
-            ));
-        };
-        let roles = self.get_roles(&id.groups).await?;
-        let checker = rbac::AccessChecker::new(roles, &id.traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
-        let mut seen = std::collections::BTreeMap::new();
-        for entry in self.servers("app").await? {
-            if let Some(app) = entry.app {
-                if checker.check_access_to_app(&app.all_labels()).is_ok() {
-                    seen.entry(app.metadata.name.clone()).or_insert(app);
-                }
-            }
-        }
-        Ok(seen.into_values().collect())
+        let id = caller.user("log in with tsh login to list apps")?;
+        self.visible(
+            id,
+            "app",
+            |entry| entry.app.map(|app| (app.metadata.name.clone(), app)),
+            |checker, app| checker.check_access_to_app(&app.all_labels()).is_ok(),
+        )
+        .await
     }
 
     /// Databases the calling user may see, one entry per name.
     pub async fn list_dbs_for(&self, caller: &Caller) -> Result<Vec<Database>> {
-        let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "log in with tsh login to list databases".into(),
-            ));
-        };
-        let roles = self.get_roles(&id.groups).await?;
-        let checker = rbac::AccessChecker::new(roles, &id.traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
-        let mut seen = std::collections::BTreeMap::new();
-        for entry in self.servers("db").await? {
-            if let Some(db) = entry.db {
-                if checker
+        let id = caller.user("log in with tsh login to list databases")?;
+        self.visible(
+            id,
+            "db",
+            |entry| entry.db.map(|db| (db.metadata.name.clone(), db)),
+            |checker, db| {
+                checker
                     .check_access_to_db(&db.all_labels(), None, None)
                     .is_ok()
-                {
-                    seen.entry(db.metadata.name.clone()).or_insert(db);
-                }
+            },
+        )
+        .await
+    }
+
+    /// What the user of `id` may see among the agents' servers of `kind`, one per name:
+    /// `pick` takes an entry's name and resource, `allowed` asks the user's access about it.
+    async fn visible<T>(
+        &self,
+        id: &Identity,
+        kind: &str,
+        pick: impl Fn(ServerEntry) -> Option<(String, T)>,
+        allowed: impl Fn(&rbac::AccessChecker, &T) -> bool,
+    ) -> Result<Vec<T>> {
+        let checker = self.checker_for_identity(id).await?;
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, resource) in self.servers(kind).await?.into_iter().filter_map(pick) {
+            if allowed(&checker, &resource) {
+                seen.entry(name).or_insert(resource);
             }
         }
         Ok(seen.into_values().collect())
     }
+}
+
+/// What a heartbeat announces (`what` named `name`): `valid`, its validation, and `text`, the
+/// check of its names, labels and description, which reach users' terminals.
+fn check_announced(
+    what: &str,
+    name: &str,
+    valid: std::result::Result<(), impl std::fmt::Display>,
+    text: std::result::Result<(), String>,
+) -> Result<()> {
+    valid.map_err(|e| AuthError::BadParameter(e.to_string()))?;
+    text.map_err(|e| AuthError::BadParameter(format!("{what} {name:?} cannot be announced: {e}")))
 }
 
 fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
@@ -415,26 +423,14 @@ impl AuthServer {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         };
-        self.backend()
-            .put(
-                Item::new(
-                    format!("tunnels/{server_id}/{}", proxy.replace('/', "_")),
-                    serde_json::to_vec(&entry)?,
-                )
-                .with_expiry(SystemTime::now() + TUNNEL_TTL),
-            )
-            .await?;
-        Ok(())
+        let key = format!("tunnels/{server_id}/{}", proxy.replace('/', "_"));
+        self.put_expiring(key, &entry, TUNNEL_TTL).await
     }
 
     /// Agents reachable through a proxy's tunnel (`tctl inventory ls`).
     pub async fn inventory(&self, caller: &Caller) -> Result<Vec<TunnelEntry>> {
         self.authorize(caller, "app_server", "list").await?;
-        let items = backend::get_prefix(&**self.backend(), "tunnels/").await?;
-        Ok(items
-            .iter()
-            .filter_map(|i| serde_json::from_slice(&i.value).ok())
-            .collect())
+        self.list_records("tunnels/").await
     }
 }
 
@@ -448,16 +444,8 @@ impl AuthServer {
             id: id.to_string(),
             addr: addr.to_string(),
         };
-        self.backend()
-            .put(
-                Item::new(
-                    format!("proxies/{}", id.replace('/', "_")),
-                    serde_json::to_vec(&entry)?,
-                )
-                .with_expiry(SystemTime::now() + PROXY_TTL),
-            )
-            .await?;
-        Ok(())
+        let key = format!("proxies/{}", id.replace('/', "_"));
+        self.put_expiring(key, &entry, PROXY_TTL).await
     }
 
     /// The cluster's proxies (agents connect a tunnel to each).
@@ -467,10 +455,6 @@ impl AuthServer {
                 "identify yourself to list proxies".into(),
             ));
         }
-        let items = backend::get_prefix(&**self.backend(), "proxies/").await?;
-        Ok(items
-            .iter()
-            .filter_map(|i| serde_json::from_slice(&i.value).ok())
-            .collect())
+        self.list_records("proxies/").await
     }
 }

@@ -18,11 +18,7 @@ impl AuthServer {
         caller: &Caller,
         req: &AppCertRequest,
     ) -> Result<AppCertResponse> {
-        let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "log in with tsh login to get app certificates".into(),
-            ));
-        };
+        let id = caller.user("log in with tsh login to get app certificates")?;
         if id.route_to_app.is_some() {
             return Err(AuthError::AccessDenied(
                 "an app certificate cannot be used to get another one".into(),
@@ -33,17 +29,17 @@ impl AuthServer {
             .session_cert_basis(&id.username, &req.public_key)
             .await?;
         let app = self
-            .servers("app")
-            .await?
-            .into_iter()
-            .filter_map(|s| s.app)
-            .find(|a| a.metadata.name == req.app)
-            .ok_or_else(|| {
-                AuthError::NotFound(format!(
-                    "app {:?} not found: tsh apps ls lists the apps you may use",
-                    req.app
-                ))
-            })?;
+            .served_one(
+                "app",
+                |s| s.app.filter(|a| a.metadata.name == req.app),
+                || {
+                    format!(
+                        "app {:?} not found: tsh apps ls lists the apps you may use",
+                        req.app
+                    )
+                },
+            )
+            .await?;
         let labels = app.all_labels();
         checker
             .check_access_to_app(&labels)
@@ -77,13 +73,6 @@ impl AuthServer {
         }
         let session_id = random_hex(16);
         let identity = Identity {
-            username: id.username.clone(),
-            groups: user.spec.roles.clone(),
-            logins: checker.logins(),
-            route_to_cluster: self.cluster_name().to_string(),
-            traits: user.spec.traits.clone(),
-            teleport_cluster: self.cluster_name().to_string(),
-            expires: id.expires,
             route_to_app: Some(RouteToApp {
                 session_id: session_id.clone(),
                 name: app.metadata.name.clone(),
@@ -92,8 +81,7 @@ impl AuthServer {
                 azure_identity: req.azure_identity.clone(),
             }),
             azure_identities: allowed,
-            usage: vec!["usage:apps".into()],
-            ..Default::default()
+            ..self.session_identity(id, &user, &checker, "usage:apps")
         };
         let cert = self.user_ca().sign_identity(&identity, &key)?;
         self.emit(AuditEvent::AppSessionStart(audit::AppSessionStart {
@@ -145,10 +133,48 @@ impl AuthServer {
             .decode(public_key_b64.as_bytes())
             .map_err(|_| AuthError::BadParameter("public_key is not base64".into()))?;
         let user = self.get_user(username).await?;
-        let roles = self.get_roles(&user.spec.roles).await?;
-        let checker = rbac::AccessChecker::new(roles, &user.spec.traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let checker = self
+            .checker_for(&user.spec.roles, &user.spec.traits)
+            .await?;
         Ok((key, user, checker))
+    }
+
+    /// The identity of a session certificate for the user of `id`: their roles, logins and
+    /// traits as they are now, in this cluster, for `usage`; it expires with the user's own
+    /// certificate.
+    pub(crate) fn session_identity(
+        &self,
+        id: &Identity,
+        user: &resources::User,
+        checker: &rbac::AccessChecker,
+        usage: &str,
+    ) -> Identity {
+        Identity {
+            username: id.username.clone(),
+            groups: user.spec.roles.clone(),
+            logins: checker.logins(),
+            route_to_cluster: self.cluster_name().to_string(),
+            traits: user.spec.traits.clone(),
+            teleport_cluster: self.cluster_name().to_string(),
+            expires: id.expires,
+            usage: vec![usage.into()],
+            ..Default::default()
+        }
+    }
+
+    /// The first of the agents' servers of `kind` that `pick` takes, or not found with the
+    /// message `missing` gives.
+    pub(crate) async fn served_one<T>(
+        &self,
+        kind: &str,
+        pick: impl FnMut(crate::agents::ServerEntry) -> Option<T>,
+        missing: impl FnOnce() -> String,
+    ) -> Result<T> {
+        self.servers(kind)
+            .await?
+            .into_iter()
+            .find_map(pick)
+            .ok_or_else(|| AuthError::NotFound(missing()))
     }
 
     /// Record an audit event sent by an agent (session events only).
@@ -163,11 +189,7 @@ impl AuthServer {
         caller: &Caller,
         events: Vec<serde_json::Value>,
     ) -> Result<()> {
-        let Caller::Host(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "only agents may send audit events".into(),
-            ));
-        };
+        let id = caller.host("only agents may send audit events")?;
         // The parse is the check: only the kinds agents may send, with their
         // fields, recorded under the agent's identity and the server's time.
         let events = events

@@ -119,13 +119,6 @@ fn denied(m: impl Into<String>) -> AuthError {
     AuthError::AccessDenied(m.into())
 }
 
-fn name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// Whether `rule` admits a VM in `subscription`/`resource_group` of `tenant`: subscription and
 /// tenant exactly (GUIDs, compared ignoring ASCII case), resource groups case-insensitively (none
 /// listed: any). A rule without a subscription admits nothing.
@@ -237,7 +230,7 @@ impl AuthServer {
                 "the join token {name:?} does not exist or has expired: create it with tctl create -f token.yaml (join_method: azure)"
             ))
         };
-        if !name_ok(name) {
+        if !crate::agents::safe_name(name) {
             return Err(missing());
         }
         let t = self.live_token(name).await?.ok_or_else(missing)?;
@@ -294,25 +287,7 @@ impl AuthServer {
     }
 
     async fn register_azure_inner(&self, req: &AzureRegisterRequest) -> Result<Joined> {
-        if !name_ok(&req.host_id) {
-            return Err(AuthError::BadParameter(
-                "host_id must be letters, digits, '-', '_' or '.'".into(),
-            ));
-        }
-        let asked: Vec<SystemRole> = req
-            .roles
-            .iter()
-            .map(|r| SystemRole::parse_list(r))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| AuthError::BadParameter(e.to_string()))?
-            .into_iter()
-            .flatten()
-            .collect();
-        if asked.is_empty() {
-            return Err(AuthError::BadParameter(
-                "the join request names no role".into(),
-            ));
-        }
+        let asked = crate::agents::join_roles(&req.host_id, &req.roles)?;
         // 1. The token resource.
         let rules = self.azure_token(&req.token, &asked).await?;
         // 2. The challenge, consumed whatever happens next.
@@ -541,6 +516,12 @@ mod tests {
         last["error"].as_str().unwrap_or_default().to_string()
     }
 
+    /// The error of a refused join with `req`, as text.
+    async fn refused(w: &World, req: &AzureRegisterRequest) -> String {
+        let e = w.auth.register_with_azure(req, "127.0.0.1:1").await;
+        e.unwrap_err().to_string()
+    }
+
     #[tokio::test]
     async fn join_replay_and_audience() {
         let w = world().await;
@@ -553,33 +534,18 @@ mod tests {
             .unwrap();
         assert_eq!(certs.cluster_name, "example");
         // The same request again: the challenge is used up.
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("already used"), "{e}");
+        let e = refused(&w, &req).await;
+        assert!(e.contains("already used"), "{e}");
         assert!(last_join_error(&w.auth).await.contains("already used"));
         // A token for another audience.
         let req = request(&w, None, "https://vault.azure.net", TELEPORT_AZURE).await;
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("not https://management.azure.com/"),
-            "{e}"
-        );
+        let e = refused(&w, &req).await;
+        assert!(e.contains("not https://management.azure.com/"), "{e}");
         // A document for another challenge (replayed from another attempt).
         let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         req.challenge = w.auth.create_azure_challenge().await.unwrap().challenge;
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("nonce does not match"), "{e}");
+        let e = refused(&w, &req).await;
+        assert!(e.contains("nonce does not match"), "{e}");
         // A tampered token signature.
         let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         let at = req.access_token.rfind('.').unwrap() + 8;
@@ -589,12 +555,8 @@ mod tests {
             "A"
         };
         req.access_token.replace_range(at..=at, flipped);
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("signature does not verify"), "{e}");
+        let e = refused(&w, &req).await;
+        assert!(e.contains("signature does not verify"), "{e}");
         // The VM in another resource group is not allowed by the rule.
         let req = request(
             &w,
@@ -603,21 +565,13 @@ mod tests {
             "0e6192a4-5f71-4c23-9ebf-4a5b6c7d8e05",
         )
         .await;
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("matches no allow rule"), "{e}");
+        let e = refused(&w, &req).await;
+        assert!(e.contains("matches no allow rule"), "{e}");
         // An unknown token.
         let mut req = request(&w, None, azure_attest::ARM_RESOURCE, TELEPORT_AZURE).await;
         req.token = "nope".into();
-        let e = w
-            .auth
-            .register_with_azure(&req, "127.0.0.1:1")
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("does not exist"), "{e}");
+        let e = refused(&w, &req).await;
+        assert!(e.contains("does not exist"), "{e}");
     }
 
     #[test]

@@ -18,11 +18,7 @@ impl AuthServer {
         caller: &Caller,
         req: &DbCertRequest,
     ) -> Result<DbCertResponse> {
-        let Caller::User(id) = caller else {
-            return Err(AuthError::AccessDenied(
-                "log in with tsh login to get database certificates".into(),
-            ));
-        };
+        let id = caller.user("log in with tsh login to get database certificates")?;
         if id.route_to_app.is_some() || id.route_to_database.is_some() {
             return Err(AuthError::AccessDenied(
                 "a session certificate cannot be used to get another one".into(),
@@ -34,17 +30,17 @@ impl AuthServer {
             .session_cert_basis(&id.username, &req.public_key)
             .await?;
         let db = self
-            .servers("db")
-            .await?
-            .into_iter()
-            .filter_map(|s| s.db)
-            .find(|d| d.metadata.name == req.database)
-            .ok_or_else(|| {
-                AuthError::NotFound(format!(
-                    "database {:?} not found: tsh db ls lists the databases you may use",
-                    req.database
-                ))
-            })?;
+            .served_one(
+                "db",
+                |s| s.db.filter(|d| d.metadata.name == req.database),
+                || {
+                    format!(
+                        "database {:?} not found: tsh db ls lists the databases you may use",
+                        req.database
+                    )
+                },
+            )
+            .await?;
         let db_user = if req.db_user.is_empty() {
             db.default_db_user().unwrap_or_default().to_string()
         } else {
@@ -69,15 +65,8 @@ impl AuthServer {
                     db.metadata.name
                 ))
             })?;
+        // The session lives no longer than the user's own certificate.
         let identity = Identity {
-            username: id.username.clone(),
-            groups: user.spec.roles.clone(),
-            logins: checker.logins(),
-            route_to_cluster: self.cluster_name().to_string(),
-            traits: user.spec.traits.clone(),
-            teleport_cluster: self.cluster_name().to_string(),
-            // The session lives no longer than the user's own certificate.
-            expires: id.expires,
             route_to_database: Some(RouteToDatabase {
                 service_name: db.metadata.name.clone(),
                 protocol: db.spec.protocol.clone(),
@@ -86,8 +75,7 @@ impl AuthServer {
             }),
             db_users: checker.db_users(),
             db_names: checker.db_names(),
-            usage: vec!["usage:db".into()],
-            ..Default::default()
+            ..self.session_identity(id, &user, &checker, "usage:db")
         };
         let cert = self.user_ca().sign_identity(&identity, &key)?;
         self.emit(AuditEvent::CertCreate(audit::CertCreate::Db {

@@ -60,6 +60,23 @@ impl From<backend::BackendError> for AuthError {
     }
 }
 
+/// A backend error, with its "not found" told as `message` (the caller's words for what is
+/// missing, not the storage key): for `map_err` on a lookup.
+pub(crate) fn not_found_as(message: String) -> impl FnOnce(backend::BackendError) -> AuthError {
+    move |e| match e {
+        backend::BackendError::NotFound(_) => AuthError::NotFound(message),
+        e => e.into(),
+    }
+}
+
+/// A backend error, with its "already exists" told as `message`: for `map_err` on a create.
+pub(crate) fn exists_as(message: String) -> impl FnOnce(backend::BackendError) -> AuthError {
+    move |e| match e {
+        backend::BackendError::AlreadyExists(_) => AuthError::AlreadyExists(message),
+        e => e.into(),
+    }
+}
+
 impl From<pki::PkiError> for AuthError {
     fn from(e: pki::PkiError) -> Self {
         AuthError::Internal(format!("certificate authority: {e}"))

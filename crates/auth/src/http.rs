@@ -44,6 +44,11 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
         .with_state(auth)
 }
 
+/// A JSON request body; a malformed one is refused as a bad `what`.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| AuthError::BadParameter(format!("bad {what}: {e}")))
+}
+
 fn require_identified(caller: &Caller) -> Result<()> {
     if matches!(caller, Caller::Anonymous) {
         return Err(AuthError::AccessDenied(
@@ -72,8 +77,7 @@ async fn create_user(
     body: axum::body::Bytes,
 ) -> Result<Json<api::CreateUserResponse>> {
     require_identified(&caller)?;
-    let user: resources::User = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad user: {e}")))?;
+    let user: resources::User = parse_body(&body, "user")?;
     Ok(Json(auth.create_user(&caller, user).await?))
 }
 
@@ -84,8 +88,7 @@ async fn update_user(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>> {
     require_identified(&caller)?;
-    let user: resources::User = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad user: {e}")))?;
+    let user: resources::User = parse_body(&body, "user")?;
     if user.metadata.name != name {
         return Err(AuthError::BadParameter(
             "user name in the path and body differ".into(),
@@ -204,8 +207,7 @@ async fn heartbeat(
     Extension(caller): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>> {
-    let hb: crate::agents::Heartbeat = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad heartbeat: {e}")))?;
+    let hb: crate::agents::Heartbeat = parse_body(&body, "heartbeat")?;
     auth.heartbeat(&caller, hb).await?;
     Ok(Json(serde_json::json!({})))
 }
@@ -260,8 +262,7 @@ async fn app_cert(
     body: axum::body::Bytes,
 ) -> Result<Json<crate::apps::AppCertResponse>> {
     require_identified(&caller)?;
-    let req: crate::apps::AppCertRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad app certificate request: {e}")))?;
+    let req: crate::apps::AppCertRequest = parse_body(&body, "app certificate request")?;
     Ok(Json(auth.generate_app_cert(&caller, &req).await?))
 }
 
@@ -271,8 +272,7 @@ async fn db_cert(
     body: axum::body::Bytes,
 ) -> Result<Json<crate::dbs::DbCertResponse>> {
     require_identified(&caller)?;
-    let req: crate::dbs::DbCertRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad database certificate request: {e}")))?;
+    let req: crate::dbs::DbCertRequest = parse_body(&body, "database certificate request")?;
     Ok(Json(auth.generate_db_cert(&caller, &req).await?))
 }
 

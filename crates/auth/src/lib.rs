@@ -31,6 +31,7 @@ use resources::{ProvisionToken, Resource, Role, User};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use error::{exists_as, not_found_as};
 pub use error::{AuthError, Result};
 
 /// Failed logins that lock an account (Teleport: 5).
@@ -86,6 +87,22 @@ impl Caller {
             Some(ADMIN_ROLE) => Caller::Admin,
             Some(_) => Caller::Host(Box::new(id)),
             None => Caller::User(Box::new(id)),
+        }
+    }
+
+    /// The identity of a person calling; anyone else is denied with `hint` (what to do).
+    pub(crate) fn user(&self, hint: &str) -> Result<&Identity> {
+        match self {
+            Caller::User(id) => Ok(id),
+            _ => Err(AuthError::AccessDenied(hint.into())),
+        }
+    }
+
+    /// The identity of an agent calling; anyone else is denied with `hint` (what to do).
+    pub(crate) fn host(&self, hint: &str) -> Result<&Identity> {
+        match self {
+            Caller::Host(id) => Ok(id),
+            _ => Err(AuthError::AccessDenied(hint.into())),
         }
     }
 
@@ -358,8 +375,17 @@ impl AuthServer {
     }
 
     async fn checker_for_identity(&self, id: &Identity) -> Result<rbac::AccessChecker> {
-        let roles = self.get_roles(&id.groups).await?;
-        rbac::AccessChecker::new(roles, &id.traits)
+        self.checker_for(&id.groups, &id.traits).await
+    }
+
+    /// The access of a holder of the roles named `roles`, as they are now, with `traits`.
+    pub(crate) async fn checker_for(
+        &self,
+        roles: &[String],
+        traits: &rbac::Traits,
+    ) -> Result<rbac::AccessChecker> {
+        let roles = self.get_roles(roles).await?;
+        rbac::AccessChecker::new(roles, traits)
             .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))
     }
 
@@ -381,16 +407,20 @@ impl AuthServer {
 
     /// One role.
     pub async fn get_role(&self, name: &str) -> Result<Role> {
-        let item = self
-            .backend
-            .get(&format!("roles/{name}"))
-            .await
-            .map_err(|e| match e {
-                backend::BackendError::NotFound(_) => {
-                    AuthError::NotFound(format!("role {name:?} is not found"))
-                }
-                e => e.into(),
-            })?;
+        self.get_record(
+            &format!("roles/{name}"),
+            format!("role {name:?} is not found"),
+        )
+        .await
+    }
+
+    /// The JSON record under `key`; `missing` is the error's message when there is none.
+    async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        missing: String,
+    ) -> Result<T> {
+        let item = self.backend.get(key).await.map_err(not_found_as(missing))?;
         Ok(serde_json::from_slice(&item.value)?)
     }
 
@@ -398,17 +428,11 @@ impl AuthServer {
 
     /// One user.
     pub async fn get_user(&self, name: &str) -> Result<User> {
-        let item = self
-            .backend
-            .get(&format!("users/{name}"))
-            .await
-            .map_err(|e| match e {
-                backend::BackendError::NotFound(_) => {
-                    AuthError::NotFound(format!("user {name:?} is not found"))
-                }
-                e => e.into(),
-            })?;
-        Ok(serde_json::from_slice(&item.value)?)
+        self.get_record(
+            &format!("users/{name}"),
+            format!("user {name:?} is not found"),
+        )
+        .await
     }
 
     async fn check_user(&self, user: &User) -> Result<()> {
@@ -434,27 +458,8 @@ impl AuthServer {
         caller: &Caller,
         user: User,
     ) -> Result<api::CreateUserResponse> {
-        self.authorize(caller, "user", "create").await?;
-        self.check_user(&user).await?;
-        let name = user.metadata.name.clone();
-        self.backend
-            .create(Item::new(
-                format!("users/{name}"),
-                serde_json::to_vec(&user)?,
-            ))
-            .await
-            .map_err(|e| match e {
-                backend::BackendError::AlreadyExists(_) => {
-                    AuthError::AlreadyExists(format!("user {name:?} already exists"))
-                }
-                e => e.into(),
-            })?;
-        self.emit(AuditEvent::UserCreate(audit::UserChange {
-            user: caller.name(),
-            name: name.clone(),
-            roles: user.spec.roles.clone(),
-        }))
-        .await;
+        self.write_user(caller, &user, true).await?;
+        let name = user.metadata.name;
         let token = random_hex(16);
         let expires = SystemTime::now() + INVITE_TTL;
         self.backend
@@ -479,53 +484,52 @@ impl AuthServer {
 
     /// Replace a user's spec (roles, traits).
     pub async fn update_user(&self, caller: &Caller, user: User) -> Result<()> {
-        self.authorize(caller, "user", "update").await?;
-        self.check_user(&user).await?;
-        let name = user.metadata.name.clone();
-        self.backend
-            .update(Item::new(
-                format!("users/{name}"),
-                serde_json::to_vec(&user)?,
-            ))
-            .await
-            .map_err(|e| match e {
-                backend::BackendError::NotFound(_) => {
-                    AuthError::NotFound(format!("user {name:?} is not found"))
-                }
-                e => e.into(),
-            })?;
-        self.emit(AuditEvent::UserUpdate(audit::UserChange {
+        self.write_user(caller, &user, false).await
+    }
+
+    /// Create (`create`) or replace a user's record, after checking the caller and the user,
+    /// and audit it.
+    async fn write_user(&self, caller: &Caller, user: &User, create: bool) -> Result<()> {
+        self.authorize(caller, "user", if create { "create" } else { "update" })
+            .await?;
+        self.check_user(user).await?;
+        let name = &user.metadata.name;
+        let item = Item::new(format!("users/{name}"), serde_json::to_vec(user)?);
+        if create {
+            let exists = exists_as(format!("user {name:?} already exists"));
+            self.backend.create(item).await.map_err(exists)?;
+        } else {
+            let missing = not_found_as(format!("user {name:?} is not found"));
+            self.backend.update(item).await.map_err(missing)?;
+        }
+        let change = audit::UserChange {
             user: caller.name(),
-            name,
-            roles: user.spec.roles,
-        }))
+            name: name.clone(),
+            roles: user.spec.roles.clone(),
+        };
+        self.emit(if create {
+            AuditEvent::UserCreate(change)
+        } else {
+            AuditEvent::UserUpdate(change)
+        })
         .await;
         Ok(())
     }
 
     /// Set a password from an invite token; the token is spent.
     pub async fn set_password_with_token(&self, token: &str, password: &str) -> Result<String> {
+        const GONE: &str = "invite token is not found or expired";
         if token.is_empty() || !token.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(AuthError::NotFound(
-                "invite token is not found or expired".into(),
-            ));
+            return Err(AuthError::NotFound(GONE.into()));
         }
         let key = format!("usertokens/{token}");
-        let item = self.backend.get(&key).await.map_err(|e| match e {
-            backend::BackendError::NotFound(_) => {
-                AuthError::NotFound("invite token is not found or expired".into())
-            }
-            e => e.into(),
-        })?;
-        let invite: InviteToken = serde_json::from_slice(&item.value)?;
+        let invite: InviteToken = self.get_record(&key, GONE.into()).await?;
         check_password_strength(password)?;
         // Spend the token first: a second use fails even if hashing is slow.
-        self.backend.delete(&key).await.map_err(|e| match e {
-            backend::BackendError::NotFound(_) => {
-                AuthError::NotFound("invite token is not found or expired".into())
-            }
-            e => e.into(),
-        })?;
+        self.backend
+            .delete(&key)
+            .await
+            .map_err(not_found_as(GONE.into()))?;
         self.get_user(&invite.user).await?;
         let hash = hash_password(password.to_string()).await?;
         self.backend
@@ -640,10 +644,8 @@ impl AuthServer {
         ttl: Duration,
     ) -> Result<api::CertsResponse> {
         let user = self.get_user(username).await?;
-        let roles = self.get_roles(&user.spec.roles).await?;
         let traits: rbac::Traits = user.spec.traits.clone();
-        let checker = rbac::AccessChecker::new(roles, &traits)
-            .map_err(|e| AuthError::BadParameter(format!("role evaluation failed: {e}")))?;
+        let checker = self.checker_for(&user.spec.roles, &traits).await?;
         let requested = if ttl.is_zero() {
             DEFAULT_USER_CERT_TTL
         } else {
@@ -803,12 +805,9 @@ impl AuthServer {
         if exists {
             self.backend.put(item).await?;
         } else {
-            self.backend.create(item).await.map_err(|e| match e {
-                backend::BackendError::AlreadyExists(_) => AuthError::AlreadyExists(format!(
-                    "{kind} {name:?} already exists; use -f or --force flag to overwrite"
-                )),
-                e => e.into(),
-            })?;
+            self.backend.create(item).await.map_err(exists_as(format!(
+                "{kind} {name:?} already exists; use -f or --force flag to overwrite"
+            )))?;
         }
         self.emit(AuditEvent::ResourceWrite(audit::ResourceWrite {
             user: caller.name(),
@@ -870,13 +869,11 @@ impl AuthServer {
             return Ok(out);
         }
         let items = match name {
-            Some(n) => match self.backend.get(&format!("{prefix}{n}")).await {
-                Ok(item) => vec![item],
-                Err(backend::BackendError::NotFound(_)) => {
-                    return Err(AuthError::NotFound(format!("{kind} {n:?} is not found")))
-                }
-                Err(e) => return Err(e.into()),
-            },
+            Some(n) => vec![self
+                .backend
+                .get(&format!("{prefix}{n}"))
+                .await
+                .map_err(not_found_as(format!("{kind} {n:?} is not found")))?],
             None => backend::get_prefix(&*self.backend, prefix).await?,
         };
         let mut out = Vec::with_capacity(items.len());
@@ -927,12 +924,7 @@ impl AuthServer {
         self.backend
             .delete(&format!("{prefix}{name}"))
             .await
-            .map_err(|e| match e {
-                backend::BackendError::NotFound(_) => {
-                    AuthError::NotFound(format!("{kind} {name:?} is not found"))
-                }
-                e => e.into(),
-            })?;
+            .map_err(not_found_as(format!("{kind} {name:?} is not found")))?;
         if kind == "user" {
             let _ = self.backend.delete(&format!("passwords/{name}")).await;
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::Caller;
 
@@ -92,6 +92,35 @@ impl UnauthenticatedConnections {
             open: self.open.clone(),
             key,
         })
+    }
+
+    /// The next connection on `listener` whose address may open one more, counted, with
+    /// `TCP_NODELAY` set (small frames such as tunnel pings and HTTP heads must not wait for
+    /// delayed ACKs); `None` once `shutdown` completes. A failed accept and a connection over
+    /// its address's limit are logged and passed over.
+    pub async fn accept(
+        &self,
+        listener: &TcpListener,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Option<(TcpStream, SocketAddr, ConnectionGuard)> {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = &mut *shutdown => return None,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let Some(guard) = self.admit(peer.ip()) else {
+                tracing::debug!(%peer, "too many unauthenticated connections from this address");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            return Some((tcp, peer, guard));
+        }
     }
 
     /// Open unauthenticated connections counted for `ip`'s address.
@@ -197,22 +226,7 @@ pub async fn serve_tls(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let unauthenticated = UnauthenticatedConnections::default();
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let Some(guard) = unauthenticated.admit(peer.ip()) else {
-            tracing::debug!(%peer, "too many unauthenticated connections from this address");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer, guard)) = unauthenticated.accept(&listener, &mut shutdown).await {
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

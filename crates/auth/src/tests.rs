@@ -17,12 +17,17 @@ async fn server() -> Arc<AuthServer> {
 }
 
 async fn user_with_password(auth: &AuthServer, name: &str, roles: &[&str]) {
-    let user = new_user(
-        name,
-        roles.iter().map(|s| s.to_string()).collect(),
-        BTreeMap::new(),
-    )
-    .unwrap();
+    user_with_traits(auth, name, roles, BTreeMap::new()).await
+}
+
+/// A user created with `traits` whose password is set through the invite link.
+async fn user_with_traits(
+    auth: &AuthServer,
+    name: &str,
+    roles: &[&str],
+    traits: BTreeMap<String, Vec<String>>,
+) {
+    let user = new_user(name, roles.iter().map(|s| s.to_string()).collect(), traits).unwrap();
     let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
     assert!(invite
         .invite_url
@@ -30,6 +35,57 @@ async fn user_with_password(auth: &AuthServer, name: &str, roles: &[&str]) {
     auth.set_password_with_token(&invite.invite_token, "correct horse battery")
         .await
         .unwrap();
+}
+
+/// The caller of a certificate `auth` issued: `cert_pem` its PEM.
+fn caller_of(cert_pem: &str) -> Caller {
+    Caller::from_identity(Identity::from_cert_pem(cert_pem).unwrap())
+}
+
+/// An agent `host` joined with `roles`, as it calls the auth service.
+fn agent(auth: &AuthServer, host: &str, roles: &[&str]) -> Caller {
+    use base64::Engine;
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .issue_host_certs(
+            host,
+            host,
+            roles.iter().map(|r| r.to_string()).collect(),
+            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
+            &[],
+        )
+        .unwrap();
+    caller_of(&certs.tls_cert)
+}
+
+/// A user `name`'s session as it calls the auth service, with a certificate of the default TTL.
+async fn user_session(auth: &AuthServer, name: &str) -> Caller {
+    let key = pki::generate_key().unwrap();
+    let certs = auth
+        .generate_user_cert(name, &key.public_key_der, Duration::ZERO)
+        .await
+        .unwrap();
+    caller_of(&certs.tls_cert)
+}
+
+/// An app agent's heartbeat announcing `app`.
+fn app_heartbeat(app: &resources::App) -> agents::Heartbeat {
+    agents::Heartbeat {
+        kind: "app".into(),
+        app: Some(app.clone()),
+        db: None,
+        features: Vec::new(),
+    }
+}
+
+/// A database agent's heartbeat announcing `db` with `features`.
+fn db_heartbeat(db: &resources::Database, features: Vec<String>) -> agents::Heartbeat {
+    agents::Heartbeat {
+        kind: "db".into(),
+        app: None,
+        db: Some(db.clone()),
+        features,
+    }
 }
 
 #[tokio::test]
@@ -96,11 +152,7 @@ async fn login_issues_a_certificate_with_roles_and_traits() {
     let id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure";
     traits.insert("azure_identities".to_string(), vec![id.to_string()]);
     traits.insert("logins".to_string(), vec!["root".to_string()]);
-    let user = new_user("alice", vec!["access".into()], traits).unwrap();
-    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
-    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
-        .await
-        .unwrap();
+    user_with_traits(&auth, "alice", &["access"], traits).await;
     let key = pki::generate_key().unwrap();
     let certs = auth
         .generate_user_cert(
@@ -181,17 +233,8 @@ async fn rules_govern_the_admin_api() {
     let auth = server().await;
     user_with_password(&auth, "ed", &["editor"]).await;
     user_with_password(&auth, "al", &["access"]).await;
-    let key = pki::generate_key().unwrap();
-    let ed = auth
-        .generate_user_cert("ed", &key.public_key_der, Duration::ZERO)
-        .await
-        .unwrap();
-    let al = auth
-        .generate_user_cert("al", &key.public_key_der, Duration::ZERO)
-        .await
-        .unwrap();
-    let ed = Caller::from_identity(Identity::from_cert_pem(&ed.tls_cert).unwrap());
-    let al = Caller::from_identity(Identity::from_cert_pem(&al.tls_cert).unwrap());
+    let ed = user_session(&auth, "ed").await;
+    let al = user_session(&auth, "al").await;
     let role = resources::parse_resources(
         "kind: role\nversion: v7\nmetadata:\n  name: dev\nspec:\n  allow:\n    app_labels:\n      env: dev\n",
     )
@@ -271,26 +314,10 @@ async fn admin_identity_is_a_host_certificate_with_the_admin_role() {
 
 #[tokio::test]
 async fn heartbeats_carry_the_agents_features() {
-    use base64::Engine;
     let auth = server().await;
-    let key = pki::generate_key().unwrap();
-    let certs = auth
-        .issue_host_certs(
-            "db-host",
-            "db-host",
-            vec!["Db".into()],
-            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
-            &[],
-        )
-        .unwrap();
-    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let agent = agent(&auth, "db-host", &["Db"]);
     let db = resources::Database::new("cache", "redis", "rediss://cache:6380");
-    let hb = |features: Vec<String>| agents::Heartbeat {
-        kind: "db".into(),
-        app: None,
-        db: Some(db.clone()),
-        features,
-    };
+    let hb = |features: Vec<String>| db_heartbeat(&db, features);
     auth.heartbeat(&agent, hb(vec![agents::FEATURE_DB_MUX.into()]))
         .await
         .unwrap();
@@ -319,32 +346,11 @@ async fn heartbeats_carry_the_agents_features() {
 /// `resources::served`, are refused and leave the entry as it was.
 #[tokio::test]
 async fn heartbeats_carry_only_printable_bounded_text() {
-    use base64::Engine;
     use resources::served::{MAX_DESCRIPTION, MAX_LABELS, MAX_LABEL_KEY, MAX_LABEL_VALUE};
     let auth = server().await;
-    let key = pki::generate_key().unwrap();
-    let certs = auth
-        .issue_host_certs(
-            "both-host",
-            "both-host",
-            vec!["App".into(), "Db".into()],
-            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
-            &[],
-        )
-        .unwrap();
-    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
-    let app_hb = |app: &resources::App| agents::Heartbeat {
-        kind: "app".into(),
-        app: Some(app.clone()),
-        db: None,
-        features: Vec::new(),
-    };
-    let db_hb = |db: &resources::Database| agents::Heartbeat {
-        kind: "db".into(),
-        app: None,
-        db: Some(db.clone()),
-        features: Vec::new(),
-    };
+    let agent = agent(&auth, "both-host", &["App", "Db"]);
+    let app_hb = app_heartbeat;
+    let db_hb = |db: &resources::Database| db_heartbeat(db, Vec::new());
     let mut app = resources::App::new("grafana", "http://127.0.0.1:3000");
     app.metadata.description = "Grafana: dashboards".into();
     app.metadata
@@ -537,29 +543,9 @@ async fn session_certificates_carry_only_checked_text() {
     traits.insert("azure_identities".to_string(), vec![id.to_string()]);
     traits.insert("db_users".to_string(), vec!["*".to_string()]);
     traits.insert("db_names".to_string(), vec!["*".to_string()]);
-    let user = new_user("alice", vec!["access".into()], traits).unwrap();
-    let invite = auth.create_user(&Caller::Admin, user).await.unwrap();
-    auth.set_password_with_token(&invite.invite_token, "correct horse battery")
-        .await
-        .unwrap();
-    let key = pki::generate_key().unwrap();
-    let login = auth
-        .generate_user_cert("alice", &key.public_key_der, Duration::ZERO)
-        .await
-        .unwrap();
-    let alice = Caller::from_identity(Identity::from_cert_pem(&login.tls_cert).unwrap());
-
-    let host_key = pki::generate_key().unwrap();
-    let certs = auth
-        .issue_host_certs(
-            "agent-host",
-            "agent-host",
-            vec!["App".into(), "Db".into()],
-            &b64(&host_key.public_key_der),
-            &[],
-        )
-        .unwrap();
-    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    user_with_traits(&auth, "alice", &["access"], traits).await;
+    let alice = user_session(&auth, "alice").await;
+    let agent = agent(&auth, "agent-host", &["App", "Db"]);
     let mut azure = resources::App::new("azure-cli", "");
     azure.spec.cloud = Some("Azure".into());
     azure.check_and_set_defaults().unwrap();
@@ -567,35 +553,20 @@ async fn session_certificates_carry_only_checked_text() {
     // What reaches session certificates from an agent is a single line.
     let mut forged = plain.clone();
     forged.spec.public_addr = "grafana.example.com\nforged: line".into();
-    let hb = agents::Heartbeat {
-        kind: "app".into(),
-        app: Some(forged),
-        db: None,
-        features: Vec::new(),
-    };
-    let err = auth.heartbeat(&agent, hb).await.unwrap_err();
+    let err = auth
+        .heartbeat(&agent, app_heartbeat(&forged))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::BadParameter(_)), "{err}");
-    for app in [azure, plain] {
-        let hb = agents::Heartbeat {
-            kind: "app".into(),
-            app: Some(app),
-            db: None,
-            features: Vec::new(),
-        };
-        auth.heartbeat(&agent, hb).await.unwrap();
+    for app in [&azure, &plain] {
+        auth.heartbeat(&agent, app_heartbeat(app)).await.unwrap();
     }
-    let hb = agents::Heartbeat {
-        kind: "db".into(),
-        app: None,
-        db: Some(resources::Database::new(
-            "cache",
-            "redis",
-            "rediss://cache:6380",
-        )),
-        features: Vec::new(),
-    };
-    auth.heartbeat(&agent, hb).await.unwrap();
+    let cache = resources::Database::new("cache", "redis", "rediss://cache:6380");
+    auth.heartbeat(&agent, db_heartbeat(&cache, Vec::new()))
+        .await
+        .unwrap();
 
+    let key = pki::generate_key().unwrap();
     let app_req = |app: &str, identity: &str| apps::AppCertRequest {
         app: app.into(),
         azure_identity: identity.into(),
@@ -755,19 +726,8 @@ async fn logins_with_impossible_names_write_nothing() {
 /// identity, the server's time and code, and only the kind's fields.
 #[tokio::test]
 async fn agents_record_only_their_own_kinds_under_their_identity() {
-    use base64::Engine;
     let auth = server().await;
-    let key = pki::generate_key().unwrap();
-    let certs = auth
-        .issue_host_certs(
-            "db-host",
-            "db-host",
-            vec!["Db".into()],
-            &base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
-            &[],
-        )
-        .unwrap();
-    let agent = Caller::from_identity(Identity::from_cert_pem(&certs.tls_cert).unwrap());
+    let agent = agent(&auth, "db-host", &["Db"]);
     let session = audit::DbSession {
         user: "alice".into(),
         sid: "s1".into(),
