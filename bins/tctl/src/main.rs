@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use client::format::Format;
 use client::term::cell;
 use client::{ApiClient, Credentials, Profile, ProfileStore};
 
@@ -27,14 +28,6 @@ mod invite;
 mod servers;
 
 use servers::ServerKind;
-
-/// Output format of a listing (`--format`); other values are refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
-    Yaml,
-}
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +51,15 @@ struct Cli {
     /// Skip checking the server's certificate.
     #[arg(long, global = true)]
     insecure: bool,
+    /// Print the version (as `tctl version`).
+    #[arg(long)]
+    version: bool,
+    /// Print a bash completion script (`source <(tctl --completion-script-bash)`).
+    #[arg(long = "completion-script-bash")]
+    completion_script_bash: bool,
+    /// Print a zsh completion script.
+    #[arg(long = "completion-script-zsh")]
+    completion_script_zsh: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -283,16 +285,20 @@ enum EventsCmd {
 
 fn main() -> ExitCode {
     // `tctl --version` as `tctl version` (clap's own flag would print only
-    // the number).
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("{}", api::version_line());
+    // the number), and the completion scripts, stand alone as in Teleport.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(flag) = client::cli::early_flag(&args) {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        print!("{}", client::cli::early_output(flag, cmd, "tctl"));
         return ExitCode::SUCCESS;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(&args);
     let level = if cli.debug { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(level)
         .with_writer(std::io::stderr)
+        // Colour for a terminal only: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     if matches!(cli.cmd, Cmd::Nodes { .. }) {
         eprintln!(
@@ -420,12 +426,9 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Version | Cmd::Nodes { .. } => Ok(()),
         Cmd::Status { format } => {
             let s = api.status().await?;
-            match format {
-                Format::Json => {
-                    println!("{}", client::term::json(serde_json::to_string_pretty(&s)?))
-                }
-                Format::Yaml => print!("{}", serde_yaml_ng::to_string(&s)?),
-                Format::Text => print!("{}", status_text(&s)),
+            match client::format::document(&s, format)? {
+                Some(doc) => print!("{doc}"),
+                None => print!("{}", status_text(&s)),
             }
             Ok(())
         }
@@ -650,31 +653,7 @@ async fn servers_ls(api: &ApiClient, kind: ServerKind, format: Format) -> Result
 }
 
 fn print_resources(items: &[serde_json::Value], format: Format) -> Result<()> {
-    match format {
-        Format::Json => println!(
-            "{}",
-            client::term::json(serde_json::to_string_pretty(items)?)
-        ),
-        Format::Yaml => {
-            let mut first = true;
-            for item in items {
-                if !first {
-                    println!("---");
-                }
-                first = false;
-                print!("{}", serde_yaml_ng::to_string(item)?);
-            }
-        }
-        Format::Text => {
-            for item in items {
-                println!(
-                    "{} {}",
-                    cell(item["kind"].as_str().unwrap_or("")),
-                    cell(item["metadata"]["name"].as_str().unwrap_or(""))
-                );
-            }
-        }
-    }
+    print!("{}", client::format::resources(items, format)?);
     Ok(())
 }
 
@@ -831,11 +810,12 @@ async fn tokens(api: &ApiClient, cmd: TokensCmd) -> Result<()> {
             let name = token.metadata.name.clone();
             match format {
                 Some(Format::Text) => println!("{}", cell(&name)),
-                Some(Format::Json) => println!(
-                    "{}",
-                    client::term::json(serde_json::to_string_pretty(&token)?)
-                ),
-                Some(Format::Yaml) => print!("{}", serde_yaml_ng::to_string(&token)?),
+                Some(format @ (Format::Json | Format::Yaml)) => {
+                    print!(
+                        "{}",
+                        client::format::document(&token, format)?.unwrap_or_default()
+                    )
+                }
                 None => {
                     let pin = api.status().await?.ca_pin;
                     let proxy = proxy_addr(api).await;

@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod db;
+pub mod format;
 pub mod discover;
 pub mod profile;
 pub mod term;
