@@ -49,50 +49,43 @@ fn aia_extension(url: &str) -> rcgen::CustomExtension {
 impl AttestPki {
     /// Generates the chain (three RSA-2048 keys).
     pub fn generate() -> Result<Self, crate::Error> {
+        use crate::pki::ca_params;
         use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose, RsaKeySize, PKCS_RSA_SHA256,
+            CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
+            RsaKeySize, PKCS_RSA_SHA256,
         };
         let now = time::OffsetDateTime::now_utc();
         let rsa =
             || KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).map_err(pki_err);
         let root_key = rsa()?;
-        let mut root = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        root.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        root.distinguished_name.push(DnType::CountryName, "US");
-        root.distinguished_name
-            .push(DnType::OrganizationName, "Azure Emulator");
-        root.distinguished_name
-            .push(DnType::CommonName, "Emulated Azure Attestation Root G2");
-        root.not_before = now - time::Duration::days(1);
-        root.not_after = now + time::Duration::days(3650);
+        let root = ca_params(
+            &[
+                (DnType::CountryName, "US"),
+                (DnType::OrganizationName, "Azure Emulator"),
+                (DnType::CommonName, "Emulated Azure Attestation Root G2"),
+            ],
+            None,
+            3650,
+        )
+        .map_err(pki_err)?;
         let root_cert = root.self_signed(&root_key).map_err(pki_err)?;
 
         let int_key = rsa()?;
-        let mut int = CertificateParams::new(Vec::<String>::new()).map_err(pki_err)?;
-        int.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        int.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        int.distinguished_name.push(DnType::CountryName, "US");
-        int.distinguished_name
-            .push(DnType::OrganizationName, "Microsoft Corporation");
-        int.distinguished_name
-            .push(DnType::CommonName, "Emulated Azure TLS Issuing CA 01");
+        let mut int = ca_params(
+            &[
+                (DnType::CountryName, "US"),
+                (DnType::OrganizationName, "Microsoft Corporation"),
+                (DnType::CommonName, "Emulated Azure TLS Issuing CA 01"),
+            ],
+            Some(0),
+            1825,
+        )
+        .map_err(pki_err)?;
         int.use_authority_key_identifier_extension = true;
         int.custom_extensions = vec![aia_extension(&format!(
             "http://{}{ROOT_PATH}",
             crate::server::PKI_HOST
         ))];
-        int.not_before = now - time::Duration::days(1);
-        int.not_after = now + time::Duration::days(1825);
         let root_issuer = Issuer::from_params(&root, &root_key);
         let int_cert = int.signed_by(&int_key, &root_issuer).map_err(pki_err)?;
 

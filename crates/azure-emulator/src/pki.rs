@@ -31,26 +31,46 @@ fn tls_err(e: impl std::fmt::Display) -> Error {
     Error::Tls(e.to_string())
 }
 
+/// Parameters of a CA certificate that signs certificates and CRLs: subject `dn` (in that
+/// order), at most `path_len` CAs below it (`None`: no limit), valid from a day ago for `days`
+/// days.
+pub(crate) fn ca_params(
+    dn: &[(DnType, &str)],
+    path_len: Option<u8>,
+    days: i64,
+) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    for (kind, value) in dn {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    Ok(params)
+}
+
 impl Ca {
     /// Creates a fresh CA (ECDSA P-256).
     pub fn generate(common_name: &str) -> Result<Self, Error> {
         let key = KeyPair::generate().map_err(tls_err)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Azure Emulator");
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(3650);
+        let params = ca_params(
+            &[
+                (DnType::CommonName, common_name),
+                (DnType::OrganizationName, "Azure Emulator"),
+            ],
+            None,
+            3650,
+        )
+        .map_err(tls_err)?;
         let cert = params.self_signed(&key).map_err(tls_err)?;
         Ok(Self {
             pem: cert.pem(),
