@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::http::HttpConfig;
-use crate::imds::read_capped;
+use crate::imds::get_capped;
 use crate::Error;
 
 /// Largest certificate accepted from an AIA URL.
@@ -68,32 +68,7 @@ impl AiaFetcher {
                 "refusing to fetch the AIA URL {url:?}: only http(s)://{AIA_HOST}{AIA_PATH_PREFIX}*.crt is allowed"
             )));
         }
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| Error::Transport {
-                service: "AIA",
-                message: e.to_string(),
-            })?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(Error::Transport {
-                service: "AIA",
-                message: format!("{url} answered HTTP {status}"),
-            });
-        }
-        if resp
-            .content_length()
-            .is_some_and(|l| l > MAX_AIA_BODY as u64)
-        {
-            return Err(Error::Malformed {
-                service: "AIA",
-                message: format!("response larger than {MAX_AIA_BODY} bytes"),
-            });
-        }
-        read_capped(resp, MAX_AIA_BODY, "AIA").await
+        get_capped(&self.http, url, MAX_AIA_BODY, "AIA").await
     }
 
     /// The intermediates of an attested document's signer (`leaf_der`), following its

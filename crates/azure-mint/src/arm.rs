@@ -439,6 +439,20 @@ impl ArmClient {
         })
     }
 
+    /// A client whose bearer tokens come from `credential` for ARM of `cloud`
+    /// ([`CredentialBearer`]).
+    pub fn with_credential(
+        config: &HttpConfig,
+        cloud: Cloud,
+        credential: Arc<dyn azure_core::credentials::TokenCredential>,
+    ) -> Result<Self, Error> {
+        Self::new(
+            config,
+            cloud,
+            Arc::new(CredentialBearer::new(credential, cloud)),
+        )
+    }
+
     /// A client for `cloud`'s ARM endpoint on an existing HTTP client (built once by
     /// [`HttpConfig::client`] and shared, e.g. by a server making one client per caller token).
     pub fn with_http(http: reqwest::Client, cloud: Cloud, bearer: Arc<dyn BearerSource>) -> Self {

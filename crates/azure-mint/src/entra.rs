@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::http::HttpConfig;
-use crate::imds::read_capped;
+use crate::imds::get_capped;
 use crate::Error;
 
 /// Where tenants' OIDC documents live.
@@ -258,23 +258,7 @@ impl JwksCache {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, Error> {
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| Error::Transport {
-                service: "Entra ID",
-                message: e.to_string(),
-            })?;
-        let status = resp.status().as_u16();
-        let body = read_capped(resp, MAX_BODY, "Entra ID").await?;
-        if !(200..300).contains(&status) {
-            return Err(Error::Transport {
-                service: "Entra ID",
-                message: format!("{url} answered HTTP {status}"),
-            });
-        }
+        let body = get_capped(&self.http, url, MAX_BODY, "Entra ID").await?;
         serde_json::from_slice(&body).map_err(|e| Error::Malformed {
             service: "Entra ID",
             message: format!("{url}: not JSON: {e}"),

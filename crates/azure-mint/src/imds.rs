@@ -149,21 +149,48 @@ fn int_field(v: &Value, key: &str) -> Result<i64, Error> {
     }
 }
 
-/// Reads a body up to `limit` bytes.
+/// GETs `url` and reads its body ([`read_capped`]); an answer other than 2xx is a
+/// transport error of `service`.
+pub(crate) async fn get_capped(
+    http: &reqwest::Client,
+    url: &str,
+    limit: usize,
+    service: &'static str,
+) -> Result<Vec<u8>, Error> {
+    let resp = http.get(url).send().await.map_err(|e| Error::Transport {
+        service,
+        message: e.to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(Error::Transport {
+            service,
+            message: format!("{url} answered HTTP {status}"),
+        });
+    }
+    read_capped(resp, limit, service).await
+}
+
+/// Reads a body up to `limit` bytes; a larger declared length is refused before any of it
+/// is read.
 pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     limit: usize,
     service: &'static str,
 ) -> Result<Vec<u8>, Error> {
+    let too_large = || Error::Malformed {
+        service,
+        message: format!("response larger than {limit} bytes"),
+    };
+    if resp.content_length().is_some_and(|l| l > limit as u64) {
+        return Err(too_large());
+    }
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > limit {
-                    return Err(Error::Malformed {
-                        service,
-                        message: format!("response larger than {limit} bytes"),
-                    });
+                    return Err(too_large());
                 }
                 body.extend_from_slice(&chunk);
             }

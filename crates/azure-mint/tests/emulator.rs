@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_emulator::{Emulator, EmulatorHandle, World};
-use azure_mint::arm::{ArmClient, CredentialBearer, StaticBearer, ThrottlePolicy};
+use azure_mint::arm::{ArmClient, StaticBearer, ThrottlePolicy};
 use azure_mint::credential::{
     self, DefaultChain, IdentityMinter, MintStrategy, DEFAULT_CHAIN_ERROR,
 };
@@ -479,12 +479,7 @@ async fn sdk_credentials_through_the_emulator() {
         Cloud::AzureCloud,
     )
     .unwrap();
-    let arm = ArmClient::new(
-        &cfg,
-        Cloud::AzureCloud,
-        Arc::new(CredentialBearer::new(mi, Cloud::AzureCloud)),
-    )
-    .unwrap();
+    let arm = ArmClient::with_credential(&cfg, Cloud::AzureCloud, mi).unwrap();
     assert_eq!(arm.list_vms(SUB).await.unwrap().len(), 2);
 
     // Client secret (Entra client-credentials grant): Reader on the whole subscription.
@@ -496,12 +491,7 @@ async fn sdk_credentials_through_the_emulator() {
         Cloud::AzureCloud,
     )
     .unwrap();
-    let arm = ArmClient::new(
-        &cfg,
-        Cloud::AzureCloud,
-        Arc::new(CredentialBearer::new(cs, Cloud::AzureCloud)),
-    )
-    .unwrap();
+    let arm = ArmClient::with_credential(&cfg, Cloud::AzureCloud, cs).unwrap();
     assert_eq!(arm.list_vms(SUB).await.unwrap().len(), 3);
     let bad =
         credential::client_secret(TENANT, APP_CLIENT_ID, "wrong", &cfg, Cloud::AzureCloud).unwrap();

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use azure_emulator::Emulator;
-use azure_mint::arm::{ArmClient, CredentialBearer};
+use azure_mint::arm::ArmClient;
 use azure_mint::credential;
 use azure_mint::http::HttpConfig;
 use azure_mint::imds::{ImdsClient, ManagedIdentityId};
@@ -48,12 +47,7 @@ async fn clients_use_the_proxy_and_ca_of_the_environment() {
         Cloud::AzureCloud,
     )
     .unwrap();
-    let arm = ArmClient::new(
-        &cfg,
-        Cloud::AzureCloud,
-        Arc::new(CredentialBearer::new(mi, Cloud::AzureCloud)),
-    )
-    .unwrap();
+    let arm = ArmClient::with_credential(&cfg, Cloud::AzureCloud, mi).unwrap();
     let subs = arm.list_subscriptions().await.unwrap();
     assert_eq!(subs.len(), 1);
 
