@@ -51,6 +51,15 @@ struct Cli {
     /// Skip checking the server's certificate.
     #[arg(long, global = true)]
     insecure: bool,
+    /// Print the version (as `tctl version`).
+    #[arg(long)]
+    version: bool,
+    /// Print a bash completion script (`source <(tctl --completion-script-bash)`).
+    #[arg(long = "completion-script-bash")]
+    completion_script_bash: bool,
+    /// Print a zsh completion script.
+    #[arg(long = "completion-script-zsh")]
+    completion_script_zsh: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -276,16 +285,20 @@ enum EventsCmd {
 
 fn main() -> ExitCode {
     // `tctl --version` as `tctl version` (clap's own flag would print only
-    // the number).
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("{}", api::version_line());
+    // the number), and the completion scripts, stand alone as in Teleport.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(flag) = client::cli::early_flag(&args) {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        print!("{}", client::cli::early_output(flag, cmd, "tctl"));
         return ExitCode::SUCCESS;
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(&args);
     let level = if cli.debug { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(level)
         .with_writer(std::io::stderr)
+        // Colour for a terminal only: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     if matches!(cli.cmd, Cmd::Nodes { .. }) {
         eprintln!(

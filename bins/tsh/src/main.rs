@@ -16,12 +16,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use client::{Credentials, Profile, ProfileStore};
 
 mod azure;
 mod db;
+mod env;
 mod list;
+mod teleport_only;
 
 use list::{print_profile, status};
 
@@ -34,12 +36,21 @@ struct Cli {
     /// Identity file (from `tctl auth sign`) instead of a profile.
     #[arg(long, short = 'i', global = true)]
     identity: Option<PathBuf>,
-    /// Proxy address, host:port.
+    /// Proxy address, host:port (without a port: 443, then 3080).
     #[arg(long, global = true, env = "TELEPORT_PROXY")]
     proxy: Option<String>,
     /// Skip checking the proxy's certificate (test clusters only).
     #[arg(long, global = true)]
     insecure: bool,
+    /// Print the version (as `tsh version`).
+    #[arg(long)]
+    version: bool,
+    /// Print a bash completion script (`source <(tsh --completion-script-bash)`).
+    #[arg(long = "completion-script-bash")]
+    completion_script_bash: bool,
+    /// Print a zsh completion script.
+    #[arg(long = "completion-script-zsh")]
+    completion_script_zsh: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -82,6 +93,13 @@ enum Cmd {
     Db(DbCmd),
     /// Print the version.
     Version,
+    /// Print the shell commands that set TELEPORT_PROXY and TELEPORT_CLUSTER
+    /// for the current profile: `eval $(tsh env)`.
+    Env {
+        /// Print the commands that remove them instead.
+        #[arg(long)]
+        unset: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,7 +200,16 @@ enum ProxyCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `--version` and the completion scripts stand alone, as in Teleport.
+    if let Some(flag) = client::cli::early_flag(&args) {
+        print!("{}", client::cli::early_output(flag, Cli::command(), "tsh"));
+        return ExitCode::SUCCESS;
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return teleport_only::refuse(&e, &args).unwrap_or_else(|| e.exit()),
+    };
     init_logging(cli.debug);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,6 +225,8 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(level)
         .with_writer(std::io::stderr)
+        // Colour for a terminal only: a log file or pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -209,6 +238,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status { format } => status(&cli, format),
         Cmd::Logout => logout(),
+        Cmd::Env { unset } => env::run(&cli, *unset),
         Cmd::Apps(AppsCmd::Ls { format }) => runtime()?.block_on(list::apps_ls(&cli, format)),
         Cmd::Apps(AppsCmd::Login {
             app,
@@ -336,15 +366,13 @@ async fn login(cli: &Cli, user: Option<String>, ttl: Option<Duration>) -> Result
     // expiry, or to refresh roles) keeps it, as later commands of the
     // profile do; a proxy without a profile (after `tsh logout`) is checked.
     let insecure = cli.insecure || store.profile_for(&proxy).is_some_and(|p| p.insecure);
-    // Reach the proxy before asking for a password: an untrusted proxy is
-    // refused with what to do, and no password is typed for nothing.
-    client::ping_proxy(&proxy, insecure).await?;
+    // Reach the proxy before asking for a password: an untrusted proxy (or
+    // the auth service's port) is refused with what to do, and no password
+    // is typed for nothing. Without a port, 443 then 3080 are tried.
+    let (addr, _) = client::discover::find_proxy(&proxy, insecure).await?;
     let password = read_password(&user)?;
     let ttl = ttl.unwrap_or(Duration::ZERO);
-    let (ping, creds) = client::password_login(&proxy, &user, &password, insecure, ttl).await?;
-    let addr = client::base_url(&proxy)
-        .trim_start_matches("https://")
-        .to_string();
+    let (ping, creds) = client::password_login(&addr, &user, &password, insecure, ttl).await?;
     let profile = Profile {
         web_proxy_addr: addr,
         user: user.clone(),

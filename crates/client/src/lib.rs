@@ -2,6 +2,7 @@
 //! files, and the API client.
 
 pub mod apps;
+pub mod cli;
 pub mod db;
 pub mod format;
 pub mod discover;
