@@ -22,6 +22,25 @@ pub struct CommandLabel {
     pub result: String,
 }
 
+impl CommandLabel {
+    /// How often a label runs when its configuration names no period.
+    pub const DEFAULT_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// A label that runs `command` every `period` (a Go duration such as `30s`;
+    /// [`Self::DEFAULT_PERIOD`] when `None`), with no result yet.
+    pub fn every(command: Vec<String>, period: Option<&str>) -> Result<Self, ResourceError> {
+        let period = match period {
+            Some(p) => crate::parse_go_duration(p)?,
+            None => Self::DEFAULT_PERIOD,
+        };
+        Ok(Self {
+            command,
+            period: Duration(period),
+            result: String::new(),
+        })
+    }
+}
+
 /// Static labels overridden by dynamic label results with the same key.
 fn merge_labels(
     metadata: &Metadata,

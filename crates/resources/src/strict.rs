@@ -31,6 +31,12 @@ pub(crate) fn steps(path: &Path) -> Vec<Step> {
 
 /// `spec.allow.rules[0].verbs`; empty for the root.
 pub(crate) fn render(steps: &[Step]) -> String {
+    render_with(steps, false)
+}
+
+/// [`render`], with every sequence index as `[*]` when `any_index`
+/// (`spec.allow.rules[*].verbs`).
+pub(crate) fn render_with(steps: &[Step], any_index: bool) -> String {
     let mut out = String::new();
     for s in steps {
         match s {
@@ -40,6 +46,7 @@ pub(crate) fn render(steps: &[Step]) -> String {
                 }
                 out.push_str(k);
             }
+            Step::Index(_) if any_index => out.push_str("[*]"),
             Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
@@ -270,14 +277,7 @@ const ROLE_CONDITIONS: &[&str] = &[
 ];
 
 fn teleport_only(parent: &[Step], key: &str) -> bool {
-    let pattern: Vec<Step> = parent
-        .iter()
-        .map(|s| match s {
-            Step::Index(_) => Step::Key("[*]".into()),
-            other => other.clone(),
-        })
-        .collect();
-    let pattern = render(&pattern).replace(".[*]", "[*]");
+    let pattern = render_with(parent, true);
     TELEPORT_ONLY
         .iter()
         .any(|(place, keys)| *place == pattern && keys.contains(&key))
@@ -392,6 +392,7 @@ mod tests {
 /// unknown key (and a typo of a valid one) into each mapping in turn.
 #[doc(hidden)]
 pub mod probe {
+    use super::{render_with, Step};
     use serde_yaml_ng::{Mapping, Value};
 
     /// One document with one key injected.
@@ -411,42 +412,19 @@ pub mod probe {
         pub typo_of: Option<String>,
     }
 
-    #[derive(Clone)]
-    enum At {
-        Key(String),
-        Index(usize),
-    }
-
-    fn render(path: &[At], index_wildcard: bool) -> String {
-        let mut out = String::new();
-        for s in path {
-            match s {
-                At::Key(k) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(k);
-                }
-                At::Index(_) if index_wildcard => out.push_str("[*]"),
-                At::Index(i) => out.push_str(&format!("[{i}]")),
-            }
-        }
-        out
-    }
-
-    fn at_mut<'v>(v: &'v mut Value, path: &[At]) -> Option<&'v mut Value> {
+    fn at_mut<'v>(v: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
         let Some((first, rest)) = path.split_first() else {
             return Some(v);
         };
         let next = match (first, v) {
-            (At::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
-            (At::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
+            (Step::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str())?,
+            (Step::Index(i), Value::Sequence(s)) => s.get_mut(*i)?,
             _ => return None,
         };
         at_mut(next, rest)
     }
 
-    fn inject(doc: &Value, path: &[At], key: &str) -> Option<Value> {
+    fn inject(doc: &Value, path: &[Step], key: &str) -> Option<Value> {
         let mut out = doc.clone();
         let Value::Mapping(m) = at_mut(&mut out, path)? else {
             return None;
@@ -476,19 +454,19 @@ pub mod probe {
         out
     }
 
-    fn walk(root: &Value, v: &Value, path: &mut Vec<At>, free: &[&str], out: &mut Vec<Probe>) {
+    fn walk(root: &Value, v: &Value, path: &mut Vec<Step>, free: &[&str], out: &mut Vec<Probe>) {
         match v {
             Value::Mapping(m) => {
-                let is_free = free.contains(&render(path, true).as_str());
+                let is_free = free.contains(&render_with(path, true).as_str());
                 let siblings = keys(m);
                 let key = "zz_unknown_key".to_string();
                 let mut full = path.clone();
-                full.push(At::Key(key.clone()));
+                full.push(Step::Key(key.clone()));
                 if let Some(doc) = inject(root, path, &key) {
                     out.push(Probe {
                         doc,
                         key,
-                        path: render(&full, false),
+                        path: render_with(&full, false),
                         siblings: siblings.clone(),
                         free: is_free,
                         typo_of: None,
@@ -517,11 +495,11 @@ pub mod probe {
                             }
                         }
                         let mut full = path.clone();
-                        full.push(At::Key(typo.clone()));
+                        full.push(Step::Key(typo.clone()));
                         out.push(Probe {
                             doc,
                             key: typo,
-                            path: render(&full, false),
+                            path: render_with(&full, false),
                             siblings: siblings.clone(),
                             free: false,
                             typo_of: Some(orig),
@@ -530,7 +508,7 @@ pub mod probe {
                 }
                 for (k, child) in m {
                     if let Some(k) = k.as_str() {
-                        path.push(At::Key(k.to_string()));
+                        path.push(Step::Key(k.to_string()));
                         walk(root, child, path, free, out);
                         path.pop();
                     }
@@ -538,7 +516,7 @@ pub mod probe {
             }
             Value::Sequence(items) => {
                 for (i, child) in items.iter().enumerate() {
-                    path.push(At::Index(i));
+                    path.push(Step::Index(i));
                     walk(root, child, path, free, out);
                     path.pop();
                 }

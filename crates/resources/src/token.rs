@@ -99,25 +99,6 @@ impl FromStr for SystemRole {
     }
 }
 
-impl fmt::Display for SystemRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for SystemRole {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for SystemRole {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// How an agent proves it may use a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum JoinMethod {
@@ -138,12 +119,6 @@ impl JoinMethod {
     }
 }
 
-impl fmt::Display for JoinMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 impl FromStr for JoinMethod {
     type Err = ResourceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -157,18 +132,32 @@ impl FromStr for JoinMethod {
     }
 }
 
-impl Serialize for JoinMethod {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
+/// `Display`, `Serialize` and `Deserialize` of enums written as their `as_str()` and read
+/// with their `FromStr` (so that a bad value gets its `FromStr` error).
+macro_rules! text_enum_impls {
+    ($($t:ty),+) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
 }
 
-impl<'de> Deserialize<'de> for JoinMethod {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+text_enum_impls!(SystemRole, JoinMethod);
 
 /// A provision token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
