@@ -289,29 +289,40 @@ pub async fn watch(b: Arc<dyn Backend>) {
     assert_eq!(next_event_for(&mut rx2, "w/3").await.item.value, b"three");
 }
 
-pub async fn concurrent_cas(b: Arc<dyn Backend>) {
+/// Runs `write(t)` for eight tasks `t` at once and returns the items of those that won; a
+/// loser must fail as `lost` says it may.
+async fn race<W, F>(write: W, lost: fn(&BackendError) -> bool) -> Vec<Item>
+where
+    W: Fn(usize) -> F,
+    F: std::future::Future<Output = Result<Item, BackendError>> + Send + 'static,
+{
     const TASKS: usize = 8;
+    let handles: Vec<_> = (0..TASKS).map(|t| tokio::spawn(write(t))).collect();
+    let mut winners = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(item) => winners.push(item),
+            Err(e) if lost(&e) => {}
+            Err(e) => panic!("unexpected error of a write that lost a race: {e}"),
+        }
+    }
+    winners
+}
+
+pub async fn concurrent_cas(b: Arc<dyn Backend>) {
     const ROUNDS: usize = 5;
     let mut current = b.put(Item::new("cas", "start")).await.unwrap();
     for round in 0..ROUNDS {
-        let handles: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let b = Arc::clone(&b);
-                let expected = current.clone();
-                tokio::spawn(async move {
-                    let replace = Item::new("cas", format!("r{round}-t{t}"));
-                    b.compare_and_swap(&expected, replace).await
-                })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        for h in handles {
-            match h.await.unwrap() {
-                Ok(item) => winners.push(item),
-                Err(BackendError::CompareFailed(_)) => {}
-                Err(e) => panic!("unexpected CAS error: {e}"),
+        let write = |t| {
+            let b = Arc::clone(&b);
+            let expected = current.clone();
+            async move {
+                let replace = Item::new("cas", format!("r{round}-t{t}"));
+                b.compare_and_swap(&expected, replace).await
             }
-        }
+        };
+        let lost = |e: &BackendError| matches!(e, BackendError::CompareFailed(_));
+        let mut winners = race(write, lost).await;
         assert_eq!(winners.len(), 1, "round {round}: exactly one CAS must win");
         current = winners.remove(0);
         assert_eq!(b.get("cas").await.unwrap(), current);
@@ -319,24 +330,15 @@ pub async fn concurrent_cas(b: Arc<dyn Backend>) {
 }
 
 pub async fn concurrent_create(b: Arc<dyn Backend>) {
-    const TASKS: usize = 8;
     for round in 0..3 {
         let key = format!("create/{round}");
-        let handles: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let b = Arc::clone(&b);
-                let key = key.clone();
-                tokio::spawn(async move { b.create(Item::new(key, format!("t{t}"))).await })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        for h in handles {
-            match h.await.unwrap() {
-                Ok(item) => winners.push(item),
-                Err(BackendError::AlreadyExists(_)) => {}
-                Err(e) => panic!("unexpected create error: {e}"),
-            }
-        }
+        let write = |t| {
+            let b = Arc::clone(&b);
+            let key = key.clone();
+            async move { b.create(Item::new(key, format!("t{t}"))).await }
+        };
+        let lost = |e: &BackendError| matches!(e, BackendError::AlreadyExists(_));
+        let winners = race(write, lost).await;
         assert_eq!(
             winners.len(),
             1,

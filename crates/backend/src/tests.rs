@@ -470,26 +470,16 @@ mod audit {
         );
 
         // Bounds are inclusive on both ends.
-        let window = log
-            .search(
-                t0 + time::Duration::seconds(10),
-                t0 + time::Duration::seconds(20),
-                &[],
-                0,
-            )
-            .await
-            .unwrap();
-        assert_eq!(window.len(), 2);
-        let none = log
-            .search(
-                t0 + time::Duration::seconds(31),
-                t0 + time::Duration::seconds(99),
-                &[],
-                0,
-            )
-            .await
-            .unwrap();
-        assert!(none.is_empty());
+        let seconds = |from: i64, to: i64| {
+            let (from, to) = (
+                t0 + time::Duration::seconds(from),
+                t0 + time::Duration::seconds(to),
+            );
+            let log = &log;
+            async move { log.search(from, to, &[], 0).await.unwrap() }
+        };
+        assert_eq!(seconds(10, 20).await.len(), 2);
+        assert!(seconds(31, 99).await.is_empty());
 
         // Defaults: uid and time are added, time is now.
         let before = OffsetDateTime::now_utc();
