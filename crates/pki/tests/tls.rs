@@ -15,19 +15,47 @@ struct Server {
     key: String,
 }
 
+/// The proxy's certificate from `host_ca`, for proxy.example.com and 127.0.0.1.
 fn host_server(host_ca: &CertAuthority) -> Server {
-    let key = generate_key().unwrap();
-    let host = HostIdentity {
-        host_id: "host-1".into(),
-        nodename: "proxy".into(),
-        cluster_name: "example.com".into(),
-        system_roles: vec!["Proxy".into()],
-        dns_names: vec!["proxy.example.com".into(), "127.0.0.1".into()],
-        expires: OffsetDateTime::now_utc() + Duration::hours(1),
-    };
-    Server {
-        cert: host_ca.sign_host(&host, &key.public_key_der).unwrap(),
-        key: key.private_key_pem,
+    let names = ["proxy.example.com".to_string(), "127.0.0.1".to_string()];
+    host_cert_for(host_ca, &["Proxy"], &names)
+}
+
+/// A cluster's host and user CAs, and the proxy's certificate from the host CA.
+struct Cluster {
+    host_ca: CertAuthority,
+    user_ca: CertAuthority,
+    srv: Server,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
+        let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+        let srv = host_server(&host_ca);
+        Cluster {
+            host_ca,
+            user_ca,
+            srv,
+        }
+    }
+
+    /// The proxy's config, checking client certificates against the user CA per `auth` and
+    /// offering `server_alpn`, and a client's presenting `cert_key` (a certificate and its
+    /// key) if any, trusting the host CA and offering `client_alpn`.
+    fn mutual(
+        &self,
+        cert_key: Option<(&str, &str)>,
+        auth: ClientAuth,
+        server_alpn: &[&[u8]],
+        client_alpn: &[&[u8]],
+    ) -> (rustls::ServerConfig, rustls::ClientConfig) {
+        let cas = [self.user_ca.cert_pem().to_string()];
+        let server = server_config(&self.srv.cert, &self.srv.key, &cas, auth, server_alpn).unwrap();
+        let roots = [self.host_ca.cert_pem().to_string()];
+        let (cert, key) = (cert_key.map(|c| c.0), cert_key.map(|c| c.1));
+        let client = client_config(cert, key, &roots, false, client_alpn).unwrap();
+        (server, client)
     }
 }
 
@@ -91,114 +119,59 @@ async fn handshake(
 
 #[tokio::test]
 async fn mutual_tls_with_identity() {
-    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
-    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
-    let srv = host_server(&host_ca);
-    let (cert, key, id) = user_cert(&user_ca, OffsetDateTime::now_utc() + Duration::hours(1));
-
-    let server = server_config(
-        &srv.cert,
-        &srv.key,
-        &[user_ca.cert_pem().to_string()],
+    let cluster = Cluster::new();
+    let expires = OffsetDateTime::now_utc() + Duration::hours(1);
+    let (cert, key, id) = user_cert(&cluster.user_ca, expires);
+    let (server, client) = cluster.mutual(
+        Some((&cert, &key)),
         ClientAuth::Required,
         &[b"teleport-proxy", b"http/1.1"],
-    )
-    .unwrap();
-    let client = client_config(
-        Some(&cert),
-        Some(&key),
-        &[host_ca.cert_pem().to_string()],
-        false,
         &[b"http/1.1"],
-    )
-    .unwrap();
+    );
     let (c, s) = handshake(server, client, "proxy.example.com").await;
     assert_eq!(c.unwrap(), Some(b"http/1.1".to_vec()));
     assert_eq!(s.unwrap(), Some(id));
 }
 
 #[tokio::test]
-async fn ip_san_is_accepted() {
-    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
-    let srv = host_server(&host_ca);
-    let server = server_config(&srv.cert, &srv.key, &[], ClientAuth::None, &[]).unwrap();
-    let client = client_config(None, None, &[host_ca.cert_pem().to_string()], false, &[]).unwrap();
-    let (c, s) = handshake(server, client, "127.0.0.1").await;
-    c.unwrap();
-    assert_eq!(s.unwrap(), None);
-}
-
-#[tokio::test]
 async fn client_cert_from_another_ca_is_rejected() {
-    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
-    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
+    let cluster = Cluster::new();
     let rogue_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
-    let srv = host_server(&host_ca);
     let (cert, key, _) = user_cert(&rogue_ca, OffsetDateTime::now_utc() + Duration::hours(1));
     for auth in [ClientAuth::Required, ClientAuth::Optional] {
-        let server = server_config(
-            &srv.cert,
-            &srv.key,
-            &[user_ca.cert_pem().to_string()],
-            auth,
-            &[],
-        )
-        .unwrap();
-        let client = client_config(
-            Some(&cert),
-            Some(&key),
-            &[host_ca.cert_pem().to_string()],
-            false,
-            &[],
-        )
-        .unwrap();
+        let (server, client) = cluster.mutual(Some((&cert, &key)), auth, &[], &[]);
         let (c, s) = handshake(server, client, "proxy.example.com").await;
         assert!(c.is_err() && s.is_err(), "{auth:?}");
     }
 }
 
+/// A client without a certificate is refused where one is required, and accepted with no
+/// identity where it is optional or not asked for (there also dialling the server's IP SAN).
 #[tokio::test]
-async fn missing_client_cert() {
-    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
-    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
-    let srv = host_server(&host_ca);
-    let roots = [host_ca.cert_pem().to_string()];
-    let cas = [user_ca.cert_pem().to_string()];
-
-    let server = server_config(&srv.cert, &srv.key, &cas, ClientAuth::Required, &[]).unwrap();
-    let client = client_config(None, None, &roots, false, &[]).unwrap();
-    let (_, s) = handshake(server, client, "proxy.example.com").await;
-    assert!(s.is_err());
-
-    let server = server_config(&srv.cert, &srv.key, &cas, ClientAuth::Optional, &[]).unwrap();
-    let client = client_config(None, None, &roots, false, &[]).unwrap();
-    let (c, s) = handshake(server, client, "proxy.example.com").await;
-    c.unwrap();
-    assert_eq!(s.unwrap(), None);
+async fn missing_client_cert_and_ip_san() {
+    let cluster = Cluster::new();
+    for (auth, name, accepted) in [
+        (ClientAuth::Required, "proxy.example.com", false),
+        (ClientAuth::Optional, "proxy.example.com", true),
+        (ClientAuth::None, "127.0.0.1", true),
+    ] {
+        let (server, client) = cluster.mutual(None, auth, &[], &[]);
+        let (c, s) = handshake(server, client, name).await;
+        if accepted {
+            c.unwrap();
+            assert_eq!(s.unwrap(), None, "{auth:?}");
+        } else {
+            assert!(s.is_err(), "{auth:?}");
+        }
+    }
 }
 
 #[tokio::test]
 async fn expired_client_cert_is_rejected() {
-    let host_ca = CertAuthority::generate("example.com", CaType::Host).unwrap();
-    let user_ca = CertAuthority::generate("example.com", CaType::User).unwrap();
-    let srv = host_server(&host_ca);
-    let (cert, key, _) = user_cert(&user_ca, OffsetDateTime::now_utc() - Duration::hours(1));
-    let server = server_config(
-        &srv.cert,
-        &srv.key,
-        &[user_ca.cert_pem().to_string()],
-        ClientAuth::Required,
-        &[],
-    )
-    .unwrap();
-    let client = client_config(
-        Some(&cert),
-        Some(&key),
-        &[host_ca.cert_pem().to_string()],
-        false,
-        &[],
-    )
-    .unwrap();
+    let cluster = Cluster::new();
+    let expired = OffsetDateTime::now_utc() - Duration::hours(1);
+    let (cert, key, _) = user_cert(&cluster.user_ca, expired);
+    let (server, client) = cluster.mutual(Some((&cert, &key)), ClientAuth::Required, &[], &[]);
     let (_, s) = handshake(server, client, "proxy.example.com").await;
     assert!(s.is_err());
 }
