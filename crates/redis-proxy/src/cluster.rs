@@ -1558,15 +1558,7 @@ where
     };
     let reply_side = write_replies(client_w, queue_rx, shared, limits);
 
-    tokio::pin!(client_side);
-    tokio::pin!(reply_side);
-    tokio::select! {
-        r = &mut reply_side => r,
-        r = &mut client_side => {
-            let _ = tokio::time::timeout(opts.drain_timeout, &mut reply_side).await;
-            r
-        }
-    }
+    crate::until_either_ends(client_side, reply_side, opts.drain_timeout).await
 }
 
 #[cfg(test)]

@@ -720,14 +720,23 @@ where
         }
     };
 
+    until_either_ends(client_side, server_side, opts.drain_timeout).await
+}
+
+/// Runs a session's two halves until one ends, and returns what it returned.
+/// When the client half ends first it has dropped its sender: the half that
+/// writes to the client gets `drain` to write what is queued, then ends.
+pub(crate) async fn until_either_ends<T>(
+    client_side: impl std::future::Future<Output = T>,
+    writer_side: impl std::future::Future<Output = T>,
+    drain: Duration,
+) -> T {
     tokio::pin!(client_side);
-    tokio::pin!(server_side);
+    tokio::pin!(writer_side);
     tokio::select! {
-        r = &mut server_side => r,
+        r = &mut writer_side => r,
         r = &mut client_side => {
-            // The client side has dropped its sender: the server side writes
-            // what is queued, then ends.
-            let _ = tokio::time::timeout(opts.drain_timeout, &mut server_side).await;
+            let _ = tokio::time::timeout(drain, &mut writer_side).await;
             r
         }
     }

@@ -693,6 +693,17 @@ mod tests {
         step(state, line).0
     }
 
+    /// `line` asks for a RESP3 backend first; the backend then switches
+    /// (`accepted`) or refuses.
+    fn backend_switch(state: &mut SessionState, line: &str, accepted: bool) {
+        assert_eq!(
+            act(state, line),
+            Action::SwitchBackend(Protocol::Resp3),
+            "{line}"
+        );
+        state.backend_switched(Protocol::Resp3, accepted);
+    }
+
     fn forward(counted: bool, fix: Option<ReplyFix>, then_resp2: bool) -> Action {
         Action::Forward {
             counted,
@@ -786,11 +797,7 @@ mod tests {
     fn a_resp2_subscriber_with_expiring_credentials_is_translated() {
         let mut s = SessionState::own(None, Protocol::Resp2, true);
         // The backend switches to RESP3 first, then the same command goes.
-        assert_eq!(
-            act(&mut s, "SUBSCRIBE a b"),
-            Action::SwitchBackend(Protocol::Resp3)
-        );
-        s.backend_switched(Protocol::Resp3, true);
+        backend_switch(&mut s, "SUBSCRIBE a b", true);
         assert!(translated(&s));
         assert_eq!(act(&mut s, "SUBSCRIBE a b"), forward(false, None, false));
         assert!(s.counting());
@@ -822,11 +829,7 @@ mod tests {
         assert!(!translated(&s));
         assert_eq!(act(&mut s, "GET k"), forward(true, None, false));
         // A new subscription switches again.
-        assert_eq!(
-            act(&mut s, "PSUBSCRIBE p*"),
-            Action::SwitchBackend(Protocol::Resp3)
-        );
-        s.backend_switched(Protocol::Resp3, true);
+        backend_switch(&mut s, "PSUBSCRIBE p*", true);
         assert_eq!(act(&mut s, "PSUBSCRIBE p*"), forward(false, None, false));
         // Commands while translated but not subscribed get their replies
         // reshaped as they are.
@@ -850,11 +853,7 @@ mod tests {
     #[test]
     fn a_refused_switch_leaves_a_plain_resp2_subscriber() {
         let mut s = SessionState::own(None, Protocol::Resp2, true);
-        assert_eq!(
-            act(&mut s, "SUBSCRIBE a"),
-            Action::SwitchBackend(Protocol::Resp3)
-        );
-        s.backend_switched(Protocol::Resp3, false);
+        backend_switch(&mut s, "SUBSCRIBE a", false);
         assert_eq!(act(&mut s, "SUBSCRIBE a"), forward(false, None, false));
         assert!(!s.counting());
         // No more switches once replies are not counted.

@@ -894,29 +894,31 @@ mod tests {
             .map(|r| String::from_utf8(r).unwrap())
     }
 
+    /// Sends each command in turn: each is answered locally with its reply.
+    fn assert_answers(setup: &mut Setup, known: &Known, exchanges: &[(&[&str], &str)]) {
+        for (args, reply) in exchanges {
+            assert_eq!(
+                answer(setup, args, known).as_deref(),
+                Some(*reply),
+                "{args:?}"
+            );
+        }
+    }
+
     #[test]
     fn setup_commands_are_answered_as_the_server_would() {
         let mut s = Setup::default();
         let on = known(Probe::Supported);
-        assert_eq!(
-            answer(&mut s, &["GETNAME"], &on).as_deref(),
-            Some("$-1\r\n")
-        );
-        assert_eq!(
-            answer(&mut s, &["setname", "a"], &on).as_deref(),
-            Some("+OK\r\n")
-        );
-        assert_eq!(
-            answer(&mut s, &["GetName"], &on).as_deref(),
-            Some("$1\r\na\r\n")
-        );
-        assert_eq!(
-            answer(&mut s, &["SETINFO", "lib-name", "x"], &on).as_deref(),
-            Some("+OK\r\n")
-        );
-        assert_eq!(
-            answer(&mut s, &["SETINFO", "LIB-VER", "1.2"], &on).as_deref(),
-            Some("+OK\r\n")
+        assert_answers(
+            &mut s,
+            &on,
+            &[
+                (&["GETNAME"], "$-1\r\n"),
+                (&["setname", "a"], "+OK\r\n"),
+                (&["GetName"], "$1\r\na\r\n"),
+                (&["SETINFO", "lib-name", "x"], "+OK\r\n"),
+                (&["SETINFO", "LIB-VER", "1.2"], "+OK\r\n"),
+            ],
         );
         // Whatever the server would refuse or only it knows goes to it.
         for args in [
@@ -948,13 +950,10 @@ mod tests {
              *4\r\n$6\r\nCLIENT\r\n$7\r\nSETINFO\r\n$7\r\nLIB-VER\r\n$3\r\n1.2\r\n"
         );
         // An empty name clears it: nothing to replay.
-        assert_eq!(
-            answer(&mut s, &["SETNAME", ""], &on).as_deref(),
-            Some("+OK\r\n")
-        );
-        assert_eq!(
-            answer(&mut s, &["GETNAME"], &on).as_deref(),
-            Some("$-1\r\n")
+        assert_answers(
+            &mut s,
+            &on,
+            &[(&["SETNAME", ""], "+OK\r\n"), (&["GETNAME"], "$-1\r\n")],
         );
         assert_eq!(s.replay().1, 2);
     }
@@ -966,10 +965,10 @@ mod tests {
             ..Setup::default()
         };
         let on = known(Probe::Supported);
-        assert_eq!(answer(&mut s, &["GETNAME"], &on).as_deref(), Some("_\r\n"));
-        assert_eq!(
-            answer(&mut s, &["SETNAME", "n"], &on).as_deref(),
-            Some("+OK\r\n")
+        assert_answers(
+            &mut s,
+            &on,
+            &[(&["GETNAME"], "_\r\n"), (&["SETNAME", "n"], "+OK\r\n")],
         );
         let (cmds, n) = s.replay();
         assert_eq!(n, 2);

@@ -11,34 +11,15 @@ use redis_proxy::SessionOptions;
 const PW: &str = "bench-password";
 
 async fn benchmark(args: &[&str], clients: u32, pipeline: u32) -> Vec<(String, f64, f64)> {
-    let run = tokio::process::Command::new("/usr/bin/redis-benchmark")
-        .args(args)
-        .args(["-t", "set,get", "-r", "10000", "--csv"])
-        .args(["-n", if clients == 1 { "20000" } else { "200000" }])
-        .args(["-c", &clients.to_string()])
-        .args(["-P", &pipeline.to_string()])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(90), run)
-        .await
-        .expect("redis-benchmark in 90 s")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let rows = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        redis_benchmark(args, clients, pipeline),
+    )
+    .await
+    .expect("redis-benchmark in 90 s");
     // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<String> = l
-                .split(',')
-                .map(|c| c.trim_matches('"').to_string())
-                .collect();
-            (f[0].clone(), f[1].parse().unwrap(), f[4].parse().unwrap())
-        })
+    rows.into_iter()
+        .map(|f| (f[0].clone(), f[1].parse().unwrap(), f[4].parse().unwrap()))
         .collect()
 }
 

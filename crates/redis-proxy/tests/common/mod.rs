@@ -275,19 +275,81 @@ impl Proxy {
 
     /// Runs redis-cli against the proxy and returns its stdout.
     pub async fn cli(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new("/usr/bin/redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        tool_stdout(
+            tokio::process::Command::new("/usr/bin/redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(args),
+        )
+        .await
+    }
+}
+
+/// Runs a tool (killed if the test gives up on it), asserts it succeeded and
+/// returns its stdout.
+pub async fn tool_stdout(cmd: &mut tokio::process::Command) -> String {
+    let what = format!("{:?}", cmd.as_std());
+    let out = cmd.kill_on_drop(true).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `redis-benchmark` of SET and GET (random keys) with `args` (target and
+/// credentials), `clients` clients and `pipeline` commands a request: the rows
+/// of its CSV output, fields unquoted, without the header row.
+pub async fn redis_benchmark(args: &[&str], clients: u32, pipeline: u32) -> Vec<Vec<String>> {
+    let out = tool_stdout(
+        tokio::process::Command::new("/usr/bin/redis-benchmark")
             .args(args)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "redis-cli {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            .args(["-t", "set,get", "-r", "10000", "--csv"])
+            .args(["-n", if clients == 1 { "20000" } else { "200000" }])
+            .args(["-c", &clients.to_string()])
+            .args(["-P", &pipeline.to_string()]),
+    )
+    .await;
+    out.lines()
+        .filter(|l| l.starts_with('"') && !l.starts_with("\"test\""))
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim_matches('"').to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Protocol garbage, each on a connection of its own: an unbalanced quote in
+/// an inline command, binary noise, bad lengths, absurd sizes. Every one is
+/// answered with a protocol error, then the connection ends.
+pub async fn assert_garbage_ends_connections(proxy: &Proxy) {
+    for unbalanced in [&b"GET \"x\r\n"[..], b"GET 'x\r\n"] {
+        let mut c = proxy.conn().await;
+        c.raw(unbalanced).await;
+        assert_eq!(
+            error_text(&c.read().await),
+            "ERR Teleport: Protocol error: unbalanced quotes in request",
+            "{unbalanced:?}"
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert_eq!(c.try_read().await, None);
+    }
+    for noise in [
+        &b"\x00\xff\xfe\r\n\x01"[..],
+        b"*1\r\n$-5\r\n",
+        b"*99999999999999\r\n",
+        b"*1\r\n$999999999999\r\n",
+        b"*1\r\n$3\r\nabcde\r\n",
+        b"*1\nfoo",
+    ] {
+        let mut c = proxy.conn().await;
+        c.raw(noise).await;
+        let e = error_text(&c.read().await);
+        assert!(
+            e.starts_with("ERR Teleport: Protocol error"),
+            "{noise:?}: {e}"
+        );
+        assert_eq!(c.try_read().await, None);
     }
 }
 
