@@ -1,9 +1,12 @@
-//! `teleport db configure create`: a Database Service configuration with
-//! Azure Redis discovery, as the Redis guide writes it.
+//! `teleport db configure create`: the arguments, the CA pin fetched from
+//! the proxy, and the file; the configuration text is
+//! [`config::db_configure::render`]'s.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use config::db_configure::DbConfigure;
 
 /// Flags of `teleport db configure create`.
 #[derive(clap::Args, Debug, Clone)]
@@ -11,17 +14,18 @@ pub struct DbConfigureCreate {
     /// Where to write: `file` (/etc/teleport.yaml), `stdout`, or `file:///path`.
     #[arg(long, short = 'o', default_value = "stdout")]
     pub output: String,
-    /// Proxy address (host:port) the agent joins through.
+    /// Proxy address (host:port; a host alone tries 443, then 3080) the agent joins through.
     #[arg(long)]
     pub proxy: String,
     /// Join token: a file holding it, or the token itself.
     #[arg(long, default_value = "/tmp/token")]
     pub token: String,
-    /// CA pin(s) of the cluster (`tctl status` prints it).
+    /// CA pin(s) of the cluster (`tctl status` prints it); fetched from the
+    /// proxy when not given.
     #[arg(long = "ca-pin")]
     pub ca_pin: Vec<String>,
     /// Data directory of the agent.
-    #[arg(long = "data-dir", default_value = "/var/lib/teleport")]
+    #[arg(long = "data-dir", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: String,
     /// Node name (the host name when absent).
     #[arg(long = "node-name")]
@@ -36,111 +40,135 @@ pub struct DbConfigureCreate {
     /// Resource group(s) to discover in (`*`, the default, for all).
     #[arg(long = "azure-resource-group")]
     pub azure_resource_group: Vec<String>,
-    /// Azure tags a resource must have, `k=v[,k2=v2]`.
+    /// Azure tags a discovered database must carry, `k=v[,k2=v2]`.
     #[arg(long = "azure-tags")]
     pub azure_tags: Vec<String>,
-    /// Labels narrowing discovery, `k=v[,k2=v2]`: resources must carry
-    /// these Azure tags (same as --azure-tags).
+    /// Name of a database to serve.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Its protocol (redis, the default).
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Its address, host:port.
+    #[arg(long)]
+    pub uri: Option<String>,
+    /// Static labels of the database of --name, `k=v[,k2=v2]`.
     #[arg(long)]
     pub labels: Vec<String>,
 }
 
-fn split_list(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn parse_pairs(values: &[String], flag: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for item in split_list(values) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--{flag}: {item:?} is not key=value"))?;
-        if k.trim().is_empty() {
-            bail!("--{flag}: {item:?} has an empty key");
+impl DbConfigureCreate {
+    fn request(&self, hostname: &str) -> DbConfigure {
+        DbConfigure {
+            proxy: self.proxy.trim().to_string(),
+            token: self.token.clone(),
+            ca_pins: self.ca_pin.clone(),
+            data_dir: self.data_dir.clone(),
+            nodename: self
+                .node_name
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            azure_redis_discovery: self.azure_redis_discovery.clone(),
+            azure_subscription: self.azure_subscription.clone(),
+            azure_resource_group: self.azure_resource_group.clone(),
+            azure_tags: self.azure_tags.clone(),
+            name: self.name.clone(),
+            protocol: self.protocol.clone(),
+            uri: self.uri.clone(),
+            labels: self.labels.clone(),
         }
-        out.push((k.trim().to_string(), v.trim().to_string()));
     }
-    Ok(out)
 }
 
-/// YAML scalar, quoted (JSON strings are valid YAML).
-fn q(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
+/// The addresses to try for `proxy`: itself when it has a port, else the
+/// host on 443, then on 3080 (the guides' proxies listen on either).
+fn proxy_candidates(proxy: &str) -> Vec<String> {
+    let has_port = proxy
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if has_port {
+        vec![proxy.to_string()]
+    } else {
+        vec![format!("{proxy}:443"), format!("{proxy}:3080")]
+    }
 }
 
-fn q_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
-    format!("[{}]", quoted.join(", "))
+/// How the pin was learnt.
+enum Pin {
+    /// Over TLS this host trusts.
+    Verified(String),
+    /// From whatever answered (trust on first use).
+    Unverified(String),
 }
 
-/// The configuration text.
-pub fn render(f: &DbConfigureCreate, hostname: &str) -> Result<String> {
-    if f.proxy.trim().is_empty() {
-        bail!("--proxy is required (the proxy's host:port)");
-    }
-    let regions = split_list(&f.azure_redis_discovery);
-    if regions.is_empty() {
-        bail!("--azure-redis-discovery is required: the regions to discover Azure Redis in (e.g. eastus), or * for all");
-    }
-    let subs = match split_list(&f.azure_subscription) {
-        v if v.is_empty() => vec!["*".to_string()],
-        v => v,
+/// Longest wait for one answer of the proxy.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The host CA pin the proxy at `addr` serves (`/v1/webapi/host-ca`).
+async fn fetch_pin(addr: &str) -> Result<Pin, String> {
+    let fetch = |insecure: bool| async move {
+        let trust = tokio::time::timeout(
+            PING_TIMEOUT,
+            agent::join::trust_cluster(addr, &[], insecure),
+        )
+        .await
+        .map_err(|_| format!("no answer within {}s", PING_TIMEOUT.as_secs()))?
+        .map_err(|e| e.to_string())?;
+        let pem = trust
+            .host_ca_pems
+            .first()
+            .ok_or("the proxy sent no host CA")?;
+        pki::ca_pin_from_cert_pem(pem).map_err(|e| format!("the proxy sent a bad host CA: {e}"))
     };
-    let groups = match split_list(&f.azure_resource_group) {
-        v if v.is_empty() => vec!["*".to_string()],
-        v => v,
-    };
-    let mut tags = parse_pairs(&f.azure_tags, "azure-tags")?;
-    tags.extend(parse_pairs(&f.labels, "labels")?);
-    if tags.is_empty() {
-        tags.push(("*".into(), "*".into()));
+    match fetch(false).await {
+        Ok(pin) => Ok(Pin::Verified(pin)),
+        Err(_) => fetch(true).await.map(Pin::Unverified),
     }
-    let node = f.node_name.clone().unwrap_or_else(|| hostname.to_string());
-    let mut y = String::new();
-    y.push_str("version: v3\n");
-    y.push_str("teleport:\n");
-    y.push_str(&format!("  nodename: {}\n", q(&node)));
-    y.push_str(&format!("  data_dir: {}\n", q(&f.data_dir)));
-    y.push_str("  join_params:\n");
-    y.push_str(&format!("    token_name: {}\n", q(&f.token)));
-    y.push_str("    method: token\n");
-    y.push_str(&format!("  proxy_server: {}\n", q(f.proxy.trim())));
-    let pins = split_list(&f.ca_pin);
-    if !pins.is_empty() {
-        y.push_str(&format!("  ca_pin: {}\n", q_list(&pins)));
-    }
-    y.push_str("  log:\n    output: stderr\n    severity: INFO\n");
-    y.push_str("auth_service:\n  enabled: \"no\"\n");
-    y.push_str("ssh_service:\n  enabled: \"no\"\n");
-    y.push_str("proxy_service:\n  enabled: \"no\"\n");
-    y.push_str("db_service:\n  enabled: \"yes\"\n");
-    y.push_str("  azure:\n");
-    y.push_str("  - types: [\"redis\"]\n");
-    y.push_str(&format!("    regions: {}\n", q_list(&regions)));
-    y.push_str(&format!("    subscriptions: {}\n", q_list(&subs)));
-    y.push_str(&format!("    resource_groups: {}\n", q_list(&groups)));
-    y.push_str("    tags:\n");
-    for (k, v) in &tags {
-        y.push_str(&format!("      {}: {}\n", q(k), q(v)));
-    }
-    // What is written must be what the agent reads.
-    config::parse(&y, "generated configuration")
-        .map_err(|e| anyhow!("the generated configuration does not parse: {e}"))?;
-    Ok(y)
 }
 
-/// Write (or print) the configuration; returns the message for the user.
+/// Fills in the CA pin from the proxy when none was given (and the proxy's
+/// port when none was), telling the user on stderr what was done.
+fn pin_from_proxy(req: &mut DbConfigure) -> Result<()> {
+    if !req.ca_pins.is_empty() || req.proxy.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut failures = Vec::new();
+    for addr in proxy_candidates(&req.proxy) {
+        match rt.block_on(fetch_pin(&addr)) {
+            Ok(pin) => {
+                let pin = match pin {
+                    Pin::Verified(pin) => {
+                        eprintln!("The CA pin {pin} of the cluster behind {addr} is in the configuration (teleport.ca_pin).");
+                        pin
+                    }
+                    Pin::Unverified(pin) => {
+                        eprintln!("The CA pin {pin} was read from the proxy at {addr}, whose certificate this host does not trust: compare it with the CA pin `tctl status` prints before starting the agent.");
+                        pin
+                    }
+                };
+                req.ca_pins = vec![pin];
+                req.proxy = addr;
+                return Ok(());
+            }
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    eprintln!(
+        "warning: the proxy could not be reached ({}), so the configuration has no teleport.ca_pin: add --ca-pin with the pin `tctl status` prints; without it the agent trusts the cluster only if the proxy's certificate is valid for this host's CA roots.",
+        failures.join("; ")
+    );
+    Ok(())
+}
+
+/// Write (or print) the configuration.
 pub fn run(f: &DbConfigureCreate) -> Result<()> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let text = render(f, &hostname)?;
     let target: Option<PathBuf> = match f.output.as_str() {
         "stdout" => None,
         "file" => Some(PathBuf::from("/etc/teleport.yaml")),
@@ -149,15 +177,20 @@ pub fn run(f: &DbConfigureCreate) -> Result<()> {
             _ => bail!("-o/--output must be file, stdout or file:///path, not {other:?}"),
         },
     };
+    if let Some(path) = target.as_ref().filter(|p| p.exists()) {
+        bail!(
+            "{} already exists: remove it or choose another file with -o file:///path",
+            path.display()
+        );
+    }
+    let mut req = f.request(&hostname);
+    // The flags are checked before the proxy is asked anything.
+    config::db_configure::render(&req)?;
+    pin_from_proxy(&mut req)?;
+    let text = config::db_configure::render(&req)?;
     match target {
         None => print!("{text}"),
         Some(path) => {
-            if path.exists() {
-                bail!(
-                    "{} already exists: remove it or choose another file with -o file:///path",
-                    path.display()
-                );
-            }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -184,79 +217,41 @@ mod tests {
         f: DbConfigureCreate,
     }
 
-    fn flags(args: &[&str]) -> DbConfigureCreate {
-        let mut all = vec!["t"];
-        all.extend_from_slice(args);
-        T::parse_from(all).f
+    #[test]
+    fn flags_reach_the_request() {
+        let f = T::parse_from([
+            "t",
+            "--proxy= p:3080 ",
+            "--azure-redis-discovery=eastus",
+            "--azure-tags=env=dev",
+            "--name=cache",
+            "--uri=c:6380",
+            "--labels",
+            "env=dev,team=x",
+        ])
+        .f;
+        let req = f.request("vm1");
+        assert_eq!(req.proxy, "p:3080");
+        assert_eq!(req.nodename, "vm1");
+        assert_eq!(req.data_dir, config::DEFAULT_DATA_DIR);
+        assert_eq!(req.token, "/tmp/token");
+        assert_eq!(req.labels, vec!["env=dev,team=x"]);
+        assert_eq!(req.azure_tags, vec!["env=dev"]);
+        assert_eq!(req.name.as_deref(), Some("cache"));
+        let cfg = config::parse(&config::db_configure::render(&req).unwrap(), "t").unwrap();
+        assert_eq!(cfg.db_service.databases[0].static_labels["team"], "x");
     }
 
     #[test]
-    fn guide_command_renders_discovery() {
-        let f = flags(&[
-            "-o",
-            "file",
-            "--proxy=tele.example.com:443",
-            "--token=/tmp/token",
-            "--azure-redis-discovery=eastus",
-        ]);
-        let text = render(&f, "vm1").unwrap();
-        let cfg = config::parse(&text, "t").unwrap();
-        assert!(cfg.db_service.enabled);
-        assert!(!cfg.auth_service.enabled);
-        let m = &cfg.db_service.azure[0];
-        assert_eq!(m.types, vec!["redis"]);
-        assert_eq!(m.regions, vec!["eastus"]);
-        assert_eq!(m.subscriptions, vec!["*"]);
-        assert_eq!(m.resource_groups, vec!["*"]);
+    fn a_proxy_without_a_port_tries_443_then_3080() {
         assert_eq!(
-            cfg.teleport.proxy_server.as_deref(),
-            Some("tele.example.com:443")
+            proxy_candidates("p.example.com:3080"),
+            vec!["p.example.com:3080"]
         );
         assert_eq!(
-            cfg.teleport.join_params.unwrap().token_name,
-            "/tmp/token".to_string()
+            proxy_candidates("p.example.com"),
+            vec!["p.example.com:443", "p.example.com:3080"]
         );
-    }
-
-    #[test]
-    fn scopes_and_errors() {
-        let f = flags(&[
-            "--proxy=p:3080",
-            "--azure-redis-discovery=*",
-            "--azure-resource-group=my-resource-group",
-            "--azure-subscription=sub-1,sub-2",
-            "--labels=env=dev",
-        ]);
-        let cfg = config::parse(&render(&f, "h").unwrap(), "t").unwrap();
-        let m = &cfg.db_service.azure[0];
-        assert_eq!(m.regions, vec!["*"]);
-        assert_eq!(m.resource_groups, vec!["my-resource-group"]);
-        assert_eq!(m.subscriptions, vec!["sub-1", "sub-2"]);
-        assert_eq!(m.tags["env"].to_vec(), vec!["dev"]);
-        let none = flags(&["--proxy=p:1"]);
-        assert!(render(&none, "h")
-            .unwrap_err()
-            .to_string()
-            .contains("--azure-redis-discovery is required"));
-        let bad = flags(&[
-            "--proxy=p:1",
-            "--azure-redis-discovery=eastus",
-            "--labels=x",
-        ]);
-        assert!(render(&bad, "h")
-            .unwrap_err()
-            .to_string()
-            .contains("key=value"));
-        // Odd characters stay data, not YAML structure.
-        let odd = flags(&[
-            "--proxy=p:1",
-            "--azure-redis-discovery=eastus",
-            "--labels=a: b=c\ndef",
-        ]);
-        let cfg = config::parse(&render(&odd, "h").unwrap(), "t").unwrap();
-        assert_eq!(
-            cfg.db_service.azure[0].tags["a: b"].to_vec(),
-            vec!["c\ndef"]
-        );
+        assert_eq!(proxy_candidates("[::1]:8443"), vec!["[::1]:8443"]);
     }
 }

@@ -20,30 +20,21 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "teleport",
     about = "Teleport services",
-    disable_version_flag = true
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
+    /// Print the version (as `teleport version`).
+    #[arg(long)]
+    version: bool,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start the services enabled in the config file.
-    Start {
-        /// Config file.
-        #[arg(long, short = 'c', default_value = "/etc/teleport.yaml")]
-        config: PathBuf,
-        /// Verbose logging.
-        #[arg(long, short = 'd')]
-        debug: bool,
-        /// Write the process ID here.
-        #[arg(long = "pid-file")]
-        pid_file: Option<PathBuf>,
-        /// Agents: accept any proxy certificate when no ca_pin is set (tests only).
-        #[arg(long)]
-        insecure: bool,
-    },
+    /// Start the services of the config file and the flags (--roles).
+    Start(Box<StartArgs>),
     /// Print the version.
     Version,
     /// Install helpers.
@@ -53,6 +44,97 @@ enum Cmd {
     #[command(subcommand)]
     Db(DbCmd),
 }
+
+/// Flags of `teleport start`: a config file, and Teleport's flags that set
+/// (or override) its values, so that the command `tctl tokens add` prints
+/// runs with no file.
+#[derive(clap::Args)]
+struct StartArgs {
+    /// Config file [default: /etc/teleport.yaml; none needed with --roles/--token/--auth-server].
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Verbose logging.
+    #[arg(long, short = 'd')]
+    debug: bool,
+    /// Write the process ID here.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Agents: accept any proxy certificate when no ca_pin is set (tests only).
+    #[arg(long)]
+    insecure: bool,
+    /// Services to run, comma-separated: app, db, node (SSH: not in this build), auth, proxy.
+    #[arg(long)]
+    roles: Option<String>,
+    /// Join token, or a file holding it.
+    #[arg(long)]
+    token: Option<String>,
+    /// How to join: token or azure.
+    #[arg(long = "join-method")]
+    join_method: Option<String>,
+    /// CA pin(s) of the cluster (`tctl status` prints it); repeatable.
+    #[arg(long = "ca-pin")]
+    ca_pin: Vec<String>,
+    /// Address (host:port) to join through: the proxy's, as `tctl tokens add` prints it; repeatable.
+    #[arg(long = "auth-server")]
+    auth_server: Vec<String>,
+    /// Name of this node [default: the host name].
+    #[arg(long)]
+    nodename: Option<String>,
+    /// Data directory [default: /var/lib/teleport].
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Static labels of the --app-name app, e.g. env=dev,team=x.
+    #[arg(long)]
+    labels: Vec<String>,
+    /// Name of an app to serve (with --app-uri).
+    #[arg(long = "app-name")]
+    app_name: Option<String>,
+    /// Address of the --app-name app, e.g. http://localhost:3000.
+    #[arg(long = "app-uri")]
+    app_uri: Option<String>,
+    /// Public address of the --app-name app.
+    #[arg(long = "app-public-addr")]
+    app_public_addr: Option<String>,
+}
+
+impl StartArgs {
+    fn flags(&self) -> config::StartFlags {
+        config::StartFlags {
+            roles: self.roles.clone(),
+            token: self.token.clone(),
+            join_method: self.join_method.clone(),
+            ca_pins: self.ca_pin.clone(),
+            auth_servers: self.auth_server.clone(),
+            nodename: self.nodename.clone(),
+            data_dir: self.data_dir.clone(),
+            labels: self.labels.clone(),
+            app_name: self.app_name.clone(),
+            app_uri: self.app_uri.clone(),
+            app_public_addr: self.app_public_addr.clone(),
+        }
+    }
+
+    /// The configuration to run: the file's (-c, else /etc/teleport.yaml
+    /// when it exists), with the flags laid over it; and the warnings for
+    /// the log.
+    fn configuration(&self) -> Result<(config::FileConfig, Vec<String>)> {
+        let flags = self.flags();
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        let mut cfg = match &self.config {
+            Some(path) => config::load(path)?,
+            None if default.exists() => config::load(&default)?,
+            None if !flags.is_empty() => config::FileConfig::empty(),
+            None => bail!(
+                "{DEFAULT_CONFIG} does not exist: give a config file with -c FILE, or the flags `tctl tokens add` prints (--roles, --token, --ca-pin, --auth-server)"
+            ),
+        };
+        let warnings = flags.apply(&mut cfg)?;
+        Ok((cfg, warnings))
+    }
+}
+
+/// The file `teleport start` reads without -c.
+const DEFAULT_CONFIG: &str = "/etc/teleport.yaml";
 
 #[derive(Subcommand)]
 enum DbCmd {
@@ -64,7 +146,7 @@ enum DbCmd {
 #[derive(Subcommand)]
 enum DbConfigureCmd {
     /// Write a Database Service configuration (Azure Redis discovery).
-    Create(configure::DbConfigureCreate),
+    Create(Box<configure::DbConfigureCreate>),
 }
 
 #[derive(Subcommand)]
@@ -93,7 +175,11 @@ mod configure;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
+    let Some(cmd) = cli.cmd.filter(|_| !cli.version) else {
+        println!("{}", api::version_line());
+        return ExitCode::SUCCESS;
+    };
+    match cmd {
         Cmd::Version => {
             println!("{}", api::version_line());
             ExitCode::SUCCESS
@@ -142,13 +228,8 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Cmd::Start {
-            config,
-            debug,
-            pid_file,
-            insecure,
-        } => {
-            let cfg = match config::load(&config) {
+        Cmd::Start(args) => {
+            let (cfg, warnings) = match args.configuration() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{}", client::term::error_line(&format!("{e:#}")));
@@ -170,7 +251,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(start(cfg, debug, pid_file, insecure)) {
+            let StartArgs {
+                debug,
+                pid_file,
+                insecure,
+                ..
+            } = *args;
+            match rt.block_on(start(cfg, &warnings, debug, pid_file, insecure)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{}", client::term::error_line(&format!("{e:#}")));
@@ -181,24 +268,50 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(debug: bool, cfg: &config::FileConfig) {
+/// Logs go to `teleport.log.output` (`stderr`, the default, `stdout`, or a
+/// file, appended to), coloured only on a terminal.
+fn init_logging(debug: bool, cfg: &config::FileConfig) -> Result<()> {
+    use std::io::IsTerminal;
+    let log = cfg.teleport.log.as_ref();
     let level = if debug {
         "debug".to_string()
     } else {
-        cfg.teleport
-            .log
-            .as_ref()
-            .and_then(|l| l.severity.clone())
+        log.and_then(|l| l.severity.clone())
             .map(|s| match s.to_ascii_lowercase().as_str() {
                 "warning" => "warn".to_string(),
                 other => other.to_string(),
             })
             .unwrap_or_else(|| "info".into())
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(level)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(level);
+    let output = log.and_then(|l| l.output.as_deref()).unwrap_or("stderr");
+    let _ = match output {
+        "" | "stderr" | "syslog" => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
+        "stdout" => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(std::io::stdout)
+            .try_init(),
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| {
+                    format!("opening the log file {path} (teleport.log.output): check the directory exists and is writable, or use stderr")
+                })?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init()
+        }
+    };
+    if output == "syslog" {
+        tracing::warn!("teleport.log.output: syslog is not available in this build; logging to stderr (systemd's journal keeps it)");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -229,11 +342,15 @@ const MAX_WORKER_THREADS: usize = 256;
 
 async fn start(
     cfg: config::FileConfig,
+    warnings: &[String],
     debug: bool,
     pid_file: Option<PathBuf>,
     insecure: bool,
 ) -> Result<()> {
-    init_logging(debug, &cfg);
+    init_logging(debug, &cfg)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     if let Some(p) = &pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {}", p.display()))?;
@@ -243,7 +360,7 @@ async fn start(
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
 
     if cfg.ssh_service.enabled {
-        tracing::warn!("the SSH service is not available in this build; ssh_service is ignored");
+        tracing::warn!("the SSH service (role node, ssh_service) is not available in this build: nothing serves SSH on this host");
     }
     if !cfg.auth_service.enabled {
         if cfg.proxy_service.enabled {
