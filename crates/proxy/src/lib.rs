@@ -411,24 +411,8 @@ impl Proxy {
         // client certificate (web API clients without one: for their life).
         let unauthenticated = auth::serve::UnauthenticatedConnections::default();
         tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = &mut shutdown => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-            };
-            let Some(guard) = unauthenticated.admit(peer.ip()) else {
-                tracing::debug!(%peer, "too many unauthenticated connections from this address");
-                continue;
-            };
-            // Small frames (tunnel pings, HTTP heads) must not wait for
-            // delayed ACKs.
-            let _ = tcp.set_nodelay(true);
+        while let Some((tcp, peer, guard)) = unauthenticated.accept(&listener, &mut shutdown).await
+        {
             let this = self.clone();
             tokio::spawn(async move {
                 let handled = this.clone().handle(tcp, peer, guard);
