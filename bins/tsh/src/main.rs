@@ -19,7 +19,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use client::{Credentials, Profile, ProfileStore};
 
+mod appconfig;
 mod azure;
+mod clusters;
 mod db;
 mod env;
 mod list;
@@ -100,6 +102,13 @@ enum Cmd {
         #[arg(long)]
         unset: bool,
     },
+    /// List the clusters of the current login (this build has no trusted
+    /// clusters: the root cluster).
+    Clusters {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = client::format::Format::Text)]
+        format: client::format::Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +134,15 @@ enum AppsCmd {
     Logout {
         /// App name (all when absent).
         app: Option<String>,
+    },
+    /// Print an app session's connection details: URI, CA, certificate and
+    /// key paths, an example curl command.
+    Config {
+        /// App name (needed when logged into several apps).
+        app: Option<String>,
+        /// Print one detail (uri, ca, cert, key, curl) or all as json or yaml.
+        #[arg(long, short = 'f', value_enum)]
+        format: Option<appconfig::ConfigFormat>,
     },
 }
 
@@ -239,6 +257,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Status { format } => status(&cli, format),
         Cmd::Logout => logout(),
         Cmd::Env { unset } => env::run(&cli, *unset),
+        Cmd::Clusters { format } => runtime()?.block_on(clusters::run(&cli, *format)),
         Cmd::Apps(AppsCmd::Ls { format }) => runtime()?.block_on(list::apps_ls(&cli, format)),
         Cmd::Apps(AppsCmd::Login {
             app,
@@ -251,6 +270,7 @@ fn run(cli: Cli) -> Result<()> {
             list_identities: false,
         }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
         Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
+        Cmd::Apps(AppsCmd::Config { app, format }) => appconfig::run(&cli, app.as_deref(), *format),
         Cmd::Db(DbCmd::Ls { format }) => runtime()?.block_on(list::db_ls(&cli, format)),
         Cmd::Db(DbCmd::Login {
             db,

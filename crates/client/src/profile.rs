@@ -222,14 +222,19 @@ impl ProfileStore {
             &keys.join(format!("{}.crt", profile.user)),
             creds.cert_pem.as_bytes(),
         )?;
-        write_private(
-            &keys.join("cas").join(format!("{}.pem", profile.cluster)),
-            creds.ca_pems.concat().as_bytes(),
-        )?;
+        write_private(&self.ca_path(profile), creds.ca_pems.concat().as_bytes())?;
         let yaml = serde_yaml_ng::to_string(profile)
             .map_err(|e| ClientError::Local(format!("cannot encode the profile: {e}")))?;
         write_private(&self.dir.join(format!("{name}.yaml")), yaml.as_bytes())?;
         write_private(&self.dir.join("current-profile"), name.as_bytes())
+    }
+
+    /// The cluster's CA certificates of `profile`:
+    /// `keys/<proxy>/cas/<cluster>.pem`.
+    pub fn ca_path(&self, profile: &Profile) -> PathBuf {
+        self.keys_dir(&profile.name())
+            .join("cas")
+            .join(format!("{}.pem", profile.cluster))
     }
 
     /// Name of the current profile.
