@@ -479,3 +479,20 @@ fn full_error_text() {
     assert_eq!(e.document, 2, "{e}");
     assert_eq!(e.line, Some(6), "{e}");
 }
+
+#[test]
+fn command_labels_run_every_period_or_every_minute() {
+    let argv = vec!["uname".to_string(), "-m".to_string()];
+    let every = |period| CommandLabel::every(argv.clone(), period);
+    let label = every(Some("1m30s")).unwrap();
+    assert_eq!(label.command, argv);
+    assert_eq!(label.period.0, std::time::Duration::from_secs(90));
+    assert!(label.result.is_empty());
+    assert_eq!(every(None).unwrap().period.0, CommandLabel::DEFAULT_PERIOD);
+    assert_eq!(
+        CommandLabel::DEFAULT_PERIOD,
+        std::time::Duration::from_secs(60)
+    );
+    let err = every(Some("often")).unwrap_err().to_string();
+    assert!(err.contains("often"), "{err}");
+}
