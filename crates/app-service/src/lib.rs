@@ -45,26 +45,17 @@ pub fn apps_from_config(cfg: &config::AppService, proxy_host: &str) -> Result<Ve
                     a.name, c.name
                 )));
             }
-            let period = match &c.period {
-                Some(p) => resources::parse_go_duration(p).map_err(|e| {
+            let label =
+                CommandLabel::every(c.command.clone(), c.period.as_deref()).map_err(|e| {
                     AppError::Config(format!("app {:?}: label {:?}: period: {e}", a.name, c.name))
-                })?,
-                None => Duration::from_secs(60),
-            };
-            if period < Duration::from_secs(1) {
+                })?;
+            if label.period.0 < Duration::from_secs(1) {
                 return Err(AppError::Config(format!(
                     "app {:?}: label {:?}: period must be at least 1s",
                     a.name, c.name
                 )));
             }
-            app.spec.dynamic_labels.insert(
-                c.name.clone(),
-                CommandLabel {
-                    command: c.command.clone(),
-                    period: resources::Duration(period),
-                    result: String::new(),
-                },
-            );
+            app.spec.dynamic_labels.insert(c.name.clone(), label);
         }
         app.check_and_set_defaults()
             .map_err(|e| AppError::Config(e.to_string()))?;
@@ -96,22 +87,24 @@ impl AppSet {
         self.apps.read().await.clone()
     }
 
+    /// Every dynamic label now: the index of its app, its key and itself.
+    async fn labels(&self) -> Vec<(usize, String, CommandLabel)> {
+        let apps = self.apps.read().await;
+        apps.iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                a.spec
+                    .dynamic_labels
+                    .iter()
+                    .map(move |(k, v)| (i, k.clone(), v.clone()))
+            })
+            .collect()
+    }
+
     /// Run every dynamic label once now.
     pub async fn refresh_all(&self) {
-        let work: Vec<(usize, String, Vec<String>)> = {
-            let apps = self.apps.read().await;
-            apps.iter()
-                .enumerate()
-                .flat_map(|(i, a)| {
-                    a.spec
-                        .dynamic_labels
-                        .iter()
-                        .map(move |(k, v)| (i, k.clone(), v.command.clone()))
-                })
-                .collect()
-        };
-        for (i, key, argv) in work {
-            let result = agent::labels::run_command(&argv).await;
+        for (i, key, label) in self.labels().await {
+            let result = agent::labels::run_command(&label.command).await;
             self.set_label(i, &key, result).await;
         }
     }
@@ -128,24 +121,21 @@ impl AppSet {
 
     /// Keep each dynamic label fresh on its own period, until `stop` fires.
     pub async fn run_labels(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let labels: Vec<(usize, String, Vec<String>, Duration)> = {
-            let apps = self.apps.read().await;
-            apps.iter()
-                .enumerate()
-                .flat_map(|(i, a)| {
-                    a.spec
-                        .dynamic_labels
-                        .iter()
-                        .map(move |(k, v)| (i, k.clone(), v.command.clone(), v.period.0))
-                })
-                .collect()
-        };
         let mut tasks = Vec::new();
-        for (i, key, argv, period) in labels {
+        for (
+            i,
+            key,
+            CommandLabel {
+                command: argv,
+                period,
+                ..
+            },
+        ) in self.labels().await
+        {
             let set = self.clone();
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period);
+                let mut tick = tokio::time::interval(period.0);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {

@@ -8,7 +8,6 @@ pub mod session;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::RwLock;
 
@@ -65,23 +64,14 @@ pub fn databases_from_config(cfg: &config::DbService) -> Result<Vec<Database>, D
             });
         }
         for c in &d.dynamic_labels {
-            let period = match &c.period {
-                Some(p) => resources::parse_go_duration(p).map_err(|e| {
+            let label =
+                CommandLabel::every(c.command.clone(), c.period.as_deref()).map_err(|e| {
                     DbError::Config(format!(
                         "database {:?}: label {:?}: period: {e}",
                         d.name, c.name
                     ))
-                })?,
-                None => Duration::from_secs(60),
-            };
-            db.spec.dynamic_labels.insert(
-                c.name.clone(),
-                CommandLabel {
-                    command: c.command.clone(),
-                    period: resources::Duration(period),
-                    result: String::new(),
-                },
-            );
+                })?;
+            db.spec.dynamic_labels.insert(c.name.clone(), label);
         }
         db.validate().map_err(|e| DbError::Config(e.to_string()))?;
         out.push(db);
@@ -153,12 +143,8 @@ impl DbService {
         let chain: Arc<dyn azure_core::credentials::TokenCredential> =
             Arc::new(azure_mint::credential::DefaultChain::from_env(&http, cloud));
         let arm = Arc::new(
-            azure_mint::arm::ArmClient::new(
-                &http,
-                cloud,
-                Arc::new(azure_mint::arm::CredentialBearer::new(chain.clone(), cloud)),
-            )
-            .map_err(|e| failed(format!("Azure ARM client: {e}")))?,
+            azure_mint::arm::ArmClient::with_credential(&http, cloud, chain.clone())
+                .map_err(|e| failed(format!("Azure ARM client: {e}")))?,
         );
         let creds: Arc<dyn session::CredentialSource> =
             Arc::new(credentials::AzureCredentialSource::new(arm.clone(), chain));

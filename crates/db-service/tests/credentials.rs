@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_emulator::local_redis::LocalRedis as Redis;
-use azure_mint::arm::{ArmClient, CredentialBearer};
+use azure_mint::arm::ArmClient;
 use azure_mint::credential::DefaultChain;
 use azure_mint::http::HttpConfig;
 use db_service::session::CredentialSource;
@@ -47,12 +47,7 @@ fn source(
             &http,
             cloud,
         ));
-    let arm = ArmClient::new(
-        &http,
-        cloud,
-        Arc::new(CredentialBearer::new(chain.clone(), cloud)),
-    )
-    .unwrap();
+    let arm = ArmClient::with_credential(&http, cloud, chain.clone()).unwrap();
     db_service::credentials::AzureCredentialSource::new(Arc::new(arm), chain)
 }
 
