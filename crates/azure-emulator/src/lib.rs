@@ -70,6 +70,25 @@ impl Error {
 /// Azure hosts it emulates and refuses a `CONNECT` to anything else.
 pub const NO_PROXY: &str = "127.0.0.1,localhost,::1";
 
+/// Variables of a client's own environment that would take its requests past the emulator
+/// (other proxies, another managed-identity endpoint) or make it another identity. A client
+/// given [`EmulatorHandle::env`] should inherit none of them.
+pub const CLIENT_ENV_TO_CLEAR: [&str; 13] = [
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "ALL_PROXY",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+];
+
 /// Entry point.
 #[derive(Debug)]
 pub struct Emulator;

@@ -61,21 +61,7 @@ impl Az {
     async fn run(&self, line: &str) -> Out {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(line.split_whitespace()).args(["--output", "json"]);
-        for k in [
-            "http_proxy",
-            "https_proxy",
-            "no_proxy",
-            "all_proxy",
-            "ALL_PROXY",
-            "IDENTITY_ENDPOINT",
-            "IDENTITY_HEADER",
-            "MSI_ENDPOINT",
-            "MSI_SECRET",
-            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-            "AZURE_CLIENT_ID",
-            "AZURE_TENANT_ID",
-            "AZURE_CLIENT_SECRET",
-        ] {
+        for k in azure_emulator::CLIENT_ENV_TO_CLEAR {
             cmd.env_remove(k);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -19,15 +19,7 @@ async fn clients_use_the_proxy_and_ca_of_the_environment() {
     for (k, v) in emu.env(None) {
         std::env::set_var(k, v);
     }
-    for k in [
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "all_proxy",
-        "ALL_PROXY",
-        "IDENTITY_ENDPOINT",
-        "MSI_ENDPOINT",
-    ] {
+    for k in azure_emulator::CLIENT_ENV_TO_CLEAR {
         std::env::remove_var(k);
     }
     let cfg = HttpConfig::from_env();
