@@ -96,6 +96,18 @@ async fn arm_gets(client: &reqwest::Client, token: &str, n: usize) -> Result<f64
     Ok(median_f(times))
 }
 
+/// Sends `token_request` (a managed-identity token endpoint), then times ARM GETs with the
+/// token it answers: 10 to warm up, then the median of 200.
+async fn token_then_arm_gets(
+    client: &reqwest::Client,
+    token_request: reqwest::RequestBuilder,
+) -> Result<f64> {
+    let tok: serde_json::Value = token_request.send().await?.json().await?;
+    let token = tok["access_token"].as_str().unwrap_or_default().to_string();
+    arm_gets(client, &token, 10).await?;
+    arm_gets(client, &token, 200).await
+}
+
 fn client_via(proxy: &str, ca_file: &Path) -> Result<reqwest::Client> {
     let pem = std::fs::read(ca_file)?;
     let mut b = reqwest::Client::builder().proxy(reqwest::Proxy::all(proxy)?);
@@ -121,16 +133,10 @@ fn azure_chain(root: &Path, dir: &Path) -> Result<()> {
     // Direct: a token from the emulator's IMDS, then ARM through its proxy.
     let direct = sc.rt.block_on(async {
         let client = client_via(&emu_proxy, Path::new(&emu_ca))?;
-        let tok: serde_json::Value = client
+        let token_request = client
             .get("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/&msi_res_id=/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-resource-group/providers/Microsoft.ManagedIdentity/userAssignedIdentities/teleport-azure")
-            .header("Metadata", "true")
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = tok["access_token"].as_str().unwrap_or_default().to_string();
-        arm_gets(&client, &token, 10).await?;
-        arm_gets(&client, &token, 200).await
+            .header("Metadata", "true");
+        token_then_arm_gets(&client, token_request).await
     })?;
 
     // Through Teleport: tsh proxy azure, its token endpoint, then ARM.
@@ -163,21 +169,15 @@ fn azure_chain(root: &Path, dir: &Path) -> Result<()> {
                 .ok_or_else(|| anyhow!("tsh proxy azure printed no {k}"))
         };
         let client = client_via(&p("HTTPS_PROXY")?, Path::new(&p("REQUESTS_CA_BUNDLE")?))?;
-        let tok: serde_json::Value = reqwest::Client::builder()
+        let token_request = reqwest::Client::builder()
             .no_proxy()
             .build()?
             .get(format!(
                 "{}?api-version=2019-08-01&resource=https://management.azure.com/",
                 p("IDENTITY_ENDPOINT")?
             ))
-            .header("X-IDENTITY-HEADER", p("IDENTITY_HEADER")?)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = tok["access_token"].as_str().unwrap_or_default().to_string();
-        arm_gets(&client, &token, 10).await?;
-        arm_gets(&client, &token, 200).await
+            .header("X-IDENTITY-HEADER", p("IDENTITY_HEADER")?);
+        token_then_arm_gets(&client, token_request).await
     });
     let _ = child.kill();
     let _ = child.wait();

@@ -97,24 +97,17 @@ fn nightly_cargo() -> Command {
 }
 
 fn ensure_tools() -> Result<()> {
-    let nightly = nightly_cargo()
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !nightly {
+    // Whether a command runs and succeeds (its output dropped).
+    let succeeds = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !succeeds(nightly_cargo().arg("--version")) {
         bail!("the nightly toolchain is missing: cargo fuzz needs it (rustup toolchain install nightly)");
     }
-    let has_fuzz = nightly_cargo()
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !has_fuzz {
+    if !succeeds(nightly_cargo().args(["fuzz", "--version"])) {
         crate::run(
             Command::new("nice")
                 .args(["-n", "19", "cargo", "install", "cargo-fuzz", "--locked"])
