@@ -601,44 +601,43 @@ impl AuditEvent {
             Some(Value::String(k)) => k.as_str(),
             _ => return Err(AgentEventError::NotAnEvent),
         };
-        let server_id = server_id.to_string();
-        Ok(match kind {
+        let mut parsed = match kind {
             APP_SESSION_REQUEST => {
-                let mut e: AppSessionRequest = parse(APP_SESSION_REQUEST, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::AppSessionRequest(e)
+                AuditEvent::AppSessionRequest(parse(APP_SESSION_REQUEST, event)?)
             }
-            APP_SESSION_END => {
-                let mut e: AppSessionEnd = parse(APP_SESSION_END, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::AppSessionEnd(e)
-            }
-            DB_SESSION_START => {
-                let mut e: DbSessionStart = parse(DB_SESSION_START, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::DbSessionStart(e)
-            }
-            DB_SESSION_QUERY => {
-                let mut e: DbSessionQuery = parse(DB_SESSION_QUERY, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::DbSessionQuery(e)
-            }
+            APP_SESSION_END => AuditEvent::AppSessionEnd(parse(APP_SESSION_END, event)?),
+            DB_SESSION_START => AuditEvent::DbSessionStart(parse(DB_SESSION_START, event)?),
+            DB_SESSION_QUERY => AuditEvent::DbSessionQuery(parse(DB_SESSION_QUERY, event)?),
             DB_SESSION_QUERY_FAILED => {
-                let mut e: DbSessionQueryFailed = parse(DB_SESSION_QUERY_FAILED, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::DbSessionQueryFailed(e)
+                AuditEvent::DbSessionQueryFailed(parse(DB_SESSION_QUERY_FAILED, event)?)
             }
-            DB_SESSION_END => {
-                let mut e: DbSessionEnd = parse(DB_SESSION_END, event)?;
-                e.session.server_id = server_id;
-                AuditEvent::DbSessionEnd(e)
-            }
+            DB_SESSION_END => AuditEvent::DbSessionEnd(parse(DB_SESSION_END, event)?),
             other => {
                 return Err(AgentEventError::NotForAgents(
                     other.chars().take(MAX_NAME_IN_ERROR).collect(),
                 ))
             }
-        })
+        };
+        if let Some(id) = parsed.session_server_id() {
+            *id = server_id.to_string();
+        }
+        Ok(parsed)
+    }
+
+    /// The `server_id` of a session event's session: the agent that served it.
+    fn session_server_id(&mut self) -> Option<&mut String> {
+        match self {
+            AuditEvent::AppSessionStart(AppSessionStart { session, .. })
+            | AuditEvent::AppSessionRequest(AppSessionRequest { session, .. })
+            | AuditEvent::AppSessionEnd(AppSessionEnd { session }) => Some(&mut session.server_id),
+            AuditEvent::DbSessionStart(DbSessionStart { session, .. })
+            | AuditEvent::DbSessionQuery(DbSessionQuery { session, .. })
+            | AuditEvent::DbSessionQueryFailed(DbSessionQueryFailed { session, .. })
+            | AuditEvent::DbSessionEnd(DbSessionEnd { session, .. }) => {
+                Some(&mut session.server_id)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -17,28 +17,27 @@ fn same(event: AuditEvent, before: Value) {
 #[test]
 fn user_events() {
     let roles = vec!["access".to_string(), "editor".to_string()];
-    same(
-        AuditEvent::UserCreate(UserChange {
-            user: "admin".into(),
-            name: "alice".into(),
-            roles: roles.clone(),
-        }),
-        json!({
-            "event": "user.create", "code": "T1002I", "user": "admin",
-            "name": "alice", "roles": roles,
-        }),
-    );
-    same(
-        AuditEvent::UserUpdate(UserChange {
-            user: "admin".into(),
-            name: "alice".into(),
-            roles: roles.clone(),
-        }),
-        json!({
-            "event": "user.update", "code": "T1003I", "user": "admin",
-            "name": "alice", "roles": roles,
-        }),
-    );
+    let change = UserChange {
+        user: "admin".into(),
+        name: "alice".into(),
+        roles: roles.clone(),
+    };
+    for (event, kind, code) in [
+        (
+            AuditEvent::UserCreate(change.clone()),
+            "user.create",
+            "T1002I",
+        ),
+        (AuditEvent::UserUpdate(change), "user.update", "T1003I"),
+    ] {
+        same(
+            event,
+            json!({
+                "event": kind, "code": code, "user": "admin",
+                "name": "alice", "roles": roles,
+            }),
+        );
+    }
     same(
         AuditEvent::UserPasswordChange(PasswordChange {
             user: "alice".into(),
