@@ -71,9 +71,9 @@ enum Cmd {
     },
     /// Show the current profile.
     Status {
-        /// Output format: text or json.
-        #[arg(long, short = 'f', default_value = "text")]
-        format: String,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = client::format::Format::Text)]
+        format: client::format::Format,
     },
     /// Delete the profile(s) and their keys.
     Logout,
@@ -114,11 +114,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum AppsCmd {
     /// List the applications you may access.
-    Ls {
-        /// text or json.
-        #[arg(long, short = 'f', default_value = "text")]
-        format: String,
-    },
+    Ls(list::LsArgs),
     /// Get a certificate for an app (and, for Azure, log the az CLI in).
     Login {
         /// App name.
@@ -149,11 +145,7 @@ enum AppsCmd {
 #[derive(Subcommand)]
 enum DbCmd {
     /// List the databases you may access.
-    Ls {
-        /// text or json.
-        #[arg(long, short = 'f', default_value = "text")]
-        format: String,
-    },
+    Ls(list::LsArgs),
     /// Get a certificate for a database.
     Login {
         /// Database name.
@@ -254,11 +246,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", api::version_line());
             Ok(())
         }
-        Cmd::Status { format } => status(&cli, format),
+        Cmd::Status { format } => status(&cli, *format),
         Cmd::Logout => logout(),
         Cmd::Env { unset } => env::run(&cli, *unset),
         Cmd::Clusters { format } => runtime()?.block_on(clusters::run(&cli, *format)),
-        Cmd::Apps(AppsCmd::Ls { format }) => runtime()?.block_on(list::apps_ls(&cli, format)),
+        Cmd::Apps(AppsCmd::Ls(args)) => runtime()?.block_on(list::apps_ls(&cli, args)),
         Cmd::Apps(AppsCmd::Login {
             app,
             azure_identity: _,
@@ -271,7 +263,7 @@ fn run(cli: Cli) -> Result<()> {
         }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
         Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
         Cmd::Apps(AppsCmd::Config { app, format }) => appconfig::run(&cli, app.as_deref(), *format),
-        Cmd::Db(DbCmd::Ls { format }) => runtime()?.block_on(list::db_ls(&cli, format)),
+        Cmd::Db(DbCmd::Ls(args)) => runtime()?.block_on(list::db_ls(&cli, args)),
         Cmd::Db(DbCmd::Login {
             db,
             db_user,
@@ -401,6 +393,9 @@ async fn login(cli: &Cli, user: Option<String>, ttl: Option<Duration>) -> Result
     };
     store.save(&profile, &creds)?;
     print_profile(&profile, &creds, true)?;
+    if let Some(note) = list::capped_ttl_note(ttl, &creds) {
+        eprintln!("{note}");
+    }
     Ok(())
 }
 
