@@ -129,7 +129,9 @@ struct NodeAt {
 }
 
 impl NodeAt {
-    fn start(dir: &Path, cluster: &str, web_addr: &str) -> NodeAt {
+    /// Started on `ip:port`, with the user alice (role access).
+    fn start(dir: &Path, cluster: &str, ip: &str, port: u16) -> NodeAt {
+        let web_addr = &format!("{ip}:{port}");
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("teleport.yaml");
         std::fs::write(
@@ -173,6 +175,7 @@ impl NodeAt {
         })
         .map_err(|e| format!("{e}\n{}", node.log()))
         .unwrap();
+        node.add_user("alice");
         node
     }
 
@@ -214,10 +217,9 @@ fn own_loopback() -> String {
     addr
 }
 
-fn login(home: &Path, proxy: &str, extra: &[&str]) -> std::process::Output {
+fn login(home: &Path, proxy: &str) -> std::process::Output {
     let proxy = format!("--proxy={proxy}");
-    let mut args = vec!["login", proxy.as_str(), "--user=alice", "--insecure"];
-    args.extend_from_slice(extra);
+    let args = ["login", proxy.as_str(), "--user=alice", "--insecure"];
     tsh(home, &args, Some(&format!("{PASSWORD}\n"))).unwrap()
 }
 
@@ -256,6 +258,14 @@ fn assert_clusters(home: &Path, cluster: &str) {
     assert!(err.contains("text, json, yaml"), "{err}");
 }
 
+/// `tsh login --proxy=ip` (no port) as alice in `home`, which must find the
+/// proxy on `port`; `home`.
+fn logged_in(home: &Path, ip: &str, port: u16) -> PathBuf {
+    ok(login(home, ip)).unwrap();
+    assert_eq!(profile_addr(home), format!("{ip}:{port}"));
+    home.to_path_buf()
+}
+
 fn profile_addr(home: &Path) -> String {
     client::ProfileStore::at(home)
         .current()
@@ -270,17 +280,10 @@ fn profile_addr(home: &Path) -> String {
 fn a_proxy_without_a_port_is_found_on_443_then_3080() {
     let tmp = tempfile::tempdir().unwrap();
     let ip = own_loopback();
-    let on_3080 = NodeAt::start(
-        &tmp.path().join("n3080"),
-        "fallback.example",
-        &format!("{ip}:3080"),
-    );
-    on_3080.add_user("alice");
+    let _on_3080 = NodeAt::start(&tmp.path().join("n3080"), "fallback.example", &ip, 3080);
 
     // Nothing on 443: the proxy on 3080.
-    let home = tmp.path().join("home1");
-    ok(login(&home, &ip, &[])).unwrap();
-    assert_eq!(profile_addr(&home), format!("{ip}:3080"));
+    let home = logged_in(&tmp.path().join("home1"), &ip, 3080);
     let env = ok(tsh(&home, &["env"], None).unwrap()).unwrap();
     assert_eq!(
         env,
@@ -289,26 +292,19 @@ fn a_proxy_without_a_port_is_found_on_443_then_3080() {
     assert_clusters(&home, "fallback.example");
     let unset = ok(tsh(&home, &["env", "--unset"], None).unwrap()).unwrap();
     assert_eq!(unset, "unset TELEPORT_PROXY\nunset TELEPORT_CLUSTER\n");
-    // `eval $(tsh env)`: later commands reach the same proxy through the variable.
+    // `eval $(tsh env)` sets both in the shell.
     let script = format!(
-        "eval \"$({tsh} env)\" && {tsh} status",
-        tsh = bin("tsh").unwrap().display()
+        "eval \"$({} env)\" && echo \"$TELEPORT_PROXY $TELEPORT_CLUSTER\"",
+        bin("tsh").unwrap().display()
     );
     let mut cmd = Command::new("bash");
     cmd.env("TELEPORT_HOME", &home).args(["-c", &script]);
-    let status = ok(output(cmd, None).unwrap()).unwrap();
-    assert!(status.contains(&format!("https://{ip}:3080")), "{status}");
+    let vars = ok(output(cmd, None).unwrap()).unwrap();
+    assert_eq!(vars, format!("{ip}:3080 fallback.example\n"));
 
     // A proxy on 443 is preferred: the guides give the host alone.
-    let on_443 = NodeAt::start(
-        &tmp.path().join("n443"),
-        "public.example",
-        &format!("{ip}:443"),
-    );
-    on_443.add_user("alice");
-    let home = tmp.path().join("home2");
-    ok(login(&home, &ip, &[])).unwrap();
-    assert_eq!(profile_addr(&home), format!("{ip}:443"));
+    let _on_443 = NodeAt::start(&tmp.path().join("n443"), "public.example", &ip, 443);
+    let home = logged_in(&tmp.path().join("home2"), &ip, 443);
     let env = ok(tsh(&home, &["env"], None).unwrap()).unwrap();
     assert!(
         env.contains("export TELEPORT_CLUSTER=public.example\n"),
@@ -326,7 +322,7 @@ fn a_proxy_without_a_port_is_found_on_443_then_3080() {
 
     // An explicit port is used as given.
     let home = tmp.path().join("home3");
-    ok(login(&home, &format!("{ip}:3080"), &[])).unwrap();
+    ok(login(&home, &format!("{ip}:3080"))).unwrap();
     assert_eq!(profile_addr(&home), format!("{ip}:3080"));
 }
 

@@ -51,15 +51,8 @@ struct Cli {
     /// Skip checking the server's certificate.
     #[arg(long, global = true)]
     insecure: bool,
-    /// Print the version (as `tctl version`).
-    #[arg(long)]
-    version: bool,
-    /// Print a bash completion script (`source <(tctl --completion-script-bash)`).
-    #[arg(long = "completion-script-bash")]
-    completion_script_bash: bool,
-    /// Print a zsh completion script.
-    #[arg(long = "completion-script-zsh")]
-    completion_script_zsh: bool,
+    #[command(flatten)]
+    _early: client::cli::EarlyFlags,
     #[command(subcommand)]
     cmd: Cmd,
 }

@@ -44,15 +44,8 @@ struct Cli {
     /// Skip checking the proxy's certificate (test clusters only).
     #[arg(long, global = true)]
     insecure: bool,
-    /// Print the version (as `tsh version`).
-    #[arg(long)]
-    version: bool,
-    /// Print a bash completion script (`source <(tsh --completion-script-bash)`).
-    #[arg(long = "completion-script-bash")]
-    completion_script_bash: bool,
-    /// Print a zsh completion script.
-    #[arg(long = "completion-script-zsh")]
-    completion_script_zsh: bool,
+    #[command(flatten)]
+    _early: client::cli::EarlyFlags,
     #[command(subcommand)]
     cmd: Cmd,
 }

@@ -17,6 +17,22 @@ pub enum EarlyFlag {
     CompletionZsh,
 }
 
+/// The early flags as the binaries' `Cli` lists them (flattened into it), so
+/// `--help` and the completion scripts show them. They are acted on before
+/// parsing ([`early_flag`]): the fields are never read.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EarlyFlags {
+    /// Print the version (as the `version` subcommand).
+    #[arg(long)]
+    pub version: bool,
+    /// Print a bash completion script (source its output from ~/.bashrc).
+    #[arg(long = "completion-script-bash")]
+    pub completion_script_bash: bool,
+    /// Print a zsh completion script (a #compdef file for $fpath).
+    #[arg(long = "completion-script-zsh")]
+    pub completion_script_zsh: bool,
+}
+
 /// The early flag among the leading flags of `args` (the program name
 /// first), if any. Only the flags before the first word count: in
 /// `tsh az --version` the flag is az's.
