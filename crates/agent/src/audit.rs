@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{mpsc, Notify};
+use tunnel::watched::{ReadWatch, Watched};
 
 use api::audit::AuditEvent;
 
@@ -233,76 +234,49 @@ impl AuditSink {
     /// faster than the auth service is slowed down instead of filling the
     /// agent's memory, and no event is dropped. Writes pass through.
     pub fn throttle<S>(&self, stream: S) -> Throttled<S> {
-        Throttled {
-            inner: stream,
+        let throttle = Throttle {
             backlog: self.backlog.clone(),
             wait: None,
-        }
+        };
+        Watched::new(stream, throttle)
     }
 }
 
 /// A client stream whose reads follow the audit backlog
 /// ([`AuditSink::throttle`]).
-pub struct Throttled<S> {
-    inner: S,
+pub type Throttled<S> = Watched<S, Throttle>;
+
+/// Holds a stream's reads while the audit backlog is full ([`AuditSink::throttle`]).
+pub struct Throttle {
     backlog: Arc<Backlog>,
     wait: Option<Pin<Box<OwnedNotified>>>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Throttled<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl ReadWatch for Throttle {
+    fn poll_read<S: AsyncRead + Unpin>(
+        &mut self,
+        io: Pin<&mut S>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        while this.backlog.full() {
-            let wait = this
+        while self.backlog.full() {
+            let backlog = &self.backlog;
+            let wait = self
                 .wait
-                .get_or_insert_with(|| Box::pin(this.backlog.drained.clone().notified_owned()));
+                .get_or_insert_with(|| Box::pin(backlog.drained.clone().notified_owned()));
             // Registered before the second look, so a drain in between is
             // not missed.
             wait.as_mut().enable();
-            if !this.backlog.full() {
+            if !self.backlog.full() {
                 break;
             }
             match wait.as_mut().poll(cx) {
-                Poll::Ready(()) => this.wait = None,
+                Poll::Ready(()) => self.wait = None,
                 Poll::Pending => return Poll::Pending,
             }
         }
-        this.wait = None;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.wait = None;
+        io.poll_read(cx, buf)
     }
 }
 

@@ -5,45 +5,46 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tunnel::watched::{ReadWatch, Watched};
+
+/// A stream whose reads time out ([`idle_read`]); writes pass through.
+pub type IdleRead<S> = Watched<S, Idle>;
 
 /// Wraps a stream: a read that has waited `limit` since the last byte
 /// arrived fails with [`std::io::ErrorKind::TimedOut`].
-pub struct IdleRead<S> {
-    inner: S,
+pub fn idle_read<S>(inner: S, limit: Duration) -> IdleRead<S> {
+    let idle = Idle {
+        limit,
+        deadline: Box::pin(tokio::time::sleep(limit)),
+    };
+    Watched::new(inner, idle)
+}
+
+/// The deadline of [`IdleRead`]'s next byte.
+pub struct Idle {
     limit: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
-impl<S> IdleRead<S> {
-    /// `inner`, whose reads time out after `limit` without a byte.
-    pub fn new(inner: S, limit: Duration) -> Self {
-        IdleRead {
-            inner,
-            limit,
-            deadline: Box::pin(tokio::time::sleep(limit)),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for IdleRead<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl ReadWatch for Idle {
+    fn poll_read<S: AsyncRead + Unpin>(
+        &mut self,
+        io: Pin<&mut S>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match io.poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    let next = Instant::now() + this.limit;
-                    this.deadline.as_mut().reset(next);
+                    let next = Instant::now() + self.limit;
+                    self.deadline.as_mut().reset(next);
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the peer sent nothing for too long",
@@ -51,35 +52,5 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleRead<S> {
                 Poll::Pending => Poll::Pending,
             },
         }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleRead<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }

@@ -195,7 +195,7 @@ pub async fn serve_connection_with<S>(
             .layer(Extension(PeerAddr(peer))),
     );
     let result = if h2 {
-        let io = TokioIo::new(crate::idle::IdleRead::new(stream, h2_idle_timeout));
+        let io = TokioIo::new(crate::idle::idle_read(stream, h2_idle_timeout));
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .serve_connection(io, svc)

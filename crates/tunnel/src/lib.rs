@@ -53,6 +53,7 @@ mod agent;
 mod mux;
 mod server;
 mod session;
+pub mod watched;
 
 use std::io;
 use std::pin::Pin;

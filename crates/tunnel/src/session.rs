@@ -68,55 +68,20 @@ impl LastHeard {
     }
 }
 
-/// A connection that notes when it last read something.
-struct Heard<S> {
-    io: S,
-    heard: Arc<LastHeard>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+/// A connection's reads note when they last brought something.
+impl crate::watched::ReadWatch for Arc<LastHeard> {
+    fn poll_read<S: AsyncRead + Unpin>(
+        &mut self,
+        io: Pin<&mut S>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        let r = io.poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let now = self.heard.now();
-            self.heard.at_ms.store(now, Ordering::Relaxed);
+            self.at_ms.store(self.now(), Ordering::Relaxed);
         }
         r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -131,10 +96,7 @@ impl MuxClient {
             since: tokio::time::Instant::now(),
             at_ms: AtomicU64::new(0),
         });
-        let io = Heard {
-            io,
-            heard: heard.clone(),
-        };
+        let io = crate::watched::Watched::new(io, heard.clone());
         let (open, mux) = mux::new(io, cfg, yamux::Mode::Client);
         let streams = Arc::new(Semaphore::new(cfg.max_streams.max(1)));
         let on_close = streams.clone();
