@@ -123,6 +123,19 @@ fn the_printed_agent_command_runs_without_a_config_file() {
         err.contains("the kube service is not available in this build"),
         "{err}"
     );
+    // A missing flag is named as the flag.
+    let no_token: Vec<String> = args
+        .iter()
+        .filter(|a| !a.starts_with("--token="))
+        .map(|a| a.replace("agent-data", "other-data"))
+        .collect();
+    let mut cmd = Command::new(bin("teleport").unwrap());
+    cmd.args(&no_token);
+    let err = fails(output(cmd, None).unwrap()).unwrap();
+    assert!(
+        err.contains("(teleport start --token) must be set"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub enum JoinError {
     #[error("{0}")]
     Cluster(String),
     /// The proxy's CA does not match `teleport.ca_pin`.
-    #[error("the cluster's host CA pin {got} does not match teleport.ca_pin ({want}): check the pin `tctl status` prints")]
+    #[error("the cluster's host CA pin {got} does not match teleport.ca_pin ({want}, or --ca-pin's): check the pin `tctl status` prints")]
     PinMismatch {
         /// Pin of the CA the proxy presented.
         got: String,

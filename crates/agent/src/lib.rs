@@ -68,7 +68,7 @@ fn proxy_addr(cfg: &config::FileConfig) -> Result<String> {
         .or_else(|| cfg.teleport.auth_servers.first().cloned())
         .ok_or_else(|| {
             AgentError::Config(
-                "teleport.proxy_server must be set for an agent (the proxy's host:port)".into(),
+                "teleport.proxy_server (teleport start --auth-server) must be set for an agent: the proxy's host:port".into(),
             )
         })
 }
@@ -124,7 +124,7 @@ async fn obtain_identity(
         .await
         .map_err(|e| match e {
             JoinError::Cluster(m) if pins.is_empty() && !insecure => JoinError::Cluster(format!(
-                "{m}; set teleport.ca_pin to the pin `tctl status` prints"
+                "{m}; set teleport.ca_pin (teleport start --ca-pin) to the pin `tctl status` prints"
             )),
             e => e,
         })?;
@@ -132,7 +132,7 @@ async fn obtain_identity(
         "token" => {
             if token_name.is_empty() {
                 return Err(config(
-                    "join_params.token_name must be set (a token or a file holding it)",
+                    "join_params.token_name (teleport start --token) must be set: a token or a file holding it",
                 ));
             }
             let token = join::read_token(&token_name)?;
@@ -255,7 +255,7 @@ impl Agent {
         let cfg = &self.cfg;
         let roles = agent_roles(cfg);
         if roles.is_empty() {
-            return Err(AgentError::Config("no service is enabled: enable auth_service/proxy_service, or an agent service (app_service, db_service)".into()));
+            return Err(AgentError::Config("no service is enabled: enable auth_service/proxy_service, or an agent service (app_service, db_service; teleport start --roles=app,db)".into()));
         }
         let proxy = proxy_addr(cfg)?;
         std::fs::create_dir_all(cfg.data_dir()).map_err(|source| AgentError::Io {
