@@ -568,6 +568,31 @@ mod tests {
         }
     }
 
+    /// Generated from clap's command tree: every listing (`... ls`,
+    /// `status`) takes `--format` with exactly text, json and yaml.
+    #[test]
+    fn every_listing_takes_text_json_yaml() {
+        use clap::CommandFactory;
+        let mut checked = Vec::new();
+        for (path, cmd) in client::format::leaf_commands(&crate::Cli::command()) {
+            if path.ends_with(" ls") || path == "ls" || path == "status" {
+                let values = client::format::format_values(&cmd);
+                assert_eq!(
+                    values.as_deref(),
+                    Some(&["text", "json", "yaml"].map(String::from)[..]),
+                    "{path}"
+                );
+                checked.push(path);
+            }
+        }
+        for listing in ["apps ls", "db ls", "status"] {
+            assert!(
+                checked.iter().any(|p| p == listing),
+                "{listing} not found: {checked:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_capped_ttl_is_named_as_go_prints_durations() {
         assert_eq!(go_short(3 * 3600), "3h0m0s");

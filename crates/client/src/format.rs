@@ -103,6 +103,37 @@ pub fn resources(items: &[Value], format: Format) -> Result<String, FormatError>
     })
 }
 
+/// The leaves of a command tree with their paths (`db ls`, `status`): for
+/// the checks, generated from clap's tree, that every listing takes
+/// `--format`.
+pub fn leaf_commands(cmd: &clap::Command) -> Vec<(String, clap::Command)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(String, &clap::Command)> = vec![(String::new(), cmd)];
+    while let Some((path, cmd)) = stack.pop() {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name()).trim().to_string();
+            if sub.get_subcommands().next().is_none() {
+                out.push((p, sub.clone()));
+            } else {
+                stack.push((p, sub));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The values `--format` of `cmd` accepts (`None`: it has no `--format`).
+pub fn format_values(cmd: &clap::Command) -> Option<Vec<String>> {
+    let arg = cmd.get_arguments().find(|a| a.get_id() == "format")?;
+    Some(
+        arg.get_possible_values()
+            .iter()
+            .map(|v| v.get_name().to_string())
+            .collect(),
+    )
+}
+
 /// Pretty JSON with a final line feed, control characters escaped.
 fn json(value: &Value) -> Result<String, FormatError> {
     let mut text = crate::term::json(serde_json::to_string_pretty(value)?);
