@@ -344,16 +344,14 @@ fn every_listing_in_every_format() {
 #[test]
 fn selectors_search_and_query_filter_both_listings() {
     let c = cluster();
-    let dbs = |args: &[&str]| -> Vec<String> {
-        let mut all = vec!["db", "ls"];
+    // The names `tsh KIND ls args...` lists.
+    let listed = |kind: &str, args: &[&str]| -> Vec<String> {
+        let mut all = vec![kind, "ls"];
         all.extend_from_slice(args);
         names(&c.tsh(&all).unwrap())
     };
-    let apps = |args: &[&str]| -> Vec<String> {
-        let mut all = vec!["apps", "ls"];
-        all.extend_from_slice(args);
-        names(&c.tsh(&all).unwrap())
-    };
+    let dbs = |args: &[&str]| listed("db", args);
+    let apps = |args: &[&str]| listed("apps", args);
     assert_eq!(dbs(&[]), ["my-azure-redis", "prod-redis", "web-cache"]);
     // Label selectors: all must match.
     assert_eq!(dbs(&["env=dev"]), ["my-azure-redis", "web-cache"]);

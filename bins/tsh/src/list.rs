@@ -355,19 +355,56 @@ pub(crate) fn status(cli: &Cli, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// What the filters look at in a listed resource.
+trait Listed {
+    fn metadata(&self) -> &resources::Metadata;
+    fn all_labels(&self) -> BTreeMap<String, String>;
+}
+
+impl Listed for resources::App {
+    fn metadata(&self) -> &resources::Metadata {
+        &self.metadata
+    }
+    fn all_labels(&self) -> BTreeMap<String, String> {
+        resources::App::all_labels(self)
+    }
+}
+
+impl Listed for resources::Database {
+    fn metadata(&self) -> &resources::Metadata {
+        &self.metadata
+    }
+    fn all_labels(&self) -> BTreeMap<String, String> {
+        resources::Database::all_labels(self)
+    }
+}
+
+/// The resources at `path` that `args`' filters keep (the filters are
+/// checked before anything is asked of the cluster); `None` when they were
+/// printed as JSON or YAML, leaving the table to the caller.
+async fn fetch<T>(cli: &Cli, path: &str, args: &LsArgs) -> Result<Option<Vec<T>>>
+where
+    T: Listed + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let filter = Filter::new(args)?;
+    let api = api_client(cli)?;
+    let all: Vec<T> = api.get(path).await?;
+    let kept: Vec<T> = all
+        .into_iter()
+        .filter(|r| {
+            let m = r.metadata();
+            filter.keeps(&m.name, &m.description, &r.all_labels())
+        })
+        .collect();
+    Ok((!print_structured(&kept, args.format)?).then_some(kept))
+}
+
 /// `tsh apps ls`: Teleport's columns; Type is the protocol (`HTTP`, or
 /// `TCP` for a `tcp://` app), the Azure CLI app included.
 pub(crate) async fn apps_ls(cli: &Cli, args: &LsArgs) -> Result<()> {
-    let filter = Filter::new(args)?;
-    let api = api_client(cli)?;
-    let apps: Vec<resources::App> = api.get("/v1/auth/apps").await?;
-    let apps: Vec<resources::App> = apps
-        .into_iter()
-        .filter(|a| filter.keeps(&a.metadata.name, &a.metadata.description, &a.all_labels()))
-        .collect();
-    if print_structured(&apps, args.format)? {
+    let Some(apps) = fetch::<resources::App>(cli, "/v1/auth/apps", args).await? else {
         return Ok(());
-    }
+    };
     let rows: Vec<Vec<String>> = apps
         .iter()
         .map(|app| {
@@ -403,18 +440,11 @@ pub(crate) async fn apps_ls(cli: &Cli, args: &LsArgs) -> Result<()> {
 /// `tsh db ls`: Teleport's columns; Connect names the command for the
 /// databases one is logged in to.
 pub(crate) async fn db_ls(cli: &Cli, args: &LsArgs) -> Result<()> {
-    let filter = Filter::new(args)?;
-    let api = api_client(cli)?;
+    let Some(dbs) = fetch::<resources::Database>(cli, "/v1/auth/dbs", args).await? else {
+        return Ok(());
+    };
     let (profile, creds) = load_active(cli)?;
     let id = client::identity_of(&creds)?;
-    let dbs: Vec<resources::Database> = api.get("/v1/auth/dbs").await?;
-    let dbs: Vec<resources::Database> = dbs
-        .into_iter()
-        .filter(|d| filter.keeps(&d.metadata.name, &d.metadata.description, &d.all_labels()))
-        .collect();
-    if print_structured(&dbs, args.format)? {
-        return Ok(());
-    }
     let users = format!("[{}]", id.db_users.join(" "));
     let active = if cli.identity.is_some() {
         Vec::new()
@@ -487,7 +517,8 @@ pub(crate) fn capped_ttl_note(requested: Duration, creds: &Credentials) -> Optio
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// A label map from pairs (for query's tests too).
+    pub(super) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

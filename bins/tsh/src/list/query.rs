@@ -540,14 +540,8 @@ impl Parser {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::tests::labels;
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn check(q: &str, name: &str, l: &BTreeMap<String, String>) -> bool {
         let r = Resource {
