@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{mpsc, Notify};
 use tunnel::watched::{ReadWatch, Watched};
@@ -253,12 +252,7 @@ pub struct Throttle {
 }
 
 impl ReadWatch for Throttle {
-    fn poll_read<S: AsyncRead + Unpin>(
-        &mut self,
-        io: Pin<&mut S>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_before(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while self.backlog.full() {
             let backlog = &self.backlog;
             let wait = self
@@ -276,7 +270,7 @@ impl ReadWatch for Throttle {
             }
         }
         self.wait = None;
-        io.poll_read(cx, buf)
+        Poll::Ready(())
     }
 }
 

@@ -5,9 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tunnel::watched::{ReadWatch, Watched};
+use tunnel::watched::{ReadPoll, ReadWatch, Watched};
 
 /// A stream whose reads time out ([`idle_read`]); writes pass through.
 pub type IdleRead<S> = Watched<S, Idle>;
@@ -29,28 +28,20 @@ pub struct Idle {
 }
 
 impl ReadWatch for Idle {
-    fn poll_read<S: AsyncRead + Unpin>(
-        &mut self,
-        io: Pin<&mut S>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        match io.poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    let next = Instant::now() + self.limit;
-                    self.deadline.as_mut().reset(next);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+    fn after(&mut self, cx: &mut Context<'_>, read: ReadPoll, bytes: usize) -> ReadPoll {
+        if read.is_pending() {
+            return match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the peer sent nothing for too long",
                 ))),
                 Poll::Pending => Poll::Pending,
-            },
+            };
         }
+        if bytes > 0 {
+            let next = Instant::now() + self.limit;
+            self.deadline.as_mut().reset(next);
+        }
+        read
     }
 }

@@ -11,15 +11,15 @@
 //! [`TunnelConfig::max_streams`] end the connection (yamux's rule), so
 //! [`MuxClient`] never opens more.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
 use crate::mux::{self, MuxHandle};
+use crate::watched::ReadPoll;
 use crate::{TunnelConfig, TunnelError, TunnelStream};
 
 /// Sets TCP keepalive on the socket under a long-lived multiplexed
@@ -70,18 +70,11 @@ impl LastHeard {
 
 /// A connection's reads note when they last brought something.
 impl crate::watched::ReadWatch for Arc<LastHeard> {
-    fn poll_read<S: AsyncRead + Unpin>(
-        &mut self,
-        io: Pin<&mut S>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = io.poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+    fn after(&mut self, _cx: &mut Context<'_>, read: ReadPoll, bytes: usize) -> ReadPoll {
+        if matches!(read, Poll::Ready(Ok(()))) && bytes > 0 {
             self.at_ms.store(self.now(), Ordering::Relaxed);
         }
-        r
+        read
     }
 }
 
