@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::{ca_pin, loopback_direct, Agent, Node, Result};
+use crate::{ca_pin, loopback_direct, token_agent_config, Agent, Node, Result};
 
 /// The app service agent serving `azure-cli`, joining `node` with `token`, with the emulator's
 /// environment `env` (it runs on the emulator's default VM).
@@ -15,12 +15,8 @@ pub fn start_azure_agent(
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let token_file = dir.join("token");
     std::fs::write(&token_file, token).map_err(|e| e.to_string())?;
-    let config = format!(
-        "version: v3\nteleport:\n  nodename: azure-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: {}\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: off\nproxy_service:\n  enabled: off\nssh_service:\n  enabled: off\napp_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n",
-        node.web_addr,
-        ca_pin(node)?,
-        token_file.display()
-    );
+    let config = token_agent_config("azure-agent", &node.web_addr, &ca_pin(node)?, &token_file)
+        + "app_service:\n  enabled: true\n  apps:\n  - name: azure-cli\n    cloud: Azure\n";
     Agent::start_with_env(dir, &config, &loopback_direct(env))
 }
 

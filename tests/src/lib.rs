@@ -187,6 +187,13 @@ impl Node {
         self.wait_ready(Duration::from_secs(60))
     }
 
+    /// Rewrites the node's `teleport.yaml` with `edit`, then [restarts](Self::restart) it.
+    pub fn restart_with_config(&mut self, edit: impl FnOnce(String) -> String) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config).map_err(|e| e.to_string())?;
+        std::fs::write(&self.config, edit(text)).map_err(|e| e.to_string())?;
+        self.restart()
+    }
+
     fn wait_ready(&mut self, limit: Duration) -> Result<()> {
         let start = Instant::now();
         let rt = runtime()?;
@@ -358,6 +365,16 @@ pub fn sqlite_node(cluster: &str) -> Result<(tempfile::TempDir, Node)> {
     Ok((tmp, node))
 }
 
+/// The head of an agent's `teleport.yaml`: `nodename`, joining the proxy at `proxy` (pinned to
+/// the CA hash `ca_pin`, `sha256:...`) with the token in `token_file`; no auth, proxy or SSH
+/// service. The services it runs follow as YAML.
+pub fn token_agent_config(nodename: &str, proxy: &str, ca_pin: &str, token_file: &Path) -> String {
+    format!(
+        "version: v3\nteleport:\n  nodename: {nodename}\n  data_dir: \"{{data_dir}}\"\n  proxy_server: \"{proxy}\"\n  ca_pin: \"{ca_pin}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: no\nproxy_service:\n  enabled: no\nssh_service:\n  enabled: no\n",
+        token_file.display()
+    )
+}
+
 /// Writes `yaml` to `file` and runs `tctl create file` on `node`.
 pub fn create_from(node: &Node, file: &Path, yaml: &str) -> Result<Output> {
     std::fs::write(file, yaml).map_err(|e| e.to_string())?;
@@ -446,6 +463,31 @@ impl TempDatabase {
             conn_string: format!("postgres://postgres@127.0.0.1:5432/{name}"),
             name,
         })
+    }
+}
+
+/// Two nodes of one cluster (two processes) on one fresh PostgreSQL database. The nodes stop
+/// before the database is dropped.
+pub struct PostgresPair {
+    /// The first node (`a` in `tmp`).
+    pub a: Node,
+    /// The second node (`b` in `tmp`).
+    pub b: Node,
+    /// Their directory.
+    pub tmp: tempfile::TempDir,
+    /// Their database.
+    pub db: TempDatabase,
+}
+
+impl PostgresPair {
+    /// Two nodes of `cluster` on a new database named after `db_prefix`.
+    pub fn start(db_prefix: &str, cluster: &str) -> Result<PostgresPair> {
+        let db = TempDatabase::create(db_prefix)?;
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let storage = Storage::Postgres(db.conn_string.clone());
+        let a = Node::start(&tmp.path().join("a"), cluster, &storage)?;
+        let b = Node::start(&tmp.path().join("b"), cluster, &storage)?;
+        Ok(PostgresPair { a, b, tmp, db })
     }
 }
 

@@ -144,10 +144,8 @@ fn json(out: std::process::Output) -> serde_json::Value {
 
 #[test]
 fn azure_cli_through_teleport() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, node) = sqlite_node("azure.example").unwrap();
     let (rt, emulator) = start_emulator().unwrap();
-
-    let node = Node::start(&tmp.path().join("node"), "azure.example", &Storage::Sqlite).unwrap();
     let token = join_token(&node, "app").unwrap();
     let agent_dir = tmp.path().join("agent");
     let agent = start_agent(&agent_dir, &node, token.trim(), emulator.env(None));

@@ -14,9 +14,8 @@ const PASSWORD: &str = "correct horse battery staple";
 
 #[test]
 fn discovered_caches_appear_in_tsh_db_ls() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, node) = sqlite_node("redis.example").unwrap();
     let (_rt, emu) = start_emulator().unwrap();
-    let node = Node::start(&tmp.path().join("node"), "redis.example", &Storage::Sqlite).unwrap();
     let token = join_token(&node, "db").unwrap();
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, token.trim()).unwrap();
@@ -26,18 +25,19 @@ fn discovered_caches_appear_in_tsh_db_ls() {
         "AZURE_CLIENT_ID".into(),
         "6a2f5c0e-1b3d-4e8f-9a7b-0c1d2e3f4a01".into(),
     ));
-    let config = format!(
-        "version: v3\nteleport:\n  nodename: redis-agent\n  data_dir: \"{{data_dir}}\"\n  proxy_server: \"{}\"\n  ca_pin: \"{}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: no\nproxy_service:\n  enabled: no\nssh_service:\n  enabled: no\ndb_service:\n  enabled: yes\n  azure:\n  - types: [\"redis\"]\n    regions: [\"East US\"]\n    subscriptions: [\"*\"]\n    resource_groups: [\"*\"]\n",
-        node.web_addr,
-        ca_pin(&node).unwrap(),
-        token_file.display()
-    );
+    let config = token_agent_config(
+        "redis-agent",
+        &node.web_addr,
+        &ca_pin(&node).unwrap(),
+        &token_file,
+    ) + "db_service:\n  enabled: yes\n  azure:\n  - types: [\"redis\"]\n    regions: [\"East US\"]\n    subscriptions: [\"*\"]\n    resource_groups: [\"*\"]\n";
     let agent = Agent::start_with_env(&tmp.path().join("agent"), &config, &env).unwrap();
     add_user_with(&node, "alice", "access", ALL_DATABASE_USERS, PASSWORD).unwrap();
     let home = tmp.path().join("alice");
     ok(tsh_login(&node, &home, "alice", PASSWORD).unwrap()).unwrap();
+    // -v: the labels discovery adds (region, ...) are listed only verbose, as in Teleport.
     let listed = poll(Duration::from_secs(60), "the discovered cache", || {
-        let out = ok(tsh(&home, &["db", "ls"], None).unwrap()).unwrap();
+        let out = ok(tsh(&home, &["db", "ls", "-v"], None).unwrap()).unwrap();
         out.contains("my-redis").then_some(out)
     })
     .map_err(|e| format!("{e}\n{}", agent.log()))

@@ -84,12 +84,13 @@ fn wrong_passwords_are_refused_audited_and_lock_the_account() {
 fn password_requests_are_rate_limited_per_address() {
     let (tmp, mut node) = sqlite_node("rate.example").unwrap();
     // 4 password requests at once, then one a minute.
-    let text = std::fs::read_to_string(&node.config).unwrap().replace(
-        "proxy_service:\n",
-        "proxy_service:\n  login_rate_limit: {burst: 4, average: 1, period: 1m}\n",
-    );
-    std::fs::write(&node.config, text).unwrap();
-    node.restart().unwrap();
+    node.restart_with_config(|c| {
+        c.replace(
+            "proxy_service:\n",
+            "proxy_service:\n  login_rate_limit: {burst: 4, average: 1, period: 1m}\n",
+        )
+    })
+    .unwrap();
     // Setting bob's password is one.
     add_user(&node, "bob", "access", PASSWORD).unwrap();
     let home = tmp.path().join("home");
@@ -265,18 +266,12 @@ fn sigterm_stops_cleanly() {
 
 #[test]
 fn two_processes_share_one_postgres_cluster() {
-    let db = TempDatabase::create("e2e_ha").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let storage = Storage::Postgres(db.conn_string.clone());
-    let a = Node::start(&tmp.path().join("a"), "ha.example", &storage).unwrap();
-    let b = Node::start(&tmp.path().join("b"), "ha.example", &storage).unwrap();
-    let pin_a = ok(a.tctl(&["status"]).unwrap()).unwrap();
-    let pin_b = ok(b.tctl(&["status"]).unwrap()).unwrap();
+    let pair = PostgresPair::start("e2e_ha", "ha.example").unwrap();
+    let pin_a = ok(pair.a.tctl(&["status"]).unwrap()).unwrap();
+    let pin_b = ok(pair.b.tctl(&["status"]).unwrap()).unwrap();
     assert_eq!(pin_a, pin_b);
-    add_user(&a, "dave", "access", PASSWORD).unwrap();
-    let home = tmp.path().join("home");
-    let out = ok(login(&b, &home, "dave", PASSWORD)).unwrap();
+    add_user(&pair.a, "dave", "access", PASSWORD).unwrap();
+    let home = pair.tmp.path().join("home");
+    let out = ok(login(&pair.b, &home, "dave", PASSWORD)).unwrap();
     assert!(out.contains("Logged in as:       dave"), "{out}");
-    drop(a);
-    drop(b);
 }

@@ -205,30 +205,14 @@ fn teleport_escapes_an_error_from_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let config = format!(
-        r#"version: v3
-teleport:
-  nodename: agent-one
-  data_dir: "{{data_dir}}"
-  proxy_server: "{proxy}"
-  ca_pin: "sha256:{pin}"
-  join_params:
-    token_name: "{token}"
-    method: token
-auth_service:
-  enabled: off
-proxy_service:
-  enabled: false
-app_service:
+    let pin = format!("sha256:{}", "0".repeat(64));
+    let config = token_agent_config("agent-one", &server.addr, &pin, &token)
+        + r#"app_service:
   enabled: true
   apps:
   - name: grafana
     uri: "http://localhost:3000"
-"#,
-        proxy = server.addr,
-        pin = "0".repeat(64),
-        token = token.display(),
-    );
+"#;
     let mut agent = Agent::start(&dir.path().join("agent"), &config).unwrap();
     agent.wait_exit(std::time::Duration::from_secs(60)).unwrap();
     let log = agent.log();
