@@ -532,11 +532,7 @@ async fn regenerate_key(req: &Req, state: &State) -> Resp {
         return forbidden(&caller, &action, &id);
     }
     if find_rg(world, sub_id, rg).is_none() {
-        return arm_error(
-            404,
-            "ResourceGroupNotFound",
-            &format!("Resource group '{rg}' could not be found."),
-        );
+        return rg_not_found(rg);
     }
     let Some(res) = known else {
         return not_found(&type_path, &id, rg);
@@ -630,21 +626,13 @@ pub fn handle(req: &Req, state: &State) -> Resp {
                     json_resp(200, &subscription_json(world, s))
                 }
                 Some(_) => forbidden(&caller, "Microsoft.Resources/subscriptions/read", &scope),
-                None => arm_error(
-                    404,
-                    "SubscriptionNotFound",
-                    &format!("The subscription '{sub_id}' could not be found."),
-                ),
+                None => subscription_not_found(sub_id),
             }
         }
         ["subscriptions", _, "resourcegroups"] if get => {
             let sub_id = segs.get(1).copied().unwrap_or_default();
             if !sub_exists(world, sub_id) {
-                return arm_error(
-                    404,
-                    "SubscriptionNotFound",
-                    &format!("The subscription '{sub_id}' could not be found."),
-                );
+                return subscription_not_found(sub_id);
             }
             let items = world
                 .groups()
@@ -674,21 +662,13 @@ pub fn handle(req: &Req, state: &State) -> Resp {
             }
             match find_rg(world, sub_id, rg) {
                 Some(l) => json_resp(200, &rg_json(&l)),
-                None => arm_error(
-                    404,
-                    "ResourceGroupNotFound",
-                    &format!("Resource group '{rg}' could not be found."),
-                ),
+                None => rg_not_found(rg),
             }
         }
         ["subscriptions", _, "providers", _, _] if get => {
             let sub_id = segs.get(1).copied().unwrap_or_default();
             if !sub_exists(world, sub_id) {
-                return arm_error(
-                    404,
-                    "SubscriptionNotFound",
-                    &format!("The subscription '{sub_id}' could not be found."),
-                );
+                return subscription_not_found(sub_id);
             }
             let ty = format!("{}/{}", lc[3], lc[4]);
             let items = resources(world, Some(state))
@@ -725,6 +705,24 @@ fn sub_exists(world: &World, sub_id: &str) -> bool {
         .subscriptions
         .iter()
         .any(|s| s.id.eq_ignore_ascii_case(sub_id))
+}
+
+/// ARM's 404 for a resource group that does not exist.
+fn rg_not_found(rg: &str) -> Resp {
+    arm_error(
+        404,
+        "ResourceGroupNotFound",
+        &format!("Resource group '{rg}' could not be found."),
+    )
+}
+
+/// ARM's 404 for a subscription that does not exist.
+fn subscription_not_found(sub_id: &str) -> Resp {
+    arm_error(
+        404,
+        "SubscriptionNotFound",
+        &format!("The subscription '{sub_id}' could not be found."),
+    )
 }
 
 fn find_rg<'a>(world: &'a World, sub_id: &str, rg: &str) -> Option<crate::fixture::Loc<'a>> {
@@ -805,11 +803,7 @@ fn provider_in_group(
             return forbidden(caller, &action, &id);
         }
         if find_rg(world, sub_id, rg).is_none() {
-            return arm_error(
-                404,
-                "ResourceGroupNotFound",
-                &format!("Resource group '{rg}' could not be found."),
-            );
+            return rg_not_found(rg);
         }
         if known.is_some_and(|r| r.keys_disabled) {
             return arm_error(400, "BadRequest", ACCESS_KEYS_DISABLED);
@@ -836,11 +830,7 @@ fn provider_in_group(
             return forbidden(caller, &format!("{type_path}/read"), &scope);
         }
         if find_rg(world, sub_id, rg).is_none() {
-            return arm_error(
-                404,
-                "ResourceGroupNotFound",
-                &format!("Resource group '{rg}' could not be found."),
-            );
+            return rg_not_found(rg);
         }
         if let Some(parent) = &parent {
             if !all.iter().any(|r| r.id.eq_ignore_ascii_case(parent)) {
@@ -862,11 +852,7 @@ fn provider_in_group(
         return forbidden(caller, &action, &id);
     }
     if find_rg(world, sub_id, rg).is_none() {
-        return arm_error(
-            404,
-            "ResourceGroupNotFound",
-            &format!("Resource group '{rg}' could not be found."),
-        );
+        return rg_not_found(rg);
     }
     match all
         .into_iter()
