@@ -135,6 +135,14 @@ fn resource_id_ok(id: &str) -> Result<(), SkipReason> {
     }
 }
 
+/// The host to dial a discovered resource at, to be announced as `name`, when its resource ID,
+/// that name and the host name ARM reported may all be used.
+fn checked_host(id: &str, name: &str, host_name: &str) -> Result<String, SkipReason> {
+    resource_id_ok(id)?;
+    resource_name(name)?;
+    redis_endpoint_host(host_name)
+}
+
 /// A discovered resource that cannot be registered: skipped, and said why.
 fn skip(id: &str, why: &dyn std::fmt::Display) -> Option<Database> {
     tracing::warn!(resource = %id, "Azure discovery skips the resource: {why}");
@@ -217,6 +225,12 @@ fn group_ok(m: &AzureMatcher, group: &str) -> bool {
             .any(|g| g.eq_ignore_ascii_case(group))
 }
 
+/// Whether the matcher selects the resource `id` in `location` with `tags`.
+fn selected(m: &AzureMatcher, id: &str, location: &str, tags: &BTreeMap<String, String>) -> bool {
+    parse_resource_id(id)
+        .is_some_and(|(_, group)| region_ok(m, location) && tags_ok(m, tags) && group_ok(m, &group))
+}
+
 fn base_labels(
     id: &str,
     location: &str,
@@ -246,8 +260,7 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
     ) {
         return None;
     }
-    let (_, group) = parse_resource_id(&r.id)?;
-    if !region_ok(m, &r.location) || !tags_ok(m, &r.tags) || !group_ok(m, &group) {
+    if !selected(m, &r.id, &r.location, &r.tags) {
         return None;
     }
     let name = r
@@ -258,13 +271,7 @@ pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
     if port == 0 {
         return skip(&r.id, &"its TLS port is 0");
     }
-    if let Err(why) = resource_id_ok(&r.id) {
-        return skip(&r.id, &why);
-    }
-    if let Err(why) = resource_name(&name) {
-        return skip(&r.id, &why);
-    }
-    let host = match redis_endpoint_host(&r.properties.host_name) {
+    let host = match checked_host(&r.id, &name, &r.properties.host_name) {
         Ok(host) => host,
         Err(why) => return skip(&r.id, &why),
     };
@@ -311,8 +318,7 @@ pub fn enterprise_database(
     {
         return None;
     }
-    let (_, group) = parse_resource_id(&cluster.id)?;
-    if !region_ok(m, &cluster.location) || !tags_ok(m, &cluster.tags) || !group_ok(m, &group) {
+    if !selected(m, &cluster.id, &cluster.location, &cluster.tags) {
         return None;
     }
     let port = d.properties.port.unwrap_or(10000);
@@ -329,13 +335,7 @@ pub fn enterprise_database(
     if port == 0 {
         return skip(&d.id, &"its port is 0");
     }
-    if let Err(why) = resource_id_ok(&d.id) {
-        return skip(&d.id, &why);
-    }
-    if let Err(why) = resource_name(&name) {
-        return skip(&d.id, &why);
-    }
-    let host = match redis_endpoint_host(&cluster.properties.host_name) {
+    let host = match checked_host(&d.id, &name, &cluster.properties.host_name) {
         Ok(host) => host,
         Err(why) => return skip(&d.id, &why),
     };
