@@ -467,6 +467,41 @@ async fn arm_throttling_bad_tokens_and_hostile_bodies() {
     assert!(err.arm().unwrap().is_authentication_failed());
 }
 
+/// A federated token of the emulator's AKS issuer for `sub` and `aud`, valid for an hour,
+/// written as AKS projects it, to `dir/name`.
+fn federated_token(dir: &Path, name: &str, sub: &str, aud: &str) -> PathBuf {
+    let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    let assertion = format!(
+        "{}.{}.c2ln",
+        enc(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        enc(
+            serde_json::json!({"iss": "https://oidc.aks.example.com/teleport/", "sub": sub, "aud": aud, "exp": exp})
+        )
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, assertion).unwrap();
+    path
+}
+
+/// A Key Vault token for teleport-azure by workload identity, exchanging the federated token
+/// in `token_file`.
+async fn vault_token_by_workload_identity(
+    cfg: &HttpConfig,
+    token_file: PathBuf,
+) -> azure_core::Result<azure_core::credentials::AccessToken> {
+    credential::workload_identity(
+        Some(TELEPORT_CLIENT_ID.into()),
+        Some(TENANT.into()),
+        Some(token_file),
+        cfg,
+        Cloud::AzureCloud,
+    )
+    .unwrap()
+    .get_token(&["https://vault.azure.net/.default"], None)
+    .await
+}
+
 #[tokio::test]
 async fn sdk_credentials_through_the_emulator() {
     let emu = start(None).await;
@@ -503,27 +538,13 @@ async fn sdk_credentials_through_the_emulator() {
 
     // Workload identity: a federated token exchanged for teleport-azure.
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    let assertion = format!(
-        "{}.{}.c2ln",
-        enc(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
-        enc(
-            serde_json::json!({"iss": "https://oidc.aks.example.com/teleport/", "sub": "system:serviceaccount:teleport:teleport", "aud": "api://AzureADTokenExchange", "exp": exp})
-        )
+    let token_file = federated_token(
+        dir.path(),
+        "token",
+        "system:serviceaccount:teleport:teleport",
+        "api://AzureADTokenExchange",
     );
-    std::fs::write(&token_file, assertion).unwrap();
-    let wi = credential::workload_identity(
-        Some(TELEPORT_CLIENT_ID.into()),
-        Some(TENANT.into()),
-        Some(token_file.clone()),
-        &cfg,
-        Cloud::AzureCloud,
-    )
-    .unwrap();
-    let t = wi
-        .get_token(&["https://vault.azure.net/.default"], None)
+    let t = vault_token_by_workload_identity(&cfg, token_file.clone())
         .await
         .unwrap();
     let c = claims(t.token.secret());
@@ -534,35 +555,20 @@ async fn sdk_credentials_through_the_emulator() {
     );
 
     // A federated token from another subject or for another audience is refused.
-    for (sub, aud) in [
+    for (name, sub, aud) in [
         (
+            "intruder",
             "system:serviceaccount:default:intruder",
             "api://AzureADTokenExchange",
         ),
         (
+            "other-audience",
             "system:serviceaccount:teleport:teleport",
             "api://SomethingElse",
         ),
     ] {
-        let other = dir.path().join(format!("token-{}", sub.len() + aud.len()));
-        let assertion = format!(
-            "{}.{}.c2ln",
-            enc(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
-            enc(
-                serde_json::json!({"iss": "https://oidc.aks.example.com/teleport/", "sub": sub, "aud": aud, "exp": exp})
-            )
-        );
-        std::fs::write(&other, assertion).unwrap();
-        let wi = credential::workload_identity(
-            Some(TELEPORT_CLIENT_ID.into()),
-            Some(TENANT.into()),
-            Some(other),
-            &cfg,
-            Cloud::AzureCloud,
-        )
-        .unwrap();
-        let err = wi
-            .get_token(&["https://vault.azure.net/.default"], None)
+        let other = federated_token(dir.path(), name, sub, aud);
+        let err = vault_token_by_workload_identity(&cfg, other)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("AADSTS7002"), "{err}");

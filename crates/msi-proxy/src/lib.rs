@@ -493,22 +493,23 @@ mod tests {
             ("A".to_string(), "http://127.0.0.1:1".to_string()),
             ("B".to_string(), "/x y/it's".to_string()),
         ];
-        assert_eq!(
-            format_exports(&env, "unix").unwrap(),
-            "export A=http://127.0.0.1:1\nexport B='/x y/it'\\''s'\n"
-        );
-        assert_eq!(
-            format_exports(&env, "command-prompt").unwrap(),
-            "set A=http://127.0.0.1:1\nset B=/x y/it's\n"
-        );
-        assert_eq!(
-            format_exports(&env, "powershell").unwrap(),
-            "$Env:A=\"http://127.0.0.1:1\"\n$Env:B=\"/x y/it's\"\n"
-        );
-        assert_eq!(
-            format_exports(&env, "text").unwrap(),
-            "A=http://127.0.0.1:1\nB=/x y/it's\n"
-        );
+        for (format, want) in [
+            (
+                "unix",
+                "export A=http://127.0.0.1:1\nexport B='/x y/it'\\''s'\n",
+            ),
+            (
+                "command-prompt",
+                "set A=http://127.0.0.1:1\nset B=/x y/it's\n",
+            ),
+            (
+                "powershell",
+                "$Env:A=\"http://127.0.0.1:1\"\n$Env:B=\"/x y/it's\"\n",
+            ),
+            ("text", "A=http://127.0.0.1:1\nB=/x y/it's\n"),
+        ] {
+            assert_eq!(format_exports(&env, format).unwrap(), want, "{format}");
+        }
         assert!(format_exports(&env, "json").is_err());
     }
 

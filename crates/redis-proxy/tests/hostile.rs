@@ -25,6 +25,24 @@ async fn fake_backend(mut s: tokio::io::DuplexStream) {
     }
 }
 
+/// Everything the engine sends the user until it closes the connection, and
+/// how the engine ended; each within 5 s.
+async fn until_the_end(
+    user: &mut tokio::io::DuplexStream,
+    engine: tokio::task::JoinHandle<Result<(), redis_proxy::EngineError>>,
+) -> (Vec<u8>, Result<(), redis_proxy::EngineError>) {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), user.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), engine)
+        .await
+        .unwrap()
+        .unwrap();
+    (out, result)
+}
+
 fn session(input: Vec<u8>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,16 +60,8 @@ fn session(input: Vec<u8>) {
         let engine = tokio::spawn(run(cr, cw, server, opts, |_| {}));
         user.write_all(&input).await.unwrap();
         user.shutdown().await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), user.read_to_end(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
         // The engine ended (no panic: the join handle carries a result).
-        let _ = tokio::time::timeout(Duration::from_secs(5), engine)
-            .await
-            .unwrap()
-            .unwrap();
+        let (out, _) = until_the_end(&mut user, engine).await;
         // Whatever came back is valid RESP.
         let mut rest = &out[..];
         while !rest.is_empty() {
@@ -144,15 +154,7 @@ fn http_requests_never_reach_the_server() {
             let (cr, cw) = tokio::io::split(client);
             let engine = tokio::spawn(run(cr, cw, server, opts, |_| {}));
             user.write_all(request).await.unwrap();
-            let mut out = Vec::new();
-            tokio::time::timeout(Duration::from_secs(5), user.read_to_end(&mut out))
-                .await
-                .unwrap()
-                .unwrap();
-            let result = tokio::time::timeout(Duration::from_secs(5), engine)
-                .await
-                .unwrap()
-                .unwrap();
+            let (out, result) = until_the_end(&mut user, engine).await;
             assert!(result.is_err(), "{result:?}");
             let text = String::from_utf8_lossy(&out);
             assert_eq!(text.matches("\r\n").count(), replies_before + 1, "{text}");
