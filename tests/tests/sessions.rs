@@ -107,6 +107,8 @@ fn an_expired_session_says_so_and_how_to_log_in_again() {
         &["db", "connect", "redis"],
         &["db", "login", "redis"],
         &["proxy", "azure"],
+        &["clusters"],
+        &["apps", "config"],
     ] {
         let err = fails(tsh(&home, args, None).unwrap()).unwrap();
         assert!(err.contains("your session has expired"), "{args:?}: {err}");

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use crate::env::shell_word;
-use crate::{load_active, Cli};
+use crate::{load_session, Cli};
 
 /// `--format` of `tsh apps config`, Teleport's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +52,9 @@ pub struct AppConfig {
 
 /// `tsh apps config [APP] [--format F]`.
 pub fn run(cli: &Cli, app: Option<&str>, format: Option<ConfigFormat>) -> Result<()> {
-    let (profile, _) = load_active(cli)?;
+    // An expired login is said as such (with how to log in again) before
+    // the app session, which cannot outlive it, is looked at.
+    let (profile, _) = load_session(cli, std::time::Duration::ZERO)?;
     if profile.web_proxy_addr.is_empty() {
         bail!("--proxy must be set when using an identity file");
     }
