@@ -862,41 +862,22 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    /// Every command of the tree with its path (`tokens ls`).
-    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
-        for sub in cmd.get_subcommands() {
-            let p = format!("{path} {}", sub.get_name()).trim().to_string();
-            if sub.get_subcommands().next().is_none() {
-                out.push((p, sub.clone()));
-            } else {
-                leaves(sub, &p, out);
-            }
-        }
-    }
-
     /// Generated from the command tree: every listing takes `--format`
     /// with exactly text, json and yaml (`auth sign --format` names an
     /// identity file format, not a listing's).
     #[test]
     fn every_listing_takes_text_json_yaml() {
-        let mut all = Vec::new();
-        leaves(&Cli::command(), "", &mut all);
         let mut checked = 0;
-        for (path, cmd) in &all {
-            let format = cmd.get_arguments().find(|a| a.get_id() == "format");
+        for (path, cmd) in &client::format::leaf_commands(&Cli::command()) {
+            let values = client::format::format_values(cmd);
             let is_listing = path.ends_with(" ls") || path == "get" || path == "status";
             if is_listing {
-                assert!(format.is_some(), "{path} has no --format");
+                assert!(values.is_some(), "{path} has no --format");
             }
-            let Some(format) = format else { continue };
+            let Some(values) = values else { continue };
             if path == "auth sign" {
                 continue;
             }
-            let values: Vec<String> = format
-                .get_possible_values()
-                .iter()
-                .map(|v| v.get_name().to_string())
-                .collect();
             assert_eq!(values, ["text", "json", "yaml"], "{path}");
             checked += 1;
         }
