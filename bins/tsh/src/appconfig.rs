@@ -157,11 +157,13 @@ pub fn curl_command(cert: &Path, key: &Path, uri: &str, insecure: bool) -> Strin
 pub fn render(c: &AppConfig, format: Option<ConfigFormat>) -> Result<String> {
     let doc = |f| -> Result<String> { Ok(client::format::document(c, f)?.unwrap_or_default()) };
     Ok(match format {
-        Some(ConfigFormat::Uri) => format!("{}\n", c.uri),
+        // The address came from the cluster (the app's registration): its
+        // control characters are shown escaped, as everywhere.
+        Some(ConfigFormat::Uri) => format!("{}\n", client::term::cell(&c.uri)),
         Some(ConfigFormat::Ca) => format!("{}\n", c.ca.display()),
         Some(ConfigFormat::Cert) => format!("{}\n", c.cert.display()),
         Some(ConfigFormat::Key) => format!("{}\n", c.key.display()),
-        Some(ConfigFormat::Curl) => format!("{}\n", c.curl),
+        Some(ConfigFormat::Curl) => format!("{}\n", client::term::printable(&c.curl)),
         Some(ConfigFormat::Json) => doc(client::format::Format::Json)?,
         Some(ConfigFormat::Yaml) => doc(client::format::Format::Yaml)?,
         None => {
@@ -246,6 +248,34 @@ mod tests {
             odd.starts_with("curl \\\n  --cert '/a b/c.crt' \\"),
             "{odd}"
         );
+    }
+
+    #[test]
+    fn a_hostile_address_reaches_no_terminal_raw() {
+        let uri = app_uri("evil\u{1b}]0;title\u{7}.example.com", "evil", "p:3080");
+        let cert = PathBuf::from("/c");
+        let c = AppConfig {
+            name: "evil".into(),
+            curl: curl_command(&cert, &cert, &uri, false),
+            uri,
+            ca: cert.clone(),
+            cert: cert.clone(),
+            key: cert,
+            azure_identity: String::new(),
+        };
+        for format in [
+            None,
+            Some(ConfigFormat::Uri),
+            Some(ConfigFormat::Curl),
+            Some(ConfigFormat::Json),
+            Some(ConfigFormat::Yaml),
+        ] {
+            let out = render(&c, format).unwrap();
+            assert!(
+                !out.contains('\u{1b}') && !out.contains('\u{7}'),
+                "{format:?}: {out}"
+            );
+        }
     }
 
     #[test]
