@@ -14,6 +14,10 @@ use crate::{now, AuthError, AuthServer, Caller, Result};
 pub const HOST_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a heartbeat keeps a server registered.
 pub const SERVER_TTL: Duration = Duration::from_secs(45);
+/// How long a tunnel record lives without a refresh.
+pub const TUNNEL_TTL: Duration = Duration::from_secs(20);
+/// How long a proxy record lives without a refresh.
+pub const PROXY_TTL: Duration = Duration::from_secs(60);
 
 pub use api::inventory::{
     safe_name, Heartbeat, ProxyEntry, ServerEntry, TunnelEntry, FEATURE_DB_MUX,
@@ -410,9 +414,6 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// How long a tunnel record lives without a refresh.
-pub const TUNNEL_TTL: Duration = Duration::from_secs(20);
-
 impl AuthServer {
     /// Record that `proxy` reached `server_id` through its tunnel just now.
     pub async fn record_tunnel(&self, server_id: &str, proxy: &str) -> Result<()> {
@@ -432,12 +433,7 @@ impl AuthServer {
         self.authorize(caller, "app_server", "list").await?;
         self.list_records("tunnels/").await
     }
-}
 
-/// How long a proxy record lives without a refresh.
-pub const PROXY_TTL: Duration = Duration::from_secs(60);
-
-impl AuthServer {
     /// Record (refresh) a proxy of the cluster.
     pub async fn record_proxy(&self, id: &str, addr: &str) -> Result<()> {
         let entry = ProxyEntry {

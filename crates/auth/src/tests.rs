@@ -37,6 +37,19 @@ async fn user_with_traits(
         .unwrap();
 }
 
+/// A join token for `roles` that the administrator created, valid for an hour.
+async fn admin_token(auth: &AuthServer, roles: Vec<resources::SystemRole>) -> ProvisionToken {
+    let hour = Duration::from_secs(3600);
+    let token = auth.create_token(&Caller::Admin, roles, hour, None).await;
+    token.unwrap()
+}
+
+/// The error of a login as `user` with a wrong password, as text.
+async fn wrong_password(auth: &AuthServer, user: &str) -> String {
+    let refused = auth.authenticate(user, "whatever12345", "t").await;
+    refused.unwrap_err().to_string()
+}
+
 /// The caller of a certificate `auth` issued: `cert_pem` its PEM.
 fn caller_of(cert_pem: &str) -> Caller {
     Caller::from_identity(Identity::from_cert_pem(cert_pem).unwrap())
@@ -217,15 +230,10 @@ async fn wrong_passwords_lock_the_account() {
 async fn unknown_user_gets_the_same_error_as_a_wrong_password() {
     let auth = server().await;
     user_with_password(&auth, "alice", &["access"]).await;
-    let a = auth
-        .authenticate("nobody", "whatever12345", "t")
-        .await
-        .unwrap_err();
-    let b = auth
-        .authenticate("alice", "whatever12345", "t")
-        .await
-        .unwrap_err();
-    assert_eq!(a.to_string(), b.to_string());
+    assert_eq!(
+        wrong_password(&auth, "nobody").await,
+        wrong_password(&auth, "alice").await
+    );
 }
 
 #[tokio::test]
@@ -286,15 +294,7 @@ async fn rules_govern_the_admin_api() {
 #[tokio::test]
 async fn tokens_expire() {
     let auth = server().await;
-    let token = auth
-        .create_token(
-            &Caller::Admin,
-            vec![resources::SystemRole::App],
-            Duration::from_secs(3600),
-            None,
-        )
-        .await
-        .unwrap();
+    let token = admin_token(&auth, vec![resources::SystemRole::App]).await;
     assert_eq!(token.metadata.name.len(), 32);
     let listed = auth
         .get_resources(&Caller::Admin, "token", None)
@@ -459,15 +459,8 @@ async fn heartbeats_carry_only_printable_bounded_text() {
 async fn agents_hold_only_their_own_names() {
     use base64::Engine;
     let auth = server().await;
-    let token = auth
-        .create_token(
-            &Caller::Admin,
-            vec![resources::SystemRole::App, resources::SystemRole::Proxy],
-            Duration::from_secs(3600),
-            None,
-        )
-        .await
-        .unwrap();
+    let roles = vec![resources::SystemRole::App, resources::SystemRole::Proxy];
+    let token = admin_token(&auth, roles).await;
     let key = pki::generate_key().unwrap();
     let req = |host_id: &str, node_name: &str, roles: &str, dns_names: Vec<String>| {
         api::join::RegisterRequest {
@@ -683,19 +676,11 @@ async fn resource_names_are_single_key_components() {
 async fn logins_with_impossible_names_write_nothing() {
     let auth = server().await;
     user_with_password(&auth, "alice", &["access"]).await;
-    let wrong = auth
-        .authenticate("alice", "whatever12345", "t")
-        .await
-        .unwrap_err()
-        .to_string();
+    let wrong = wrong_password(&auth, "alice").await;
     let long = "u".repeat(100_000);
     for name in [long.as_str(), "a/b", "a\nb"] {
         for _ in 0..MAX_LOGIN_ATTEMPTS + 1 {
-            let err = auth
-                .authenticate(name, "whatever12345", "t")
-                .await
-                .unwrap_err();
-            assert_eq!(err.to_string(), wrong);
+            assert_eq!(wrong_password(&auth, name).await, wrong);
         }
     }
     let attempts = backend::get_prefix(&*auth.backend, "login_attempts/")
