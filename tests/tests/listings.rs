@@ -133,6 +133,11 @@ impl Cluster {
         ok(self.run(args, None)?)
     }
 
+    /// `tsh args` as alice, which must fail; its stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        fails(self.run(args, None).unwrap()).unwrap()
+    }
+
     /// `tsh args` as alice, with `COLUMNS=columns` when given.
     fn run(&self, args: &[&str], columns: Option<usize>) -> Result<std::process::Output> {
         let mut cmd = Command::new(bin("tsh")?);
@@ -267,7 +272,7 @@ fn every_listing_in_every_format() {
         // Other values are refused with the valid ones listed.
         let mut args = listing.to_vec();
         args.push("--format=bogus");
-        let err = fails(c.run(&args, None).unwrap()).unwrap();
+        let err = c.refused(&args);
         assert!(
             err.contains("bogus") && err.contains("text, json, yaml"),
             "{err}"
@@ -410,34 +415,22 @@ fn selectors_search_and_query_filter_both_listings() {
     assert_eq!(json[0]["metadata"]["name"], "web-cache");
 
     // Mistakes say what is supported.
-    let err = fails(
-        c.run(&["db", "ls", "--query", r#"contains(name, "x")"#], None)
-            .unwrap(),
-    )
-    .unwrap();
+    let err = c.refused(&["db", "ls", "--query", r#"contains(name, "x")"#]);
     assert!(
         err.contains("unknown function \"contains\"") && err.contains("hasPrefix"),
         "{err}"
     );
-    let err = fails(
-        c.run(&["db", "ls", "--query", r#"kind == "db""#], None)
-            .unwrap(),
-    )
-    .unwrap();
+    let err = c.refused(&["db", "ls", "--query", r#"kind == "db""#]);
     assert!(
         err.contains("unknown field \"kind\"") && err.contains("labels.KEY"),
         "{err}"
     );
-    let err = fails(
-        c.run(&["db", "ls", "--query", "labels.env = \"dev\""], None)
-            .unwrap(),
-    )
-    .unwrap();
+    let err = c.refused(&["db", "ls", "--query", "labels.env = \"dev\""]);
     assert!(err.contains("=="), "{err}");
-    let err = fails(c.run(&["apps", "ls", "env"], None).unwrap()).unwrap();
+    let err = c.refused(&["apps", "ls", "env"]);
     assert!(err.contains("key=value"), "{err}");
     let hostile = format!("{}\u{1b}[2J", "(".repeat(10_000));
-    let err = fails(c.run(&["db", "ls", "--query", &hostile], None).unwrap()).unwrap();
+    let err = c.refused(&["db", "ls", "--query", &hostile]);
     assert!(err.starts_with("ERROR: invalid --query"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
