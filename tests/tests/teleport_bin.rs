@@ -298,6 +298,52 @@ fn db_configure_sets_labels_and_the_proxys_ca_pin() {
 }
 
 #[test]
+fn db_configure_says_the_pin_came_over_a_trusted_certificate() {
+    // The proxy's certificate is signed by a CA that SSL_CERT_FILE makes
+    // this host trust.
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = pki::CertAuthority::generate("web-ca.example", pki::CaType::Host).unwrap();
+    let (cert_pem, key_pem) = ca.issue_server_cert(&["127.0.0.1".into()]).unwrap();
+    let (cert, key, roots) = (
+        tmp.path().join("web.pem"),
+        tmp.path().join("web.key"),
+        tmp.path().join("roots.pem"),
+    );
+    for (path, text) in [(&cert, &cert_pem), (&key, &key_pem)] {
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::write(&roots, ca.cert_pem()).unwrap();
+    let node = Node::start_with_keypair(
+        &tmp.path().join("node"),
+        "trusted.example",
+        &Storage::Sqlite,
+        Some((&cert, &key)),
+    )
+    .unwrap();
+    let pin = ca_pin(&node).unwrap();
+    let mut cmd = Command::new(bin("teleport").unwrap());
+    cmd.args([
+        "db",
+        "configure",
+        "create",
+        "--azure-redis-discovery=eastus",
+    ])
+    .arg(format!("--proxy={}", node.web_addr))
+    .env("SSL_CERT_FILE", &roots);
+    let out = output(cmd, None).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let text = ok(out).unwrap();
+    assert!(text.contains(&format!("ca_pin: [\"{pin}\"]")), "{text}");
+    assert!(
+        stderr.contains(&format!(
+            "The CA pin {pin} of the cluster behind {}",
+            node.web_addr
+        )) && !stderr.contains("compare it"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn version_flag_prints_the_version_command_line() {
     let run = |args: &[&str]| {
         let mut cmd = Command::new(bin("teleport").unwrap());

@@ -97,8 +97,9 @@ fn proxy_candidates(proxy: &str) -> Vec<String> {
 enum Pin {
     /// Over TLS this host trusts.
     Verified(String),
-    /// From whatever answered (trust on first use).
-    Unverified(String),
+    /// From whatever answered (trust on first use), and why its
+    /// certificate was not trusted.
+    Unverified(String, String),
 }
 
 /// Longest wait for one answer of the proxy.
@@ -122,7 +123,7 @@ async fn fetch_pin(addr: &str) -> Result<Pin, String> {
     };
     match fetch(false).await {
         Ok(pin) => Ok(Pin::Verified(pin)),
-        Err(_) => fetch(true).await.map(Pin::Unverified),
+        Err(why) => fetch(true).await.map(|pin| Pin::Unverified(pin, why)),
     }
 }
 
@@ -145,8 +146,9 @@ fn pin_from_proxy(req: &mut DbConfigure) -> Result<()> {
                         eprintln!("The CA pin {pin} of the cluster behind {addr} is in the configuration (teleport.ca_pin).");
                         pin
                     }
-                    Pin::Unverified(pin) => {
-                        eprintln!("The CA pin {pin} was read from the proxy at {addr}, whose certificate this host does not trust: compare it with the CA pin `tctl status` prints before starting the agent.");
+                    Pin::Unverified(pin, why) => {
+                        let why = why.lines().next().unwrap_or_default();
+                        eprintln!("The CA pin {pin} was read from the proxy at {addr} without verifying it ({why}): compare it with the CA pin `tctl status` prints before starting the agent.");
                         pin
                     }
                 };
