@@ -47,6 +47,42 @@ fn arm_error(status: u16, code: &str, message: &str) -> Resp {
     )
 }
 
+impl Res {
+    /// A resource of the group `loc` without access keys, whose body is ARM's envelope of a
+    /// tracked resource (`id`, `name`, `type`, `location`: `location` or else the group's, and
+    /// `tags`) followed by the fields of `rest` (`sku`, `properties`).
+    fn tracked(
+        loc: &crate::fixture::Loc<'_>,
+        id: String,
+        name: &str,
+        type_name: &str,
+        location: Option<&String>,
+        resource_tags: &std::collections::BTreeMap<String, String>,
+        rest: Value,
+    ) -> Res {
+        let mut body = json!({
+            "id": id,
+            "name": name,
+            "type": type_name,
+            "location": location.unwrap_or(&loc.rg.location),
+            "tags": tags(resource_tags),
+        });
+        if let (Some(envelope), Value::Object(rest)) = (body.as_object_mut(), rest) {
+            envelope.extend(rest);
+        }
+        Res {
+            id,
+            sub: loc.sub.id.clone(),
+            rg: loc.rg.name.clone(),
+            type_name: type_name.to_string(),
+            body,
+            keys: None,
+            keys_disabled: false,
+            server: None,
+        }
+    }
+}
+
 fn tags(t: &std::collections::BTreeMap<String, String>) -> Value {
     Value::Object(
         t.iter()
@@ -64,13 +100,14 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
         let rg_id = loc.rg_id();
         for i in &loc.rg.identities {
             let id = identity_id(&loc, i);
-            out.push(Res {
-                body: json!({
-                    "id": id,
-                    "name": i.name,
-                    "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
-                    "location": i.location.clone().unwrap_or_else(|| loc.rg.location.clone()),
-                    "tags": tags(&i.tags),
+            out.push(Res::tracked(
+                &loc,
+                id,
+                &i.name,
+                "Microsoft.ManagedIdentity/userAssignedIdentities",
+                i.location.as_ref(),
+                &i.tags,
+                json!({
                     "properties": {
                         "isolationScope": "None",
                         "tenantId": tenant,
@@ -78,52 +115,48 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                         "clientId": i.client_id,
                     },
                 }),
-                id,
-                sub: sub.clone(),
-                rg: rg.clone(),
-                type_name: "Microsoft.ManagedIdentity/userAssignedIdentities".into(),
-                keys: None,
-                keys_disabled: false,
-                server: None,
-            });
+            ));
         }
         for vm in &loc.rg.vms {
             let id = vm_resource_id(&loc, vm);
-            let mut body = json!({
-                "id": id,
-                "name": vm.name,
-                "type": "Microsoft.Compute/virtualMachines",
-                "location": vm.location.clone().unwrap_or_else(|| loc.rg.location.clone()),
-                "tags": tags(&vm.tags),
-                "properties": {
-                    "vmId": vm.vm_id,
-                    "hardwareProfile": {"vmSize": vm.size},
-                    "storageProfile": {
-                        "imageReference": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest", "exactVersion": "24.04.202411030"},
-                        "osDisk": {
-                            "osType": "Linux",
-                            "name": format!("{}_OsDisk_1", vm.name),
-                            "createOption": "FromImage",
-                            "caching": "ReadWrite",
-                            "managedDisk": {"storageAccountType": "Premium_LRS", "id": format!("{rg_id}/providers/Microsoft.Compute/disks/{}_OsDisk_1", vm.name)},
-                            "deleteOption": "Delete",
-                            "diskSizeGB": 30,
+            let mut res = Res::tracked(
+                &loc,
+                id,
+                &vm.name,
+                "Microsoft.Compute/virtualMachines",
+                vm.location.as_ref(),
+                &vm.tags,
+                json!({
+                    "properties": {
+                        "vmId": vm.vm_id,
+                        "hardwareProfile": {"vmSize": vm.size},
+                        "storageProfile": {
+                            "imageReference": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest", "exactVersion": "24.04.202411030"},
+                            "osDisk": {
+                                "osType": "Linux",
+                                "name": format!("{}_OsDisk_1", vm.name),
+                                "createOption": "FromImage",
+                                "caching": "ReadWrite",
+                                "managedDisk": {"storageAccountType": "Premium_LRS", "id": format!("{rg_id}/providers/Microsoft.Compute/disks/{}_OsDisk_1", vm.name)},
+                                "deleteOption": "Delete",
+                                "diskSizeGB": 30,
+                            },
+                            "dataDisks": [],
                         },
-                        "dataDisks": [],
+                        "osProfile": {
+                            "computerName": vm.name,
+                            "adminUsername": "azureuser",
+                            "linuxConfiguration": {"disablePasswordAuthentication": true, "provisionVMAgent": true, "patchSettings": {"patchMode": "ImageDefault", "assessmentMode": "ImageDefault"}},
+                            "secrets": [],
+                            "allowExtensionOperations": true,
+                            "requireGuestProvisionSignal": true,
+                        },
+                        "networkProfile": {"networkInterfaces": [{"id": format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{}-nic", vm.name)}]},
+                        "provisioningState": "Succeeded",
+                        "timeCreated": "2024-01-01T00:00:00.0000000+00:00",
                     },
-                    "osProfile": {
-                        "computerName": vm.name,
-                        "adminUsername": "azureuser",
-                        "linuxConfiguration": {"disablePasswordAuthentication": true, "provisionVMAgent": true, "patchSettings": {"patchMode": "ImageDefault", "assessmentMode": "ImageDefault"}},
-                        "secrets": [],
-                        "allowExtensionOperations": true,
-                        "requireGuestProvisionSignal": true,
-                    },
-                    "networkProfile": {"networkInterfaces": [{"id": format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{}-nic", vm.name)}]},
-                    "provisioningState": "Succeeded",
-                    "timeCreated": "2024-01-01T00:00:00.0000000+00:00",
-                },
-            });
+                }),
+            );
             let attached: Map<String, Value> = vm
                 .identities
                 .iter()
@@ -136,23 +169,14 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 })
                 .collect();
             if !attached.is_empty() {
-                if let Some(obj) = body.as_object_mut() {
+                if let Some(obj) = res.body.as_object_mut() {
                     obj.insert(
                         "identity".into(),
                         json!({"type": "UserAssigned", "userAssignedIdentities": attached}),
                     );
                 }
             }
-            out.push(Res {
-                id,
-                sub: sub.clone(),
-                rg: rg.clone(),
-                type_name: "Microsoft.Compute/virtualMachines".into(),
-                body,
-                keys: None,
-                keys_disabled: false,
-                server: None,
-            });
+            out.push(res);
         }
         for r in &loc.rg.redis {
             let id = format!("{rg_id}/providers/Microsoft.Cache/Redis/{}", r.name);
@@ -160,13 +184,14 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                 .host
                 .clone()
                 .unwrap_or_else(|| format!("{}.redis.cache.windows.net", r.name));
-            out.push(Res {
-                body: json!({
-                    "id": id,
-                    "name": r.name,
-                    "type": "Microsoft.Cache/Redis",
-                    "location": r.location.clone().unwrap_or_else(|| loc.rg.location.clone()),
-                    "tags": tags(&r.tags),
+            let res = Res::tracked(
+                &loc,
+                id,
+                &r.name,
+                "Microsoft.Cache/Redis",
+                r.location.as_ref(),
+                &r.tags,
+                json!({
                     "properties": {
                         "provisioningState": r.provisioning_state,
                         "redisVersion": r.redis_version,
@@ -188,13 +213,14 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                         "disableAccessKeyAuthentication": r.access_keys_disabled,
                     },
                 }),
-                id,
-                sub: sub.clone(),
-                rg: rg.clone(),
-                type_name: "Microsoft.Cache/Redis".into(),
+            );
+            out.push(Res {
                 keys: Some((r.primary_key.clone(), r.secondary_key.clone())),
                 keys_disabled: r.access_keys_disabled,
-                server: r.server.as_ref().map(|srv| crate::redis_server::ServerTarget::of(srv, r.host.as_deref(), r.ssl_port)),
+                server: r.server.as_ref().map(|srv| {
+                    crate::redis_server::ServerTarget::of(srv, r.host.as_deref(), r.ssl_port)
+                }),
+                ..res
             });
         }
         for e in &loc.rg.redis_enterprise {
@@ -213,13 +239,14 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                     location.to_ascii_lowercase().replace(' ', "")
                 )
             });
-            out.push(Res {
-                body: json!({
-                    "id": id,
-                    "name": e.name,
-                    "type": "Microsoft.Cache/redisEnterprise",
-                    "location": location,
-                    "tags": tags(&e.tags),
+            out.push(Res::tracked(
+                &loc,
+                id.clone(),
+                &e.name,
+                "Microsoft.Cache/redisEnterprise",
+                Some(&location),
+                &e.tags,
+                json!({
                     "sku": {"name": e.sku, "capacity": 2},
                     "properties": {
                         "hostName": host,
@@ -230,14 +257,7 @@ pub fn resources(world: &World, state: Option<&State>) -> Vec<Res> {
                         "privateEndpointConnections": [],
                     },
                 }),
-                id: id.clone(),
-                sub: sub.clone(),
-                rg: rg.clone(),
-                type_name: "Microsoft.Cache/redisEnterprise".into(),
-                keys: None,
-                keys_disabled: false,
-                server: None,
-            });
+            ));
             for d in &e.databases {
                 let db_id = format!("{id}/databases/{}", d.name);
                 out.push(Res {
@@ -326,13 +346,7 @@ fn authenticate(req: &Req, state: &State) -> Result<Caller, Box<Resp>> {
     };
     let claims = match state.signer().verify(token.trim(), now()) {
         Ok(c) => c,
-        Err(TokenProblem::Expired) => {
-            return Err(arm_err_box(
-                401,
-                "ExpiredAuthenticationToken",
-                "The access token expiry UTC time is earlier than current UTC time.",
-            ))
-        }
+        Err(TokenProblem::Expired) => return Err(expired_token()),
         Err(TokenProblem::Invalid) => {
             return Err(arm_err_box(
                 401,
@@ -346,11 +360,7 @@ fn authenticate(req: &Req, state: &State) -> Result<Caller, Box<Resp>> {
         .and_then(Value::as_i64)
         .unwrap_or(i64::MIN);
     if iat < state.revoked_before() {
-        return Err(arm_err_box(
-            401,
-            "ExpiredAuthenticationToken",
-            "The access token expiry UTC time is earlier than current UTC time.",
-        ));
+        return Err(expired_token());
     }
     let aud = claims
         .get("aud")
@@ -869,6 +879,15 @@ fn not_found(type_path: &str, id: &str, rg: &str) -> Resp {
         404,
         "ResourceNotFound",
         &format!("The Resource '{type_path}/{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+    )
+}
+
+/// ARM's 401 for an expired (or revoked) token.
+fn expired_token() -> Box<Resp> {
+    arm_err_box(
+        401,
+        "ExpiredAuthenticationToken",
+        "The access token expiry UTC time is earlier than current UTC time.",
     )
 }
 
