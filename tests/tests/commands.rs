@@ -305,8 +305,37 @@ fn a_proxy_without_a_port_is_found_on_443_then_3080() {
     assert_eq!(vars, format!("{ip}:3080 fallback.example\n"));
 
     // A proxy on 443 is preferred: the guides give the host alone.
-    let _on_443 = NodeAt::start(&tmp.path().join("n443"), "public.example", &ip, 443);
+    let on_443 = NodeAt::start(&tmp.path().join("n443"), "public.example", &ip, 443);
     let home = logged_in(&tmp.path().join("home2"), &ip, 443);
+    // An identity file with `--proxy=host` finds the same proxy (on 3080 the
+    // other cluster would refuse its certificate).
+    let id = tmp.path().join("alice.pem");
+    let mut sign = Command::new(bin("tctl").unwrap());
+    sign.arg("-c")
+        .arg(&on_443.config)
+        .args(["auth", "sign", "--user=alice", "--ttl=1h", "--out"])
+        .arg(&id);
+    ok(output(sign, None).unwrap()).unwrap();
+    let proxy = format!("--proxy={ip}");
+    let args = [
+        "-i",
+        id.to_str().unwrap(),
+        &proxy,
+        "--insecure",
+        "apps",
+        "ls",
+    ];
+    ok(tsh(&tmp.path().join("nohome"), &args, None).unwrap()).unwrap();
+    let other = format!("--proxy={ip}:3080");
+    let args = [
+        "-i",
+        id.to_str().unwrap(),
+        &other,
+        "--insecure",
+        "apps",
+        "ls",
+    ];
+    fails(tsh(&tmp.path().join("nohome"), &args, None).unwrap()).unwrap();
     let env = ok(tsh(&home, &["env"], None).unwrap()).unwrap();
     assert!(
         env.contains("export TELEPORT_CLUSTER=public.example\n"),

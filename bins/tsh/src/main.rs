@@ -396,8 +396,13 @@ pub(crate) fn load_active(cli: &Cli) -> Result<(Profile, Credentials)> {
     if let Some(path) = &cli.identity {
         let creds = Credentials::load_identity_file(path)?;
         let id = client::identity_of(&creds)?;
+        // `--proxy=host` finds the port as `tsh login` does (443, then 3080).
+        let proxy = match &cli.proxy {
+            Some(p) => client::discover::resolve_proxy_blocking(p, cli.insecure)?,
+            None => String::new(),
+        };
         let profile = Profile {
-            web_proxy_addr: cli.proxy.clone().unwrap_or_default(),
+            web_proxy_addr: proxy,
             user: id.username.clone(),
             cluster: id.teleport_cluster.clone(),
             insecure: cli.insecure,

@@ -66,6 +66,27 @@ pub async fn find_proxy(addr: &str, insecure: bool) -> Result<(String, api::Ping
     Err(most_telling(failures))
 }
 
+/// [`find_proxy`] from synchronous code, inside or outside an async runtime
+/// (on a thread of its own): the `host:port` of the proxy at `addr`. An
+/// address with a port is returned as it is, without a connection.
+pub fn resolve_proxy_blocking(addr: &str, insecure: bool) -> Result<String> {
+    if let (host, Some(port)) = split_addr(addr) {
+        return Ok(format!("{host}:{port}"));
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ClientError::Local(format!("cannot start a runtime: {e}")))?;
+            rt.block_on(find_proxy(addr, insecure))
+                .map(|(found, _)| found)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(ClientError::Local("finding the proxy failed".into())))
+    })
+}
+
 /// How much an error says about the address: a server that answered as
 /// something (auth service, untrusted certificate, HTTP error, expired
 /// session) says more than one that could not be reached.
