@@ -4,8 +4,8 @@
 pub mod apps;
 pub mod cli;
 pub mod db;
-pub mod format;
 pub mod discover;
+pub mod format;
 pub mod profile;
 pub mod term;
 
