@@ -361,17 +361,43 @@ impl AccessChecker {
         db_name: Option<&str>,
     ) -> Result<(), AccessError> {
         let resolved = self.db_keys.resolve(db_labels);
+        self.deny_then_allow(
+            &resolved,
+            |deny| {
+                let outright = deny.db_expr
+                    || db_user.is_some_and(|u| list_matches(&deny.db_users, u))
+                    || db_name.is_some_and(|n| list_matches(&deny.db_names, n));
+                (!outright).then_some(&deny.db)
+            },
+            |allow| {
+                let left_out = allow.db_expr
+                    || db_user.is_some_and(|u| !list_matches(&allow.db_users, u))
+                    || db_name.is_some_and(|n| !list_matches(&allow.db_names, n));
+                (!left_out).then_some(&allow.db)
+            },
+            db_denied,
+        )
+    }
+
+    /// Every role's deny side first, then its allow side. `deny` gives a deny side's label
+    /// selector, or `None` when its other conditions refuse outright; a label match refuses
+    /// too. `allow` gives an allow side's selector, or `None` when its other conditions leave
+    /// the role out; one label match grants. A selector that fails to evaluate refuses with
+    /// its error (the first) unless a role grants; `denied` is the refusal otherwise.
+    fn deny_then_allow<'a>(
+        &'a self,
+        resolved: &[Option<&str>],
+        deny: impl Fn(&'a Side) -> Option<&'a Selector>,
+        allow: impl Fn(&'a Side) -> Option<&'a Selector>,
+        denied: fn() -> AccessError,
+    ) -> Result<(), AccessError> {
         let mut err = None;
         for c in &self.compiled {
-            let deny = &c.deny;
-            if deny.db_expr
-                || db_user.is_some_and(|u| list_matches(&deny.db_users, u))
-                || db_name.is_some_and(|n| list_matches(&deny.db_names, n))
-            {
-                return Err(db_denied());
-            }
-            match deny.db.matches(&resolved) {
-                Ok(true) => return Err(db_denied()),
+            let Some(selector) = deny(&c.deny) else {
+                return Err(denied());
+            };
+            match selector.matches(resolved) {
+                Ok(true) => return Err(denied()),
                 Ok(false) => {}
                 Err(e) => first_error(&mut err, e),
             }
@@ -380,20 +406,16 @@ impl AccessChecker {
             return Err(e.into());
         }
         for c in &self.compiled {
-            let allow = &c.allow;
-            if allow.db_expr
-                || db_user.is_some_and(|u| !list_matches(&allow.db_users, u))
-                || db_name.is_some_and(|n| !list_matches(&allow.db_names, n))
-            {
+            let Some(selector) = allow(&c.allow) else {
                 continue;
-            }
-            match allow.db.matches(&resolved) {
+            };
+            match selector.matches(resolved) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => first_error(&mut err, e),
             }
         }
-        Err(err.map_or_else(db_denied, AccessError::from))
+        Err(err.map_or_else(denied, AccessError::from))
     }
 
     /// The Azure identities the user may assume with a certificate valid for `ttl`.
@@ -446,31 +468,12 @@ impl AccessChecker {
                 .any(|i| *i == lower || (wildcard && i == WILDCARD))
         };
         let resolved = self.app_keys.resolve(app_labels);
-        let mut err = None;
-        for c in &self.compiled {
-            if c.deny.app_expr || has(&c.deny.azure_lower, true) {
-                return Err(app_denied());
-            }
-            match c.deny.app.matches(&resolved) {
-                Ok(true) => return Err(app_denied()),
-                Ok(false) => {}
-                Err(e) => first_error(&mut err, e),
-            }
-        }
-        if let Some(e) = err {
-            return Err(e.into());
-        }
-        for c in &self.compiled {
-            if c.allow.app_expr || !has(&c.allow.azure_lower, false) {
-                continue;
-            }
-            match c.allow.app.matches(&resolved) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => first_error(&mut err, e),
-            }
-        }
-        Err(err.map_or_else(app_denied, AccessError::from))
+        self.deny_then_allow(
+            &resolved,
+            |deny| (!(deny.app_expr || has(&deny.azure_lower, true))).then_some(&deny.app),
+            |allow| (!allow.app_expr && has(&allow.azure_lower, false)).then_some(&allow.app),
+            app_denied,
+        )
     }
 
     /// Whether the admin API may run `verb` on `resource_kind`, from the roles' `rules`.

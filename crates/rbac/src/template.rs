@@ -42,6 +42,33 @@ enum Tok {
     Comma,
 }
 
+/// The rest of a string literal opened by `quote`: `"` takes backslash escapes, `` ` `` none.
+fn string_literal(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    quote: char,
+) -> Result<String, TemplateError> {
+    let mut s = String::new();
+    loop {
+        match chars.next() {
+            None => return Err(bad("unterminated string literal")),
+            Some(c) if c == quote => return Ok(s),
+            Some('\\') if quote == '"' => match chars.next() {
+                Some('n') => s.push('\n'),
+                Some('t') => s.push('\t'),
+                Some('"') => s.push('"'),
+                Some('\\') => s.push('\\'),
+                // Unknown escapes keep the backslash (regexes like "\.").
+                Some(other) => {
+                    s.push('\\');
+                    s.push(other);
+                }
+                None => return Err(bad("unterminated string literal")),
+            },
+            Some(ch) => s.push(ch),
+        }
+    }
+}
+
 fn tokenize(src: &str) -> Result<Vec<Tok>, TemplateError> {
     let mut out = Vec::new();
     let mut chars = src.chars().peekable();
@@ -61,41 +88,9 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, TemplateError> {
                     _ => Tok::Comma,
                 });
             }
-            '"' => {
+            '"' | '`' => {
                 chars.next();
-                let mut s = String::new();
-                loop {
-                    match chars.next() {
-                        None => return Err(bad("unterminated string literal")),
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some('n') => s.push('\n'),
-                            Some('t') => s.push('\t'),
-                            Some('"') => s.push('"'),
-                            Some('\\') => s.push('\\'),
-                            // Unknown escapes keep the backslash (regexes like "\.").
-                            Some(other) => {
-                                s.push('\\');
-                                s.push(other);
-                            }
-                            None => return Err(bad("unterminated string literal")),
-                        },
-                        Some(ch) => s.push(ch),
-                    }
-                }
-                out.push(Tok::Str(s));
-            }
-            '`' => {
-                chars.next();
-                let mut s = String::new();
-                loop {
-                    match chars.next() {
-                        None => return Err(bad("unterminated string literal")),
-                        Some('`') => break,
-                        Some(ch) => s.push(ch),
-                    }
-                }
-                out.push(Tok::Str(s));
+                out.push(Tok::Str(string_literal(&mut chars, c)?));
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let mut s = String::new();

@@ -162,6 +162,34 @@ fn template_functions_and_nesting() {
         .is_not_found());
 }
 
+/// String literals: `"..."` with backslash escapes (an unknown escape keeps its backslash, as
+/// regexes want), `` `...` `` raw; either unterminated is an error.
+#[test]
+fn template_string_literals() {
+    let t = traits(&[
+        ("x y", &["z"]),
+        ("q\"t\\", &["quoted"]),
+        ("x", &["dev.1", "devx2"]),
+    ]);
+    assert_eq!(interpolate("{{ external[`x y`] }}", &t).unwrap(), ["z"]);
+    assert_eq!(
+        interpolate(r#"{{ external["q\"t\\"] }}"#, &t).unwrap(),
+        ["quoted"]
+    );
+    for pattern in [r#""^dev\.(.*)$""#, r#"`^dev\.(.*)$`"#] {
+        let template = format!("{{{{regexp.replace(external.x, {pattern}, \"$1\")}}}}");
+        assert_eq!(interpolate(&template, &t).unwrap(), ["1"], "{template}");
+    }
+    for bad in [
+        r#"{{ external["x y }}"#,
+        "{{ external[`x y }}",
+        r#"{{ external["x\"#,
+    ] {
+        let e = interpolate(bad, &t).unwrap_err();
+        assert!(!e.is_not_found(), "{bad}: {e}");
+    }
+}
+
 #[test]
 fn template_errors() {
     let t = Traits::new();
