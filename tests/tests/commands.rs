@@ -316,26 +316,20 @@ fn a_proxy_without_a_port_is_found_on_443_then_3080() {
         .args(["auth", "sign", "--user=alice", "--ttl=1h", "--out"])
         .arg(&id);
     ok(output(sign, None).unwrap()).unwrap();
-    let proxy = format!("--proxy={ip}");
-    let args = [
-        "-i",
-        id.to_str().unwrap(),
-        &proxy,
-        "--insecure",
-        "apps",
-        "ls",
-    ];
-    ok(tsh(&tmp.path().join("nohome"), &args, None).unwrap()).unwrap();
-    let other = format!("--proxy={ip}:3080");
-    let args = [
-        "-i",
-        id.to_str().unwrap(),
-        &other,
-        "--insecure",
-        "apps",
-        "ls",
-    ];
-    fails(tsh(&tmp.path().join("nohome"), &args, None).unwrap()).unwrap();
+    let apps_ls = |proxy: &str| {
+        let proxy = format!("--proxy={proxy}");
+        let args = [
+            "-i",
+            id.to_str().unwrap(),
+            &proxy,
+            "--insecure",
+            "apps",
+            "ls",
+        ];
+        tsh(&tmp.path().join("nohome"), &args, None).unwrap()
+    };
+    ok(apps_ls(&ip)).unwrap();
+    fails(apps_ls(&format!("{ip}:3080"))).unwrap();
     let env = ok(tsh(&home, &["env"], None).unwrap()).unwrap();
     assert!(
         env.contains("export TELEPORT_CLUSTER=public.example\n"),
