@@ -225,6 +225,11 @@ fn group_ok(m: &AzureMatcher, group: &str) -> bool {
             .any(|g| g.eq_ignore_ascii_case(group))
 }
 
+/// Whether an ARM provisioning state is one of `states` (lowercase), in any case.
+fn in_state(states: &[&str], provisioning_state: &str) -> bool {
+    states.contains(&provisioning_state.to_ascii_lowercase().as_str())
+}
+
 /// Whether the matcher selects the resource `id` in `location` with `tags`.
 fn selected(m: &AzureMatcher, id: &str, location: &str, tags: &BTreeMap<String, String>) -> bool {
     parse_resource_id(id)
@@ -252,15 +257,9 @@ fn base_labels(
 /// The database for one Azure Cache for Redis, or None when it is skipped.
 pub fn redis_database(m: &AzureMatcher, r: &Redis) -> Option<Database> {
     let port = r.properties.ssl_port?;
-    if SKIPPED_REDIS_STATES.contains(
-        &r.properties
-            .provisioning_state
-            .to_ascii_lowercase()
-            .as_str(),
-    ) {
-        return None;
-    }
-    if !selected(m, &r.id, &r.location, &r.tags) {
+    if in_state(&SKIPPED_REDIS_STATES, &r.properties.provisioning_state)
+        || !selected(m, &r.id, &r.location, &r.tags)
+    {
         return None;
     }
     let name = r
@@ -306,19 +305,13 @@ pub fn enterprise_database(
     {
         return None;
     }
-    let state = d.properties.provisioning_state.to_ascii_lowercase();
-    if SKIPPED_ENTERPRISE_STATES.contains(&state.as_str())
-        || SKIPPED_ENTERPRISE_STATES.contains(
-            &cluster
-                .properties
-                .provisioning_state
-                .to_ascii_lowercase()
-                .as_str(),
+    if in_state(&SKIPPED_ENTERPRISE_STATES, &d.properties.provisioning_state)
+        || in_state(
+            &SKIPPED_ENTERPRISE_STATES,
+            &cluster.properties.provisioning_state,
         )
+        || !selected(m, &cluster.id, &cluster.location, &cluster.tags)
     {
-        return None;
-    }
-    if !selected(m, &cluster.id, &cluster.location, &cluster.tags) {
         return None;
     }
     let port = d.properties.port.unwrap_or(10000);

@@ -309,3 +309,28 @@ fn discovered_endpoints_are_azure_redis_hosts() {
         "rediss://e.eastus.redisenterprise.cache.azure.net:10000?mode=cluster"
     );
 }
+
+/// Caches and Enterprise databases in a passing state (being created, deleted, ...) are not
+/// announced, whatever the case ARM spells the state in; an Enterprise database is skipped
+/// when its cluster is.
+#[test]
+fn resources_in_passing_states_are_skipped() {
+    let m = matcher(&["*"]);
+    let mut r = redis_resource("my.redis.cache.windows.net", 6380, serde_json::json!({}));
+    assert!(db_service::discovery::redis_database(&m, &r).is_some());
+    for state in ["Deleting", "creating", "DISABLED"] {
+        r.properties.provisioning_state = state.into();
+        assert!(
+            db_service::discovery::redis_database(&m, &r).is_none(),
+            "{state}"
+        );
+    }
+    let (cluster, db) = enterprise_resources("e.eastus.redisenterprise.cache.azure.net", 10000);
+    assert!(db_service::discovery::enterprise_database(&m, &cluster, &db).is_some());
+    let mut creating = db.clone();
+    creating.properties.provisioning_state = "Creating".into();
+    assert!(db_service::discovery::enterprise_database(&m, &cluster, &creating).is_none());
+    let mut deleting = cluster.clone();
+    deleting.properties.provisioning_state = "deleting".into();
+    assert!(db_service::discovery::enterprise_database(&m, &deleting, &db).is_none());
+}
