@@ -600,13 +600,13 @@ mod tests {
     }
 
     /// Generated from clap's command tree: every listing (`... ls`,
-    /// `status`) takes `--format` with exactly text, json and yaml.
+    /// `status`, `clusters`) takes `--format` with exactly text, json and yaml.
     #[test]
     fn every_listing_takes_text_json_yaml() {
         use clap::CommandFactory;
         let mut checked = Vec::new();
         for (path, cmd) in client::format::leaf_commands(&crate::Cli::command()) {
-            if path.ends_with(" ls") || path == "ls" || path == "status" {
+            if path.ends_with(" ls") || ["ls", "status", "clusters"].contains(&path.as_str()) {
                 let values = client::format::format_values(&cmd);
                 assert_eq!(
                     values.as_deref(),
