@@ -150,17 +150,36 @@ fn labels_cell(labels: &BTreeMap<String, String>, verbose: bool) -> String {
         .join(",")
 }
 
-/// The width a table must fit: `COLUMNS` when set to a number, else 80 when
-/// standard output is a terminal; `None` (no limit) for a pipe or file.
+/// The width a table must fit: `COLUMNS` when set to a number, else, when
+/// standard output is a terminal, its width (`stty size` on it, 80 when that
+/// fails); `None` (no limit) for a pipe or file.
 fn table_width() -> Option<usize> {
-    if let Some(cols) = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<usize>().ok())
-        .filter(|c| *c > 0)
-    {
+    if let Some(cols) = std::env::var("COLUMNS").ok().as_deref().and_then(positive) {
         return Some(cols);
     }
-    std::io::stdout().is_terminal().then_some(80)
+    std::io::stdout()
+        .is_terminal()
+        .then(|| terminal_columns().unwrap_or(80))
+}
+
+fn positive(text: &str) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|c| *c > 0)
+}
+
+/// The terminal's columns from `stty size` ("ROWS COLS") run on /dev/tty.
+fn terminal_columns() -> Option<usize> {
+    let tty = std::fs::File::open("/dev/tty").ok()?;
+    let out = std::process::Command::new("stty")
+        .arg("size")
+        .stdin(tty)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    out.status
+        .success()
+        .then(|| text.split_whitespace().nth(1).and_then(positive))
+        .flatten()
 }
 
 /// Rows as Teleport's tables: a header, a dashed rule, columns padded.
