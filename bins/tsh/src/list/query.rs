@@ -34,7 +34,7 @@ const FUNCS: &str = "hasPrefix(s, prefix), exists(labels.KEY), equals(a, b), sea
 pub struct QueryError {
     /// What went wrong.
     pub message: String,
-    /// Byte offset in the query.
+    /// Where, in characters from the start of the query (0-based).
     pub at: usize,
 }
 
@@ -121,9 +121,17 @@ impl Expr {
         if text.len() > MAX_LEN {
             return Err(QueryError {
                 message: format!("the query is longer than {MAX_LEN} bytes"),
-                at: MAX_LEN,
+                at: 0,
             });
         }
+        // Positions are byte offsets while parsing, characters in errors.
+        Self::parse_bytes(text).map_err(|e| QueryError {
+            at: text.get(..e.at).map_or(e.at, |t| t.chars().count()),
+            ..e
+        })
+    }
+
+    fn parse_bytes(text: &str) -> Result<Expr, QueryError> {
         let tokens = lex(text)?;
         let mut p = Parser {
             tokens,
@@ -637,6 +645,8 @@ mod tests {
         assert!(e.contains("takes 2 argument"), "{e}");
         let e = Expr::parse(r#"exists(name)"#).unwrap_err().to_string();
         assert!(e.contains("exists(labels.KEY)"), "{e}");
+        let e = Expr::parse("名前 = x").unwrap_err();
+        assert_eq!(e.at, 3, "{e}");
         let e = Expr::parse(r#"name == "a" name == "b""#)
             .unwrap_err()
             .to_string();
