@@ -138,13 +138,7 @@ async fn tls_to_redirected_addresses_uses_the_seed_name() {
         TestCreds::new(PW),
     );
     let bad = Proxy::start_cluster(wrong, SessionOptions::default()).await;
-    let mut c = bad.conn().await;
-    let e = error_text(&c.read().await);
-    assert!(
-        e.starts_with("ERR Teleport: TLS to the database failed"),
-        "{e}"
-    );
-    assert_eq!(c.try_read().await, None);
+    assert_tls_to_the_database_fails(&bad).await;
 }
 
 /// Moves `slot` (and `keys`) from node `src` to node `dst`.
@@ -389,7 +383,7 @@ async fn unsupported_commands_are_refused() {
     // QUIT: +OK, then the session ends.
     assert_eq!(c.call(&["QUIT"]).await, simple("OK"));
     assert_eq!(c.try_read().await, None);
-    let queries: Vec<String> = proxy.events().iter().map(|e| e.query()).collect();
+    let queries = proxy.queries();
     assert!(
         queries.contains(&"AUTH ****** ******".to_string()),
         "{queries:?}"
@@ -497,22 +491,8 @@ async fn hostile_bytes_end_the_session_and_the_service_goes_on() {
 #[tokio::test]
 async fn limits_apply_to_client_commands() {
     let cluster = RedisCluster::start(PW).await;
-    let opts = SessionOptions {
-        limits: redis_proxy::Limits {
-            max_bulk_len: 1024,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let proxy = Proxy::start_cluster(cluster.backend(TestCreds::new(PW)), opts).await;
-    let mut c = proxy.conn().await;
-    assert_eq!(c.call(&["SET", "k", &"x".repeat(1024)]).await, simple("OK"));
-    c.send(&["SET", "k", &"x".repeat(1025)]).await;
-    assert_eq!(
-        error_text(&c.read().await),
-        "ERR Teleport: Protocol error: bulk length 1025 exceeds the limit of 1024 bytes"
-    );
-    assert_eq!(c.try_read().await, None);
+    let proxy = Proxy::start_cluster(cluster.backend(TestCreds::new(PW)), bulk_limited()).await;
+    assert_bulk_limited(&proxy).await;
 }
 
 #[tokio::test]
@@ -780,13 +760,7 @@ async fn hello_auth_refused_as_auth_is_and_inline_commands_routed() {
     };
     let proxy = Proxy::start_cluster(cluster.backend(TestCreds::new(PW)), opts).await;
     let mut c = proxy.conn().await;
-    let auth = error_text(&c.call(&["AUTH", "other", "pw"]).await);
-    assert!(
-        auth.starts_with(
-            "ERR Teleport: this session is for database user \"default\"; AUTH as \"other\""
-        ),
-        "{auth}"
-    );
+    let auth = auth_as_other_is_refused(&mut c).await;
     let hello = error_text(
         &c.call(&["HELLO", "3", "AUTH", "other", "pw", "SETNAME", "x"])
             .await,
@@ -820,21 +794,15 @@ async fn hello_auth_refused_as_auth_is_and_inline_commands_routed() {
         c.call(&["HELLO", "3", "AUTH", "default", "pw"]).await,
         Frame::Map(_)
     ));
-    let events = proxy.events();
-    let refused: Vec<String> = events
-        .iter()
-        .filter(|e| e.refused.is_some())
-        .map(|e| e.query())
-        .collect();
     assert_eq!(
-        refused,
+        proxy.refused_queries(),
         [
             "AUTH ****** ******",
             "HELLO 3 AUTH ****** ****** SETNAME x",
             "HELLO 3 auth ****** ******"
         ]
     );
-    let queries: Vec<String> = events.iter().map(|e| e.query()).collect();
+    let queries = proxy.queries();
     assert!(queries.contains(&"AUTH ******".to_string()), "{queries:?}");
-    assert!(!format!("{events:?}").contains("hunter2"));
+    assert!(!format!("{:?}", proxy.events()).contains("hunter2"));
 }

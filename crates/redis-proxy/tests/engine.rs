@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use redis_proxy::{Frame, Limits, SessionOptions};
+use redis_proxy::{Frame, SessionOptions};
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
@@ -772,23 +772,8 @@ async fn garbage_closes_the_session_with_an_error() {
 #[tokio::test]
 async fn configured_limits_apply_to_clients() {
     let server = RedisServer::start_tls(PW);
-    let opts = SessionOptions {
-        limits: Limits {
-            max_bulk_len: 1024,
-            ..Limits::default()
-        },
-        ..SessionOptions::default()
-    };
-    let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
-    let mut c = proxy.conn().await;
-    assert_eq!(c.call(&["SET", "k", &"x".repeat(1024)]).await, simple("OK"));
-    c.send(&["SET", "k", &"x".repeat(1025)]).await;
-    let e = error_text(&c.read().await);
-    assert_eq!(
-        e,
-        "ERR Teleport: Protocol error: bulk length 1025 exceeds the limit of 1024 bytes"
-    );
-    assert_eq!(c.try_read().await, None);
+    let proxy = Proxy::start(server.backend(TestCreds::new(PW)), bulk_limited()).await;
+    assert_bulk_limited(&proxy).await;
 }
 
 #[tokio::test]
@@ -904,12 +889,7 @@ async fn tls_name_is_verified() {
     let backend =
         redis_proxy::Backend::new("127.0.0.1", server.port, Some(tls), TestCreds::new(PW));
     let proxy = Proxy::start(backend, SessionOptions::default()).await;
-    let mut c = proxy.conn().await;
-    let e = error_text(&c.read().await);
-    assert!(
-        e.starts_with("ERR Teleport: TLS to the database failed"),
-        "{e}"
-    );
+    assert_tls_to_the_database_fails(&proxy).await;
 }
 
 #[tokio::test]
@@ -1365,13 +1345,7 @@ async fn hello_auth_as_another_user_is_refused_as_auth_is() {
         };
         let proxy = Proxy::start(server.backend(TestCreds::new(PW)), opts).await;
         let mut c = proxy.conn().await;
-        let auth = error_text(&c.call(&["AUTH", "other", "pw"]).await);
-        assert!(
-            auth.starts_with(
-                "ERR Teleport: this session is for database user \"default\"; AUTH as \"other\""
-            ),
-            "{auth}"
-        );
+        let auth = auth_as_other_is_refused(&mut c).await;
         for hello in [
             &["HELLO", "3", "AUTH", "other", "pw"][..],
             &["HELLO", "3", "AUTH", "other", "pw", "SETNAME", "x"],
@@ -1395,14 +1369,8 @@ async fn hello_auth_as_another_user_is_refused_as_auth_is() {
         assert_eq!(c.call(&["GET", "none"]).await, Frame::Null);
         assert_eq!(c.call(&["CLIENT", "GETNAME"]).await, bulk("me"));
         // Audited as refused by the engine, secrets redacted.
-        let refused: Vec<String> = proxy
-            .events()
-            .iter()
-            .filter(|e| e.refused.is_some())
-            .map(|e| e.query())
-            .collect();
         assert_eq!(
-            refused,
+            proxy.refused_queries(),
             [
                 "AUTH ****** ******",
                 "HELLO 3 AUTH ****** ******",
@@ -1452,7 +1420,7 @@ async fn inline_commands_are_served_and_audited_like_arrays() {
         }
         assert_eq!(c.call(&["DEL", "ic"]).await, Frame::Integer(1));
         // redis-cli reads commands from stdin as lines too.
-        let queries: Vec<String> = proxy.events().iter().map(|e| e.query()).collect();
+        let queries = proxy.queries();
         assert_eq!(
             queries,
             [

@@ -269,6 +269,20 @@ impl Proxy {
         self.events.lock().unwrap().clone()
     }
 
+    /// The audited queries (secrets redacted), in order.
+    pub fn queries(&self) -> Vec<String> {
+        self.events().iter().map(CommandEvent::query).collect()
+    }
+
+    /// The audited queries the engine refused itself, in order.
+    pub fn refused_queries(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e.refused.is_some())
+            .map(CommandEvent::query)
+            .collect()
+    }
+
     pub async fn conn(&self) -> Conn {
         Conn::connect(self.port).await
     }
@@ -410,6 +424,55 @@ impl Conn {
         self.send(args).await;
         self.read().await
     }
+}
+
+/// A new connection to a proxy whose backend's TLS certificate does not
+/// verify: the engine's error, then the end of the connection.
+pub async fn assert_tls_to_the_database_fails(proxy: &Proxy) {
+    let mut c = proxy.conn().await;
+    let e = error_text(&c.read().await);
+    assert!(
+        e.starts_with("ERR Teleport: TLS to the database failed"),
+        "{e}"
+    );
+    assert_eq!(c.try_read().await, None);
+}
+
+/// Session options with a 1024-byte limit on a client's bulk strings.
+pub fn bulk_limited() -> SessionOptions {
+    SessionOptions {
+        limits: redis_proxy::Limits {
+            max_bulk_len: 1024,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Under [`bulk_limited`]: a bulk of 1024 bytes is served, one of 1025 ends
+/// the connection with the engine's error.
+pub async fn assert_bulk_limited(proxy: &Proxy) {
+    let mut c = proxy.conn().await;
+    assert_eq!(c.call(&["SET", "k", &"x".repeat(1024)]).await, simple("OK"));
+    c.send(&["SET", "k", &"x".repeat(1025)]).await;
+    assert_eq!(
+        error_text(&c.read().await),
+        "ERR Teleport: Protocol error: bulk length 1025 exceeds the limit of 1024 bytes"
+    );
+    assert_eq!(c.try_read().await, None);
+}
+
+/// `AUTH other pw` in a session for the database user `default`: refused by
+/// the engine; its error text.
+pub async fn auth_as_other_is_refused(c: &mut Conn) -> String {
+    let auth = error_text(&c.call(&["AUTH", "other", "pw"]).await);
+    assert!(
+        auth.starts_with(
+            "ERR Teleport: this session is for database user \"default\"; AUTH as \"other\""
+        ),
+        "{auth}"
+    );
+    auth
 }
 
 pub fn simple(s: &str) -> Frame {
