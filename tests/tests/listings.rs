@@ -18,23 +18,7 @@ const PASSWORD: &str = "correct horse battery staple";
 /// as discovery registers an Azure cache (cloud-detail and `teleport.dev/`
 /// labels), two with labels of one's own.
 fn agent_config(node: &Node, pin: &str, token_file: &Path) -> String {
-    format!(
-        r#"version: v3
-teleport:
-  nodename: listings-agent
-  data_dir: "{{data_dir}}"
-  proxy_server: "{proxy}"
-  ca_pin: "{pin}"
-  join_params:
-    token_name: "{token}"
-    method: token
-auth_service:
-  enabled: no
-proxy_service:
-  enabled: no
-ssh_service:
-  enabled: no
-app_service:
+    let services = r#"app_service:
   enabled: yes
   apps:
   - name: azure-cli
@@ -76,10 +60,8 @@ db_service:
     static_labels:
       env: prod
       team: payments
-"#,
-        proxy = node.web_addr,
-        token = token_file.display(),
-    )
+"#;
+    token_agent_config("listings-agent", &node.web_addr, pin, token_file) + services
 }
 
 /// A cluster with the agent above joined and alice (every database user)
