@@ -341,19 +341,24 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.and()?;
-        while self.eat(&Tok::OrOr) {
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
-        }
-        Ok(left)
+        self.chain(&Tok::OrOr, Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.unary()?;
-        while self.eat(&Tok::AndAnd) {
-            let right = self.unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+        self.chain(&Tok::AndAnd, Self::unary, Expr::And)
+    }
+
+    /// `operand (op operand)*`, grouped from the left.
+    fn chain(
+        &mut self,
+        op: &Tok,
+        operand: fn(&mut Self) -> Result<Expr, QueryError>,
+        join: fn(Box<Expr>, Box<Expr>) -> Expr,
+    ) -> Result<Expr, QueryError> {
+        let mut left = operand(self)?;
+        while self.eat(op) {
+            let right = operand(self)?;
+            left = join(Box::new(left), Box::new(right));
         }
         Ok(left)
     }
