@@ -212,6 +212,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// A request body the handler reads: any hyper body whose errors can be told.
+trait RequestBody: hyper::body::Body<Error: std::error::Error + Send + Sync + 'static> {}
+
+impl<B> RequestBody for B
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+}
+
 impl AzureHandler {
     /// A handler checking sessions with `cluster`'s roles, auditing to
     /// `audit`, minting tokens with `tokens` and forwarding with `http`.
@@ -292,16 +302,12 @@ impl AzureHandler {
 
     // Answer one request of the session whose certificate holds `identity`
     // and whose key is `public_key` (DER SubjectPublicKeyInfo), and audit it.
-    async fn handle<B>(
+    async fn handle<B: RequestBody>(
         &self,
         identity: &Identity,
         public_key: &[u8],
         req: Request<B>,
-    ) -> Response<Full<Bytes>>
-    where
-        B: hyper::body::Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Response<Full<Bytes>> {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let host = req
@@ -330,16 +336,12 @@ impl AzureHandler {
         resp
     }
 
-    async fn check_and_forward<B>(
+    async fn check_and_forward<B: RequestBody>(
         &self,
         identity: &Identity,
         public_key: &[u8],
         req: Request<B>,
-    ) -> Response<Full<Bytes>>
-    where
-        B: hyper::body::Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
+    ) -> Response<Full<Bytes>> {
         let Some(route) = identity.route_to_app.as_ref() else {
             return error(
                 ErrorCode::AccessDenied,
