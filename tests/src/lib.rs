@@ -294,7 +294,10 @@ pub fn output(mut cmd: Command, stdin: Option<&str>) -> Result<Output> {
 /// `tsh args...` with `TELEPORT_HOME=home`.
 pub fn tsh(home: &Path, args: &[&str], stdin: Option<&str>) -> Result<Output> {
     let mut cmd = Command::new(bin("tsh")?);
-    cmd.env("TELEPORT_HOME", home).args(args);
+    // A developer's exported COLUMNS would cut tables' Labels column.
+    cmd.env("TELEPORT_HOME", home)
+        .env_remove("COLUMNS")
+        .args(args);
     output(cmd, stdin)
 }
 
@@ -373,6 +376,24 @@ pub fn token_agent_config(nodename: &str, proxy: &str, ca_pin: &str, token_file:
         "version: v3\nteleport:\n  nodename: {nodename}\n  data_dir: \"{{data_dir}}\"\n  proxy_server: \"{proxy}\"\n  ca_pin: \"{ca_pin}\"\n  join_params:\n    token_name: \"{}\"\n    method: token\nauth_service:\n  enabled: no\nproxy_service:\n  enabled: no\nssh_service:\n  enabled: no\n",
         token_file.display()
     )
+}
+
+/// An agent joined to `node` with a fresh `tctl tokens add --type=roles`
+/// token and the cluster's CA pin, running `services` (the YAML of its
+/// `app_service` / `db_service` sections); its files under `dir/nodename`.
+pub fn start_token_agent(
+    node: &Node,
+    dir: &Path,
+    roles: &str,
+    nodename: &str,
+    services: &str,
+) -> Result<Agent> {
+    let home = dir.join(nodename);
+    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let token_file = home.join("token");
+    std::fs::write(&token_file, join_token(node, roles)?.trim()).map_err(|e| e.to_string())?;
+    let config = token_agent_config(nodename, &node.web_addr, &ca_pin(node)?, &token_file);
+    Agent::start(&home, &(config + services))
 }
 
 /// Writes `yaml` to `file` and runs `tctl create file` on `node`.

@@ -397,24 +397,8 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     }
 }
 
-fn agent_config(node: &Node, pin: &str, token_file: &Path) -> String {
-    format!(
-        r#"version: v3
-teleport:
-  nodename: apps-agent
-  data_dir: "{{data_dir}}"
-  proxy_server: "{proxy}"
-  ca_pin: "{pin}"
-  join_params:
-    token_name: "{token}"
-    method: token
-auth_service:
-  enabled: no
-proxy_service:
-  enabled: no
-ssh_service:
-  enabled: no
-app_service:
+/// The two web apps of `apps_config_prints_the_session_as_teleport`.
+const APPS: &str = r#"app_service:
   enabled: yes
   apps:
   - name: grafana
@@ -422,23 +406,12 @@ app_service:
     public_addr: "grafana.example.com"
   - name: prometheus
     uri: "http://localhost:9090"
-"#,
-        proxy = node.web_addr,
-        token = token_file.display(),
-    )
-}
+"#;
 
 #[test]
 fn apps_config_prints_the_session_as_teleport() {
     let (tmp, node) = sqlite_node("appconfig.example").unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, join_token(&node, "app").unwrap().trim()).unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file),
-    )
-    .unwrap();
+    let agent = start_token_agent(&node, tmp.path(), "app", "apps-agent", APPS).unwrap();
     add_user(&node, "alice", "access", PASSWORD).unwrap();
     let home = tmp.path().join("home");
     ok(tsh_login(&node, &home, "alice", PASSWORD).unwrap()).unwrap();

@@ -6,7 +6,6 @@
 //! and `tsh login --ttl` saying when the cluster capped it.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,8 +16,7 @@ const PASSWORD: &str = "correct horse battery staple";
 /// An agent serving the Azure CLI app, a web app and three databases: one
 /// as discovery registers an Azure cache (cloud-detail and `teleport.dev/`
 /// labels), two with labels of one's own.
-fn agent_config(node: &Node, pin: &str, token_file: &Path) -> String {
-    let services = r#"app_service:
+const SERVICES: &str = r#"app_service:
   enabled: yes
   apps:
   - name: azure-cli
@@ -61,8 +59,6 @@ db_service:
       env: prod
       team: payments
 "#;
-    token_agent_config("listings-agent", &node.web_addr, pin, token_file) + services
-}
 
 /// A cluster with the agent above joined and alice (every database user)
 /// logged in once both listings show everything.
@@ -75,15 +71,7 @@ struct Cluster {
 
 fn cluster() -> Cluster {
     let (tmp, node) = sqlite_node("listings.example").unwrap();
-    let token = join_token(&node, "app,db").unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file),
-    )
-    .unwrap();
+    let agent = start_token_agent(&node, tmp.path(), "app,db", "listings-agent", SERVICES).unwrap();
     add_user_with(&node, "alice", "access", ALL_DATABASE_USERS, PASSWORD).unwrap();
     let home = tmp.path().join("alice");
     ok(tsh_login(&node, &home, "alice", PASSWORD).unwrap()).unwrap();

@@ -142,24 +142,8 @@ fn tokens_add_prints_the_agent_command() {
     assert!(err.contains("text, json, yaml"), "{err}");
 }
 
-fn agent_config(node: &Node, pin: &str, token_file: &Path) -> String {
-    format!(
-        r#"version: v3
-teleport:
-  nodename: both-agent
-  data_dir: "{{data_dir}}"
-  proxy_server: "{proxy}"
-  ca_pin: "{pin}"
-  join_params:
-    token_name: "{token}"
-    method: token
-auth_service:
-  enabled: no
-proxy_service:
-  enabled: no
-ssh_service:
-  enabled: no
-app_service:
+/// The app and database an agent of `registered_servers_are_listed` serves.
+const SERVICES: &str = r#"app_service:
   enabled: yes
   apps:
   - name: grafana
@@ -174,34 +158,13 @@ db_service:
     uri: prod.redis.cache.windows.net:6380
     static_labels:
       env: prod
-"#,
-        proxy = node.web_addr,
-        token = token_file.display(),
-    )
-}
+"#;
 
 #[test]
 fn registered_servers_are_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start(&tmp.path().join("node"), "srv.example", &Storage::Sqlite).unwrap();
-    let token = ok(node
-        .tctl(&[
-            "tokens",
-            "add",
-            "--type=app,db",
-            "--ttl=1h",
-            "--format=text",
-        ])
-        .unwrap())
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, token.trim()).unwrap();
-    let pin = ca_pin(&node).unwrap();
-    let agent = Agent::start(
-        &tmp.path().join("agent"),
-        &agent_config(&node, &pin, &token_file),
-    )
-    .unwrap();
+    let agent = start_token_agent(&node, tmp.path(), "app,db", "both-agent", SERVICES).unwrap();
     let apps = poll(Duration::from_secs(60), "the app in tctl apps ls", || {
         let out = ok(node.tctl(&["apps", "ls"]).unwrap()).ok()?;
         out.contains("grafana").then_some(out)
