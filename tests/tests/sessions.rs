@@ -1,9 +1,12 @@
 //! Sessions and trust, end to end through the binaries: re-login to a proxy
-//! with a self-signed certificate, an expired session, and the Azure
+//! with a self-signed certificate, an expired session (renewed on the spot
+//! on a terminal), and the Azure
 //! identities one may assume.
 #![allow(clippy::unwrap_used)]
 
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::*;
@@ -142,6 +145,39 @@ fn an_expired_session_says_so_and_how_to_log_in_again() {
         "{err:?}"
     );
     assert!(err.to_string().contains(&relogin), "{err}");
+
+    // On a terminal, tsh logs in again on the spot (asking for the
+    // password) and runs the command, as Teleport does. `script` gives tsh
+    // a terminal and types the password into it.
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} apps ls", bin("tsh").unwrap().display()),
+            "/dev/null",
+        ])
+        .env("TELEPORT_HOME", &home)
+        .env_remove("COLUMNS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(format!("{PASSWORD}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("your session has expired"), "{text}");
+    assert!(text.contains("Logging in again."), "{text}");
+    assert!(
+        text.contains("Enter password for Teleport user alice"),
+        "{text}"
+    );
+    assert!(text.contains("Application"), "{text}");
+    // The renewed session serves commands without a terminal too.
+    ok(tsh(&home, &["apps", "ls"], None).unwrap()).unwrap();
 
     // Logging in again (the remembered --insecure included) brings it back.
     ok(plain_login(&node, &home, "alice", &[])).unwrap();

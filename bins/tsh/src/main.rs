@@ -214,7 +214,7 @@ fn main() -> ExitCode {
         Err(e) => return teleport_only::refuse(&e, &args).unwrap_or_else(|| e.exit()),
     };
     init_logging(cli.debug);
-    match run(cli) {
+    match run(&cli).or_else(|e| relogin_and_retry(&cli, e)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", client::term::error_line(&format!("{e:#}")));
@@ -233,7 +233,32 @@ fn init_logging(debug: bool) {
         .try_init();
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// As Teleport does, a command refused because the session expired is, on
+/// a terminal, run again after logging in again (the password is asked for;
+/// the profile's proxy, user and `--insecure` are kept). Elsewhere (scripts,
+/// pipes, identity files) the error stands, naming the `tsh login` to run.
+fn relogin_and_retry(cli: &Cli, e: anyhow::Error) -> Result<()> {
+    let expired = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<client::ClientError>(),
+            Some(client::ClientError::SessionExpired { .. })
+        )
+    });
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let renewable = !matches!(
+        cli.cmd,
+        Cmd::Login { .. } | Cmd::Logout | Cmd::Status { .. } | Cmd::Version
+    );
+    if !expired || !interactive || !renewable || cli.identity.is_some() {
+        return Err(e);
+    }
+    eprintln!("{e:#}");
+    eprintln!("Logging in again.");
+    runtime()?.block_on(login(cli, None, None))?;
+    run(cli)
+}
+
+fn run(cli: &Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Version => {
             println!("{}", api::version_line());
