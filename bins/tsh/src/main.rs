@@ -264,24 +264,24 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", api::version_line());
             Ok(())
         }
-        Cmd::Status { format } => status(&cli, *format),
+        Cmd::Status { format } => status(cli, *format),
         Cmd::Logout => logout(),
-        Cmd::Env { unset } => env::run(&cli, *unset),
-        Cmd::Clusters { format } => runtime()?.block_on(clusters::run(&cli, *format)),
-        Cmd::Apps(AppsCmd::Ls(args)) => runtime()?.block_on(list::apps_ls(&cli, args)),
+        Cmd::Env { unset } => env::run(cli, *unset),
+        Cmd::Clusters { format } => runtime()?.block_on(clusters::run(cli, *format)),
+        Cmd::Apps(AppsCmd::Ls(args)) => runtime()?.block_on(list::apps_ls(cli, args)),
         Cmd::Apps(AppsCmd::Login {
             app,
             azure_identity: _,
             list_identities: true,
-        }) => runtime()?.block_on(azure::list_identities(&cli, app)),
+        }) => runtime()?.block_on(azure::list_identities(cli, app)),
         Cmd::Apps(AppsCmd::Login {
             app,
             azure_identity,
             list_identities: false,
-        }) => runtime()?.block_on(azure::apps_login(&cli, app, azure_identity.as_deref())),
-        Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(&cli, app.as_deref()),
-        Cmd::Apps(AppsCmd::Config { app, format }) => appconfig::run(&cli, app.as_deref(), *format),
-        Cmd::Db(DbCmd::Ls(args)) => runtime()?.block_on(list::db_ls(&cli, args)),
+        }) => runtime()?.block_on(azure::apps_login(cli, app, azure_identity.as_deref())),
+        Cmd::Apps(AppsCmd::Logout { app }) => azure::apps_logout(cli, app.as_deref()),
+        Cmd::Apps(AppsCmd::Config { app, format }) => appconfig::run(cli, app.as_deref(), *format),
+        Cmd::Db(DbCmd::Ls(args)) => runtime()?.block_on(list::db_ls(cli, args)),
         Cmd::Db(DbCmd::Login {
             db,
             db_user,
@@ -305,10 +305,10 @@ fn run(cli: &Cli) -> Result<()> {
                 db_user: db_user.as_deref(),
                 db_name: db_name.as_deref(),
             };
-            let code = runtime()?.block_on(db::connect(&cli, &route, args))?;
+            let code = runtime()?.block_on(db::connect(cli, &route, args))?;
             std::process::exit(code);
         }
-        Cmd::Db(DbCmd::Logout { db }) => db::logout(&cli, db.as_deref()),
+        Cmd::Db(DbCmd::Logout { db }) => db::logout(cli, db.as_deref()),
         Cmd::Proxy(ProxyCmd::Db {
             db,
             tunnel,
@@ -326,17 +326,17 @@ fn run(cli: &Cli) -> Result<()> {
             *tunnel,
         )),
         Cmd::Az { args } => {
-            let code = runtime()?.block_on(azure::az(&cli, args))?;
+            let code = runtime()?.block_on(azure::az(cli, args))?;
             std::process::exit(code);
         }
         Cmd::Proxy(ProxyCmd::Azure { port, format }) => {
-            runtime()?.block_on(azure::proxy_azure(&cli, *port, format))
+            runtime()?.block_on(azure::proxy_azure(cli, *port, format))
         }
         Cmd::Login { user, ttl } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(login(&cli, user.clone(), *ttl))
+            rt.block_on(login(cli, user.clone(), *ttl))
         }
     }
 }
