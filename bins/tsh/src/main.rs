@@ -287,7 +287,7 @@ fn run(cli: &Cli) -> Result<()> {
             db_user,
             db_name,
         }) => runtime()?.block_on(db::login(
-            &cli,
+            cli,
             &db::Route {
                 db,
                 db_user: db_user.as_deref(),
@@ -316,7 +316,7 @@ fn run(cli: &Cli) -> Result<()> {
             db_user,
             db_name,
         }) => runtime()?.block_on(db::proxy(
-            &cli,
+            cli,
             &db::Route {
                 db,
                 db_user: db_user.as_deref(),
