@@ -45,7 +45,7 @@ pub fn router(auth: Arc<AuthServer>) -> Router {
 }
 
 /// A JSON request body; a malformed one is refused as a bad `what`.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| AuthError::BadParameter(format!("bad {what}: {e}")))
 }
 

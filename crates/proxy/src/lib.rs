@@ -205,20 +205,16 @@ struct DbSession {
 
 impl DbSession {
     fn of(conn: &rustls::ServerConnection) -> Result<DbSession, SessionError> {
-        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
-            return Err(SessionError::WrongCertificate(
-                "a database session needs a database certificate: run tsh db login <db>",
-            ));
-        };
-        let Some(route) = id.route_to_database.as_ref() else {
-            return Err(SessionError::WrongCertificate(
-                "this certificate is not for a database: run tsh db login <db>",
-            ));
-        };
+        let (db, expires) = session_route(
+            conn,
+            |id| id.route_to_database.map(|r| (r.service_name, id.expires)),
+            "a database session needs a database certificate: run tsh db login <db>",
+            "this certificate is not for a database: run tsh db login <db>",
+        )?;
         Ok(DbSession {
             cert_der: peer_cert(conn)?,
-            db: route.service_name.clone(),
-            expires: id.expires,
+            db,
+            expires,
         })
     }
 
@@ -308,6 +304,20 @@ async fn splice_db<S>(
 }
 
 /// The client's certificate (DER) on a connection.
+/// What `route` takes from the session certificate of a connection: one that is not a user's
+/// is refused with `no_user`, one `route` takes nothing from with `no_route` (what to run).
+fn session_route<T>(
+    conn: &rustls::ServerConnection,
+    route: impl FnOnce(pki::Identity) -> Option<T>,
+    no_user: &'static str,
+    no_route: &'static str,
+) -> Result<T, SessionError> {
+    let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
+        return Err(SessionError::WrongCertificate(no_user));
+    };
+    route(*id).ok_or(SessionError::WrongCertificate(no_route))
+}
+
 fn peer_cert(conn: &rustls::ServerConnection) -> Result<Vec<u8>, SessionError> {
     conn.peer_certificates()
         .and_then(|c| c.first())
@@ -519,17 +529,13 @@ impl Proxy {
         tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     ) -> Result<tunnel::TunnelStream, SessionError> {
         let conn = tls.get_ref().1;
-        let auth::Caller::User(id) = auth::serve::caller_of(conn) else {
-            return Err(SessionError::WrongCertificate(
-                "an app session needs an app certificate: run tsh apps login",
-            ));
-        };
-        let Some(route) = id.route_to_app.as_ref() else {
-            return Err(SessionError::WrongCertificate(
-                "this certificate is not for an app: run tsh apps login <app>",
-            ));
-        };
-        self.dial_session(peer_cert(conn)?, SessionKind::App, &route.name)
+        let app = session_route(
+            conn,
+            |id| id.route_to_app.map(|r| r.name),
+            "an app session needs an app certificate: run tsh apps login",
+            "this certificate is not for an app: run tsh apps login <app>",
+        )?;
+        self.dial_session(peer_cert(conn)?, SessionKind::App, &app)
             .await
     }
 

@@ -152,8 +152,7 @@ async fn login(
     body: axum::body::Bytes,
 ) -> Result<Json<api::CertsResponse>, AuthError> {
     limit_login(&web, &peer)?;
-    let req: api::LoginRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad login request: {e}")))?;
+    let req: api::LoginRequest = auth::http::parse_body(&body, "login request")?;
     Ok(Json(web.auth.login(&req, &peer.0.to_string()).await?))
 }
 
@@ -163,8 +162,7 @@ async fn host_credentials(
     body: axum::body::Bytes,
 ) -> Result<Json<auth::agents::HostCerts>, AuthError> {
     limit_join(&web, &peer)?;
-    let req: auth::agents::RegisterRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad join request: {e}")))?;
+    let req: auth::agents::RegisterRequest = auth::http::parse_body(&body, "join request")?;
     Ok(Json(
         web.auth
             .register_with_token(&req, &peer.0.to_string())
@@ -186,8 +184,7 @@ async fn azure_credentials(
     body: axum::body::Bytes,
 ) -> Result<Json<auth::agents::HostCerts>, AuthError> {
     limit_join(&web, &peer)?;
-    let req: api::join::AzureRegisterRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad Azure join request: {e}")))?;
+    let req: api::join::AzureRegisterRequest = auth::http::parse_body(&body, "Azure join request")?;
     Ok(Json(
         web.auth
             .register_with_azure(&req, &peer.0.to_string())
@@ -201,8 +198,7 @@ async fn set_password_json(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     limit_login(&web, &peer)?;
-    let req: api::SetPasswordRequest = serde_json::from_slice(&body)
-        .map_err(|e| AuthError::BadParameter(format!("bad request: {e}")))?;
+    let req: api::SetPasswordRequest = auth::http::parse_body(&body, "request")?;
     let user = web
         .auth
         .set_password_with_token(&req.token, &req.password)
