@@ -107,6 +107,27 @@ impl Agent {
         }
     }
 
+    /// Waits at most [`WAIT`] for the agent's state to satisfy `reached`; `what` names it.
+    async fn wait_state(&self, what: &str, reached: impl FnMut(&TunnelState) -> bool) {
+        let mut state = self.state.clone();
+        let waited = tokio::time::timeout(WAIT, state.wait_for(reached)).await;
+        assert!(waited.is_ok(), "the agent did not reach {what} in {WAIT:?}");
+        waited.unwrap().unwrap();
+    }
+
+    /// Starts an agent `node-1` with `config` dialling `addr`, waits for `reached` (see
+    /// [`Agent::wait_state`]) and stops it.
+    async fn reaches(
+        addr: SocketAddr,
+        config: TunnelConfig,
+        what: &str,
+        reached: impl FnMut(&TunnelState) -> bool,
+    ) {
+        let agent = Agent::start(addr, "node-1", "one", config);
+        agent.wait_state(what, reached).await;
+        agent.shutdown().await;
+    }
+
     async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -260,14 +281,11 @@ async fn agent_reconnects_after_proxy_restart() {
     // The proxy goes away: listener and connections dropped.
     proxy_task.abort();
     let _ = proxy_task.await;
-    let mut state = agent.state.clone();
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| !matches!(s, TunnelState::Connected(1))),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    agent
+        .wait_state("a lost connection", |s| {
+            !matches!(s, TunnelState::Connected(1))
+        })
+        .await;
 
     // A new proxy process on the same port.
     let listener = {
@@ -361,13 +379,7 @@ async fn shutdown_ends_run_while_backing_off() {
         backoff_min: Duration::from_secs(30),
         ..TunnelConfig::default()
     };
-    let agent = Agent::start(addr, "node-1", "one", config);
-    let mut state = agent.state.clone();
-    tokio::time::timeout(WAIT, state.wait_for(|s| *s == TunnelState::Backoff))
-        .await
-        .unwrap()
-        .unwrap();
-    agent.shutdown().await;
+    Agent::reaches(addr, config, "backoff", |s| *s == TunnelState::Backoff).await;
 }
 
 #[tokio::test]
@@ -386,16 +398,9 @@ async fn agent_notices_a_silent_proxy_and_reconnects() {
         keepalive_timeout: Duration::from_millis(200),
         ..TunnelConfig::default()
     };
-    let agent = Agent::start(addr, "node-1", "one", config);
-    let mut state = agent.state.clone();
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| matches!(s, TunnelState::Connected(n) if *n >= 2)),
-    )
-    .await
-    .expect("agent did not reconnect after unanswered keepalives")
-    .unwrap();
-    agent.shutdown().await;
+    let reconnected = |s: &TunnelState| matches!(s, TunnelState::Connected(n) if *n >= 2);
+    let what = "a reconnection after unanswered keepalives";
+    Agent::reaches(addr, config, what, reconnected).await;
 }
 
 #[tokio::test]
