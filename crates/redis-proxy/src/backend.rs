@@ -2,7 +2,7 @@
 //! the engine itself with credentials from a [`CredentialProvider`].
 
 use crate::resp::{self, Frame, Limits};
-use crate::EngineError;
+use crate::{AuthError, EngineError, ReplyError, TlsError};
 use bytes::BytesMut;
 use rustls_pki_types::ServerName;
 use std::pin::Pin;
@@ -153,7 +153,7 @@ pub fn tls_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConf
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| EngineError::Tls(e.to_string()))?
+        .map_err(TlsError::Config)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(cfg))
@@ -213,21 +213,24 @@ impl Backend {
         let addr = (self.host.as_str(), self.port);
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| EngineError::Connect(format!("{}:{}: timed out", self.host, self.port)))?
-            .map_err(|e| EngineError::Connect(format!("{}:{}: {e}", self.host, self.port)))?;
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+            .and_then(|r| r)
+            .map_err(|source| EngineError::Connect {
+                addr: format!("{}:{}", self.host, self.port),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         let Some(cfg) = &self.tls else {
             return Ok(BackendStream::Plain(tcp));
         };
-        let name = ServerName::try_from(self.server_name.clone())
-            .map_err(|e| EngineError::Tls(e.to_string()))?;
+        let name = ServerName::try_from(self.server_name.clone()).map_err(TlsError::ServerName)?;
         let tls = tokio::time::timeout(
             self.connect_timeout,
             tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
         )
         .await
-        .map_err(|_| EngineError::Tls("handshake timed out".into()))?
-        .map_err(|e| EngineError::Tls(e.to_string()))?;
+        .map_err(|_| TlsError::Timeout)?
+        .map_err(TlsError::Handshake)?;
         Ok(BackendStream::Tls(Box::new(tls)))
     }
 
@@ -288,20 +291,17 @@ impl Backend {
                     refused.push(creds.password);
                 }
                 Frame::Error(e) | Frame::BlobError(e) => {
-                    return Err(EngineError::Auth(String::from_utf8_lossy(&e).into_owned()))
+                    return Err(AuthError::Refused(String::from_utf8_lossy(&e).into_owned()).into())
                 }
-                other => {
-                    return Err(EngineError::Auth(format!(
-                        "unexpected AUTH reply {other:?}"
-                    )))
-                }
+                other => return Err(AuthError::UnexpectedReply(format!("{other:?}")).into()),
             }
         }
-        Err(EngineError::Auth(if last_refusal.is_empty() {
-            "WRONGPASS after refreshing credentials".into()
+        Err(if last_refusal.is_empty() {
+            AuthError::NoNewCredentials
         } else {
-            last_refusal
-        }))
+            AuthError::Refused(last_refusal)
+        }
+        .into())
     }
 }
 
@@ -357,9 +357,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
 ) -> Result<(Frame, bytes::Bytes), EngineError> {
     let limits = Limits::default();
     loop {
-        if let Some((f, n)) =
-            resp::parse(buf, &limits).map_err(|e| EngineError::BackendProtocol(e.to_string()))?
-        {
+        if let Some((f, n)) = resp::parse(buf, &limits).map_err(ReplyError::Malformed)? {
             return Ok((f, buf.split_to(n).freeze()));
         }
         if stream.read_buf(buf).await.map_err(EngineError::Backend)? == 0 {

@@ -60,7 +60,7 @@ use crate::backend::reauth_deadline;
 use crate::resp::{self, Frame, FrameCursor, Limits, ProtocolError};
 use crate::session::{Action, Cmd, SessionState};
 use crate::SessionOptions;
-use crate::{teleport_error, Backend, CommandEvent, Connected, EngineError};
+use crate::{teleport_error, Backend, CommandEvent, Connected, EngineError, ReplyError};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -379,7 +379,7 @@ pub(crate) fn classify(name: &str, args: &[&[u8]]) -> Route {
 /// `-ERR Teleport: ...`. Shared by every command that was waiting on the
 /// connection.
 #[derive(Debug, thiserror::Error)]
-enum NodeError {
+pub enum NodeError {
     /// Connecting or authenticating to the node failed.
     #[error(transparent)]
     Connect(EngineError),
@@ -398,7 +398,7 @@ enum NodeError {
 
 /// What ended an open node connection.
 #[derive(Debug, thiserror::Error)]
-enum LinkError {
+pub enum LinkError {
     #[error("write failed: {0}")]
     Write(#[source] std::io::Error),
     /// The connection's reader stopped (it reports its own error).
@@ -423,7 +423,7 @@ enum LinkError {
 
 /// Why a `CLUSTER SLOTS` reply could not be applied.
 #[derive(Debug, thiserror::Error)]
-enum SlotsError {
+pub enum SlotsError {
     /// The node answered with an error (its text).
     #[error("{0}")]
     Refused(String),
@@ -1391,9 +1391,7 @@ async fn roundtrip<S: AsyncRead + AsyncWrite + Unpin>(
     s.flush().await.map_err(EngineError::Backend)?;
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        if let Some((f, _)) =
-            resp::parse(&buf, limits).map_err(|e| EngineError::BackendProtocol(e.to_string()))?
-        {
+        if let Some((f, _)) = resp::parse(&buf, limits).map_err(ReplyError::Malformed)? {
             return Ok(f);
         }
         if s.read_buf(&mut buf).await.map_err(EngineError::Backend)? == 0 {
@@ -1413,12 +1411,9 @@ async fn discover(seed: &Backend, limits: &Limits) -> Result<Pool, EngineError> 
         roundtrip(&mut stream, &[b"CLUSTER", b"SLOTS"], limits),
     )
     .await
-    .map_err(|_| EngineError::BackendProtocol("no answer to CLUSTER SLOTS".into()))??;
+    .map_err(|_| ReplyError::NoAnswer("CLUSTER SLOTS"))??;
     if let Frame::Error(e) | Frame::BlobError(e) = &slots {
-        return Err(EngineError::BackendProtocol(format!(
-            "CLUSTER SLOTS failed (is this a Redis cluster?): {}",
-            String::from_utf8_lossy(e)
-        )));
+        return Err(ReplyError::NotACluster(String::from_utf8_lossy(e).into_owned()).into());
     }
     // The seed's node ID, to recognise it in the slot map (optional).
     let id = tokio::time::timeout(
@@ -1426,11 +1421,10 @@ async fn discover(seed: &Backend, limits: &Limits) -> Result<Pool, EngineError> 
         roundtrip(&mut stream, &[b"CLUSTER", b"MYID"], limits),
     )
     .await
-    .map_err(|_| EngineError::BackendProtocol("no answer to CLUSTER MYID".into()))??;
+    .map_err(|_| ReplyError::NoAnswer("CLUSTER MYID"))??;
     let id = text_of(&id).map(Bytes::copy_from_slice);
     let mut pool = Pool::new(seed, *limits, id);
-    pool.apply_slots(&slots)
-        .map_err(|e| EngineError::BackendProtocol(format!("CLUSTER SLOTS: {e}")))?;
+    pool.apply_slots(&slots).map_err(ReplyError::SlotMap)?;
     pool.nodes[0].handle = Some(NodeHandle::spawn(
         seed.clone(),
         *limits,

@@ -86,6 +86,7 @@
 
 pub mod backend;
 pub mod cluster;
+mod error;
 pub mod resp;
 mod session;
 pub mod shared;
@@ -95,6 +96,7 @@ pub use backend::{
     CredentialProvider, Credentials, StaticCredentials,
 };
 pub use cluster::serve_cluster_session;
+pub use error::{AuthError, EngineError, ReplyError, TlsError};
 pub use resp::{Frame, Limits, ProtocolError};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -103,27 +105,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify};
-
-/// Errors ending a session.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("failed to connect to the database: {0}")]
-    Connect(String),
-    #[error("TLS to the database failed: {0}")]
-    Tls(String),
-    #[error("failed to get database credentials: {0}")]
-    Credentials(#[source] CredentialError),
-    #[error("database authentication failed: {0}")]
-    Auth(String),
-    #[error("database connection error: {0}")]
-    Backend(std::io::Error),
-    #[error("database sent an invalid reply: {0}")]
-    BackendProtocol(String),
-    #[error("client connection error: {0}")]
-    Client(std::io::Error),
-    #[error("{0}")]
-    ClientProtocol(#[from] ProtocolError),
-}
 
 /// Session settings.
 #[derive(Debug, Clone)]
@@ -649,7 +630,7 @@ where
                     if scanner.at_boundary() && path.awaiting_engine() {
                         loop {
                             let parsed = resp::parse(&buf, &limits)
-                                .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
+                                .map_err(ReplyError::Malformed)?;
                             let Some((frame, n)) = parsed else { break };
                             if matches!(frame, Frame::Push(_)) {
                                 if path.translating() {
@@ -679,7 +660,7 @@ where
                         let mut replies = 0;
                         while path.translating() {
                             let parsed = resp::parse(&buf, &limits)
-                                .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
+                                .map_err(ReplyError::Malformed)?;
                             let Some((frame, n)) = parsed else { break };
                             buf.advance(n);
                             let frame = if matches!(frame, Frame::Push(_) | Frame::Attribute(_)) {
@@ -708,7 +689,7 @@ where
                     }
                     let scanned = scanner
                         .scan(&buf, &limits)
-                        .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
+                        .map_err(ReplyError::Malformed)?;
                     if scanned.consumed > 0 {
                         client_w.write_all(&buf[..scanned.consumed]).await.map_err(EngineError::Client)?;
                         client_w.flush().await.map_err(EngineError::Client)?;
@@ -806,18 +787,15 @@ async fn reauthenticate<W: AsyncWrite + Unpin>(
     let reply = path
         .engine_call(server_w, &cmd, None)
         .await
-        .map_err(|e| EngineError::Auth(format!("re-authentication: {e}")))?;
+        .map_err(|e| AuthError::Reauth(Box::new(e)))?;
     match reply {
         Frame::Simple(_) => {
             tracing::debug!("re-authenticated the database connection");
             Ok(creds.valid_for.map(reauth_deadline))
         }
-        Frame::Error(e) | Frame::BlobError(e) => Err(EngineError::Auth(format!(
-            "re-authentication refused: {}",
-            String::from_utf8_lossy(&e)
-        ))),
-        other => Err(EngineError::Auth(format!(
-            "unexpected answer to re-authentication: {other:?}"
-        ))),
+        Frame::Error(e) | Frame::BlobError(e) => {
+            Err(AuthError::ReauthRefused(String::from_utf8_lossy(&e).into_owned()).into())
+        }
+        other => Err(AuthError::UnexpectedReply(format!("{other:?}")).into()),
     }
 }

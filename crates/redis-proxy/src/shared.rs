@@ -51,7 +51,7 @@ use crate::backend::{exchange, Backend, BackendStream};
 use crate::resp::{self, Limits};
 use crate::session::{Action, Cmd, SessionState};
 use crate::Frame;
-use crate::{CommandEvent, EngineError, Progress};
+use crate::{AuthError, CommandEvent, EngineError, Progress, ReplyError};
 
 /// Whether a session on the shared connection may send `name` there:
 /// key reads and writes that never block and whose result depends only on
@@ -552,18 +552,16 @@ async fn run_conn(
                     return Err(EngineError::Backend(std::io::Error::other("poisoned")));
                 };
                 let Some((left, to)) = q.front_mut() else {
-                    return Err(EngineError::BackendProtocol("a reply to no command".into()));
+                    return Err(ReplyError::Unsolicited.into());
                 };
                 let scanned = scanner
                     .scan_upto(&buf, &limits, *left)
-                    .map_err(|e| EngineError::BackendProtocol(e.to_string()))?;
+                    .map_err(ReplyError::Malformed)?;
                 if scanned.consumed == 0 {
                     break;
                 }
                 if scanned.frames != scanned.replies {
-                    return Err(EngineError::BackendProtocol(
-                        "an out-of-band push frame on a shared connection".into(),
-                    ));
+                    return Err(ReplyError::PushOnShared.into());
                 }
                 let chunk = buf.split_to(scanned.consumed).freeze();
                 match to {
@@ -574,18 +572,16 @@ async fn run_conn(
                     None => {
                         auth_reply.extend_from_slice(&chunk);
                         if auth_reply.len() > 64 * 1024 {
-                            return Err(EngineError::BackendProtocol(
-                                "an oversized answer to AUTH".into(),
-                            ));
+                            return Err(ReplyError::OversizedAuthReply.into());
                         }
                         if scanned.replies == 1 {
                             let reply = std::mem::take(&mut auth_reply);
                             if !reply.starts_with(b"+") {
                                 let text = String::from_utf8_lossy(&reply);
-                                return Err(EngineError::Auth(format!(
-                                    "re-authentication refused: {}",
-                                    text.trim_start_matches('-').trim_end()
-                                )));
+                                return Err(AuthError::ReauthRefused(
+                                    text.trim_start_matches('-').trim_end().to_string(),
+                                )
+                                .into());
                             }
                             tracing::debug!("re-authenticated the shared database connection");
                         }

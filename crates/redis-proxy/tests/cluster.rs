@@ -120,7 +120,9 @@ async fn tls_to_redirected_addresses_uses_the_seed_name() {
     );
     assert!(matches!(
         by_ip.connect().await,
-        Err(redis_proxy::EngineError::Tls(_))
+        Err(redis_proxy::EngineError::Tls(
+            redis_proxy::TlsError::Handshake(_)
+        ))
     ));
     // Through the engine: keys on every node.
     let proxy = Proxy::start_cluster(seed, SessionOptions::default()).await;

@@ -753,6 +753,43 @@ async fn wrongpass_after_rotation_is_retried_transparently() {
     assert_eq!(denied.try_read().await, None);
 }
 
+/// Each way of failing to reach the database is a kind of its own, with
+/// its source: callers match on it, never on text.
+#[tokio::test]
+async fn backend_failures_are_typed() {
+    use redis_proxy::{AuthError, EngineError, TlsError};
+    let server = RedisServer::start_tls(PW);
+    // Nothing listens: the address and the OS error.
+    let port = free_port();
+    let closed = redis_proxy::Backend::new("127.0.0.1", port, None, TestCreds::new(PW));
+    match closed.connect().await {
+        Err(EngineError::Connect { addr, source }) => {
+            assert_eq!(addr, format!("127.0.0.1:{port}"));
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // A certificate this client does not trust: the handshake fails.
+    let untrusting = redis_proxy::Backend::new(
+        "localhost",
+        server.port,
+        Some(redis_proxy::tls_config(rustls::RootCertStore::empty()).unwrap()),
+        TestCreds::new(PW),
+    );
+    assert!(matches!(
+        untrusting.connect().await,
+        Err(EngineError::Tls(TlsError::Handshake(_)))
+    ));
+    // Every password refused: the database's own refusal.
+    let wrong = server.backend(TestCreds::new("wrong"));
+    match wrong.connect().await {
+        Err(EngineError::Auth(AuthError::Refused(text))) => {
+            assert!(text.starts_with("WRONGPASS"), "{text}")
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test]
 async fn garbage_closes_the_session_with_an_error() {
     let (_server, _creds, proxy) = setup().await;
