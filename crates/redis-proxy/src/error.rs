@@ -21,19 +21,19 @@ pub enum EngineError {
     },
     /// TLS to the database could not be set up.
     #[error("TLS to the database failed: {0}")]
-    Tls(#[source] TlsError),
+    Tls(#[from] TlsError),
     /// The credential provider had nothing to authenticate with.
     #[error("failed to get database credentials: {0}")]
     Credentials(#[source] CredentialError),
     /// The database did not accept the agent's credentials.
     #[error("database authentication failed: {0}")]
-    Auth(#[source] AuthError),
+    Auth(#[from] AuthError),
     /// Reading from or writing to the database failed.
     #[error("database connection error: {0}")]
     Backend(#[source] std::io::Error),
     /// The database answered something the engine cannot use.
     #[error("database sent an invalid reply: {0}")]
-    BackendProtocol(#[source] ReplyError),
+    BackendProtocol(#[from] ReplyError),
     /// Reading from or writing to the client failed.
     #[error("client connection error: {0}")]
     Client(#[source] std::io::Error),
@@ -105,22 +105,4 @@ pub enum ReplyError {
     /// The `CLUSTER SLOTS` map could not be applied.
     #[error("CLUSTER SLOTS: {0}")]
     SlotMap(#[source] SlotsError),
-}
-
-impl From<ReplyError> for EngineError {
-    fn from(e: ReplyError) -> Self {
-        EngineError::BackendProtocol(e)
-    }
-}
-
-impl From<TlsError> for EngineError {
-    fn from(e: TlsError) -> Self {
-        EngineError::Tls(e)
-    }
-}
-
-impl From<AuthError> for EngineError {
-    fn from(e: AuthError) -> Self {
-        EngineError::Auth(e)
-    }
 }
