@@ -26,7 +26,7 @@ pub async fn join_with_azure(
         &serde_json::json!({}),
     )
     .await
-    .map_err(|e| JoinError::Cluster(format!("getting an Azure join challenge failed: {e}")))?;
+    .map_err(JoinError::at(crate::join::JoinStep::AzureChallenge))?;
     let http = azure_mint::http::HttpConfig::from_env();
     let imds = azure_mint::imds::ImdsClient::new(&http)
         .map_err(|e| JoinError::Local(format!("IMDS client: {e}")))?;
@@ -84,11 +84,7 @@ pub async fn join_with_azure(
     let certs: api::join::HostCerts =
         crate::join::post_join(&api, "/v1/webapi/host/azure/credentials", &req)
             .await
-            .map_err(|e| {
-                JoinError::Cluster(format!(
-                    "joining the cluster with the Azure method failed: {e}"
-                ))
-            })?;
+            .map_err(JoinError::at(crate::join::JoinStep::AzureJoin))?;
     Ok(crate::join::identity_from(
         host_id,
         key.private_key_pem,

@@ -26,9 +26,22 @@ pub const HOST_UUID_FILE: &str = "host_uuid";
 /// Errors of joining.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    /// The cluster refused or could not be reached.
-    #[error("{0}")]
-    Cluster(String),
+    /// A step of joining that the cluster refused or could not serve.
+    #[error("{step} failed: {source}")]
+    Cluster {
+        /// What the agent was doing.
+        step: JoinStep,
+        /// The cluster's answer or the connection's failure.
+        #[source]
+        source: client::ClientError,
+    },
+    /// The proxy could not be reached with a verified certificate and no
+    /// pin is configured to trust its host CA instead.
+    #[error("{0}; set teleport.ca_pin (teleport start --ca-pin) to the pin `tctl status` prints")]
+    Unpinned(#[source] client::ClientError),
+    /// The host CA the proxy sent is not a certificate.
+    #[error("the proxy sent a bad host CA: {0}")]
+    BadHostCa(#[source] pki::PkiError),
     /// The proxy's CA does not match `teleport.ca_pin`.
     #[error("the cluster's host CA pin {got} does not match teleport.ca_pin ({want}, or --ca-pin's): check the pin `tctl status` prints")]
     PinMismatch {
@@ -42,9 +55,40 @@ pub enum JoinError {
     Local(String),
 }
 
-impl From<client::ClientError> for JoinError {
-    fn from(e: client::ClientError) -> Self {
-        JoinError::Cluster(e.to_string())
+/// The steps of joining and staying joined that ask the cluster something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinStep {
+    /// Fetching the host CA from the proxy, or dialling it.
+    ReachProxy,
+    /// `POST /v1/webapi/host/credentials` with a token.
+    TokenJoin,
+    /// `POST /v1/webapi/host/azure/challenge`.
+    AzureChallenge,
+    /// `POST /v1/webapi/host/azure/credentials`.
+    AzureJoin,
+    /// `GET /v1/auth/proxies`, to keep a tunnel to each proxy.
+    ListProxies,
+    /// `POST /v1/auth/hosts/renew`, the host certificate's renewal.
+    Renew,
+}
+
+impl std::fmt::Display for JoinStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinStep::ReachProxy => "reaching the proxy",
+            JoinStep::TokenJoin => "joining the cluster",
+            JoinStep::AzureChallenge => "getting an Azure join challenge",
+            JoinStep::AzureJoin => "joining the cluster with the Azure method",
+            JoinStep::ListProxies => "listing the cluster's proxies",
+            JoinStep::Renew => "renewing the host certificate",
+        })
+    }
+}
+
+impl JoinError {
+    /// `source` as the failure of `step`.
+    pub fn at(step: JoinStep) -> impl FnOnce(client::ClientError) -> JoinError {
+        move |source| JoinError::Cluster { step, source }
     }
 }
 
@@ -90,10 +134,19 @@ struct HostCaAnswer {
 /// `insecure` set, which trusts whatever answers: tests only).
 pub async fn trust_cluster(proxy: &str, pins: &[String], insecure: bool) -> Result<ClusterTrust> {
     let unverified = !pins.is_empty() || insecure;
-    let web = ApiClient::new(proxy, None, unverified)?;
-    let answer: HostCaAnswer = web.get("/v1/webapi/host-ca").await?;
-    let got = pki::ca_pin_from_cert_pem(&answer.host_ca)
-        .map_err(|e| JoinError::Cluster(format!("the proxy sent a bad host CA: {e}")))?;
+    let reach = |source| {
+        if unverified {
+            JoinError::Cluster {
+                step: JoinStep::ReachProxy,
+                source,
+            }
+        } else {
+            JoinError::Unpinned(source)
+        }
+    };
+    let web = ApiClient::new(proxy, None, unverified).map_err(reach)?;
+    let answer: HostCaAnswer = web.get("/v1/webapi/host-ca").await.map_err(reach)?;
+    let got = pki::ca_pin_from_cert_pem(&answer.host_ca).map_err(JoinError::BadHostCa)?;
     if !pins.is_empty() && !pins.iter().any(|p| p.trim() == got) {
         return Err(JoinError::PinMismatch {
             got,
@@ -124,7 +177,7 @@ pub fn cluster_client(
         &[api::alpn::CLUSTER],
     )
     .map_err(|e| JoinError::Local(format!("TLS setup: {e}")))?;
-    Ok(ApiClient::with_tls(proxy, tls)?)
+    ApiClient::with_tls(proxy, tls).map_err(JoinError::at(JoinStep::ReachProxy))
 }
 
 /// `join_params.token_name`: a path to a file holding the token, or the token.
@@ -218,7 +271,7 @@ pub async fn join_with_token(
     };
     let certs: api::join::HostCerts = post_join(&api, "/v1/webapi/host/credentials", &req)
         .await
-        .map_err(|e| JoinError::Cluster(format!("joining the cluster failed: {e}")))?;
+        .map_err(JoinError::at(JoinStep::TokenJoin))?;
     Ok(identity_from(host_id, key.private_key_pem, certs, roles))
 }
 
@@ -254,7 +307,8 @@ pub async fn renew(proxy: &str, identity: &AgentIdentity) -> Result<AgentIdentit
                 public_key: base64::engine::general_purpose::STANDARD.encode(&key.public_key_der),
             },
         )
-        .await?;
+        .await
+        .map_err(JoinError::at(JoinStep::Renew))?;
     Ok(identity_from(
         &identity.host_id,
         key.private_key_pem,
@@ -357,6 +411,37 @@ mod tests {
         assert!(err.to_string().contains("cannot read the join token file"));
         std::fs::write(&f, "\n").unwrap();
         assert!(read_token(f.to_str().unwrap()).is_err());
+    }
+
+    /// A proxy that cannot be reached: without a pin the error says to set
+    /// one; with a pin (or --insecure) it names the step that failed.
+    #[tokio::test]
+    async fn an_unreachable_proxy_is_named_by_step_and_pin() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = format!("127.0.0.1:{port}");
+        let err = trust_cluster(&proxy, &[], false).await.unwrap_err();
+        assert!(matches!(err, JoinError::Unpinned(_)), "{err:?}");
+        assert!(err.to_string().contains("set teleport.ca_pin"), "{err}");
+        let pins = ["sha256:00".to_string()];
+        let err = trust_cluster(&proxy, &pins, false).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                JoinError::Cluster {
+                    step: JoinStep::ReachProxy,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with("reaching the proxy failed: "),
+            "{err}"
+        );
     }
 
     #[test]

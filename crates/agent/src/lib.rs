@@ -120,14 +120,7 @@ async fn obtain_identity(
     let host_id = join::host_id(&data_dir)?;
     let config = |m: &str| AgentError::Config(m.to_string());
     let nodename = cfg.nodename();
-    let trust = join::trust_cluster(proxy, &pins, insecure)
-        .await
-        .map_err(|e| match e {
-            JoinError::Cluster(m) if pins.is_empty() && !insecure => JoinError::Cluster(format!(
-                "{m}; set teleport.ca_pin (teleport start --ca-pin) to the pin `tctl status` prints"
-            )),
-            e => e,
-        })?;
+    let trust = join::trust_cluster(proxy, &pins, insecure).await?;
     let identity = match method {
         "token" => {
             if token_name.is_empty() {
@@ -380,7 +373,10 @@ async fn run_tunnels(
         let id = identity.read().await.clone();
         let listed: Result<Vec<api::inventory::ProxyEntry>, JoinError> =
             match join::cluster_client(&proxy, &id.trust(), Some(&id)) {
-                Ok(api) => api.get("/v1/auth/proxies").await.map_err(JoinError::from),
+                Ok(api) => api
+                    .get("/v1/auth/proxies")
+                    .await
+                    .map_err(JoinError::at(join::JoinStep::ListProxies)),
                 Err(e) => Err(e),
             };
         match listed {
