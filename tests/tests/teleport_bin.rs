@@ -193,7 +193,7 @@ db_service:
     // the node role is accepted with a word about SSH.
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(
-        log.contains("the SSH service (role node, ssh_service) is not available in this build"),
+        log.contains("the SSH service is not available in this build (role node, ssh_service)"),
         "{log}"
     );
     assert!(log.contains("joined the cluster"), "{log}");

@@ -360,7 +360,7 @@ async fn start(
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
 
     if cfg.ssh_service.enabled {
-        tracing::warn!("the SSH service (role node, ssh_service) is not available in this build: nothing serves SSH on this host");
+        tracing::warn!("the SSH service is not available in this build (role node, ssh_service): nothing serves SSH on this host");
     }
     if !cfg.auth_service.enabled {
         if cfg.proxy_service.enabled {
