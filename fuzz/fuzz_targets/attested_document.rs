@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(certs) = azure_attest::document_certificates(&document) {
         for c in &certs {
             for url in azure_attest::ca_issuers_urls(c) {
-                let _ = azure_attest::aia_url_allowed(&url);
+                let _ = azure_mint::aia::aia_url_allowed(&url);
             }
         }
         let _ = azure_attest::verify_attested_document(&document, &ROOTS, &certs, NONCE, now);

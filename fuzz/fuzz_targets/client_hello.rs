@@ -5,11 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Some(route)) = proxy::client_hello_route(data) {
-        assert!(
-            matches!(route.as_str(), "http" | "cluster" | "app" | "db")
-                || route.starts_with("unsupported:"),
-            "unknown route {route}"
-        );
+    // Any bytes: a route, a need for more, or an error that can be shown;
+    // never a panic.
+    match proxy::client_hello_route(data) {
+        Ok(route) => drop(format!("{route:?}")),
+        Err(e) => drop(e.to_string()),
     }
 });

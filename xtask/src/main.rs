@@ -235,6 +235,13 @@ fn test(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The fuzz targets are a workspace of their own (fuzzing needs nightly):
+    // type-check them on stable so that a change of API cannot leave them
+    // broken until the next fuzzing run.
+    run(cargo()
+        .args(["check", "--bins", "--manifest-path"])
+        .arg(root.join("fuzz").join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", root.join("target").join("fuzz-check")))?;
     // The end-to-end tests drive the real binaries: build them first.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     let mut cmd = cargo();

@@ -48,13 +48,30 @@ pub struct ProxyConfig {
 }
 
 /// Where a connection goes, by the ALPN protocols offered.
-#[derive(Debug, PartialEq)]
-enum Route {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The web API and app sessions' HTTP (no ALPN, `http/1.1`, `h2`).
     Http,
+    /// Agents' and tctl's cluster API and reverse tunnels.
     Cluster,
+    /// An app session (`teleport-app`).
     App,
+    /// A database session (`teleport-redis`, the multiplexed variant).
     Db,
+    /// Nothing served here; the first protocol offered (peer text, shown
+    /// escaped).
     Unsupported(String),
+}
+
+/// Why the first bytes of a connection are not a ClientHello.
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    /// The bytes are not TLS records.
+    #[error("not TLS: {0}")]
+    Records(#[source] std::io::Error),
+    /// The records do not hold a ClientHello rustls accepts.
+    #[error("not a TLS ClientHello: {0}")]
+    NotClientHello(#[source] rustls::Error),
 }
 
 fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
@@ -87,13 +104,13 @@ fn route(alpn: Option<Vec<Vec<u8>>>) -> Route {
 
 /// The route a ClientHello asks for, from the first bytes a client sends (TLS records): the
 /// part of the listener that reads peer bytes before any handshake, as a pure function (the fuzz
-/// target drives it). `Ok(None)` when more bytes are needed; `Ok(Some(route))` names the route
-/// (`http`, `cluster`, `app`, `db`, or `unsupported:<first protocol>`); `Err` when the bytes are
-/// not a ClientHello.
-pub fn client_hello_route(mut records: &[u8]) -> Result<Option<String>, String> {
+/// target drives it). `Ok(None)` when more bytes are needed.
+pub fn client_hello_route(mut records: &[u8]) -> Result<Option<Route>, HelloError> {
     let mut acceptor = rustls::server::Acceptor::default();
     while !records.is_empty() {
-        let n = acceptor.read_tls(&mut records).map_err(|e| e.to_string())?;
+        let n = acceptor
+            .read_tls(&mut records)
+            .map_err(HelloError::Records)?;
         if n == 0 {
             break;
         }
@@ -103,16 +120,10 @@ pub fn client_hello_route(mut records: &[u8]) -> Result<Option<String>, String> 
                     .client_hello()
                     .alpn()
                     .map(|it| it.map(<[u8]>::to_vec).collect::<Vec<_>>());
-                return Ok(Some(match route(alpn) {
-                    Route::Http => "http".to_string(),
-                    Route::Cluster => "cluster".to_string(),
-                    Route::App => "app".to_string(),
-                    Route::Db => "db".to_string(),
-                    Route::Unsupported(p) => format!("unsupported:{p}"),
-                }));
+                return Ok(Some(route(alpn)));
             }
             Ok(None) => {}
-            Err((e, _alert)) => return Err(e.to_string()),
+            Err((e, _alert)) => return Err(HelloError::NotClientHello(e)),
         }
     }
     Ok(None)
@@ -785,18 +796,25 @@ mod tests {
 
     #[test]
     fn routes_client_hello_bytes() {
-        let route_of = |alpn: &[&[u8]]| client_hello_route(&client_hello(alpn));
-        assert_eq!(route_of(&[]), Ok(Some("http".into())));
-        assert_eq!(route_of(&[alpn::CLUSTER]), Ok(Some("cluster".into())));
-        assert_eq!(route_of(&[alpn::REDIS_MUX]), Ok(Some("db".into())));
+        let route_of = |alpn: &[&[u8]]| client_hello_route(&client_hello(alpn)).unwrap();
+        assert_eq!(route_of(&[]), Some(Route::Http));
+        assert_eq!(route_of(&[alpn::CLUSTER]), Some(Route::Cluster));
+        assert_eq!(route_of(&[alpn::APP]), Some(Route::App));
+        assert_eq!(route_of(&[alpn::REDIS_MUX]), Some(Route::Db));
         assert_eq!(
             route_of(&[b"teleport-postgres"]),
-            Ok(Some("unsupported:teleport-postgres".into()))
+            Some(Route::Unsupported("teleport-postgres".into()))
         );
         // A ClientHello cut short needs more bytes; anything else is refused.
         let hello = client_hello(&[alpn::APP]);
-        assert_eq!(client_hello_route(&hello[..hello.len() - 1]), Ok(None));
-        assert!(client_hello_route(b"GET / HTTP/1.1\r\n\r\n").is_err());
+        assert!(matches!(
+            client_hello_route(&hello[..hello.len() - 1]),
+            Ok(None)
+        ));
+        assert!(matches!(
+            client_hello_route(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(HelloError::Records(_) | HelloError::NotClientHello(_))
+        ));
     }
 
     fn entry(host: &str, db: &str, features: &[&str]) -> auth::agents::ServerEntry {
