@@ -80,19 +80,6 @@ impl DbConfigureCreate {
     }
 }
 
-/// The addresses to try for `proxy`: itself when it has a port, else the
-/// host on 443, then on 3080 (the guides' proxies listen on either).
-fn proxy_candidates(proxy: &str) -> Vec<String> {
-    let has_port = proxy
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if has_port {
-        vec![proxy.to_string()]
-    } else {
-        vec![format!("{proxy}:443"), format!("{proxy}:3080")]
-    }
-}
-
 /// How the pin was learnt.
 enum Pin {
     /// Over TLS this host trusts.
@@ -138,7 +125,7 @@ fn pin_from_proxy(req: &mut DbConfigure) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let mut failures = Vec::new();
-    for addr in proxy_candidates(&req.proxy) {
+    for addr in client::discover::candidates(&req.proxy) {
         match rt.block_on(fetch_pin(&addr)) {
             Ok(pin) => {
                 let pin = match pin {
@@ -242,18 +229,5 @@ mod tests {
         assert_eq!(req.name.as_deref(), Some("cache"));
         let cfg = config::parse(&config::db_configure::render(&req).unwrap(), "t").unwrap();
         assert_eq!(cfg.db_service.databases[0].static_labels["team"], "x");
-    }
-
-    #[test]
-    fn a_proxy_without_a_port_tries_443_then_3080() {
-        assert_eq!(
-            proxy_candidates("p.example.com:3080"),
-            vec!["p.example.com:3080"]
-        );
-        assert_eq!(
-            proxy_candidates("p.example.com"),
-            vec!["p.example.com:443", "p.example.com:3080"]
-        );
-        assert_eq!(proxy_candidates("[::1]:8443"), vec!["[::1]:8443"]);
     }
 }
