@@ -12,8 +12,6 @@ use time::OffsetDateTime;
 
 use crate::{api_client, load_active, login_command, Cli};
 
-mod query;
-
 /// The flags every `ls` of tsh takes: filters, verbosity and format.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LsArgs {
@@ -40,7 +38,7 @@ pub(crate) struct LsArgs {
 struct Filter {
     labels: Vec<(String, String)>,
     search: Vec<String>,
-    query: Option<query::Expr>,
+    query: Option<client::query::Expr>,
 }
 
 impl Filter {
@@ -60,7 +58,11 @@ impl Filter {
                     .collect()
             })
             .unwrap_or_default();
-        let query = args.query.as_deref().map(query::Expr::parse).transpose()?;
+        let query = args
+            .query
+            .as_deref()
+            .map(client::query::Expr::parse)
+            .transpose()?;
         Ok(Filter {
             labels,
             search,
@@ -72,9 +74,9 @@ impl Filter {
         self.labels
             .iter()
             .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
-            && matches_search(&self.search, name, description, labels)
+            && client::query::matches_search(&self.search, name, description, labels)
             && self.query.as_ref().is_none_or(|q| {
-                q.eval(&query::Resource {
+                q.eval(&client::query::Resource {
                     name,
                     description,
                     labels,
@@ -99,25 +101,6 @@ fn parse_selectors(text: &str) -> Result<Vec<(String, String)>> {
             )),
         })
         .collect()
-}
-
-/// Whether every keyword appears, case-insensitively, in the name, the
-/// description, or a label's key or value (no keywords: true).
-pub(crate) fn matches_search(
-    keywords: &[String],
-    name: &str,
-    description: &str,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let fields: Vec<String> = [name, description]
-        .into_iter()
-        .chain(labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
-        .map(str::to_lowercase)
-        .collect();
-    keywords.iter().all(|kw| {
-        let kw = kw.to_lowercase();
-        fields.iter().any(|f| f.contains(&kw))
-    })
 }
 
 /// Label keys discovery adds to a cloud database (origin `cloud`): shown with `-v` only.

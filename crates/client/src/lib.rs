@@ -7,6 +7,7 @@ pub mod db;
 pub mod discover;
 pub mod format;
 pub mod profile;
+pub mod query;
 pub mod term;
 
 use std::time::Duration;

@@ -90,7 +90,7 @@ pub enum Expr {
     HasPrefix(Value, Value),
     /// `exists(labels.KEY)`.
     Exists(String),
-    /// `search("kw", ...)`: every keyword found (see [`super::matches_search`]).
+    /// `search("kw", ...)`: every keyword found (see [`matches_search`]).
     Search(Vec<String>),
 }
 
@@ -162,7 +162,7 @@ impl Expr {
             Expr::Not(a) => !a.eval(r),
             Expr::HasPrefix(a, b) => r.get(a).starts_with(&r.get(b)),
             Expr::Exists(k) => r.labels.contains_key(k),
-            Expr::Search(kws) => super::matches_search(kws, r.name, r.description, r.labels),
+            Expr::Search(kws) => matches_search(kws, r.name, r.description, r.labels),
         }
     }
 }
@@ -550,10 +550,35 @@ impl Parser {
     }
 }
 
+/// Whether every keyword appears, case-insensitively, in the name, the
+/// description, or a label's key or value (no keywords: true).
+pub fn matches_search(
+    keywords: &[String],
+    name: &str,
+    description: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let fields: Vec<String> = [name, description]
+        .into_iter()
+        .chain(labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+        .map(str::to_lowercase)
+        .collect();
+    keywords.iter().all(|kw| {
+        let kw = kw.to_lowercase();
+        fields.iter().any(|f| f.contains(&kw))
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::tests::labels;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
     use super::*;
 
     fn check(q: &str, name: &str, l: &BTreeMap<String, String>) -> bool {
