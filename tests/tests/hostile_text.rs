@@ -216,6 +216,9 @@ fn teleport_escapes_an_error_from_the_proxy() {
     let mut agent = Agent::start(&dir.path().join("agent"), &config).unwrap();
     agent.wait_exit(std::time::Duration::from_secs(60)).unwrap();
     let log = agent.log();
-    assert!(log.contains("ERROR: denied "), "{log:?}");
+    assert!(
+        log.contains("ERROR: reaching the proxy failed: denied "),
+        "{log:?}"
+    );
     assert_escaped("teleport start", &log);
 }
