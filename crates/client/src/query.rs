@@ -505,21 +505,17 @@ impl Parser {
             }
         };
         match name {
-            "hasPrefix" => {
+            "hasPrefix" | "equals" => {
                 arity(2)?;
                 let mut it = args.into_iter().map(|(_, v)| v);
-                match (it.next(), it.next()) {
-                    (Some(a), Some(b)) => Ok(Expr::HasPrefix(a, b)),
-                    _ => Err(err("hasPrefix() takes 2 arguments", at)),
-                }
-            }
-            "equals" => {
-                arity(2)?;
-                let mut it = args.into_iter().map(|(_, v)| v);
-                match (it.next(), it.next()) {
-                    (Some(a), Some(b)) => Ok(Expr::Eq(a, b)),
-                    _ => Err(err("equals() takes 2 arguments", at)),
-                }
+                let (Some(a), Some(b)) = (it.next(), it.next()) else {
+                    return Err(err(format!("{name}() takes 2 arguments"), at));
+                };
+                Ok(if name == "equals" {
+                    Expr::Eq(a, b)
+                } else {
+                    Expr::HasPrefix(a, b)
+                })
             }
             "exists" => {
                 arity(1)?;
